@@ -1,0 +1,3 @@
+module github.com/gpufleet/gpufleet
+
+go 1.26.8

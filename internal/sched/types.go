@@ -1,0 +1,244 @@
+package sched
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/place"
+	"github.com/gpufleet/gpufleet/internal/quota"
+)
+
+// JobID names a job uniquely within a core.
+type JobID string
+
+// Kind is what sort of AI work a job is.
+type Kind uint8
+
+const (
+	Training Kind = iota
+	FineTuning
+	Batch
+	Service
+)
+
+var kindNames = [...]string{"training", "fine-tuning", "batch", "service"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// ParseKind reads a kind name.
+func ParseKind(s string) (Kind, error) {
+	for i, n := range kindNames {
+		if n == s {
+			return Kind(i), nil
+		}
+	}
+	return 0, fmt.Errorf("kind %q: want one of %s", s, strings.Join(kindNames[:], ", "))
+}
+
+// KindNames lists the kinds.
+func KindNames() []string { return append([]string(nil), kindNames[:]...) }
+
+// Gang is a set of identical replicas that start together. Elastic gangs
+// (MinReplicas < Replicas) start with MinReplicas and grow into free capacity.
+type Gang struct {
+	Name        string        `json:"name"`
+	Replicas    int           `json:"replicas"`
+	MinReplicas int           `json:"minReplicas,omitempty"`
+	Shape       place.Request `json:"shape"`
+}
+
+// Min is the number of replicas the gang needs to start.
+func (g *Gang) Min() int {
+	if g.MinReplicas > 0 && g.MinReplicas < g.Replicas {
+		return g.MinReplicas
+	}
+	return g.Replicas
+}
+
+// Topology constrains where a job's replicas may go. Level names a topology
+// level ("rack", "block", ...); Required keeps every replica of the job in
+// one domain of that level, otherwise the level is a preference: the core
+// uses the fewest domains it can and climbs levels only when it must.
+type Topology struct {
+	Level    string `json:"level,omitempty"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// Job is the unit of admission: all gangs start together or not at all.
+type Job struct {
+	ID       JobID  `json:"id"`
+	Tenant   string `json:"tenant"`
+	Queue    string `json:"queue"`
+	Kind     Kind   `json:"kind"`
+	Priority int32  `json:"priority"`
+	// Tier is the capacity tier the job draws quota from ("" is the default
+	// tier); together with the accelerator type it names a quota flavor.
+	Tier        string `json:"tier,omitempty"`
+	Preemptible bool   `json:"preemptible,omitempty"`
+	// NoticeSec is how long a preempted job keeps its resources before they
+	// count as free.
+	NoticeSec int64 `json:"noticeSec,omitempty"`
+	// CheckpointSec is how often the job checkpoints; work since the last
+	// checkpoint is lost on preemption.
+	CheckpointSec int64    `json:"checkpointSec,omitempty"`
+	Gangs         []Gang   `json:"gangs"`
+	Topology      Topology `json:"topology,omitempty"`
+	// EstimatedSec and MaxSec are runtime estimates; 0 means unknown.
+	EstimatedSec int64 `json:"estimatedSec,omitempty"`
+	MaxSec       int64 `json:"maxSec,omitempty"`
+}
+
+// Validate checks a job's own fields (not its queue or the fleet).
+func (j *Job) Validate() error {
+	if j.ID == "" {
+		return fmt.Errorf("id: must not be empty")
+	}
+	if j.Queue == "" {
+		return fmt.Errorf("queue: must not be empty")
+	}
+	if len(j.Gangs) == 0 {
+		return fmt.Errorf("gangs: a job needs at least one gang")
+	}
+	for i := range j.Gangs {
+		g := &j.Gangs[i]
+		if g.Replicas < 1 {
+			return fmt.Errorf("gangs[%d].replicas: %d, want at least 1", i, g.Replicas)
+		}
+		if g.MinReplicas < 0 || g.MinReplicas > g.Replicas {
+			return fmt.Errorf("gangs[%d].minReplicas: %d, want 0..%d", i, g.MinReplicas, g.Replicas)
+		}
+		if err := g.Shape.Validate(); err != nil {
+			return fmt.Errorf("gangs[%d].shape: %w", i, err)
+		}
+	}
+	if j.NoticeSec < 0 || j.CheckpointSec < 0 || j.EstimatedSec < 0 || j.MaxSec < 0 {
+		return fmt.Errorf("noticeSec, checkpointSec, estimatedSec and maxSec must not be negative")
+	}
+	return nil
+}
+
+// Replicas counts the job's replicas over all gangs.
+func (j *Job) Replicas() int {
+	n := 0
+	for i := range j.Gangs {
+		n += j.Gangs[i].Replicas
+	}
+	return n
+}
+
+// Event is a fact the core records. Events decide nothing by themselves;
+// Schedule decides.
+type Event interface{ isEvent() }
+
+// JobSubmitted adds a pending job.
+type JobSubmitted struct{ Job Job }
+
+// JobCancelled removes a job, pending or running.
+type JobCancelled struct{ ID JobID }
+
+// JobFinished reports a running job's successful end.
+type JobFinished struct{ ID JobID }
+
+// JobFailed reports a running job's failure; Requeue asks to run it again.
+type JobFailed struct {
+	ID      JobID
+	Reason  string
+	Requeue bool
+}
+
+// NodeAdded adds a node to the fleet.
+type NodeAdded struct{ Node fleet.Node }
+
+// NodeFailed marks a node down and requeues every job on it.
+type NodeFailed struct {
+	Node   string
+	Reason string
+}
+
+// NodeDrained stops new work on a node and requeues the jobs on it.
+type NodeDrained struct{ Node string }
+
+// NodeReturned makes a failed or drained node schedulable again.
+type NodeReturned struct{ Node string }
+
+// QuotaChanged replaces one queue's quota for one flavor.
+type QuotaChanged struct {
+	Queue  string
+	Flavor string
+	Quota  quota.Limits
+}
+
+// TimeAdvanced moves the core's clock; Schedule also takes the time.
+type TimeAdvanced struct{ Now int64 }
+
+func (JobSubmitted) isEvent() {}
+func (JobCancelled) isEvent() {}
+func (JobFinished) isEvent()  {}
+func (JobFailed) isEvent()    {}
+func (NodeAdded) isEvent()    {}
+func (NodeFailed) isEvent()   {}
+func (NodeDrained) isEvent()  {}
+func (NodeReturned) isEvent() {}
+func (QuotaChanged) isEvent() {}
+func (TimeAdvanced) isEvent() {}
+
+// Action is a decision the core hands back to its driver.
+type Action interface{ isAction() }
+
+// Bind places one replica.
+type Bind struct {
+	Job     JobID
+	Gang    int
+	Replica int
+	Node    string
+	Devices []int // device indices on the node
+	Milli   int32 // milli on each device: 1000 for whole devices
+}
+
+// Preempt asks a running job (or, with Replicas set, some replicas of an
+// elastic job) to stop by Deadline; its resources count as free then.
+type Preempt struct {
+	Job      JobID
+	Deadline int64
+	Reason   string
+	// Replicas lists (gang, replica) pairs when an elastic job shrinks
+	// instead of stopping; empty means the whole job.
+	Replicas [][2]int
+}
+
+// Reject refuses a job for good.
+type Reject struct {
+	Job    JobID
+	Reason string
+}
+
+// Requeue puts a job that was running back to pending.
+type Requeue struct {
+	Job    JobID
+	Reason string
+}
+
+func (Bind) isAction()    {}
+func (Preempt) isAction() {}
+func (Reject) isAction()  {}
+func (Requeue) isAction() {}
+
+func (a Bind) String() string {
+	return fmt.Sprintf("bind %s gang=%d replica=%d node=%s devices=%v milli=%d", a.Job, a.Gang, a.Replica, a.Node, a.Devices, a.Milli)
+}
+
+func (a Preempt) String() string {
+	if len(a.Replicas) > 0 {
+		return fmt.Sprintf("shrink %s replicas=%v deadline=%d reason=%q", a.Job, a.Replicas, a.Deadline, a.Reason)
+	}
+	return fmt.Sprintf("preempt %s deadline=%d reason=%q", a.Job, a.Deadline, a.Reason)
+}
+
+func (a Reject) String() string  { return fmt.Sprintf("reject %s reason=%q", a.Job, a.Reason) }
+func (a Requeue) String() string { return fmt.Sprintf("requeue %s reason=%q", a.Job, a.Reason) }
