@@ -1,0 +1,50 @@
+// Package sched is gpufleet's scheduling core: a pure, deterministic state
+// machine. Events go in (Apply), one scheduling cycle runs on request
+// (Schedule(now)) and returns actions: binds, preemptions, rejections,
+// requeues. The core does no I/O, starts no goroutine, reads no clock and
+// draws random numbers only from the seed in its Config, so the same events
+// and times always give byte-identical actions. The live server and the
+// simulator both drive it and hold no scheduling logic of their own.
+package sched
+
+// Config selects the core's policies.
+type Config struct {
+	// Placement is the chain of placement stages by name, filters first and
+	// then scorers (see Stages). Empty means DefaultPlacement.
+	Placement []string `json:"placement,omitempty"`
+	// Candidates bounds how many feasible nodes the scorers rank for one
+	// replica: 0 picks a default that keeps a placement's cost independent of
+	// fleet size; -1 ranks every feasible node (what the fragmentation
+	// experiments of the literature do).
+	Candidates int `json:"candidates,omitempty"`
+	// NoBackfill turns off reservations for blocked gangs.
+	NoBackfill bool `json:"noBackfill,omitempty"`
+	// NoPreemption turns off preemption (reclaim and priority).
+	NoPreemption bool `json:"noPreemption,omitempty"`
+	// MaxBindsPerCycle bounds the jobs admitted in one Schedule call; 0 is
+	// unlimited.
+	MaxBindsPerCycle int `json:"maxBindsPerCycle,omitempty"`
+	// Seed drives every random choice the policies make.
+	Seed uint64 `json:"seed,omitempty"`
+}
+
+// Explanation is what the core can say about one job.
+type Explanation struct {
+	Job   JobID  `json:"job"`
+	State string `json:"state"`
+	// Reason is the current pending reason in plain words, or why the job
+	// stopped; empty while running.
+	Reason string `json:"reason,omitempty"`
+	// EarliestStart is the start the backfill reservation predicts from
+	// running jobs' estimated runtimes; -1 when unknown.
+	EarliestStart int64 `json:"earliestStart"`
+	// Nodes are the nodes a running job occupies, in bind order.
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// Job states as Explanation reports them.
+const (
+	StatePending    = "pending"
+	StateRunning    = "running"
+	StatePreempting = "preempting"
+)
