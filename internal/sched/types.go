@@ -174,19 +174,35 @@ type QuotaChanged struct {
 	Quota  quota.Limits
 }
 
+// QueuesChanged replaces the whole queue tree (tenants and queues created or
+// removed by an administrator). Usage is recomputed from running jobs.
+type QueuesChanged struct{ Specs []quota.Spec }
+
+// JobRestored re-establishes a running job with its exact bindings, as a
+// driver does after a restart from its durable store. The core checks that
+// the bindings fit the free capacity; it never allocates a device twice.
+type JobRestored struct {
+	Job   Job
+	Binds []Bind
+	// Start is when the job started running (for backfill estimates).
+	Start int64
+}
+
 // TimeAdvanced moves the core's clock; Schedule also takes the time.
 type TimeAdvanced struct{ Now int64 }
 
-func (JobSubmitted) isEvent() {}
-func (JobCancelled) isEvent() {}
-func (JobFinished) isEvent()  {}
-func (JobFailed) isEvent()    {}
-func (NodeAdded) isEvent()    {}
-func (NodeFailed) isEvent()   {}
-func (NodeDrained) isEvent()  {}
-func (NodeReturned) isEvent() {}
-func (QuotaChanged) isEvent() {}
-func (TimeAdvanced) isEvent() {}
+func (JobSubmitted) isEvent()  {}
+func (JobCancelled) isEvent()  {}
+func (JobFinished) isEvent()   {}
+func (JobFailed) isEvent()     {}
+func (NodeAdded) isEvent()     {}
+func (NodeFailed) isEvent()    {}
+func (NodeDrained) isEvent()   {}
+func (NodeReturned) isEvent()  {}
+func (QuotaChanged) isEvent()  {}
+func (TimeAdvanced) isEvent()  {}
+func (QueuesChanged) isEvent() {}
+func (JobRestored) isEvent()   {}
 
 // Action is a decision the core hands back to its driver.
 type Action interface{ isAction() }
