@@ -1,0 +1,70 @@
+package api
+
+// NodeInfo is what an agent declares about its node when it registers.
+type NodeInfo struct {
+	Name      string            `json:"name"`
+	Address   string            `json:"address"`         // host the node's replicas are reachable at (MASTER_ADDR)
+	Path      map[string]string `json:"path"`            // topology level -> domain name (region, zone, block, rack)
+	Accel     string            `json:"accel,omitempty"` // accelerator type, "" for CPU-only
+	Count     int               `json:"count"`
+	CPUMilli  int64             `json:"cpuMilli"`
+	MemoryMiB int64             `json:"memoryMiB"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// ReplicaKey names one attempt of one replica of a job.
+type ReplicaKey struct {
+	Job     string `json:"job"`
+	Gang    int    `json:"gang"`
+	Replica int    `json:"replica"`
+	Attempt int    `json:"attempt"`
+}
+
+// ReplicaStatus is what the agent reports of one replica process group.
+type ReplicaStatus struct {
+	ReplicaKey
+	State    string `json:"state"`            // "running" or "exited"
+	ExitCode int    `json:"exitCode"`         // when exited; -1 if killed by a signal
+	Signal   string `json:"signal,omitempty"` // e.g. "SIGTERM" when killed by one
+	PID      int    `json:"pid,omitempty"`
+}
+
+// LogChunk carries replica output from the agent to the server.
+type LogChunk struct {
+	ReplicaKey
+	Offset int64  `json:"offset"` // byte offset of Data in the replica's log
+	Data   []byte `json:"data"`
+}
+
+// HeartbeatRequest is sent by the agent every interval.
+type HeartbeatRequest struct {
+	Node     string          `json:"node"`
+	Replicas []ReplicaStatus `json:"replicas"`
+	Logs     []LogChunk      `json:"logs,omitempty"`
+}
+
+// Assignment is one replica the server wants running on the node.
+type Assignment struct {
+	ReplicaKey
+	Command []string          `json:"command"`
+	Env     map[string]string `json:"env"` // set by the server: CUDA_VISIBLE_DEVICES, GPUFLEET_GPU_MILLI, RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, GPUFLEET_JOB, ...
+}
+
+// StopOrder asks the agent to stop a replica: SIGTERM now, SIGKILL at the deadline.
+type StopOrder struct {
+	ReplicaKey
+	DeadlineUnixMilli int64 `json:"deadlineUnixMilli"`
+}
+
+// HeartbeatResponse is the server's desired state for the node. Run is the
+// complete set of replicas that should be running: the agent starts any that
+// it does not run and has not reported exited, adopts those it already runs,
+// and stops (SIGTERM, then SIGKILL after a short grace) any process it runs
+// that is in neither Run nor Stop. Ack lists exited replicas the server has
+// recorded durably, so the agent can stop reporting them.
+type HeartbeatResponse struct {
+	Run            []Assignment `json:"run"`
+	Stop           []StopOrder  `json:"stop"`
+	Ack            []ReplicaKey `json:"ack"`
+	IntervalMillis int          `json:"intervalMillis"`
+}
