@@ -1,0 +1,467 @@
+// Package store is the live control plane's durable state: tenants and
+// queues, access tokens (as hashes), nodes, and jobs with their bindings and
+// replica states, in one embedded bbolt file. Every write is committed with
+// fsync before it returns; concurrent job submissions share commits through
+// bbolt's batching, so many clients pay for one disk flush.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+)
+
+// FileName is the store's file inside a data directory.
+const FileName = "state.db"
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketTokens = []byte("tokens")
+	bucketQueues = []byte("queues")
+	bucketNodes  = []byte("nodes")
+	bucketJobs   = []byte("jobs")   // seq (8 bytes, big endian) -> Job
+	bucketJobIDs = []byte("jobids") // job id -> seq
+	bucketIdem   = []byte("idempotency")
+	allBuckets   = [][]byte{bucketMeta, bucketTokens, bucketQueues, bucketNodes, bucketJobs, bucketJobIDs, bucketIdem}
+
+	keyQueues = []byte("specs")
+)
+
+// ErrNotFound is returned for a missing record.
+var ErrNotFound = errors.New("not found")
+
+// DB is an open store.
+type DB struct {
+	bolt *bolt.DB
+	// created is true when Open made a new, empty store.
+	created bool
+}
+
+// Options tune an open store.
+type Options struct {
+	// BatchDelay is how long a submission waits for others to share its
+	// commit; 0 keeps bbolt's default.
+	BatchDelay time.Duration
+}
+
+// Open opens (creating when needed) the store in dir.
+func Open(dir string, opt Options) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	_, statErr := os.Stat(path)
+	b, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 2 * time.Second,
+		// The freelist is rebuilt on open instead of written on every
+		// commit: fewer pages per fsync for the same durability.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if opt.BatchDelay > 0 {
+		b.MaxBatchDelay = opt.BatchDelay
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	return &DB{bolt: b, created: os.IsNotExist(statErr)}, nil
+}
+
+// Created reports whether Open made a new store.
+func (d *DB) Created() bool { return d.created }
+
+// Close closes the file.
+func (d *DB) Close() error { return d.bolt.Close() }
+
+// Token roles.
+const (
+	RoleAdmin  = "admin"
+	RoleTenant = "tenant"
+	RoleNode   = "node"
+)
+
+// Token is an access token as stored: only its SHA-256 hash is kept.
+type Token struct {
+	Hash    string `json:"hash"`
+	Role    string `json:"role"`
+	Tenant  string `json:"tenant,omitempty"`
+	Created int64  `json:"created"`
+}
+
+// PutToken records a token.
+func (d *DB) PutToken(t Token) error {
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketTokens), []byte(t.Hash), t)
+	})
+}
+
+// Token looks a token up by hash.
+func (d *DB) Token(hash string) (Token, error) {
+	var t Token
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketTokens), []byte(hash), &t)
+	})
+	return t, err
+}
+
+// HasRole reports whether any token of the role exists.
+func (d *DB) HasRole(role string) (bool, error) {
+	found := false
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(_, v []byte) error {
+			var t Token
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			if t.Role == role {
+				found = true
+			}
+			return nil
+		})
+	})
+	return found, err
+}
+
+// Queues returns the queue tree's specs in creation order.
+func (d *DB) Queues() ([]quota.Spec, error) {
+	var specs []quota.Spec
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		err := getJSON(tx.Bucket(bucketQueues), keyQueues, &specs)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	return specs, err
+}
+
+// PutQueues replaces the queue tree's specs.
+func (d *DB) PutQueues(specs []quota.Spec) error {
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketQueues), keyQueues, specs)
+	})
+}
+
+// Node is a registered node.
+type Node struct {
+	Info       api.NodeInfo `json:"info"`
+	State      string       `json:"state"` // ready, down
+	Registered int64        `json:"registered"`
+}
+
+// Nodes returns every registered node by name order.
+func (d *DB) Nodes() ([]Node, error) {
+	var out []Node
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(_, v []byte) error {
+			var n Node
+			if err := json.Unmarshal(v, &n); err != nil {
+				return err
+			}
+			out = append(out, n)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Job states.
+const (
+	Pending    = "pending"
+	Running    = "running"
+	Preempting = "preempting"
+	Succeeded  = "succeeded"
+	Failed     = "failed"
+	Cancelled  = "cancelled"
+)
+
+// Terminal reports whether a job state is final.
+func Terminal(state string) bool {
+	return state == Succeeded || state == Failed || state == Cancelled
+}
+
+// Run is what the node agents execute for each replica of a job.
+type Run struct {
+	Command       []string          `json:"command"`
+	Env           map[string]string `json:"env,omitempty"`
+	RestartPolicy string            `json:"restartPolicy,omitempty"` // "never" or "gang"
+	MaxRestarts   int               `json:"maxRestarts,omitempty"`
+}
+
+// Replica states.
+const (
+	ReplicaStarting = "starting"
+	ReplicaRunning  = "running"
+	ReplicaExited   = "exited"
+	// ReplicaLost is a replica whose node went down before it reported an
+	// exit.
+	ReplicaLost = "lost"
+)
+
+// Replica is one bound replica of one attempt of a job.
+type Replica struct {
+	Gang    int               `json:"gang"`
+	Replica int               `json:"replica"`
+	Attempt int               `json:"attempt"`
+	Rank    int               `json:"rank"`
+	Node    string            `json:"node"`
+	Devices []int             `json:"devices,omitempty"`
+	Milli   int32             `json:"milli,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	State   string            `json:"state"`
+	Exit    int               `json:"exitCode,omitempty"`
+	Signal  string            `json:"signal,omitempty"`
+	// StopMs is the kill deadline (Unix ms) once the replica was asked to
+	// stop; 0 while it should run.
+	StopMs int64 `json:"stopMs,omitempty"`
+	// Shrunk marks a replica an elastic job gave back.
+	Shrunk bool `json:"shrunk,omitempty"`
+}
+
+// Gone reports whether the replica's process is known to be over.
+func (r *Replica) Gone() bool { return r.State == ReplicaExited || r.State == ReplicaLost }
+
+// Stopping records why the driver is stopping a job's current attempt and
+// what it tells the core once every process is gone.
+type Stopping struct {
+	Reason string `json:"reason"`
+	// Requeue sends the job back to pending; otherwise it fails.
+	Requeue bool `json:"requeue"`
+	// Preempted marks a stop the core asked for.
+	Preempted bool `json:"preempted,omitempty"`
+}
+
+// Job is a submitted job with everything the driver knows of it.
+type Job struct {
+	ID             string    `json:"id"`
+	Seq            uint64    `json:"seq"`
+	Name           string    `json:"name"`
+	Tenant         string    `json:"tenant"`
+	Queue          string    `json:"queue"`
+	Spec           sched.Job `json:"spec"`
+	Run            Run       `json:"run"`
+	IdempotencyKey string    `json:"idempotencyKey,omitempty"`
+	State          string    `json:"state"`
+	Reason         string    `json:"reason,omitempty"`
+	SubmittedMs    int64     `json:"submittedMs"`
+	StartedMs      int64     `json:"startedMs,omitempty"`
+	FinishedMs     int64     `json:"finishedMs,omitempty"`
+	Attempt        int       `json:"attempt"`
+	Restarts       int       `json:"restarts,omitempty"`
+	MasterPort     int       `json:"masterPort,omitempty"`
+	Replicas       []Replica `json:"replicas,omitempty"`
+	// Stale holds replicas of earlier attempts whose processes have not
+	// been seen to exit yet; agents are told to stop them.
+	Stale    []Replica `json:"stale,omitempty"`
+	Stopping *Stopping `json:"stopping,omitempty"`
+}
+
+// Submission is one job to add, with its idempotency scope.
+type Submission struct {
+	Tenant string
+	// Key is the idempotency key; BodyHash tells a replay from a different
+	// request that reuses the key.
+	Key      string
+	BodyHash string
+	// Build makes the job record once its sequence number is known.
+	Build func(seq uint64) Job
+}
+
+// ErrKeyReused is returned when an idempotency key comes back with a
+// different request body.
+var ErrKeyReused = errors.New("idempotency key was used for a different request")
+
+type idemRecord struct {
+	Job      string `json:"job"`
+	BodyHash string `json:"bodyHash"`
+}
+
+// Submit durably adds a job, or returns the job an earlier submission with
+// the same idempotency key created (created false). Concurrent calls share
+// commits.
+func (d *DB) Submit(s Submission) (job Job, created bool, err error) {
+	err = d.bolt.Batch(func(tx *bolt.Tx) error {
+		created = false
+		idem := tx.Bucket(bucketIdem)
+		var ikey []byte
+		if s.Key != "" {
+			ikey = []byte(s.Tenant + "\x00" + s.Key)
+			var rec idemRecord
+			switch err := getJSON(idem, ikey, &rec); {
+			case err == nil:
+				if rec.BodyHash != s.BodyHash {
+					return ErrKeyReused
+				}
+				return getJob(tx, rec.Job, &job)
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+		}
+		jobs := tx.Bucket(bucketJobs)
+		seq, err := jobs.NextSequence()
+		if err != nil {
+			return err
+		}
+		job = s.Build(seq)
+		job.Seq = seq
+		job.Tenant = s.Tenant
+		job.IdempotencyKey = s.Key
+		ids := tx.Bucket(bucketJobIDs)
+		if ids.Get([]byte(job.ID)) != nil {
+			return fmt.Errorf("job %s exists", job.ID)
+		}
+		if err := putJob(tx, &job); err != nil {
+			return err
+		}
+		if ikey != nil {
+			if err := putJSON(idem, ikey, idemRecord{Job: job.ID, BodyHash: s.BodyHash}); err != nil {
+				return err
+			}
+		}
+		created = true
+		return nil
+	})
+	return job, created, err
+}
+
+// PutJobs writes job records in one commit.
+func (d *DB) PutJobs(jobs []*Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		for _, j := range jobs {
+			if err := putJob(tx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteJob removes a job and its idempotency record (a submission the
+// core refused).
+func (d *DB) DeleteJob(j *Job) error {
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketJobs).Delete(seqKey(j.Seq)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketJobIDs).Delete([]byte(j.ID)); err != nil {
+			return err
+		}
+		if j.IdempotencyKey != "" {
+			return tx.Bucket(bucketIdem).Delete([]byte(j.Tenant + "\x00" + j.IdempotencyKey))
+		}
+		return nil
+	})
+}
+
+// Job reads one job by id.
+func (d *DB) Job(id string) (Job, error) {
+	var j Job
+	err := d.bolt.View(func(tx *bolt.Tx) error { return getJob(tx, id, &j) })
+	return j, err
+}
+
+// Jobs calls fn for every job in submission order until fn returns false.
+func (d *DB) Jobs(fn func(*Job) bool) error {
+	return d.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("job record %x: %w", k, err)
+			}
+			if !fn(&j) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// PutNode records a node.
+func (d *DB) PutNode(n Node) error {
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketNodes), []byte(n.Info.Name), n)
+	})
+}
+
+// Commit writes nodes and jobs in one transaction.
+func (d *DB) Commit(nodes []*Node, jobs []*Job) error {
+	if len(nodes) == 0 && len(jobs) == 0 {
+		return nil
+	}
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		for _, n := range nodes {
+			if err := putJSON(tx.Bucket(bucketNodes), []byte(n.Info.Name), n); err != nil {
+				return err
+			}
+		}
+		for _, j := range jobs {
+			if err := putJob(tx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+func putJob(tx *bolt.Tx, j *Job) error {
+	if err := putJSON(tx.Bucket(bucketJobs), seqKey(j.Seq), j); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketJobIDs).Put([]byte(j.ID), seqKey(j.Seq))
+}
+
+func getJob(tx *bolt.Tx, id string, j *Job) error {
+	k := tx.Bucket(bucketJobIDs).Get([]byte(id))
+	if k == nil {
+		return ErrNotFound
+	}
+	return getJSON(tx.Bucket(bucketJobs), k, j)
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, data)
+}
+
+func getJSON(b *bolt.Bucket, k []byte, v any) error {
+	data := b.Get(k)
+	if data == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(data, v)
+}
