@@ -1,11 +1,84 @@
 package sched
 
 import (
-	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/google/btree"
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
+
+type jobState uint8
+
+const (
+	jPending jobState = iota
+	jRunning
+	jPreempting
+	jDone
+)
+
+// replica is one placed replica of a running job.
+type replica struct {
+	gang, idx int
+	node      int
+	choice    place.Choice
+	// leaving is the deadline of a shrink in progress; 0 otherwise.
+	leaving int64
+}
+
+// job is the core's record of one job.
+type job struct {
+	Job
+	seq       uint64
+	queue     int
+	state     jobState
+	submitted int64
+	started   int64
+	reps      []replica
+	gangType  []int // catalog index chosen per gang while placed; -1 CPU-only
+	demand    quota.Demand
+	deadline  int64 // end of the preemption notice
+	endAt     int64 // key of the job in Core.ends, 0 when absent
+	reason    string
+	earliest  int64
+	// awaiting is when the victims preempted for this job leave; while it
+	// lies in the future the job does not preempt again.
+	awaiting int64
+	// never is set for jobs no node of the fleet could ever hold.
+	never string
+}
+
+func (j *job) finishesBy() int64 {
+	if j.EstimatedSec <= 0 {
+		return 0
+	}
+	return j.started + j.EstimatedSec
+}
+
+func pendingLess(a, b *job) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.seq < b.seq
+}
+
+type endKey struct {
+	end int64
+	seq uint64
+	j   *job
+}
+
+func endLess(a, b endKey) bool {
+	if a.end != b.end {
+		return a.end < b.end
+	}
+	return a.seq < b.seq
+}
 
 // Core is the scheduling state machine. It is not safe for concurrent use:
 // one driver goroutine owns it.
@@ -13,18 +86,554 @@ type Core struct {
 	cfg    Config
 	fleet  *fleet.Fleet
 	queues *quota.Tree
+	pipe   *pipeline
+	rng    *rand.Rand
+	now    int64
+	seq    uint64
+
+	idx        *index
+	jobs       map[JobID]*job
+	pending    []*btree.BTreeG[*job] // per queue index
+	running    map[JobID]*job
+	ends       *btree.BTreeG[endKey] // running jobs with runtime estimates
+	nodeJobs   [][]*job
+	outbox     []Action
+	profiles   []profile
+	pcg        *rand.PCG
+	workload   place.Workload
+	classes    map[string]int
+	preempting map[JobID]*job
+	elastic    map[JobID]*job
+	// Reusable buffers.
+	cand []cand
 }
 
-// New builds a core over a fleet and a queue tree.
+// New builds a core over a fleet and a queue tree. The core takes ownership
+// of both; nodes and queues change afterwards only through events.
 func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
-	return &Core{cfg: cfg, fleet: f, queues: q}, nil
+	if f == nil {
+		var err error
+		if f, err = fleet.New(nil, nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	if q == nil {
+		var err error
+		if q, err = quota.New(nil); err != nil {
+			return nil, err
+		}
+	}
+	c := &Core{
+		cfg:        cfg,
+		fleet:      f,
+		queues:     q,
+		jobs:       map[JobID]*job{},
+		classes:    map[string]int{},
+		preempting: map[JobID]*job{},
+		elastic:    map[JobID]*job{},
+		running:    map[JobID]*job{},
+		ends:       btree.NewG(16, endLess),
+	}
+	c.pcg = rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)
+	c.rng = rand.New(c.pcg)
+	c.idx = newIndex(f)
+	c.nodeJobs = make([][]*job, len(f.Nodes))
+	for i := range f.Nodes {
+		c.addProfile(&f.Nodes[i])
+	}
+	c.resetPending()
+	pipe, err := c.buildPipeline(cfg.Placement)
+	if err != nil {
+		return nil, err
+	}
+	c.pipe = pipe
+	return c, nil
 }
 
-// Apply records one event.
-func (c *Core) Apply(ev Event) error { return errors.New("sched: not implemented yet") }
+func (c *Core) resetPending() {
+	c.pending = make([]*btree.BTreeG[*job], c.queues.Len())
+	for i := range c.pending {
+		c.pending[i] = btree.NewG(8, pendingLess)
+	}
+}
 
-// Schedule runs one cycle at time now and returns the actions decided.
-func (c *Core) Schedule(now int64) []Action { return nil }
+// Fleet returns the fleet the core schedules (read-only for callers).
+func (c *Core) Fleet() *fleet.Fleet { return c.fleet }
+
+// Queues returns the queue tree with current usage (read-only for callers).
+func (c *Core) Queues() *quota.Tree { return c.queues }
+
+// Now is the latest time the core has seen.
+func (c *Core) Now() int64 { return c.now }
+
+// NodeState returns the allocatable state of node i (read-only).
+func (c *Core) NodeState(i int) *place.Node { return c.idx.nodes[i] }
+
+// Apply records one event. It decides nothing; Schedule decides.
+func (c *Core) Apply(ev Event) error {
+	switch e := ev.(type) {
+	case JobSubmitted:
+		return c.submit(e.Job)
+	case JobCancelled:
+		j, err := c.lookup(e.ID)
+		if err != nil {
+			return err
+		}
+		c.retire(j)
+		return nil
+	case JobFinished:
+		j, err := c.lookup(e.ID)
+		if err != nil {
+			return err
+		}
+		if j.state != jRunning && j.state != jPreempting {
+			return fmt.Errorf("job %s: finished but it is not running", e.ID)
+		}
+		c.retire(j)
+		return nil
+	case JobFailed:
+		j, err := c.lookup(e.ID)
+		if err != nil {
+			return err
+		}
+		if j.state != jRunning && j.state != jPreempting {
+			return fmt.Errorf("job %s: failed but it is not running", e.ID)
+		}
+		if !e.Requeue {
+			c.retire(j)
+			return nil
+		}
+		c.release(j)
+		j.reason = "requeued: " + e.Reason
+		c.enqueue(j)
+		return nil
+	case NodeAdded:
+		i, err := c.fleet.AddNode(e.Node)
+		if err != nil {
+			return err
+		}
+		c.idx.addNode(i)
+		c.nodeJobs = append(c.nodeJobs, nil)
+		c.addProfile(&c.fleet.Nodes[i])
+		return nil
+	case NodeFailed:
+		return c.nodeDown(e.Node, fleet.Down, "node "+e.Node+" failed: "+e.Reason)
+	case NodeDrained:
+		return c.nodeDown(e.Node, fleet.Draining, "node "+e.Node+" drained")
+	case NodeReturned:
+		i, ok := c.fleet.NodeIndex(e.Node)
+		if !ok {
+			return fmt.Errorf("node %q: not in the fleet", e.Node)
+		}
+		c.fleet.Nodes[i].State = fleet.Ready
+		c.idx.setSchedulable(i, true)
+		return nil
+	case QuotaChanged:
+		q := c.queues.Queue(e.Queue)
+		if q < 0 {
+			return fmt.Errorf("queue %q: not in the queue tree", e.Queue)
+		}
+		return c.queues.SetLimits(q, e.Flavor, e.Quota)
+	case QueuesChanged:
+		return c.replaceQueues(e.Specs)
+	case JobRestored:
+		return c.restore(e)
+	case TimeAdvanced:
+		if e.Now > c.now {
+			c.now = e.Now
+		}
+		return nil
+	}
+	return fmt.Errorf("event %T: not known to the core", ev)
+}
+
+func (c *Core) lookup(id JobID) (*job, error) {
+	j, ok := c.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %q: not known", id)
+	}
+	return j, nil
+}
+
+func (c *Core) newJob(spec Job) (*job, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("job %q: %w", spec.ID, err)
+	}
+	if _, dup := c.jobs[spec.ID]; dup {
+		return nil, fmt.Errorf("job %q: already known", spec.ID)
+	}
+	q := c.queues.Queue(spec.Queue)
+	if q < 0 || !c.queues.IsLeaf(q) {
+		return nil, fmt.Errorf("job %q: queue %q is not a leaf queue of the tree", spec.ID, spec.Queue)
+	}
+	if spec.Tenant != "" && c.queues.Tenant(q) != spec.Tenant {
+		return nil, fmt.Errorf("job %q: queue %q belongs to tenant %q, not %q", spec.ID, spec.Queue, c.queues.Tenant(q), spec.Tenant)
+	}
+	spec.Gangs = append([]Gang(nil), spec.Gangs...)
+	c.seq++
+	j := &job{Job: spec, seq: c.seq, queue: q, submitted: c.now, earliest: -1}
+	if spec.Topology.Level != "" && !contains(c.fleet.Levels, spec.Topology.Level) {
+		return nil, fmt.Errorf("job %q: topology level %q: want one of %s", spec.ID, spec.Topology.Level, strings.Join(c.fleet.Levels, ", "))
+	}
+	j.never = c.impossible(j)
+	return j, nil
+}
+
+func (c *Core) submit(spec Job) error {
+	j, err := c.newJob(spec)
+	if err != nil {
+		return err
+	}
+	c.jobs[j.ID] = j
+	c.observe(j)
+	if j.never != "" {
+		j.state = jDone
+		j.reason = j.never
+		c.outbox = append(c.outbox, Reject{Job: j.ID, Reason: j.never})
+		delete(c.jobs, j.ID)
+		return nil
+	}
+	c.enqueue(j)
+	return nil
+}
+
+// impossible says why no node of the fleet could ever hold one replica of
+// some gang, or "" when one could. It checks the distinct node profiles, so
+// its cost does not grow with the fleet.
+func (c *Core) impossible(j *job) string {
+	for gi := range j.Gangs {
+		r := &j.Gangs[gi].Shape
+		for _, a := range r.Accel {
+			if c.fleet.Catalog.Index(a) < 0 {
+				return fmt.Sprintf("gang %d: accelerator type %q is not in the catalog (%v)", gi, a, c.fleet.Catalog.Names())
+			}
+		}
+		if len(c.profiles) == 0 {
+			continue // an empty fleet may still grow
+		}
+		ok := false
+		for _, p := range c.profiles {
+			if r.Accepts(p.accel) && p.cpu >= r.CPUMilli && p.mem >= r.MemoryMiB && p.count >= r.Devices &&
+				!(r.Devices == 0 && r.Milli > 0 && p.count == 0) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fmt.Sprintf("no node in the fleet can ever hold one replica of gang %d (%s)", gi, shapeText(r))
+		}
+	}
+	return ""
+}
+
+// profile is one distinct kind of node in the fleet.
+type profile struct {
+	accel    string
+	count    int
+	cpu, mem int64
+}
+
+func (c *Core) addProfile(n *fleet.Node) {
+	p := profile{accel: n.Accel, count: n.Count, cpu: n.CPUMilli, mem: n.MemoryMiB}
+	for _, q := range c.profiles {
+		if q == p {
+			return
+		}
+	}
+	c.profiles = append(c.profiles, p)
+}
+
+func (c *Core) enqueue(j *job) {
+	j.state = jPending
+	j.reps = nil
+	j.gangType = nil
+	j.demand = nil
+	c.pending[j.queue].ReplaceOrInsert(j)
+}
+
+// release frees everything a placed job holds and forgets its placement.
+func (c *Core) release(j *job) {
+	if j.state != jRunning && j.state != jPreempting {
+		return
+	}
+	for i := range j.reps {
+		c.releaseReplica(j, &j.reps[i])
+	}
+	if j.demand != nil {
+		neg := quota.Demand{}
+		for f, v := range j.demand {
+			neg[f] = -v
+		}
+		c.queues.Add(j.queue, neg)
+	}
+	delete(c.running, j.ID)
+	delete(c.preempting, j.ID)
+	if j.endAt > 0 {
+		c.ends.Delete(endKey{end: j.endAt, seq: j.seq, j: j})
+		j.endAt = 0
+	}
+	j.reps, j.demand, j.gangType = nil, nil, nil
+	j.state = jPending
+}
+
+func (c *Core) releaseReplica(j *job, r *replica) {
+	c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, -1)
+	js := c.nodeJobs[r.node]
+	for k, x := range js {
+		if x == j {
+			c.nodeJobs[r.node] = append(js[:k:k], js[k+1:]...)
+			break
+		}
+	}
+}
+
+// retire ends a job for good, whatever its state.
+func (c *Core) retire(j *job) {
+	switch j.state {
+	case jPending:
+		c.pending[j.queue].Delete(j)
+	case jRunning, jPreempting:
+		c.release(j)
+	}
+	j.state = jDone
+	delete(c.jobs, j.ID)
+}
+
+func (c *Core) nodeDown(name string, st fleet.NodeState, reason string) error {
+	i, ok := c.fleet.NodeIndex(name)
+	if !ok {
+		return fmt.Errorf("node %q: not in the fleet", name)
+	}
+	c.fleet.Nodes[i].State = st
+	c.idx.setSchedulable(i, false)
+	victims := append([]*job(nil), c.nodeJobs[i]...)
+	sort.Slice(victims, func(a, b int) bool { return victims[a].seq < victims[b].seq })
+	seen := map[*job]bool{}
+	for _, j := range victims {
+		if seen[j] {
+			continue
+		}
+		seen[j] = true
+		c.release(j)
+		j.reason = "requeued: " + reason
+		c.enqueue(j)
+		c.outbox = append(c.outbox, Requeue{Job: j.ID, Reason: reason})
+	}
+	return nil
+}
+
+func (c *Core) replaceQueues(specs []quota.Spec) error {
+	t, err := quota.New(specs)
+	if err != nil {
+		return err
+	}
+	old := c.queues
+	c.queues = t
+	oldPending := c.pending
+	c.resetPending()
+	// Running jobs keep running; their usage moves to the new tree.
+	ids := make([]*job, 0, len(c.jobs))
+	for _, j := range c.jobs {
+		ids = append(ids, j)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a].seq < ids[b].seq })
+	for _, j := range ids {
+		q := t.Queue(j.Queue)
+		if q < 0 || !t.IsLeaf(q) {
+			if j.state == jPending {
+				oldPending[j.queue].Delete(j)
+				c.outbox = append(c.outbox, Reject{Job: j.ID, Reason: fmt.Sprintf("queue %q was removed", j.Queue)})
+				j.state = jDone
+				delete(c.jobs, j.ID)
+				continue
+			}
+			q = 0 // a running job of a removed queue is charged to nobody
+		}
+		j.queue = q
+		if j.state == jPending {
+			c.pending[q].ReplaceOrInsert(j)
+			continue
+		}
+		if j.demand != nil && q > 0 {
+			j.demand = c.demandFor(j, j.gangType)
+			c.queues.Add(q, j.demand)
+		}
+	}
+	_ = old
+	return nil
+}
+
+// demandFor is a job's quota demand per flavor index when its gangs run on
+// the given catalog types, with the current replica counts. Flavors missing
+// from the tree map to -1.
+func (c *Core) demandFor(j *job, types []int) quota.Demand {
+	d := quota.Demand{}
+	counts := make([]int, len(j.Gangs))
+	for _, r := range j.reps {
+		if r.leaving == 0 {
+			counts[r.gang]++
+		}
+	}
+	if len(j.reps) == 0 {
+		for g := range j.Gangs {
+			counts[g] = j.Gangs[g].Min()
+		}
+	}
+	for g := range j.Gangs {
+		if types[g] < 0 {
+			continue
+		}
+		f := c.queues.FlavorIndex(quota.Flavor(c.fleet.Catalog.Types[types[g]].Name, j.Tier))
+		d[f] += int64(counts[g]) * j.Gangs[g].Shape.GPUMilli()
+	}
+	return d
+}
+
+func (c *Core) restore(e JobRestored) error {
+	j, err := c.newJob(e.Job)
+	if err != nil {
+		return err
+	}
+	want := 0
+	for g := range j.Gangs {
+		want += j.Gangs[g].Min()
+	}
+	if len(e.Binds) < want {
+		return fmt.Errorf("job %q: restored with %d binds, needs at least %d", j.ID, len(e.Binds), want)
+	}
+	j.gangType = make([]int, len(j.Gangs))
+	for g := range j.gangType {
+		j.gangType[g] = -2
+	}
+	var done []replica
+	undo := func() {
+		for i := len(done) - 1; i >= 0; i-- {
+			c.idx.take(done[i].node, &j.Gangs[done[i].gang].Shape, done[i].choice, -1)
+		}
+	}
+	for k, b := range e.Binds {
+		if b.Gang < 0 || b.Gang >= len(j.Gangs) {
+			undo()
+			return fmt.Errorf("job %q: binds[%d].gang %d out of range", j.ID, k, b.Gang)
+		}
+		n, ok := c.fleet.NodeIndex(b.Node)
+		if !ok {
+			undo()
+			return fmt.Errorf("job %q: binds[%d].node %q not in the fleet", j.ID, k, b.Node)
+		}
+		r := &j.Gangs[b.Gang].Shape
+		ch := place.Choice{Node: n, Devices: append([]int(nil), b.Devices...), Milli: b.Milli}
+		if err := c.checkChoice(n, r, ch); err != nil {
+			undo()
+			return fmt.Errorf("job %q: binds[%d]: %w", j.ID, k, err)
+		}
+		ti := c.idx.nodeType[n]
+		if j.gangType[b.Gang] == -2 {
+			j.gangType[b.Gang] = ti
+		}
+		c.idx.take(n, r, ch, +1)
+		done = append(done, replica{gang: b.Gang, idx: b.Replica, node: n, choice: ch})
+	}
+	for g := range j.gangType {
+		if j.gangType[g] == -2 {
+			j.gangType[g] = -1
+		}
+	}
+	c.jobs[j.ID] = j
+	j.reps = done
+	for _, r := range done {
+		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
+	}
+	j.demand = c.demandFor(j, j.gangType)
+	delete(j.demand, -1)
+	c.queues.Add(j.queue, j.demand)
+	c.markRunning(j, e.Start)
+	return nil
+}
+
+// checkChoice verifies that a concrete choice fits node n right now.
+func (c *Core) checkChoice(n int, r *place.Request, ch place.Choice) error {
+	pn := c.idx.nodes[n]
+	if !r.Accepts(pn.Accel) {
+		return fmt.Errorf("node %s has %q accelerators, the gang accepts %v", c.fleet.Nodes[n].Name, pn.Accel, r.Accel)
+	}
+	if pn.CPUFree < r.CPUMilli || pn.MemFree < r.MemoryMiB {
+		return fmt.Errorf("node %s lacks CPU or memory", c.fleet.Nodes[n].Name)
+	}
+	want := r.Devices
+	milli := int32(place.Whole)
+	if r.Devices == 0 && r.Milli > 0 {
+		want, milli = 1, r.Milli
+	}
+	if len(ch.Devices) != want || (want > 0 && ch.Milli != milli) {
+		return fmt.Errorf("node %s: %d devices of %d milli bound, the gang asks %d of %d", c.fleet.Nodes[n].Name, len(ch.Devices), ch.Milli, want, milli)
+	}
+	seen := map[int]bool{}
+	for _, d := range ch.Devices {
+		if d < 0 || d >= len(pn.Free) || seen[d] {
+			return fmt.Errorf("node %s: device %d invalid or repeated", c.fleet.Nodes[n].Name, d)
+		}
+		seen[d] = true
+		if pn.Free[d] < milli {
+			return fmt.Errorf("node %s: device %d has %d milli free, %d asked: it is already bound", c.fleet.Nodes[n].Name, d, pn.Free[d], milli)
+		}
+	}
+	return nil
+}
+
+func (c *Core) markRunning(j *job, start int64) {
+	j.state = jRunning
+	j.started = start
+	j.reason = ""
+	j.earliest = -1
+	c.running[j.ID] = j
+	if e := j.finishesBy(); e > 0 {
+		c.setEnd(j, e)
+	}
+}
 
 // Explain reports a job's state and pending reason.
-func (c *Core) Explain(id JobID) (Explanation, bool) { return Explanation{}, false }
+func (c *Core) Explain(id JobID) (Explanation, bool) {
+	j, ok := c.jobs[id]
+	if !ok {
+		return Explanation{}, false
+	}
+	ex := Explanation{Job: id, Reason: j.reason, EarliestStart: j.earliest}
+	switch j.state {
+	case jPending:
+		ex.State = StatePending
+		if ex.Reason == "" {
+			ex.Reason = "waiting for the next scheduling cycle"
+		}
+		if ex.EarliestStart < 0 && !c.cfg.NoBackfill {
+			ex.EarliestStart = c.earliestStart(j)
+		}
+	case jRunning:
+		ex.State = StateRunning
+		ex.Reason = ""
+	case jPreempting:
+		ex.State = StatePreempting
+	}
+	seen := map[int]bool{}
+	for _, r := range j.reps {
+		if !seen[r.node] {
+			seen[r.node] = true
+			ex.Nodes = append(ex.Nodes, c.fleet.Nodes[r.node].Name)
+		}
+	}
+	return ex, true
+}
+
+func shapeText(r *place.Request) string {
+	acc := "any accelerator"
+	if len(r.Accel) > 0 {
+		acc = fmt.Sprint(r.Accel)
+	}
+	switch {
+	case r.Devices > 0:
+		return fmt.Sprintf("%d x %s, cpu %dm, memory %dMi", r.Devices, acc, r.CPUMilli, r.MemoryMiB)
+	case r.Milli > 0:
+		return fmt.Sprintf("%d milli of one %s, cpu %dm, memory %dMi", r.Milli, acc, r.CPUMilli, r.MemoryMiB)
+	}
+	return fmt.Sprintf("cpu %dm, memory %dMi", r.CPUMilli, r.MemoryMiB)
+}

@@ -1,0 +1,258 @@
+package sched
+
+import (
+	"fmt"
+
+	"github.com/gpufleet/gpufleet/internal/place"
+	"github.com/gpufleet/gpufleet/internal/quota"
+)
+
+// outcome is the result of trying to place a whole job.
+type outcome struct {
+	t      *try
+	types  []int
+	demand quota.Demand
+	// why is the reason the job could not be placed, in plain words.
+	why string
+	// refusal is set when the queue tree, not capacity, stopped the job.
+	refusal *quota.Refusal
+}
+
+const domainTries = 8
+
+// plan tries to place job j (its gangs at their minimum sizes) and, on
+// success, leaves the replicas allocated in the index (not yet in the quota
+// tree). On failure nothing stays allocated.
+func (c *Core) plan(j *job, h *hold) outcome {
+	t := &try{j: j, hold: h}
+	out := outcome{t: t}
+	levels := []int{-1} // -1: the whole fleet
+	if j.Topology.Level != "" {
+		lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
+		if j.Topology.Required {
+			levels = []int{lvl}
+		} else {
+			levels = levels[:0]
+			for l := lvl; l >= 0; l-- {
+				levels = append(levels, l)
+			}
+			levels = append(levels, -1)
+		}
+	}
+	for _, lvl := range levels {
+		for _, d := range c.candidateDomains(j, lvl) {
+			if c.fillJob(j, t, d, &out) {
+				out.why, out.refusal = "", nil
+				return out
+			}
+		}
+	}
+	if out.why == "" || out.refusal == nil {
+		out.why = c.capacityReason(j, h)
+		out.refusal = nil
+	}
+	return out
+}
+
+// candidateDomains lists the domains of a level that could hold the job's
+// first gang, tightest first (loosest first with spread).
+func (c *Core) candidateDomains(j *job, lvl int) []int {
+	if lvl < 0 {
+		return []int{0}
+	}
+	g0 := &j.Gangs[0]
+	need := int32(g0.Min())
+	gsize := g0.Shape.Devices
+	if gsize == 0 {
+		gsize, need = 1, 1
+	}
+	var out []int
+	seen := map[int]bool{}
+	for _, ti := range c.typeOptions(&g0.Shape) {
+		if ti < 0 {
+			return c.allDomains(lvl)
+		}
+		tr := c.idx.treesFor(ti, gsize)[lvl]
+		n := 0
+		add := func(k domKey) bool {
+			if k.fit < need {
+				return false
+			}
+			if !seen[int(k.dom)] {
+				seen[int(k.dom)] = true
+				out = append(out, int(k.dom))
+			}
+			n++
+			return n < domainTries
+		}
+		if c.pipe.spread {
+			tr.Descend(add)
+		} else {
+			tr.AscendGreaterOrEqual(domKey{fit: need}, add)
+		}
+	}
+	return out
+}
+
+func (c *Core) allDomains(lvl int) []int {
+	out := make([]int, 0, len(c.idx.levelDoms[lvl]))
+	for _, d := range c.idx.levelDoms[lvl] {
+		out = append(out, int(d))
+		if len(out) == domainTries {
+			break
+		}
+	}
+	return out
+}
+
+// fillJob places every gang of j below domain d, trying each gang's
+// accelerator types in order, checking quota for each choice.
+func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
+	types := make([]int, len(j.Gangs))
+	demand := quota.Demand{}
+	for g := range j.Gangs {
+		gang := &j.Gangs[g]
+		done := false
+		for _, ti := range c.typeOptions(&gang.Shape) {
+			var f int
+			var add int64
+			if ti >= 0 {
+				fl := quota.Flavor(c.fleet.Catalog.Types[ti].Name, j.Tier)
+				f = c.queues.FlavorIndex(fl)
+				add = int64(gang.Min()) * gang.Shape.GPUMilli()
+				if f < 0 {
+					out.why = fmt.Sprintf("no queue has quota for flavor %s", fl)
+					out.refusal = &quota.Refusal{Queue: j.queue, Flavor: -1, Reason: out.why}
+					continue
+				}
+				trial := quota.Demand{}
+				for k, v := range demand {
+					trial[k] = v
+				}
+				trial[f] += add
+				if r := c.queues.Check(j.queue, trial); r != nil {
+					out.why, out.refusal = r.Reason, r
+					continue
+				}
+			}
+			mark := len(t.reps)
+			if c.placeGang(t, g, ti, d, 0, gang.Min()) == gang.Min() {
+				types[g] = ti
+				if ti >= 0 {
+					demand[f] += add
+				}
+				done = true
+				break
+			}
+			c.undoTo(t, mark)
+			if out.refusal == nil {
+				out.why = ""
+			}
+		}
+		if !done {
+			c.undo(t)
+			return false
+		}
+	}
+	out.types, out.demand = types, demand
+	return true
+}
+
+func (c *Core) undoTo(t *try, mark int) {
+	for i := len(t.reps) - 1; i >= mark; i-- {
+		r := t.reps[i]
+		c.idx.take(r.node, &t.j.Gangs[r.gang].Shape, r.choice, -1)
+	}
+	t.reps = t.reps[:mark]
+}
+
+// capacityReason explains in plain words why the fleet could not hold j.
+func (c *Core) capacityReason(j *job, h *hold) string {
+	g := &j.Gangs[0]
+	for gi := range j.Gangs {
+		if j.Gangs[gi].Shape.Devices*j.Gangs[gi].Min() > g.Shape.Devices*g.Min() {
+			g = &j.Gangs[gi]
+		}
+	}
+	r := &g.Shape
+	opts := c.typeOptions(r)
+	ti := opts[0]
+	if ti < 0 {
+		return fmt.Sprintf("needs %d replicas of %s; no schedulable node has that CPU and memory free", g.Min(), shapeText(r))
+	}
+	tname := c.fleet.Catalog.Types[ti].Name
+	held := ""
+	if h != nil && h.job != j {
+		held = fmt.Sprintf(" (some free capacity is held until t=%d for %s, which waits longer)", h.at, h.job.ID)
+	}
+	if r.Devices == 0 {
+		return fmt.Sprintf("needs %d milli of one %s (x%d replicas); no schedulable device has that much free with cpu %dm and memory %dMi%s",
+			r.Milli, tname, g.Min(), r.CPUMilli, r.MemoryMiB, held)
+	}
+	need := g.Min() * r.Devices
+	if j.Topology.Level != "" && j.Topology.Required {
+		lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
+		best, bestFree := -1, 0
+		for _, d := range c.idx.levelDoms[lvl] {
+			if f := c.idx.freeWholeIn(ti, int(d)); best < 0 || f > bestFree {
+				best, bestFree = int(d), f
+			}
+		}
+		if best < 0 {
+			return fmt.Sprintf("needs %d %s in one %s; the fleet has no %s", need, tname, j.Topology.Level, j.Topology.Level)
+		}
+		return fmt.Sprintf("needs %d %s in one %s; the best %s (%s) has %d free%s",
+			need, tname, j.Topology.Level, j.Topology.Level, c.fleet.DomainPath(best), bestFree, held)
+	}
+	free := c.idx.freeWholeIn(ti, 0)
+	if free >= need {
+		return fmt.Sprintf("needs %d x %d %s; %d %s are free but not %d together on nodes with cpu %dm and memory %dMi free per replica%s",
+			g.Min(), r.Devices, tname, free, tname, r.Devices, r.CPUMilli, r.MemoryMiB, held)
+	}
+	return fmt.Sprintf("needs %d %s (%d x %d); the fleet has %d free%s", need, tname, g.Min(), r.Devices, free, held)
+}
+
+// commit makes a successful plan real: quota, node lists, Bind actions.
+func (c *Core) commit(j *job, o outcome, acts []Action) []Action {
+	c.pending[j.queue].Delete(j)
+	j.reps = append([]replica(nil), o.t.reps...)
+	j.gangType = o.types
+	j.demand = o.demand
+	c.queues.Add(j.queue, j.demand)
+	for _, r := range j.reps {
+		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
+		acts = append(acts, c.bindAction(j, r))
+	}
+	c.markRunning(j, c.now)
+	if c.isElastic(j) {
+		c.elastic[j.ID] = j
+	}
+	return acts
+}
+
+func (c *Core) bindAction(j *job, r replica) Action {
+	return Bind{Job: j.ID, Gang: r.gang, Replica: r.idx, Node: c.fleet.Nodes[r.node].Name,
+		Devices: append([]int(nil), r.choice.Devices...), Milli: r.choice.Milli}
+}
+
+func (c *Core) isElastic(j *job) bool {
+	for g := range j.Gangs {
+		if j.Gangs[g].Min() < j.Gangs[g].Replicas {
+			return true
+		}
+	}
+	return false
+}
+
+// shapeKey identifies jobs that place identically, for the per-cycle memo
+// of shapes that found no room.
+func shapeKey(j *job, heldOut bool) string {
+	s := fmt.Sprintf("%s|%v|%s|%v", j.Topology.Level, j.Topology.Required, j.Tier, heldOut)
+	for g := range j.Gangs {
+		r := &j.Gangs[g].Shape
+		s += fmt.Sprintf("|%d:%d:%d:%d:%d:%v", j.Gangs[g].Min(), r.Devices, r.Milli, r.CPUMilli, r.MemoryMiB, r.Accel)
+	}
+	return s
+}
+
+var _ = place.Whole

@@ -1,0 +1,470 @@
+package sched
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gpufleet/gpufleet/internal/place"
+)
+
+// The placement chain. Stages run in this order, whatever order the
+// configuration lists them in:
+//
+//  1. filters, always on, because they are what makes a placement valid:
+//     "ready" (node schedulable), "accelerator" (type accepted),
+//     "resources" (devices, CPU, memory free), "reservation" (nodes held by
+//     a backfill reservation are skipped by jobs that would outlast it);
+//  2. the candidate order: "bestfit" (least free capacity that fits first,
+//     tightest domain first) or "spread" (most free first);
+//  3. scorers, compared in the order configured, each breaking the ties of
+//     the one before: "fragmentation" (keep large domains whole: prefer
+//     nodes in the fullest rack) and every scorer of package place by name
+//     (random, dotprod, clustering, packing, fgd, ...). The candidate order
+//     breaks the last ties.
+var filterStages = []string{"ready", "accelerator", "resources", "reservation"}
+
+// DefaultPlacement is the chain used when the configuration names none.
+var DefaultPlacement = []string{"ready", "accelerator", "resources", "reservation", "bestfit", "fragmentation"}
+
+// Stages lists every stage name the placement chain accepts.
+func Stages() []string {
+	out := append([]string(nil), filterStages...)
+	out = append(out, "bestfit", "spread", "fragmentation")
+	for _, n := range place.Names() {
+		if n != "bestfit" && n != "spread" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+type pipeline struct {
+	spread        bool
+	fragmentation bool
+	scorers       []place.Scorer
+	names         []string
+	k             int
+}
+
+func (c *Core) buildPipeline(names []string) (*pipeline, error) {
+	if len(names) == 0 {
+		names = DefaultPlacement
+	}
+	p := &pipeline{k: c.cfg.Candidates, names: names}
+	if p.k == 0 {
+		p.k = 8
+	}
+	order := ""
+	for _, n := range names {
+		switch {
+		case contains(filterStages, n):
+		case n == "bestfit" || n == "spread":
+			if order != "" && order != n {
+				return nil, fmt.Errorf("placement: %q and %q both set the candidate order; choose one", order, n)
+			}
+			order = n
+			p.spread = n == "spread"
+			// The literature's best-fit scorer, when registered, also ranks
+			// candidates so that policies compare like for like.
+			if n == "bestfit" && c.cfg.Candidates < 0 {
+				if s, err := place.New(n, c.placeEnv()); err == nil {
+					p.scorers = append(p.scorers, s)
+				}
+			}
+		case n == "fragmentation":
+			p.fragmentation = true
+		default:
+			s, err := place.New(n, c.placeEnv())
+			if err != nil {
+				return nil, fmt.Errorf("placement stage %q: want one of %s", n, strings.Join(Stages(), ", "))
+			}
+			p.scorers = append(p.scorers, s)
+		}
+	}
+	return p, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Core) placeEnv() *place.Env {
+	return &place.Env{Nodes: c.idx.nodes, Workload: &c.workload, Rand: c.rng}
+}
+
+// observe adds a job's replica shapes to the workload the fragmentation
+// scorers plan for.
+func (c *Core) observe(j *job) {
+	for g := range j.Gangs {
+		r := j.Gangs[g].Shape
+		key := fmt.Sprintf("%d/%d/%d/%d/%s", r.Devices, r.Milli, r.CPUMilli, r.MemoryMiB, strings.Join(r.Accel, "|"))
+		i, ok := c.classes[key]
+		if !ok {
+			i = len(c.workload.Classes)
+			c.classes[key] = i
+			r.Accel = append([]string(nil), r.Accel...)
+			c.workload.Classes = append(c.workload.Classes, place.Class{Req: r})
+		}
+		c.workload.Classes[i].Weight += float64(j.Gangs[g].Replicas)
+	}
+}
+
+// hold is a backfill reservation: nodes kept for a blocked job until at.
+type hold struct {
+	job   *job
+	at    int64
+	nodes bitset
+}
+
+// blocks reports whether j may not use node n because of the reservation.
+func (h *hold) blocks(j *job, now int64, n int) bool {
+	if h == nil || h.job == j || !h.nodes.has(n) {
+		return false
+	}
+	return j.EstimatedSec <= 0 || now+j.EstimatedSec > h.at
+}
+
+type cand struct {
+	choice place.Choice
+	score  [4]float64
+	order  int
+}
+
+// try is the state of one placement attempt: what has been allocated so far
+// (so it can be undone) and why it failed.
+type try struct {
+	j    *job
+	hold *hold
+	reps []replica
+	why  string
+}
+
+func (c *Core) alloc(t *try, g, ridx int, ch place.Choice) {
+	c.idx.take(ch.Node, &t.j.Gangs[g].Shape, ch, +1)
+	t.reps = append(t.reps, replica{gang: g, idx: ridx, node: ch.Node, choice: ch})
+}
+
+func (c *Core) undo(t *try) {
+	for i := len(t.reps) - 1; i >= 0; i-- {
+		r := t.reps[i]
+		c.idx.take(r.node, &t.j.Gangs[r.gang].Shape, r.choice, -1)
+	}
+	t.reps = t.reps[:0]
+}
+
+// usable reports whether node n can take request r of job j now.
+func (c *Core) usable(t *try, n int, r *place.Request) bool {
+	return place.Fits(c.idx.nodes[n], r) && !t.hold.blocks(t.j, c.now, n)
+}
+
+// best ranks the choices on the collected candidate nodes and returns the
+// winner.
+func (c *Core) best(nodes []int, r *place.Request) (place.Choice, bool) {
+	c.cand = c.cand[:0]
+	var buf []place.Choice
+	for order, n := range nodes {
+		buf = place.Choices(c.idx.nodes[n], r, buf[:0])
+		for _, ch := range buf {
+			cd := cand{choice: ch, order: order}
+			k := 0
+			if c.pipe.fragmentation {
+				cd.score[k] = -float64(c.rackFree(n))
+				k++
+			}
+			for _, s := range c.pipe.scorers {
+				if k == len(cd.score) {
+					break
+				}
+				cd.score[k] = s.Score(c.idx.nodes[n], r, ch)
+				k++
+			}
+			if r.Milli > 0 && r.Devices == 0 && k < len(cd.score) {
+				// Best fit among a node's devices: the least free that fits.
+				f := float64(c.idx.nodes[n].Free[ch.Devices[0]])
+				if c.pipe.spread {
+					cd.score[k] = f
+				} else {
+					cd.score[k] = -f
+				}
+			}
+			c.cand = append(c.cand, cd)
+		}
+	}
+	if len(c.cand) == 0 {
+		return place.Choice{}, false
+	}
+	bi := 0
+	for i := 1; i < len(c.cand); i++ {
+		if better(&c.cand[i], &c.cand[bi]) {
+			bi = i
+		}
+	}
+	return c.cand[bi].choice, true
+}
+
+func better(a, b *cand) bool {
+	for k := range a.score {
+		if a.score[k] != b.score[k] {
+			return a.score[k] > b.score[k]
+		}
+	}
+	return a.order < b.order
+}
+
+// rackFree is the fully free device count of node n's lowest domain.
+func (c *Core) rackFree(n int) int {
+	ti := c.idx.nodeType[n]
+	if ti < 0 {
+		return 0
+	}
+	return c.idx.freeWholeIn(ti, c.fleet.NodeDomain[n])
+}
+
+// inDomain reports whether node n lies below domain d.
+func (c *Core) inDomain(n, d int) bool {
+	if d == 0 {
+		return true
+	}
+	lvl := c.fleet.Domains[d].Level
+	anc := c.idx.ancestors[n]
+	// ancestors run from the lowest level up; index by depth.
+	k := len(c.fleet.Levels) - 1 - lvl
+	return k >= 0 && k < len(anc) && int(anc[k]) == d
+}
+
+// pickOne chooses a node for one replica of r (catalog type ti, -1 for any
+// or CPU-only) below domain d, from the index in candidate order.
+func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool) {
+	limit := c.pipe.k
+	if len(c.pipe.scorers) == 0 && !c.pipe.fragmentation {
+		limit = 1
+	}
+	var nodes []int
+	const scanLimit = 4096
+	scanned := 0
+	visit := func(n int) bool { // returns false to stop
+		scanned++
+		if c.inDomain(n, d) && c.usable(t, n, r) {
+			nodes = append(nodes, n)
+		}
+		return (limit < 0 || len(nodes) < limit) && (limit < 0 || scanned < scanLimit)
+	}
+	switch {
+	case ti < 0 || (r.Devices == 0 && r.Milli == 0):
+		s := &c.idx.schedulable
+		for n := s.next(0); n >= 0; n = s.next(n + 1) {
+			if ti >= 0 && c.idx.nodeType[n] != ti {
+				continue
+			}
+			if !visit(n) {
+				break
+			}
+		}
+	case limit < 0:
+		// Rank every feasible node of the type.
+		s := &c.idx.schedulable
+		for n := s.next(0); n >= 0; n = s.next(n + 1) {
+			if c.idx.nodeType[n] == ti {
+				visit(n)
+			}
+		}
+	case r.Devices > 0:
+		c.scanWhole(ti, r.Devices, visit)
+	default:
+		c.scanFraction(ti, r.Milli, visit)
+	}
+	if len(nodes) == 0 {
+		return place.Choice{}, false
+	}
+	return c.best(nodes, r)
+}
+
+// scanWhole visits nodes with at least g fully free devices in candidate
+// order.
+func (c *Core) scanWhole(ti, g int, visit func(int) bool) {
+	tx := c.idx.types[ti]
+	for k := 0; k <= maxDev-g; k++ {
+		f := g + k
+		if c.pipe.spread {
+			f = maxDev - k
+		}
+		b := &tx.byFree[f]
+		for n := b.next(0); n >= 0; n = b.next(n + 1) {
+			if !visit(n) {
+				return
+			}
+		}
+	}
+}
+
+// scanFraction visits nodes that can take m milli of one device: with best
+// fit, partly used devices with the least room first, then nodes by fewest
+// whole free devices; with spread, the emptiest nodes first.
+func (c *Core) scanFraction(ti int, m int32, visit func(int) bool) {
+	tx := c.idx.types[ti]
+	seen := map[int]bool{}
+	once := func(n int) bool {
+		if seen[n] {
+			return true
+		}
+		seen[n] = true
+		return visit(n)
+	}
+	partial := func() bool {
+		for v := tx.partialVals.next(int(m)); v >= 0 && v < place.Whole; v = tx.partialVals.next(v + 1) {
+			b := &tx.partial[v]
+			for n := b.next(0); n >= 0; n = b.next(n + 1) {
+				if !once(n) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	whole := func() bool {
+		for k := 1; k <= maxDev; k++ {
+			f := k
+			if c.pipe.spread {
+				f = maxDev + 1 - k
+			}
+			b := &tx.byFree[f]
+			for n := b.next(0); n >= 0; n = b.next(n + 1) {
+				if !once(n) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if c.pipe.spread {
+		if whole() {
+			partial()
+		}
+		return
+	}
+	if partial() {
+		whole()
+	}
+}
+
+// placeGang places count replicas of gang g (type ti) below domain d,
+// starting at replica index first. It allocates as it goes and reports
+// how many it placed.
+func (c *Core) placeGang(t *try, g, ti, d, first, count int) int {
+	r := &t.j.Gangs[g].Shape
+	if ti >= 0 && r.Devices > 0 && d >= 0 && (count > 1 || d != 0) && c.pipe.k >= 0 {
+		return c.descend(t, g, ti, d, first, count)
+	}
+	placed := 0
+	for placed < count {
+		ch, ok := c.pickOne(t, r, ti, d)
+		if !ok {
+			break
+		}
+		c.alloc(t, g, first+placed, ch)
+		placed++
+	}
+	return placed
+}
+
+// descend places whole-device replicas below domain d using the fewest
+// subdomains: a child that can hold all the remaining replicas is preferred
+// (the tightest such child, to keep larger ones whole); otherwise the
+// children with the most room are filled first.
+func (c *Core) descend(t *try, g, ti, d, first, count int) int {
+	r := &t.j.Gangs[g].Shape
+	dom := &c.fleet.Domains[d]
+	tx := c.idx.types[ti]
+	if len(dom.Children) == 0 {
+		placed := 0
+		for placed < count {
+			var nodes []int
+			for _, n := range dom.Nodes {
+				if c.idx.nodeType[n] == ti && c.usable(t, n, r) {
+					nodes = append(nodes, n)
+				}
+			}
+			if len(nodes) == 0 {
+				break
+			}
+			if !c.pipe.spread {
+				sort.SliceStable(nodes, func(a, b int) bool {
+					return c.idx.whole[nodes[a]] < c.idx.whole[nodes[b]]
+				})
+			} else {
+				sort.SliceStable(nodes, func(a, b int) bool {
+					return c.idx.whole[nodes[a]] > c.idx.whole[nodes[b]]
+				})
+			}
+			ch, ok := c.best(nodes, r)
+			if !ok {
+				break
+			}
+			c.alloc(t, g, first+placed, ch)
+			placed++
+		}
+		return placed
+	}
+	type kid struct {
+		d   int
+		fit int32
+	}
+	kids := make([]kid, 0, len(dom.Children))
+	for _, ch := range dom.Children {
+		if f := tx.fit(ch, r.Devices); f > 0 {
+			kids = append(kids, kid{ch, f})
+		}
+	}
+	placed := 0
+	for placed < count && len(kids) > 0 {
+		rem := int32(count - placed)
+		pick := -1
+		for i, k := range kids {
+			if k.fit < rem {
+				continue
+			}
+			if pick < 0 || (!c.pipe.spread && k.fit < kids[pick].fit) || (c.pipe.spread && k.fit > kids[pick].fit) {
+				pick = i
+			}
+		}
+		if pick < 0 {
+			for i, k := range kids {
+				if pick < 0 || k.fit > kids[pick].fit {
+					pick = i
+				}
+			}
+		}
+		k := kids[pick]
+		kids = append(kids[:pick], kids[pick+1:]...)
+		n := min(int(rem), int(k.fit))
+		placed += c.descend(t, g, ti, k.d, first+placed, n)
+	}
+	return placed
+}
+
+// typeOptions lists the catalog types a gang accepts, in its order of
+// preference (catalog order when it names none); -1 for CPU-only gangs.
+func (c *Core) typeOptions(r *place.Request) []int {
+	if r.Devices == 0 && r.Milli == 0 {
+		return []int{-1}
+	}
+	var out []int
+	if len(r.Accel) == 0 {
+		for i := range c.fleet.Catalog.Types {
+			out = append(out, i)
+		}
+		return out
+	}
+	for _, a := range r.Accel {
+		if i := c.fleet.Catalog.Index(a); i >= 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}

@@ -1,0 +1,369 @@
+package sched
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/gpufleet/gpufleet/internal/quota"
+)
+
+// victim is a candidate for preemption: a whole job, or only the replicas
+// of an elastic job above its minimum (a shrink).
+type victim struct {
+	j      *job
+	shrink []int // indices into j.reps; nil for the whole job
+	lost   float64
+}
+
+// preempt looks for the smallest set of running jobs whose removal lets j
+// start, and preempts them with their notice. Two kinds of victims are
+// allowed: work of other queues that borrows quota when j's queue asks for
+// no more than its nominal share (reclaim), and lower-priority work of j's
+// own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
+// their minimum before any whole job is taken. It reports whether it acted.
+func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
+	reclaim := c.withinNominal(j, o)
+	cands := c.victims(j, reclaim)
+	if len(cands) == 0 {
+		return acts, false
+	}
+	// What if these were gone? Lift candidates in order until j fits.
+	var lifted []*saved
+	fits := false
+	for _, v := range cands {
+		lifted = append(lifted, c.liftVictim(v))
+		if p := c.plan(j, nil); p.why == "" {
+			c.undo(p.t)
+			fits = true
+			break
+		}
+	}
+	if !fits {
+		for i := len(lifted) - 1; i >= 0; i-- {
+			c.reinstate(lifted[i])
+		}
+		return acts, false
+	}
+	// Minimize: put back every victim j can do without, newest choice last.
+	need := make([]bool, len(lifted))
+	for i := range need {
+		need[i] = true
+	}
+	for i := len(lifted) - 2; i >= 0; i-- {
+		c.reinstate(lifted[i])
+		if p := c.plan(j, nil); p.why == "" {
+			c.undo(p.t)
+			need[i] = false
+			continue
+		}
+		c.relift(lifted[i])
+	}
+	for i := len(lifted) - 1; i >= 0; i-- {
+		if need[i] {
+			c.reinstate(lifted[i])
+		}
+	}
+	immediate := true
+	var last int64
+	n := 0
+	for i, v := range cands[:len(lifted)] {
+		if !need[i] {
+			continue
+		}
+		n++
+		deadline := c.now + v.j.NoticeSec
+		last = max(last, deadline)
+		reason := fmt.Sprintf("preempted for %s: %s", j.ID, map[bool]string{true: "reclaiming quota lent to queue " + c.queues.Name(v.j.queue), false: "higher priority in queue " + c.queues.Name(v.j.queue)}[reclaim && v.j.queue != j.queue])
+		if v.shrink != nil {
+			var pairs [][2]int
+			for _, k := range v.shrink {
+				v.j.reps[k].leaving = max(deadline, 1)
+				pairs = append(pairs, [2]int{v.j.reps[k].gang, v.j.reps[k].idx})
+			}
+			acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
+			c.preempting[v.j.ID] = v.j
+			if deadline <= c.now {
+				c.dropLeaving(v.j)
+				delete(c.preempting, v.j.ID)
+			} else {
+				immediate = false
+			}
+			continue
+		}
+		acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason})
+		if deadline <= c.now {
+			c.release(v.j)
+			v.j.reason = "requeued: " + reason
+			c.enqueue(v.j)
+			acts = append(acts, Requeue{Job: v.j.ID, Reason: reason})
+			continue
+		}
+		immediate = false
+		c.setEnd(v.j, deadline)
+		v.j.state = jPreempting
+		v.j.deadline = deadline
+		v.j.reason = reason
+		c.preempting[v.j.ID] = v.j
+	}
+	if immediate {
+		if p := c.plan(j, nil); p.why == "" {
+			return c.commit(j, p, acts), true
+		}
+		return acts, true
+	}
+	j.awaiting = last
+	j.reason = fmt.Sprintf("waiting for %d preempted job(s) to release their resources by t=%d", n, last)
+	j.earliest = last
+	return acts, true
+}
+
+// withinNominal reports whether j's queue would stay within its nominal
+// quota on j's first accelerator choice, so borrowed quota may be reclaimed.
+func (c *Core) withinNominal(j *job, o outcome) bool {
+	if o.refusal != nil {
+		return o.refusal.WithinNominal || c.queues.Usage(j.queue, max(o.refusal.Flavor, 0)) < c.queues.Nominal(j.queue, max(o.refusal.Flavor, 0)) && o.refusal.Flavor >= 0
+	}
+	for g := range j.Gangs {
+		opts := c.typeOptions(&j.Gangs[g].Shape)
+		if opts[0] < 0 {
+			continue
+		}
+		f := c.queues.FlavorIndex(flavorOf(c, opts[0], j.Tier))
+		if f < 0 {
+			return false
+		}
+		add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
+		if c.queues.Usage(j.queue, f)+add > c.queues.Nominal(j.queue, f) {
+			return false
+		}
+	}
+	return true
+}
+
+// victims lists the candidates in the order they are tried: shrinks first,
+// then whole jobs by priority (lowest first), work lost since the last
+// checkpoint (least first), newest first.
+func (c *Core) victims(j *job, reclaim bool) []victim {
+	flavors := map[int]bool{}
+	for g := range j.Gangs {
+		for _, ti := range c.typeOptions(&j.Gangs[g].Shape) {
+			if ti >= 0 {
+				flavors[c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))] = true
+			}
+		}
+	}
+	run := make([]*job, 0, len(c.running))
+	for _, r := range c.running {
+		run = append(run, r)
+	}
+	sort.Slice(run, func(a, b int) bool { return run[a].seq < run[b].seq })
+	var shrinks, whole []victim
+	for _, v := range run {
+		if v == j || v.state != jRunning || !v.Preemptible {
+			continue
+		}
+		ok := false
+		if v.queue == j.queue && v.Priority < j.Priority {
+			ok = true
+		}
+		if reclaim && v.queue != j.queue {
+			for f := range v.demand {
+				if f >= 0 && flavors[f] && c.queues.Borrowing(v.queue, f) > 0 {
+					ok = true
+				}
+			}
+			// A borrowing ancestor (a tenant over its nominal) counts too.
+			for _, a := range c.queues.Path(v.queue) {
+				for f := range v.demand {
+					if f >= 0 && flavors[f] && c.queues.Borrowing(a, f) > 0 && !c.sharesAncestor(a, j.queue) {
+						ok = true
+					}
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		lost := c.workLost(v)
+		if ex := c.excess(v); len(ex) > 0 {
+			shrinks = append(shrinks, victim{j: v, shrink: ex, lost: lost})
+		}
+		whole = append(whole, victim{j: v, lost: lost})
+	}
+	order := func(vs []victim) {
+		sort.SliceStable(vs, func(a, b int) bool {
+			x, y := vs[a], vs[b]
+			if x.j.Priority != y.j.Priority {
+				return x.j.Priority < y.j.Priority
+			}
+			if x.lost != y.lost {
+				return x.lost < y.lost
+			}
+			return x.j.seq > y.j.seq
+		})
+	}
+	order(shrinks)
+	order(whole)
+	return append(shrinks, whole...)
+}
+
+// sharesAncestor reports whether queue a is q or one of q's ancestors.
+func (c *Core) sharesAncestor(a, q int) bool {
+	for _, x := range c.queues.Path(q) {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// workLost is the accelerator-seconds a job would lose if stopped now.
+func (c *Core) workLost(j *job) float64 {
+	since := c.now - j.started
+	if j.CheckpointSec > 0 {
+		since %= j.CheckpointSec
+	}
+	var milli int64
+	for _, r := range j.reps {
+		milli += j.Gangs[r.gang].Shape.GPUMilli()
+	}
+	return float64(since) * float64(milli) / 1000
+}
+
+// excess lists the replicas of an elastic job above its gangs' minimums
+// (highest replica indices first go).
+func (c *Core) excess(j *job) []int {
+	var out []int
+	for g := range j.Gangs {
+		var idx []int
+		for k, r := range j.reps {
+			if r.gang == g && r.leaving == 0 {
+				idx = append(idx, k)
+			}
+		}
+		extra := len(idx) - j.Gangs[g].Min()
+		if extra <= 0 {
+			continue
+		}
+		sort.Slice(idx, func(a, b int) bool { return j.reps[idx[a]].idx > j.reps[idx[b]].idx })
+		out = append(out, idx[:extra]...)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func (c *Core) liftVictim(v victim) *saved {
+	if v.shrink == nil {
+		return c.lift(v.j)
+	}
+	s := &saved{j: v.j, reps: v.j.reps, only: v.shrink}
+	c.relift(s)
+	return s
+}
+
+// relift takes a saved victim's resources out again after a reinstate.
+func (c *Core) relift(s *saved) {
+	if s.only == nil {
+		c.lift(s.j)
+		return
+	}
+	d := quota.Demand{}
+	for _, k := range s.only {
+		r := s.reps[k]
+		c.idx.take(r.node, &s.j.Gangs[r.gang].Shape, r.choice, -1)
+		if ti := s.j.gangType[r.gang]; ti >= 0 {
+			d[c.queues.FlavorIndex(flavorOf(c, ti, s.j.Tier))] -= s.j.Gangs[r.gang].Shape.GPUMilli()
+		}
+	}
+	c.queues.Add(s.j.queue, d)
+}
+
+// setEnd moves a running job's projected end (for backfill) to t.
+func (c *Core) setEnd(j *job, t int64) {
+	if j.endAt > 0 {
+		c.ends.Delete(endKey{end: j.endAt, seq: j.seq, j: j})
+	}
+	j.endAt = t
+	c.ends.ReplaceOrInsert(endKey{end: t, seq: j.seq, j: j})
+}
+
+// grow lets elastic jobs take capacity that nothing waiting needs: only in
+// a cycle where no job failed for want of capacity and no preemption is in
+// flight.
+func (c *Core) grow(acts []Action, blockedPrio int32) []Action {
+	if len(c.elastic) == 0 || blockedPrio != -1<<31 || len(c.preempting) > 0 {
+		return acts
+	}
+	js := make([]*job, 0, len(c.elastic))
+	for _, j := range c.elastic {
+		js = append(js, j)
+	}
+	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
+	for _, j := range js {
+		if j.state != jRunning {
+			delete(c.elastic, j.ID)
+			continue
+		}
+		full := true
+		for g := range j.Gangs {
+			acts = c.growGang(j, g, acts)
+			if c.count(j, g) < j.Gangs[g].Replicas {
+				full = false
+			}
+		}
+		if full {
+			delete(c.elastic, j.ID)
+		}
+	}
+	return acts
+}
+
+func (c *Core) count(j *job, g int) int {
+	n := 0
+	for _, r := range j.reps {
+		if r.gang == g && r.leaving == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *Core) growGang(j *job, g int, acts []Action) []Action {
+	gang := &j.Gangs[g]
+	ti := j.gangType[g]
+	for c.count(j, g) < gang.Replicas {
+		var d quota.Demand
+		f := -1
+		if ti >= 0 {
+			f = c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
+			d = quota.Demand{f: gang.Shape.GPUMilli()}
+			if c.queues.Check(j.queue, d) != nil {
+				return acts
+			}
+		}
+		dom := 0
+		if j.Topology.Level != "" && j.Topology.Required && len(j.reps) > 0 {
+			lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
+			dom = c.fleet.Ancestor(j.reps[0].node, lvl)
+		}
+		next := 0
+		for _, r := range j.reps {
+			if r.gang == g && r.idx >= next {
+				next = r.idx + 1
+			}
+		}
+		t := &try{j: j}
+		if c.placeGang(t, g, ti, dom, next, 1) == 0 {
+			return acts
+		}
+		r := t.reps[0]
+		j.reps = append(j.reps, r)
+		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
+		if f >= 0 {
+			c.queues.Add(j.queue, d)
+			j.demand[f] += d[f]
+		}
+		acts = append(acts, c.bindAction(j, r))
+	}
+	return acts
+}

@@ -1,0 +1,316 @@
+package sched
+
+import (
+	"container/heap"
+	"fmt"
+	"sort"
+
+	"github.com/gpufleet/gpufleet/internal/quota"
+)
+
+// Schedule runs one cycle at time now and returns the actions decided, in
+// the order they were decided. The phases:
+//
+//  1. expire: preemption notices that have run out free their resources,
+//     and the victims are requeued;
+//  2. admit: queues take turns by weighted dominant-resource share (lowest
+//     first); within a queue, priority then FIFO; a job that cannot start
+//     does not block smaller ones behind it unless its queue is strict.
+//     A job that fails may preempt (reclaim borrowed quota, or lower
+//     priority work of its own queue); the first job that fails for want of
+//     capacity gets a backfill reservation that later jobs may not delay;
+//  3. grow: elastic jobs take free capacity no waiting job could use.
+func (c *Core) Schedule(now int64) []Action {
+	if now > c.now {
+		c.now = now
+	}
+	acts := c.outbox
+	c.outbox = nil
+	acts = c.expire(acts)
+	acts, blockedPrio := c.admit(acts)
+	acts = c.grow(acts, blockedPrio)
+	return acts
+}
+
+// expire ends preemption notices whose deadline has passed.
+func (c *Core) expire(acts []Action) []Action {
+	var due []*job
+	for _, j := range c.preempting {
+		due = append(due, j)
+	}
+	sort.Slice(due, func(a, b int) bool { return due[a].seq < due[b].seq })
+	for _, j := range due {
+		if j.state == jPreempting && j.deadline <= c.now {
+			delete(c.preempting, j.ID)
+			c.release(j)
+			j.reason = "requeued: " + j.reason
+			c.enqueue(j)
+			acts = append(acts, Requeue{Job: j.ID, Reason: "preempted: notice period over"})
+			continue
+		}
+		if j.state != jPreempting {
+			// A shrink in progress.
+			if c.dropLeaving(j) {
+				delete(c.preempting, j.ID)
+			}
+		}
+	}
+	return acts
+}
+
+// dropLeaving releases replicas whose shrink deadline passed; it reports
+// whether no shrink is left in progress.
+func (c *Core) dropLeaving(j *job) bool {
+	left := false
+	kept := j.reps[:0]
+	var freed quota.Demand
+	for _, r := range j.reps {
+		if r.leaving > 0 && r.leaving <= c.now {
+			c.releaseReplica(j, &r)
+			if ti := j.gangType[r.gang]; ti >= 0 {
+				if freed == nil {
+					freed = quota.Demand{}
+				}
+				f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
+				freed[f] -= j.Gangs[r.gang].Shape.GPUMilli()
+			}
+			continue
+		}
+		if r.leaving > 0 {
+			left = true
+		}
+		kept = append(kept, r)
+	}
+	j.reps = kept
+	if freed != nil {
+		c.queues.Add(j.queue, freed)
+		for f, v := range freed {
+			j.demand[f] += v
+		}
+	}
+	return !left
+}
+
+// queueHeap orders queues for one cycle by weighted dominant share.
+type queueTurn struct {
+	q      int
+	share  float64
+	cursor *job
+}
+
+type queueHeap []*queueTurn
+
+func (h queueHeap) Len() int { return len(h) }
+func (h queueHeap) Less(a, b int) bool {
+	if h[a].share != h[b].share {
+		return h[a].share < h[b].share
+	}
+	return h[a].q < h[b].q
+}
+func (h queueHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
+func (h *queueHeap) Push(x any)   { *h = append(*h, x.(*queueTurn)) }
+func (h *queueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+const maxPreemptionsPerCycle = 16
+
+func (c *Core) admit(acts []Action) ([]Action, int32) {
+	h := &queueHeap{}
+	for q, p := range c.pending {
+		if p.Len() > 0 {
+			*h = append(*h, &queueTurn{q: q, share: c.queues.Share(q)})
+		}
+	}
+	heap.Init(h)
+	var res *hold
+	blockedPrio := int32(-1 << 31)
+	noRoom := map[string]string{}
+	preemptTries := 0
+	preemptedIn := map[int]bool{}
+	binds := 0
+	for h.Len() > 0 {
+		if c.cfg.MaxBindsPerCycle > 0 && binds >= c.cfg.MaxBindsPerCycle {
+			break
+		}
+		turn := heap.Pop(h).(*queueTurn)
+		j := c.nextPending(turn)
+		if j == nil {
+			continue
+		}
+		turn.cursor = j
+		heldOut := res != nil && res.job != j && (j.EstimatedSec <= 0 || c.now+j.EstimatedSec > res.at)
+		key := shapeKey(j, heldOut)
+		if why, ok := noRoom[key]; ok {
+			j.reason = why
+			if res != nil && res.job != j {
+				j.earliest = -1
+			}
+			if !c.queues.Strict(turn.q) {
+				heap.Push(h, turn)
+			}
+			continue
+		}
+		o := c.plan(j, res)
+		if o.why == "" {
+			acts = c.commit(j, o, acts)
+			binds++
+			turn.share = c.queues.Share(turn.q)
+			heap.Push(h, turn)
+			continue
+		}
+		j.reason = o.why
+		j.earliest = -1
+		if o.refusal == nil {
+			noRoom[key] = o.why
+			if j.Priority > blockedPrio {
+				blockedPrio = j.Priority
+			}
+		}
+		// Preemption: at most one attempt per queue per cycle.
+		if !c.cfg.NoPreemption && preemptTries < maxPreemptionsPerCycle && !preemptedIn[turn.q] && j.awaiting <= c.now {
+			preemptTries++
+			var done bool
+			acts, done = c.preempt(j, o, acts)
+			if done {
+				preemptedIn[turn.q] = true
+				if j.state == jRunning {
+					binds++
+					turn.share = c.queues.Share(turn.q)
+					delete(noRoom, key)
+				}
+				heap.Push(h, turn)
+				continue
+			}
+		}
+		if o.refusal == nil && res == nil && !c.cfg.NoBackfill {
+			res = c.reserve(j)
+			if res != nil {
+				j.earliest = res.at
+			}
+		}
+		if !c.queues.Strict(turn.q) {
+			heap.Push(h, turn)
+		} else {
+			c.strictReasons(turn.q, j)
+		}
+	}
+	return acts, blockedPrio
+}
+
+// strictReasons marks the jobs behind a blocked head of a strict queue.
+func (c *Core) strictReasons(q int, head *job) {
+	c.pending[q].AscendGreaterOrEqual(head, func(j *job) bool {
+		if j != head {
+			j.reason = fmt.Sprintf("queue %s is strict FIFO and its head %s cannot start", c.queues.Name(q), head.ID)
+		}
+		return true
+	})
+}
+
+func (c *Core) nextPending(turn *queueTurn) *job {
+	var next *job
+	p := c.pending[turn.q]
+	if turn.cursor == nil {
+		next, _ = p.Min()
+		return next
+	}
+	p.AscendGreaterOrEqual(turn.cursor, func(j *job) bool {
+		if j == turn.cursor {
+			return true
+		}
+		next = j
+		return false
+	})
+	return next
+}
+
+// reserve finds the earliest time job j could start if running jobs end
+// when their estimates say, and the nodes it would take then. It changes
+// nothing.
+func (c *Core) reserve(j *job) *hold {
+	if c.ends.Len() == 0 {
+		return nil
+	}
+	var released []*saved
+	var res *hold
+	steps := 0
+	c.ends.Ascend(func(k endKey) bool {
+		steps++
+		if steps > 512 {
+			return false
+		}
+		released = append(released, c.lift(k.j))
+		o := c.plan(j, nil)
+		if o.why == "" {
+			res = &hold{job: j, at: max(k.end, c.now)}
+			for _, r := range o.t.reps {
+				res.nodes.set(r.node)
+			}
+			c.undo(o.t)
+			return false
+		}
+		return true
+	})
+	for i := len(released) - 1; i >= 0; i-- {
+		c.reinstate(released[i])
+	}
+	return res
+}
+
+// earliestStart is the backfill prediction for one pending job, computed on
+// demand. It leaves the core exactly as it found it.
+func (c *Core) earliestStart(j *job) int64 {
+	state, _ := c.pcg.MarshalBinary()
+	defer func() { _ = c.pcg.UnmarshalBinary(state) }()
+	o := c.plan(j, nil)
+	if o.why == "" {
+		c.undo(o.t)
+		return c.now
+	}
+	if r := c.reserve(j); r != nil {
+		return r.at
+	}
+	return -1
+}
+
+// saved is a placed job lifted out of the index and the quota tree for a
+// what-if probe, with what is needed to put it back exactly.
+type saved struct {
+	j    *job
+	reps []replica
+	only []int // indices into reps lifted, when only some replicas are
+}
+
+// lift takes a placed job's resources out, keeping its record.
+func (c *Core) lift(j *job) *saved {
+	s := &saved{j: j, reps: j.reps}
+	for i := range j.reps {
+		c.idx.take(j.reps[i].node, &j.Gangs[j.reps[i].gang].Shape, j.reps[i].choice, -1)
+	}
+	if j.demand != nil {
+		neg := quota.Demand{}
+		for f, v := range j.demand {
+			neg[f] = -v
+		}
+		c.queues.Add(j.queue, neg)
+	}
+	return s
+}
+
+func (c *Core) reinstate(s *saved) {
+	j := s.j
+	for i := range s.reps {
+		c.idx.take(s.reps[i].node, &j.Gangs[s.reps[i].gang].Shape, s.reps[i].choice, +1)
+	}
+	if j.demand != nil {
+		c.queues.Add(j.queue, j.demand)
+	}
+}
+
+func flavorOf(c *Core, ti int, tier string) string {
+	return quota.Flavor(c.fleet.Catalog.Types[ti].Name, tier)
+}
