@@ -1,0 +1,73 @@
+package spec
+
+import (
+	"strings"
+
+	"github.com/gpufleet/gpufleet/internal/sched"
+)
+
+// Kind is what a spec file declares.
+type Kind string
+
+// The kinds of spec file.
+const (
+	KindFleet  Kind = "fleet"
+	KindQueues Kind = "queues"
+	KindJob    Kind = "job"
+)
+
+// Detect tells what a file declares from its first document: a top-level
+// kind of fleet or queues, or a job kind (training, batch, ...), decides;
+// otherwise its keys do (nodes or generate: a fleet; tenants: queues;
+// gangs: a job).
+func Detect(name string, data []byte) (Kind, error) {
+	d := newDecoder(name)
+	docs := d.documents(data)
+	if d.failed() {
+		return "", d.err()
+	}
+	if len(docs) == 0 {
+		d.add(0, 0, "", "is empty")
+		return "", d.err()
+	}
+	v := docs[0].root()
+	ps, ok := v.pairs()
+	if !ok && ps == nil {
+		return "", d.err()
+	}
+	keys := map[string]value{}
+	for _, p := range ps {
+		keys[p.key] = p.val
+	}
+	if k, ok := keys["kind"]; ok {
+		if s, isStr := k.scalarText(); isStr {
+			switch s {
+			case string(KindFleet):
+				return KindFleet, nil
+			case string(KindQueues):
+				return KindQueues, nil
+			}
+			if _, err := sched.ParseKind(s); err == nil {
+				return KindJob, nil
+			}
+			k.errorf("%q: want fleet, queues or a job kind (%s)", s, joinKinds())
+			return "", d.err()
+		}
+	}
+	_, nodes := keys["nodes"]
+	_, gen := keys["generate"]
+	_, tenants := keys["tenants"]
+	_, gangs := keys["gangs"]
+	switch {
+	case nodes || gen:
+		return KindFleet, nil
+	case tenants:
+		return KindQueues, nil
+	case gangs:
+		return KindJob, nil
+	}
+	v.errorf("cannot tell what this file declares: give kind: fleet, kind: queues or a job kind, or the keys nodes, tenants or gangs")
+	return "", d.err()
+}
+
+func joinKinds() string { return strings.Join(sched.KindNames(), ", ") }

@@ -1,0 +1,504 @@
+package spec
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+
+	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+)
+
+// JobSpec is a job as a user submits it: what the scheduler decides on and
+// what the node agents run for each replica.
+type JobSpec struct {
+	Job sched.Job
+	Run RunSpec
+}
+
+// RunSpec is what a node agent executes for each replica of a job.
+type RunSpec struct {
+	Command []string
+	Env     map[string]string
+	// RestartPolicy is RestartNever or RestartGang.
+	RestartPolicy string
+	// MaxRestarts bounds gang restarts; 0 with RestartNever.
+	MaxRestarts int
+}
+
+// Restart policies.
+const (
+	// RestartNever fails the job when a replica fails.
+	RestartNever = "never"
+	// RestartGang restarts every replica of the job together.
+	RestartGang = "gang"
+)
+
+var restartPolicies = []string{RestartNever, RestartGang}
+
+// maxRestarts bounds RunSpec.MaxRestarts.
+const maxRestarts = 1000
+
+// maxReplicas bounds a gang's replicas.
+const maxReplicas = 100_000
+
+var jobFields = []string{
+	"name", "tenant", "queue", "kind", "priority", "tier", "preemptible",
+	"noticePeriod", "checkpointEvery", "gangs", "topology", "estimatedRuntime",
+	"maxRuntime", "command", "env", "restartPolicy", "maxRestarts",
+}
+
+var gangFields = []string{"name", "replicas", "minReplicas", "accelerators", "count", "fraction", "cpu", "memory"}
+
+// ParseJob reads a file that holds exactly one job.
+func ParseJob(name string, data []byte, opts ...Option) (JobSpec, error) {
+	d := newDecoder(name)
+	docs := d.documents(data)
+	if d.failed() {
+		return JobSpec{}, d.err()
+	}
+	switch len(docs) {
+	case 0:
+		d.add(0, 0, "", "holds no job")
+		return JobSpec{}, d.err()
+	case 1:
+	default:
+		d.add(docs[1].line, 0, "", fmt.Sprintf("holds %d documents; want one job (several jobs are read with ParseJobs)", len(docs)))
+		return JobSpec{}, d.err()
+	}
+	o := makeOptions(opts)
+	js := o.job(docs[0].root())
+	if d.failed() {
+		return JobSpec{}, d.err()
+	}
+	return js, nil
+}
+
+// ParseJobs reads a file of one or more jobs, one per YAML document.
+func ParseJobs(name string, data []byte, opts ...Option) ([]JobSpec, error) {
+	d := newDecoder(name)
+	docs := d.documents(data)
+	if d.failed() {
+		return nil, d.err()
+	}
+	if len(docs) == 0 {
+		d.add(0, 0, "", "holds no job")
+		return nil, d.err()
+	}
+	o := makeOptions(opts)
+	out := make([]JobSpec, 0, len(docs))
+	seen := map[sched.JobID]int{}
+	for _, doc := range docs {
+		js := o.job(doc.root())
+		if js.Job.ID != "" {
+			if line, dup := seen[js.Job.ID]; dup {
+				d.add(doc.line, 0, "name", fmt.Sprintf("job %q is already defined in the document at line %d", js.Job.ID, line))
+			}
+			seen[js.Job.ID] = doc.line
+		}
+		out = append(out, js)
+	}
+	if d.failed() {
+		return nil, d.err()
+	}
+	return out, nil
+}
+
+// job reads one job document. Errors go to the decoder; the result is only
+// meaningful when none were recorded.
+func (o *options) job(v value) JobSpec {
+	d := v.d
+	before := len(d.errs)
+	var js JobSpec
+	j := &js.Job
+	fs, isMap := v.fields(jobFields...)
+	if !isMap {
+		return js
+	}
+	if f, ok := fs.need("name"); ok {
+		if s, ok := f.str(); ok {
+			if msg := checkName(s); msg != "" {
+				f.errorf("%s", msg)
+			}
+			j.ID = sched.JobID(s)
+		}
+	}
+	if f, ok := fs.get("tenant"); ok {
+		if s, ok := f.str(); ok {
+			if msg := checkName(s); msg != "" {
+				f.errorf("%s", msg)
+			}
+			j.Tenant = s
+		}
+	}
+	queueVal, hasQueue := fs.need("queue")
+	if hasQueue {
+		if s, ok := queueVal.str(); ok {
+			if msg := checkName(s); msg != "" {
+				queueVal.errorf("%s", msg)
+			}
+			j.Queue = s
+		}
+	}
+	if f, ok := fs.get("kind"); ok {
+		if s, ok := f.str(); ok {
+			k, err := sched.ParseKind(s)
+			if err != nil {
+				f.errorf("%q: want one of %s", s, strings.Join(sched.KindNames(), ", "))
+			}
+			j.Kind = k
+		}
+	} else {
+		d.add(v.line, v.col, "kind", "is required (want one of "+strings.Join(sched.KindNames(), ", ")+")")
+	}
+	j.Priority = DefaultPriority
+	if f, ok := fs.get("priority"); ok {
+		j.Priority, _ = f.priority()
+	}
+	if f, ok := fs.get("tier"); ok {
+		if s, ok := f.str(); ok {
+			if msg := checkWord(s); msg != "" {
+				f.errorf("%s", msg)
+			}
+			j.Tier = s
+		}
+	}
+	if f, ok := fs.get("preemptible"); ok {
+		j.Preemptible, _ = f.boolean()
+	}
+	j.NoticeSec = durationField(fs, "noticePeriod")
+	j.CheckpointSec = durationField(fs, "checkpointEvery")
+	j.EstimatedSec = durationField(fs, "estimatedRuntime")
+	j.MaxSec = durationField(fs, "maxRuntime")
+	if j.MaxSec > 0 && j.EstimatedSec > j.MaxSec {
+		f, _ := fs.get("maxRuntime")
+		f.errorf("%s is below estimatedRuntime %s", formatDuration(j.MaxSec), formatDuration(j.EstimatedSec))
+	}
+	if f, ok := fs.need("gangs"); ok {
+		j.Gangs = o.gangs(f)
+	}
+	if f, ok := fs.get("topology"); ok {
+		j.Topology = o.topology(f)
+	}
+	js.Run = runSpec(fs)
+	if len(d.errs) > before {
+		return js
+	}
+	if err := j.Validate(); err != nil {
+		// The checks above cover Validate's; this keeps the two in step if
+		// Validate learns something new.
+		reportAt(v, fs, err.Error())
+	}
+	if o.queues != nil && hasQueue {
+		o.checkQueue(queueVal, fs, j)
+	}
+	return js
+}
+
+// reportAt turns an error of the form "path: message" from another package
+// into a located one, translating the core's field names to the spec's.
+func reportAt(v value, fs fields, msg string) {
+	path, rest, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(path, " ") {
+		v.errorf("%s", msg)
+		return
+	}
+	top, _, _ := strings.Cut(path, ".")
+	top, _, _ = strings.Cut(top, "[")
+	names := map[string]string{"id": "name", "noticeSec": "noticePeriod", "checkpointSec": "checkpointEvery", "estimatedSec": "estimatedRuntime", "maxSec": "maxRuntime"}
+	if n, ok := names[top]; ok {
+		path = n + path[len(top):]
+		top = n
+	}
+	path = strings.ReplaceAll(path, ".shape", "")
+	at := v
+	if f, ok := fs.get(top); ok {
+		at = f
+	}
+	v.d.add(at.line, at.col, path, rest)
+}
+
+// priority reads an integer or a class name.
+func (v value) priority() (int32, bool) {
+	switch v.n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode:
+		x, ok := v.intIn(math.MinInt32, math.MaxInt32)
+		return int32(x), ok
+	}
+	s, ok := v.str()
+	if !ok {
+		return 0, false
+	}
+	for _, c := range PriorityClasses {
+		if c.Name == s {
+			return c.Value, true
+		}
+	}
+	v.errorf("%q: want an integer or one of %s", s, priorityClassNames())
+	return 0, false
+}
+
+func durationField(fs fields, key string) int64 {
+	f, ok := fs.get(key)
+	if !ok {
+		return 0
+	}
+	s, ok := f.str()
+	if !ok {
+		return 0
+	}
+	sec, err := parseDuration(s)
+	if err != nil {
+		f.errorf("%v", err)
+	}
+	return sec
+}
+
+func (o *options) gangs(v value) []sched.Gang {
+	elems, ok := v.seq()
+	if ok && len(elems) == 0 {
+		v.errorf("a job needs at least one gang")
+	}
+	gangs := make([]sched.Gang, 0, len(elems))
+	names := map[string]bool{}
+	for _, e := range elems {
+		gangs = append(gangs, o.gang(e, names))
+	}
+	return gangs
+}
+
+// gang reads one gang; names holds the gang names seen so far in the job.
+func (o *options) gang(v value, names map[string]bool) sched.Gang {
+	var g sched.Gang
+	fs, isMap := v.fields(gangFields...)
+	if !isMap {
+		return g
+	}
+	if f, ok := fs.get("name"); ok {
+		if s, ok := f.str(); ok {
+			if msg := checkName(s); msg != "" {
+				f.errorf("%s", msg)
+			} else if names[s] {
+				f.errorf("gang %q is defined twice", s)
+			}
+			names[s] = true
+			g.Name = s
+		}
+	}
+	if f, ok := fs.need("replicas"); ok {
+		x, _ := f.intIn(1, maxReplicas)
+		g.Replicas = int(x)
+	}
+	if f, ok := fs.get("minReplicas"); ok {
+		hi := int64(g.Replicas)
+		if hi < 1 {
+			hi = maxReplicas
+		}
+		x, _ := f.intIn(1, hi)
+		g.MinReplicas = int(x)
+	}
+	r := &g.Shape
+	countVal, hasCount := fs.get("count")
+	fracVal, hasFrac := fs.get("fraction")
+	switch {
+	case hasCount && hasFrac:
+		fracVal.errorf("give count (whole accelerators) or fraction (a share of one), not both")
+	case hasCount:
+		x, _ := countVal.intIn(1, fleet.MaxDevicesPerNode)
+		r.Devices = int(x)
+	case hasFrac:
+		if text, quoted, ok := fracVal.numberText(); ok {
+			m, err := parseMilli(text)
+			switch {
+			case quoted:
+				fracVal.errorf("want a number, got a string")
+			case err != nil:
+				fracVal.errorf("%v", err)
+			case m <= 0 || m >= 1000:
+				fracVal.errorf("%s, want a share of one accelerator above 0 and below 1 (use count for whole accelerators)", text)
+			default:
+				r.Milli = int32(m)
+			}
+		}
+	}
+	if f, ok := fs.get("accelerators"); ok {
+		types, elems, good := f.stringList(true)
+		if good {
+			seen := map[string]bool{}
+			for i, t := range types {
+				if o.catalog.Index(t) < 0 {
+					elems[i].errorf("type %q is not in the catalog (want one of %s)", t, typeList(o.catalog))
+				} else if seen[t] {
+					elems[i].errorf("type %q is listed twice", t)
+				}
+				seen[t] = true
+			}
+			if len(types) == 0 {
+				f.errorf("want at least one accelerator type")
+			}
+			if !hasCount && !hasFrac {
+				f.errorf("names accelerator types but neither count nor fraction is given")
+			}
+		}
+		r.Accel = types
+	}
+	if f, ok := fs.get("cpu"); ok {
+		r.CPUMilli = cpuValue(f)
+	}
+	if f, ok := fs.get("memory"); ok {
+		r.MemoryMiB = memoryValue(f)
+	}
+	return g
+}
+
+func cpuValue(f value) int64 {
+	text, _, ok := f.numberText()
+	if !ok {
+		return 0
+	}
+	m, err := parseCPU(text)
+	if err != nil {
+		f.errorf("%v", err)
+	}
+	return m
+}
+
+func memoryValue(f value) int64 {
+	s, ok := f.str()
+	if !ok {
+		return 0
+	}
+	m, err := parseMemory(s)
+	if err != nil {
+		f.errorf("%v", err)
+	}
+	return m
+}
+
+func (o *options) levelNames() string {
+	return strings.Join(append(append([]string(nil), o.levels...), "node"), ", ")
+}
+
+func (o *options) topology(v value) sched.Topology {
+	var t sched.Topology
+	fs, isMap := v.fields("required", "preferred")
+	if !isMap {
+		return t
+	}
+	req, hasReq := fs.get("required")
+	pref, hasPref := fs.get("preferred")
+	lv := pref
+	switch {
+	case hasReq && hasPref:
+		pref.errorf("give required or preferred, not both")
+		return t
+	case hasReq:
+		lv, t.Required = req, true
+	case !hasPref:
+		v.errorf("want required: LEVEL or preferred: LEVEL (levels: %s)", o.levelNames())
+		return t
+	}
+	s, ok := lv.str()
+	if !ok {
+		return t
+	}
+	known := s == "node"
+	for _, l := range o.levels {
+		known = known || l == s
+	}
+	if !known {
+		lv.errorf("level %q: want one of %s", s, o.levelNames())
+	}
+	t.Level = s
+	return t
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func runSpec(fs fields) RunSpec {
+	run := RunSpec{RestartPolicy: RestartNever}
+	if f, ok := fs.get("command"); ok {
+		cmd, _, good := f.stringList(false)
+		if good && len(cmd) == 0 {
+			f.errorf("must not be empty; leave the field out instead")
+		}
+		if good && len(cmd) > 0 && cmd[0] == "" {
+			f.errorf("the program (first element) must not be empty")
+		}
+		run.Command = cmd
+	}
+	if f, ok := fs.get("env"); ok {
+		run.Env, _ = f.stringMap(func(k string) string {
+			if !envName.MatchString(k) {
+				return fmt.Sprintf("%q: want letters, digits and '_', not starting with a digit", k)
+			}
+			return ""
+		})
+	}
+	if f, ok := fs.get("restartPolicy"); ok {
+		if s, ok := f.str(); ok {
+			if s != RestartNever && s != RestartGang {
+				f.errorf("%q: want one of %s", s, strings.Join(restartPolicies, ", "))
+			}
+			run.RestartPolicy = s
+		}
+	}
+	if f, ok := fs.get("maxRestarts"); ok {
+		if x, ok := f.intIn(0, maxRestarts); ok {
+			run.MaxRestarts = int(x)
+			if x > 0 && run.RestartPolicy != RestartGang {
+				f.errorf("%d restarts need restartPolicy: gang", x)
+			}
+		}
+	}
+	return run
+}
+
+// checkQueue checks the job's queue against the queue tree.
+func (o *options) checkQueue(qv value, fs fields, j *sched.Job) {
+	parent := map[string]string{}
+	leaf := map[string]bool{}
+	var names []string
+	for _, s := range o.queues {
+		parent[s.Name] = s.Parent
+		leaf[s.Name] = true
+	}
+	for _, s := range o.queues {
+		leaf[s.Parent] = false
+	}
+	for _, s := range o.queues {
+		if leaf[s.Name] {
+			names = append(names, s.Name)
+		}
+	}
+	if _, ok := parent[j.Queue]; !ok || !leaf[j.Queue] {
+		what := "is not a queue"
+		if ok {
+			what = "is not a leaf queue"
+		}
+		qv.errorf("%q %s (want one of %s)", j.Queue, what, strings.Join(names, ", "))
+		return
+	}
+	tenant := j.Queue
+	for parent[tenant] != "" && parent[tenant] != quota.RootName {
+		tenant = parent[tenant]
+	}
+	if j.Tenant != "" && j.Tenant != tenant {
+		f, _ := fs.get("tenant")
+		f.errorf("%q, but queue %q belongs to tenant %q", j.Tenant, j.Queue, tenant)
+	}
+}
+
+// priorityClass returns the class name of a priority, or "".
+func priorityClass(p int32) string {
+	for _, c := range PriorityClasses {
+		if c.Value == p {
+			return c.Name
+		}
+	}
+	return ""
+}
