@@ -379,29 +379,26 @@ func milliText(v int64) string {
 func (t *Tree) refusalText(leaf, f int, amount int64, at int) string {
 	q := &t.qs[leaf]
 	fl := t.flavors[f]
-	switch {
-	case at == 0 || at != leaf && t.qs[leaf].usage[f]+amount > t.qs[leaf].nominal[f]:
-		cohort := "the fleet"
-		if q.tenant >= 0 && q.tenant != leaf {
-			cohort = "tenant " + t.qs[q.tenant].name
-		}
-		if at != 0 {
-			cohort = "queue " + t.qs[at].name
-		}
-		if q.usage[f]+amount <= q.nominal[f] {
-			return fmt.Sprintf("queue %s needs %s %s within its nominal quota, but others borrow it (%s in use of %s nominal); reclaiming by preemption",
-				q.name, milliText(amount), fl, milliText(q.usage[f]), milliText(q.nominal[f]))
-		}
-		return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); %s has nothing to lend",
-			q.name, milliText(q.usage[f]), milliText(q.nominal[f]), fl, milliText(amount), cohort)
-	case at == leaf:
+	if at == leaf {
 		return fmt.Sprintf("queue %s would use %s %s, above nominal %s + borrowing limit %s",
 			q.name, milliText(q.usage[f]+amount), fl, milliText(q.nominal[f]), milliText(q.borrow[f]))
-	default:
+	}
+	if at != 0 && t.qs[at].borrow[f] < Unlimited {
 		a := &t.qs[at]
 		return fmt.Sprintf("queue %s (above %s) would hold %s %s, above its nominal %s + borrowing limit %s",
 			a.name, q.name, milliText(a.occ[f]+amount), fl, milliText(a.nominal[f]), milliText(a.borrow[f]))
 	}
+	left := max(0, t.qs[0].nominal[f]-t.qs[0].occ[f])
+	if q.usage[f]+amount <= q.nominal[f] {
+		return fmt.Sprintf("queue %s needs %s %s within its nominal quota (%s of %s in use), but other queues borrow it; %s left in the fleet's pool",
+			q.name, milliText(amount), fl, milliText(q.usage[f]), milliText(q.nominal[f]), milliText(left))
+	}
+	cohort := "the fleet"
+	if q.tenant >= 0 && q.tenant != leaf {
+		cohort = "tenant " + t.qs[q.tenant].name
+	}
+	return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); %s has %s left to lend",
+		q.name, milliText(q.usage[f]), milliText(q.nominal[f]), fl, milliText(amount), cohort, milliText(left))
 }
 
 // Add records usage (negative amounts release it) on leaf q.

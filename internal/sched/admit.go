@@ -16,6 +16,15 @@ type outcome struct {
 	why string
 	// refusal is set when the queue tree, not capacity, stopped the job.
 	refusal *quota.Refusal
+	// set is true once the first (most preferred) option's failure is
+	// recorded: that is the reason users see.
+	set bool
+}
+
+func (o *outcome) fail(why string, r *quota.Refusal) {
+	if !o.set {
+		o.set, o.why, o.refusal = true, why, r
+	}
 }
 
 const domainTries = 8
@@ -47,7 +56,10 @@ func (c *Core) plan(j *job, h *hold) outcome {
 			}
 		}
 	}
-	if out.why == "" || out.refusal == nil {
+	if !out.set {
+		out.fail("", nil)
+	}
+	if out.refusal == nil {
 		out.why = c.capacityReason(j, h)
 		out.refusal = nil
 	}
@@ -121,8 +133,8 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 				f = c.queues.FlavorIndex(fl)
 				add = int64(gang.Min()) * gang.Shape.GPUMilli()
 				if f < 0 {
-					out.why = fmt.Sprintf("no queue has quota for flavor %s", fl)
-					out.refusal = &quota.Refusal{Queue: j.queue, Flavor: -1, Reason: out.why}
+					why := fmt.Sprintf("no queue has quota for flavor %s", fl)
+					out.fail(why, &quota.Refusal{Queue: j.queue, Flavor: -1, Reason: why})
 					continue
 				}
 				trial := quota.Demand{}
@@ -131,7 +143,7 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 				}
 				trial[f] += add
 				if r := c.queues.Check(j.queue, trial); r != nil {
-					out.why, out.refusal = r.Reason, r
+					out.fail(r.Reason, r)
 					continue
 				}
 			}
@@ -145,9 +157,7 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 				break
 			}
 			c.undoTo(t, mark)
-			if out.refusal == nil {
-				out.why = ""
-			}
+			out.fail("", nil)
 		}
 		if !done {
 			c.undo(t)
@@ -205,6 +215,10 @@ func (c *Core) capacityReason(j *job, h *hold) string {
 			need, tname, j.Topology.Level, j.Topology.Level, c.fleet.DomainPath(best), bestFree, held)
 	}
 	free := c.idx.freeWholeIn(ti, 0)
+	if free >= need && held != "" {
+		return fmt.Sprintf("needs %d x %d %s; %d are free, but held for %s's backfill reservation at t=%d, which this job would delay",
+			g.Min(), r.Devices, tname, free, h.job.ID, h.at)
+	}
 	if free >= need {
 		return fmt.Sprintf("needs %d x %d %s; %d %s are free but not %d together on nodes with cpu %dm and memory %dMi free per replica%s",
 			g.Min(), r.Devices, tname, free, tname, r.Devices, r.CPUMilli, r.MemoryMiB, held)

@@ -49,6 +49,9 @@ type job struct {
 	// awaiting is when the victims preempted for this job leave; while it
 	// lies in the future the job does not preempt again.
 	awaiting int64
+	// blocked is set while the job waits for capacity (or for the fleet's
+	// whole quota pool), when a backfill prediction means something.
+	blocked bool
 	// never is set for jobs no node of the fleet could ever hold.
 	never string
 }
@@ -605,7 +608,7 @@ func (c *Core) Explain(id JobID) (Explanation, bool) {
 		if ex.Reason == "" {
 			ex.Reason = "waiting for the next scheduling cycle"
 		}
-		if ex.EarliestStart < 0 && !c.cfg.NoBackfill {
+		if ex.EarliestStart < 0 && !c.cfg.NoBackfill && j.blocked {
 			ex.EarliestStart = c.earliestStart(j)
 		}
 	case jRunning:

@@ -456,8 +456,13 @@ func (c *Core) typeOptions(r *place.Request) []int {
 	}
 	var out []int
 	if len(r.Accel) == 0 {
-		for i := range c.fleet.Catalog.Types {
-			out = append(out, i)
+		for i := range c.idx.types {
+			if c.hasType(i) {
+				out = append(out, i)
+			}
+		}
+		if len(out) == 0 {
+			out = append(out, 0)
 		}
 		return out
 	}
@@ -467,4 +472,14 @@ func (c *Core) typeOptions(r *place.Request) []int {
 		}
 	}
 	return out
+}
+
+// hasType reports whether any node of the fleet carries catalog type ti.
+func (c *Core) hasType(ti int) bool {
+	for _, p := range c.profiles {
+		if c.fleet.Catalog.Index(p.accel) == ti && p.count > 0 {
+			return true
+		}
+	}
+	return false
 }

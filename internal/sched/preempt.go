@@ -80,7 +80,16 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 				v.j.reps[k].leaving = max(deadline, 1)
 				pairs = append(pairs, [2]int{v.j.reps[k].gang, v.j.reps[k].idx})
 			}
-			acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
+			if k := len(acts) - 1; k >= 0 {
+				if p, ok := acts[k].(Preempt); ok && p.Job == v.j.ID && len(p.Replicas) > 0 && p.Deadline == deadline {
+					p.Replicas = append(p.Replicas, pairs...)
+					acts[k] = p
+					pairs = nil
+				}
+			}
+			if pairs != nil {
+				acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
+			}
 			c.preempting[v.j.ID] = v.j
 			if deadline <= c.now {
 				c.dropLeaving(v.j)
@@ -185,8 +194,10 @@ func (c *Core) victims(j *job, reclaim bool) []victim {
 			continue
 		}
 		lost := c.workLost(v)
-		if ex := c.excess(v); len(ex) > 0 {
-			shrinks = append(shrinks, victim{j: v, shrink: ex, lost: lost})
+		// One shrink candidate per surplus replica, highest index first, so
+		// the minimization keeps every replica it can.
+		for _, k := range c.excess(v) {
+			shrinks = append(shrinks, victim{j: v, shrink: []int{k}, lost: lost})
 		}
 		whole = append(whole, victim{j: v, lost: lost})
 	}
@@ -202,7 +213,16 @@ func (c *Core) victims(j *job, reclaim bool) []victim {
 			return x.j.seq > y.j.seq
 		})
 	}
-	order(shrinks)
+	sort.SliceStable(shrinks, func(a, b int) bool {
+		x, y := shrinks[a], shrinks[b]
+		if x.j.Priority != y.j.Priority {
+			return x.j.Priority < y.j.Priority
+		}
+		if x.j.seq != y.j.seq {
+			return x.j.seq > y.j.seq
+		}
+		return x.j.reps[x.shrink[0]].idx > y.j.reps[y.shrink[0]].idx
+	})
 	order(whole)
 	return append(shrinks, whole...)
 }
@@ -248,7 +268,6 @@ func (c *Core) excess(j *job) []int {
 		sort.Slice(idx, func(a, b int) bool { return j.reps[idx[a]].idx > j.reps[idx[b]].idx })
 		out = append(out, idx[:extra]...)
 	}
-	sort.Ints(out)
 	return out
 }
 

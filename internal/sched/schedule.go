@@ -81,6 +81,9 @@ func (c *Core) dropLeaving(j *job) bool {
 		}
 		kept = append(kept, r)
 	}
+	if len(kept) < len(j.reps) {
+		c.elastic[j.ID] = j // it may grow back later
+	}
 	j.reps = kept
 	if freed != nil {
 		c.queues.Add(j.queue, freed)
@@ -142,6 +145,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			continue
 		}
 		turn.cursor = j
+		j.blocked = false
 		heldOut := res != nil && res.job != j && (j.EstimatedSec <= 0 || c.now+j.EstimatedSec > res.at)
 		key := shapeKey(j, heldOut)
 		if why, ok := noRoom[key]; ok {
@@ -186,7 +190,8 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				continue
 			}
 		}
-		if o.refusal == nil && res == nil && !c.cfg.NoBackfill {
+		j.blocked = o.refusal == nil || o.refusal.AtRoot
+		if j.blocked && res == nil && !c.cfg.NoBackfill {
 			res = c.reserve(j)
 			if res != nil {
 				j.earliest = res.at
@@ -303,6 +308,18 @@ func (c *Core) lift(j *job) *saved {
 
 func (c *Core) reinstate(s *saved) {
 	j := s.j
+	if s.only != nil {
+		d := quota.Demand{}
+		for _, k := range s.only {
+			r := s.reps[k]
+			c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, +1)
+			if ti := j.gangType[r.gang]; ti >= 0 {
+				d[c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))] += j.Gangs[r.gang].Shape.GPUMilli()
+			}
+		}
+		c.queues.Add(j.queue, d)
+		return
+	}
 	for i := range s.reps {
 		c.idx.take(s.reps[i].node, &j.Gangs[s.reps[i].gang].Shape, s.reps[i].choice, +1)
 	}

@@ -1,0 +1,269 @@
+package sched_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/place"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+)
+
+// TestScenarios runs the scenario files under testdata/scenarios: a fleet,
+// a queue tree, a sequence of events and the actions expected of each
+// scheduling cycle. Regenerate expectations with -rewrite and review the
+// diff.
+func TestScenarios(t *testing.T) {
+	datadriven.Walk(t, filepath.Join("testdata", "scenarios"), func(t *testing.T, path string) {
+		s := &scenario{}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			out, err := s.run(d)
+			if err != nil {
+				return "error: " + err.Error() + "\n"
+			}
+			return out
+		})
+	})
+}
+
+type scenario struct {
+	nodes  []fleet.Node
+	specs  []quota.Spec
+	cfg    sched.Config
+	core   *sched.Core
+	levels []string
+}
+
+func (s *scenario) ensure() error {
+	if s.core != nil {
+		return nil
+	}
+	f, err := fleet.New(nil, s.levels, s.nodes)
+	if err != nil {
+		return err
+	}
+	q, err := quota.New(s.specs)
+	if err != nil {
+		return err
+	}
+	s.core, err = sched.New(s.cfg, f, q)
+	return err
+}
+
+func args(d *datadriven.TestData) map[string]string {
+	m := map[string]string{}
+	for _, a := range d.CmdArgs {
+		m[a.Key] = strings.Join(a.Vals, ",")
+	}
+	return m
+}
+
+func kv(line string) map[string]string {
+	m := map[string]string{}
+	for i, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			m[f] = ""
+			if i == 0 {
+				m["_"] = f
+			}
+			continue
+		}
+		m[k] = v
+	}
+	return m
+}
+
+func num(m map[string]string, k string, def int64) int64 {
+	v, ok := m[k]
+	if !ok || v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		panic(fmt.Sprintf("%s=%q: %v", k, v, err))
+	}
+	return n
+}
+
+func limits(v string) quota.Limits {
+	parts := strings.Split(v, "/")
+	l := quota.Limits{}
+	n, _ := strconv.ParseFloat(parts[0], 64)
+	l.Nominal = int64(n * 1000)
+	if len(parts) > 1 && parts[1] != "-" {
+		b, _ := strconv.ParseFloat(parts[1], 64)
+		bv := int64(b * 1000)
+		l.Borrow = &bv
+	}
+	if len(parts) > 2 && parts[2] != "-" {
+		x, _ := strconv.ParseFloat(parts[2], 64)
+		xv := int64(x * 1000)
+		l.Lend = &xv
+	}
+	return l
+}
+
+func gang(m map[string]string) sched.Gang {
+	g := sched.Gang{Replicas: int(num(m, "replicas", 1)), MinReplicas: int(num(m, "min", 0))}
+	g.Shape.Devices = int(num(m, "gpus", 0))
+	g.Shape.Milli = int32(num(m, "milli", 0))
+	g.Shape.CPUMilli = num(m, "cpu", 1000)
+	g.Shape.MemoryMiB = num(m, "mem", 1024)
+	if a := m["accel"]; a != "" {
+		g.Shape.Accel = strings.Split(a, ",")
+	}
+	return g
+}
+
+func (s *scenario) run(d *datadriven.TestData) (string, error) {
+	a := args(d)
+	switch d.Cmd {
+	case "fleet":
+		// Each line: PATH nodes=N accel=T count=C [cpu=] [mem=] [prefix=]
+		if l := a["levels"]; l != "" {
+			s.levels = strings.Split(l, ",")
+		}
+		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+			m := kv(line)
+			path := strings.Split(strings.Fields(line)[0], "/")
+			prefix := m["prefix"]
+			if prefix == "" {
+				prefix = path[len(path)-1] + "-n"
+			}
+			for i := range int(num(m, "nodes", 1)) {
+				s.nodes = append(s.nodes, fleet.Node{Name: fmt.Sprintf("%s%d", prefix, i), Path: path,
+					Accel: m["accel"], Count: int(num(m, "count", 8)), CPUMilli: num(m, "cpu", 64000), MemoryMiB: num(m, "mem", 512*1024)})
+			}
+		}
+		return "", nil
+	case "queues":
+		// Each line: NAME [parent=P] [weight=W] [strict] [FLAVOR=nominal/borrow/lend ...]
+		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+			m := kv(line)
+			sp := quota.Spec{Name: strings.Fields(line)[0], Parent: m["parent"], Quotas: map[string]quota.Limits{}}
+			_, sp.Strict = m["strict"]
+			if w := m["weight"]; w != "" {
+				sp.Weight, _ = strconv.ParseFloat(w, 64)
+			}
+			for k, v := range m {
+				switch k {
+				case "parent", "weight", "strict", "_":
+				default:
+					if k == sp.Name {
+						continue
+					}
+					sp.Quotas[k] = limits(v)
+				}
+			}
+			s.specs = append(s.specs, sp)
+		}
+		return "", nil
+	case "config":
+		if p := a["placement"]; p != "" {
+			s.cfg.Placement = strings.Split(p, ",")
+		}
+		_, s.cfg.NoBackfill = a["nobackfill"]
+		_, s.cfg.NoPreemption = a["nopreemption"]
+		s.cfg.Candidates = int(num(a, "candidates", 0))
+		return "", nil
+	case "submit":
+		if err := s.ensure(); err != nil {
+			return "", err
+		}
+		j := sched.Job{ID: sched.JobID(a["id"]), Queue: a["queue"], Priority: int32(num(a, "prio", 0)),
+			NoticeSec: num(a, "notice", 0), CheckpointSec: num(a, "ckpt", 0), EstimatedSec: num(a, "est", 0), Tier: a["tier"]}
+		_, j.Preemptible = a["preemptible"]
+		if t := a["topo"]; t != "" {
+			j.Topology.Level = t
+			_, j.Topology.Required = a["required"]
+		}
+		if in := strings.TrimSpace(d.Input); in != "" {
+			for _, line := range strings.Split(in, "\n") {
+				j.Gangs = append(j.Gangs, gang(kv(line)))
+			}
+		} else {
+			j.Gangs = []sched.Gang{gang(a)}
+		}
+		return "", s.core.Apply(sched.JobSubmitted{Job: j})
+	case "schedule":
+		if err := s.ensure(); err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		for _, act := range s.core.Schedule(num(a, "now", 0)) {
+			fmt.Fprintln(&b, act)
+		}
+		return b.String(), nil
+	case "finish":
+		return "", s.core.Apply(sched.JobFinished{ID: sched.JobID(a["id"])})
+	case "cancel":
+		return "", s.core.Apply(sched.JobCancelled{ID: sched.JobID(a["id"])})
+	case "fail":
+		_, rq := a["requeue"]
+		return "", s.core.Apply(sched.JobFailed{ID: sched.JobID(a["id"]), Reason: "exit 1", Requeue: rq})
+	case "node-fail":
+		return "", s.core.Apply(sched.NodeFailed{Node: a["node"], Reason: "heartbeat lost"})
+	case "node-drain":
+		return "", s.core.Apply(sched.NodeDrained{Node: a["node"]})
+	case "node-return":
+		return "", s.core.Apply(sched.NodeReturned{Node: a["node"]})
+	case "quota":
+		return "", s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])})
+	case "explain":
+		ids := strings.Split(a["id"], ",")
+		var b strings.Builder
+		for _, id := range ids {
+			ex, ok := s.core.Explain(sched.JobID(id))
+			if !ok {
+				fmt.Fprintf(&b, "%s: unknown\n", id)
+				continue
+			}
+			fmt.Fprintf(&b, "%s: %s", id, ex.State)
+			if ex.Reason != "" {
+				fmt.Fprintf(&b, ": %s", ex.Reason)
+			}
+			if ex.EarliestStart >= 0 {
+				fmt.Fprintf(&b, " (earliest start t=%d)", ex.EarliestStart)
+			}
+			if len(ex.Nodes) > 0 {
+				fmt.Fprintf(&b, " on %s", strings.Join(ex.Nodes, ","))
+			}
+			b.WriteString("\n")
+		}
+		return b.String(), nil
+	case "usage":
+		if err := s.ensure(); err != nil {
+			return "", err
+		}
+		q := s.core.Queues()
+		var lines []string
+		for i := 1; i < q.Len(); i++ {
+			for f, fl := range q.Flavors() {
+				if u := q.Usage(i, f); u != 0 {
+					lines = append(lines, fmt.Sprintf("%s %s: %g of nominal %g", q.Name(i), fl, float64(u)/1000, float64(q.Nominal(i, f))/1000))
+				}
+			}
+		}
+		sort.Strings(lines)
+		return strings.Join(lines, "\n") + "\n", nil
+	case "free":
+		var b strings.Builder
+		f := s.core.Fleet()
+		for i := range f.Nodes {
+			n := s.core.NodeState(i)
+			fmt.Fprintf(&b, "%s %v\n", f.Nodes[i].Name, n.Free)
+		}
+		return b.String(), nil
+	}
+	return "", fmt.Errorf("unknown command %q", d.Cmd)
+}
+
+var _ = place.Whole
