@@ -30,8 +30,9 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 	// What if these were gone? Lift candidates in order until j fits.
 	var lifted []*saved
 	fits := false
+	gone := map[*job]map[int]bool{} // replicas lifted so far, per job
 	for _, v := range cands {
-		lifted = append(lifted, c.liftVictim(v))
+		lifted = append(lifted, c.liftVictim(v, gone))
 		if p := c.plan(j, nil); p.why == "" {
 			c.undo(p.t)
 			fits = true
@@ -63,11 +64,17 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 			c.reinstate(lifted[i])
 		}
 	}
+	wholeNeeded := map[*job]bool{}
+	for i, v := range cands[:len(lifted)] {
+		if need[i] && v.shrink == nil {
+			wholeNeeded[v.j] = true
+		}
+	}
 	immediate := true
 	var last int64
 	n := 0
 	for i, v := range cands[:len(lifted)] {
-		if !need[i] {
+		if !need[i] || (v.shrink != nil && wholeNeeded[v.j]) {
 			continue
 		}
 		n++
@@ -168,7 +175,9 @@ func (c *Core) victims(j *job, reclaim bool) []victim {
 	sort.Slice(run, func(a, b int) bool { return run[a].seq < run[b].seq })
 	var shrinks, whole []victim
 	for _, v := range run {
-		if v == j || v.state != jRunning || !v.Preemptible {
+		// Work admitted in this very cycle is not preempted in it: that would
+		// only thrash.
+		if v == j || v.state != jRunning || !v.Preemptible || v.started == c.now {
 			continue
 		}
 		ok := false
@@ -271,11 +280,33 @@ func (c *Core) excess(j *job) []int {
 	return out
 }
 
-func (c *Core) liftVictim(v victim) *saved {
-	if v.shrink == nil {
+// liftVictim takes a victim's resources out for a what-if probe; replicas
+// already lifted as shrinks of the same job are not lifted twice.
+func (c *Core) liftVictim(v victim, gone map[*job]map[int]bool) *saved {
+	if gone[v.j] == nil {
+		gone[v.j] = map[int]bool{}
+	}
+	if v.shrink == nil && len(gone[v.j]) == 0 {
+		for k := range v.j.reps {
+			gone[v.j][k] = true
+		}
 		return c.lift(v.j)
 	}
-	s := &saved{j: v.j, reps: v.j.reps, only: v.shrink}
+	only := v.shrink
+	if only == nil {
+		for k := range v.j.reps {
+			if !gone[v.j][k] {
+				only = append(only, k)
+			}
+		}
+		if only == nil {
+			only = []int{}
+		}
+	}
+	for _, k := range only {
+		gone[v.j][k] = true
+	}
+	s := &saved{j: v.j, reps: v.j.reps, only: only}
 	c.relift(s)
 	return s
 }

@@ -99,12 +99,20 @@ type queueTurn struct {
 	q      int
 	share  float64
 	cursor *job
+	// borrow is set when the queue's next job would take it above its
+	// nominal quota: queues within their guaranteed share go first, so
+	// borrowed quota is not handed out only to be reclaimed at once.
+	borrow bool
+	next   *job
 }
 
 type queueHeap []*queueTurn
 
 func (h queueHeap) Len() int { return len(h) }
 func (h queueHeap) Less(a, b int) bool {
+	if h[a].borrow != h[b].borrow {
+		return !h[a].borrow
+	}
 	if h[a].share != h[b].share {
 		return h[a].share < h[b].share
 	}
@@ -123,9 +131,21 @@ const maxPreemptionsPerCycle = 16
 
 func (c *Core) admit(acts []Action) ([]Action, int32) {
 	h := &queueHeap{}
+	push := func(turn *queueTurn, fresh bool) {
+		turn.next = c.nextPending(turn)
+		if turn.next == nil {
+			return
+		}
+		turn.borrow = !c.withinNominal(turn.next, outcome{})
+		if fresh {
+			*h = append(*h, turn)
+			return
+		}
+		heap.Push(h, turn)
+	}
 	for q, p := range c.pending {
 		if p.Len() > 0 {
-			*h = append(*h, &queueTurn{q: q, share: c.queues.Share(q)})
+			push(&queueTurn{q: q, share: c.queues.Share(q)}, true)
 		}
 	}
 	heap.Init(h)
@@ -140,10 +160,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			break
 		}
 		turn := heap.Pop(h).(*queueTurn)
-		j := c.nextPending(turn)
-		if j == nil {
-			continue
-		}
+		j := turn.next
 		turn.cursor = j
 		j.blocked = false
 		heldOut := res != nil && res.job != j && (j.EstimatedSec <= 0 || c.now+j.EstimatedSec > res.at)
@@ -154,7 +171,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				j.earliest = -1
 			}
 			if !c.queues.Strict(turn.q) {
-				heap.Push(h, turn)
+				push(turn, false)
 			}
 			continue
 		}
@@ -163,7 +180,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			acts = c.commit(j, o, acts)
 			binds++
 			turn.share = c.queues.Share(turn.q)
-			heap.Push(h, turn)
+			push(turn, false)
 			continue
 		}
 		j.reason = o.why
@@ -186,7 +203,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 					turn.share = c.queues.Share(turn.q)
 					delete(noRoom, key)
 				}
-				heap.Push(h, turn)
+				push(turn, false)
 				continue
 			}
 		}
@@ -198,7 +215,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			}
 		}
 		if !c.queues.Strict(turn.q) {
-			heap.Push(h, turn)
+			push(turn, false)
 		} else {
 			c.strictReasons(turn.q, j)
 		}
