@@ -1,0 +1,177 @@
+// Package api holds the live control plane's wire types: the REST API's
+// requests and responses (described in docs/openapi.yaml, served at
+// /v1/openapi.yaml), the node agent protocol, strict decoders for every
+// request body, and a Go client that the command line uses.
+package api
+
+import (
+	_ "embed"
+	"time"
+)
+
+// OpenAPI is the API's OpenAPI 3 document; docs/openapi.yaml is a copy kept
+// equal by a test.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Job is a job as the API shows it.
+type Job struct {
+	ID          string    `json:"id" yaml:"id"`
+	Name        string    `json:"name" yaml:"name"`
+	Tenant      string    `json:"tenant" yaml:"tenant"`
+	Queue       string    `json:"queue" yaml:"queue"`
+	Kind        string    `json:"kind" yaml:"kind"`
+	Priority    int32     `json:"priority" yaml:"priority"`
+	Preemptible bool      `json:"preemptible,omitempty" yaml:"preemptible,omitempty"`
+	State       string    `json:"state" yaml:"state"`
+	Reason      string    `json:"reason,omitempty" yaml:"reason,omitempty"`
+	Submitted   time.Time `json:"submitted" yaml:"submitted"`
+	Started     time.Time `json:"started,omitzero" yaml:"started,omitempty"`
+	Finished    time.Time `json:"finished,omitzero" yaml:"finished,omitempty"`
+	Attempt     int       `json:"attempt" yaml:"attempt"`
+	Restarts    int       `json:"restarts,omitempty" yaml:"restarts,omitempty"`
+	Gangs       []Gang    `json:"gangs" yaml:"gangs"`
+	Command     []string  `json:"command,omitempty" yaml:"command,omitempty"`
+	Replicas    []Replica `json:"replicas,omitempty" yaml:"replicas,omitempty"`
+	// Explanation is the scheduling core's view of a job that is still
+	// pending or running; only a single job's GET fills it.
+	Explanation *Explanation `json:"explanation,omitempty" yaml:"explanation,omitempty"`
+}
+
+// Gang summarizes one gang of a job.
+type Gang struct {
+	Name        string   `json:"name,omitempty" yaml:"name,omitempty"`
+	Replicas    int      `json:"replicas" yaml:"replicas"`
+	MinReplicas int      `json:"minReplicas,omitempty" yaml:"minReplicas,omitempty"`
+	Accel       []string `json:"accelerators,omitempty" yaml:"accelerators,omitempty"`
+	Devices     int      `json:"count,omitempty" yaml:"count,omitempty"`
+	Milli       int32    `json:"milli,omitempty" yaml:"milli,omitempty"`
+}
+
+// Replica is one bound replica of a job's current attempt.
+type Replica struct {
+	Rank     int    `json:"rank" yaml:"rank"`
+	Gang     int    `json:"gang" yaml:"gang"`
+	Replica  int    `json:"replica" yaml:"replica"`
+	Attempt  int    `json:"attempt" yaml:"attempt"`
+	Node     string `json:"node" yaml:"node"`
+	Devices  []int  `json:"devices,omitempty" yaml:"devices,omitempty"`
+	Milli    int32  `json:"milli,omitempty" yaml:"milli,omitempty"`
+	State    string `json:"state" yaml:"state"`
+	ExitCode *int   `json:"exitCode,omitempty" yaml:"exitCode,omitempty"`
+	Signal   string `json:"signal,omitempty" yaml:"signal,omitempty"`
+}
+
+// Explanation is what the scheduling core says of a job.
+type Explanation struct {
+	State  string `json:"state" yaml:"state"`
+	Reason string `json:"reason,omitempty" yaml:"reason,omitempty"`
+	// EarliestStart is the predicted start of a pending job, when known.
+	EarliestStart *time.Time `json:"earliestStart,omitempty" yaml:"earliestStart,omitempty"`
+	Nodes         []string   `json:"nodes,omitempty" yaml:"nodes,omitempty"`
+}
+
+// JobList is the answer to GET /v1/jobs.
+type JobList struct {
+	Jobs []Job `json:"jobs" yaml:"jobs"`
+}
+
+// Node is a registered node.
+type Node struct {
+	Name          string            `json:"name" yaml:"name"`
+	Address       string            `json:"address" yaml:"address"`
+	State         string            `json:"state" yaml:"state"`
+	Path          map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
+	Accel         string            `json:"accel,omitempty" yaml:"accel,omitempty"`
+	Count         int               `json:"count" yaml:"count"`
+	AllocatedMilli int64            `json:"allocatedMilli" yaml:"allocatedMilli"`
+	CPUMilli      int64             `json:"cpuMilli" yaml:"cpuMilli"`
+	MemoryMiB     int64             `json:"memoryMiB" yaml:"memoryMiB"`
+	Labels        map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	LastHeartbeat time.Time         `json:"lastHeartbeat,omitzero" yaml:"lastHeartbeat,omitempty"`
+}
+
+// NodeList is the answer to GET /v1/nodes.
+type NodeList struct {
+	Nodes []Node `json:"nodes" yaml:"nodes"`
+}
+
+// Quota is one flavor's limits in accelerators (fractions allowed); nil
+// borrowing and lending limits are unlimited.
+type Quota struct {
+	Nominal        float64  `json:"nominal" yaml:"nominal"`
+	BorrowingLimit *float64 `json:"borrowingLimit,omitempty" yaml:"borrowingLimit,omitempty"`
+	LendingLimit   *float64 `json:"lendingLimit,omitempty" yaml:"lendingLimit,omitempty"`
+}
+
+// Queue is a queue of the tree: a tenant's team queue, or a tenant itself
+// (Parent empty).
+type Queue struct {
+	Name   string           `json:"name" yaml:"name"`
+	Tenant string           `json:"tenant" yaml:"tenant"`
+	Parent string           `json:"parent,omitempty" yaml:"parent,omitempty"`
+	Weight float64          `json:"weight,omitempty" yaml:"weight,omitempty"`
+	Strict bool             `json:"strict,omitempty" yaml:"strict,omitempty"`
+	Quotas map[string]Quota `json:"quotas,omitempty" yaml:"quotas,omitempty"`
+	// Usage is what the queue's running jobs hold, in accelerators per
+	// flavor.
+	Usage   map[string]float64 `json:"usage,omitempty" yaml:"usage,omitempty"`
+	Pending int                `json:"pending" yaml:"pending"`
+	Running int                `json:"running" yaml:"running"`
+}
+
+// QueueList is the answer to GET /v1/queues.
+type QueueList struct {
+	Queues []Queue `json:"queues" yaml:"queues"`
+}
+
+// Tenant is a top-level queue with its team queues.
+type Tenant struct {
+	Name   string             `json:"name" yaml:"name"`
+	Weight float64            `json:"weight,omitempty" yaml:"weight,omitempty"`
+	Quotas map[string]Quota   `json:"quotas,omitempty" yaml:"quotas,omitempty"`
+	Usage  map[string]float64 `json:"usage,omitempty" yaml:"usage,omitempty"`
+	Queues []string           `json:"queues" yaml:"queues"`
+}
+
+// TenantList is the answer to GET /v1/tenants.
+type TenantList struct {
+	Tenants []Tenant `json:"tenants" yaml:"tenants"`
+}
+
+// CreateTenant is the body of POST /v1/tenants.
+type CreateTenant struct {
+	Name   string           `json:"name"`
+	Weight float64          `json:"weight,omitempty"`
+	Quotas map[string]Quota `json:"quotas,omitempty"`
+}
+
+// CreateQueue is the body of POST /v1/queues.
+type CreateQueue struct {
+	Name   string           `json:"name"`
+	Tenant string           `json:"tenant"`
+	Weight float64          `json:"weight,omitempty"`
+	Strict bool             `json:"strict,omitempty"`
+	Quotas map[string]Quota `json:"quotas,omitempty"`
+}
+
+// Token roles.
+const (
+	RoleAdmin  = "admin"
+	RoleTenant = "tenant"
+	RoleNode   = "node"
+)
+
+// CreateToken is the body of POST /v1/tokens.
+type CreateToken struct {
+	Role   string `json:"role"`
+	Tenant string `json:"tenant,omitempty"`
+}
+
+// Token is a new token; the secret is shown this once.
+type Token struct {
+	Token  string `json:"token" yaml:"token"`
+	Role   string `json:"role" yaml:"role"`
+	Tenant string `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+}

@@ -1,0 +1,708 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+// principal is who a request acts for.
+type principal struct {
+	role   string
+	tenant string
+}
+
+func (p principal) admin() bool { return p.role == store.RoleAdmin }
+
+// sees reports whether p may see a tenant's objects.
+func (p principal) sees(tenant string) bool { return p.admin() || p.tenant == tenant }
+
+type route struct {
+	method, pattern string
+	// roles may call the route; nil means anyone.
+	roles []string
+	h     func(w http.ResponseWriter, r *http.Request, p principal)
+}
+
+var (
+	users = []string{store.RoleAdmin, store.RoleTenant}
+	admin = []string{store.RoleAdmin}
+	nodes = []string{store.RoleAdmin, store.RoleNode}
+)
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/v1/openapi.yaml", nil, s.openAPI},
+		{"GET", "/v1/healthz", nil, s.healthz},
+		{"POST", "/v1/jobs", users, s.submit},
+		{"GET", "/v1/jobs", users, s.listJobs},
+		{"GET", "/v1/jobs/{id}", users, s.getJob},
+		{"POST", "/v1/jobs/{id}/cancel", users, s.cancelJob},
+		{"GET", "/v1/jobs/{id}/logs", users, s.jobLogs},
+		{"GET", "/v1/queues", users, s.listQueues},
+		{"POST", "/v1/queues", admin, s.createQueue},
+		{"GET", "/v1/tenants", users, s.listTenants},
+		{"POST", "/v1/tenants", admin, s.createTenant},
+		{"POST", "/v1/tokens", admin, s.createToken},
+		{"GET", "/v1/nodes", users, s.listNodes},
+		{"POST", "/v1/agent/register", nodes, s.register},
+		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
+	}
+}
+
+// MetricsPath is where the Prometheus metrics are served.
+const MetricsPath = "/metrics"
+
+// Routes lists the "METHOD /path" patterns the server mounts.
+func Routes() []string {
+	var out []string
+	for _, rt := range (&Server{}).routes() {
+		out = append(out, rt.method+" "+rt.pattern)
+	}
+	return append(out, "GET "+MetricsPath)
+}
+
+// Handler is the server's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
+	}
+	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p principal
+		if rt.roles != nil {
+			var err *api.Error
+			if p, err = s.authenticate(r); err != nil {
+				writeErr(w, err)
+				return
+			}
+			if !slices.Contains(rt.roles, p.role) {
+				writeErr(w, api.Forbidden("%s %s is for %s tokens, not %s tokens", rt.method, rt.pattern, strings.Join(rt.roles, " or "), p.role))
+				return
+			}
+		}
+		rt.h(w, r, p)
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (principal, *api.Error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return principal{}, api.Unauthorized("missing bearer token: send Authorization: Bearer TOKEN")
+	}
+	t, err := s.db.Token(hashToken(strings.TrimSpace(tok)))
+	if errors.Is(err, store.ErrNotFound) {
+		return principal{}, api.Unauthorized("unknown token")
+	}
+	if err != nil {
+		return principal{}, api.Internal("token lookup: %v", err)
+	}
+	return principal{role: t.Role, tenant: t.Tenant}, nil
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			e = api.Unavailable("request cancelled: %v", err)
+		default:
+			e = api.Internal("%v", err)
+		}
+	}
+	if e.Status == 0 {
+		e.Status = http.StatusInternalServerError
+	}
+	writeJSON(w, e.Status, api.ErrorBody{Error: e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request, _ principal) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(api.OpenAPI)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ principal) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// jobNameMax leaves room for the "-SEQ" suffix within job id limits.
+const jobNameMax = 100
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		switch mt {
+		case "application/yaml", "application/x-yaml", "text/yaml", "application/json", "text/plain":
+		default:
+			writeErr(w, &api.Error{Status: http.StatusUnsupportedMediaType, Code: api.CodeUnsupported,
+				Message: fmt.Sprintf("content type %q: want application/yaml or application/json", mt)})
+			return
+		}
+	}
+	body, e := api.ReadBody(r.Body, api.MaxBody)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	file := r.URL.Query().Get("filename")
+	if file == "" {
+		file = "request"
+	}
+	js, e := api.DecodeJob(file, body)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	name := string(js.Job.ID)
+	if name == "" {
+		writeErr(w, api.Invalid("name", "missing: a job needs a name"))
+		return
+	}
+	if len(name) > jobNameMax {
+		writeErr(w, api.Invalid("name", "%q is longer than %d characters", name, jobNameMax))
+		return
+	}
+	qi := s.queues.Load()
+	q := js.Job.Queue
+	tenant, ok := qi.tenantOf[q]
+	if !ok || !p.sees(tenant) {
+		writeErr(w, api.Invalid("queue", "no queue %q%s", q, s.queueHint(qi, p)))
+		return
+	}
+	if kids := qi.children[q]; len(kids) > 0 {
+		writeErr(w, api.Invalid("queue", "%q has team queues; submit to one of them (%s)", q, strings.Join(qi.leavesOf(tenant), ", ")))
+		return
+	}
+	if js.Job.Tenant != "" && js.Job.Tenant != tenant {
+		writeErr(w, api.Invalid("tenant", "%q: queue %s belongs to tenant %s", js.Job.Tenant, q, tenant))
+		return
+	}
+	cat := fleet.DefaultCatalog()
+	for i, g := range js.Job.Gangs {
+		for _, a := range g.Shape.Accel {
+			if cat.Index(a) < 0 {
+				writeErr(w, api.Invalid(fmt.Sprintf("gangs[%d].accelerators", i), "type %q is not in the catalog (want one of %s)", a, strings.Join(cat.Names(), ", ")))
+				return
+			}
+		}
+	}
+	key := r.Header.Get(api.HeaderIdempotency)
+	if len(key) > 256 {
+		writeErr(w, api.Invalid(api.HeaderIdempotency, "key of %d bytes: want at most 256", len(key)))
+		return
+	}
+	sum := sha256.Sum256(append([]byte(file+"\x00"), body...))
+	nowMs := s.cfg.Now().UnixMilli()
+	job, created, err := s.db.Submit(store.Submission{Tenant: tenant, Key: key, BodyHash: hex.EncodeToString(sum[:]),
+		Build: func(seq uint64) store.Job {
+			id := fmt.Sprintf("%s-%d", name, seq)
+			spec := js.Job
+			spec.ID, spec.Tenant = sched.JobID(id), tenant
+			return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: store.Run(js.Run), State: store.Pending, SubmittedMs: nowMs}
+		}})
+	switch {
+	case errors.Is(err, store.ErrKeyReused):
+		writeErr(w, api.Conflict("idempotency key %q was used for a different job document", key))
+		return
+	case err != nil:
+		writeErr(w, api.Internal("store: %v", err))
+		return
+	case !created:
+		writeJSON(w, http.StatusOK, jobView(&job))
+		return
+	}
+	view := jobView(&job)
+	live := job
+	// The job is durable: hand it to the core even if the client leaves.
+	refused, err := exec(context.WithoutCancel(r.Context()), s, func(l *loop, reply func(error)) {
+		if err := l.core.Apply(sched.JobSubmitted{Job: live.Spec}); err != nil {
+			reply(err)
+			return
+		}
+		l.jobs[live.ID] = &live
+		reply(nil)
+	})
+	if err != nil {
+		// The loop is gone; the job is in the store and the next start
+		// hands it to the core.
+		writeErr(w, err)
+		return
+	}
+	if refused != nil {
+		if err := s.db.DeleteJob(&job); err != nil {
+			s.log.Error("delete refused job", "job", job.ID, "err", err)
+		}
+		writeErr(w, api.Invalid("", "%v", refused))
+		return
+	}
+	s.metrics.submissions.Inc()
+	writeJSON(w, http.StatusCreated, view)
+}
+
+func (s *Server) queueHint(qi *queueIndex, p principal) string {
+	if p.admin() {
+		return ""
+	}
+	if leaves := qi.leavesOf(p.tenant); len(leaves) > 0 {
+		return fmt.Sprintf(" in tenant %s (its queues: %s)", p.tenant, strings.Join(leaves, ", "))
+	}
+	return fmt.Sprintf(" in tenant %s", p.tenant)
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
+	q := r.URL.Query()
+	state, queue := q.Get("state"), q.Get("queue")
+	out := api.JobList{Jobs: []api.Job{}}
+	err := s.db.Jobs(func(j *store.Job) bool {
+		if p.sees(j.Tenant) && (state == "" || j.State == state) && (queue == "" || j.Queue == queue) {
+			out.Jobs = append(out.Jobs, jobView(j))
+		}
+		return true
+	})
+	if err != nil {
+		writeErr(w, api.Internal("list jobs: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// lookup reads a job the principal may see; another tenant's job is "not
+// found", so its existence does not leak.
+func (s *Server) lookup(id string, p principal) (store.Job, *api.Error) {
+	j, err := s.db.Job(id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.sees(j.Tenant)) {
+		return j, api.NotFound("job %s not found", id)
+	}
+	if err != nil {
+		return j, api.Internal("read job %s: %v", id, err)
+	}
+	return j, nil
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request, p principal) {
+	j, e := s.lookup(r.PathValue("id"), p)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	v := jobView(&j)
+	if !store.Terminal(j.State) {
+		type answer struct {
+			ex sched.Explanation
+			ok bool
+		}
+		a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
+			ex, ok := l.core.Explain(sched.JobID(j.ID))
+			reply(answer{ex, ok})
+		})
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if a.ok {
+			v.Explanation = explanationView(a.ex)
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p principal) {
+	j, e := s.lookup(r.PathValue("id"), p)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	type answer struct {
+		job api.Job
+		err error
+	}
+	a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
+		live := l.jobs[j.ID]
+		if live == nil || store.Terminal(live.State) {
+			state := j.State
+			if live != nil {
+				state = live.State
+			}
+			reply(answer{err: api.Conflict("job %s is already %s", j.ID, state)})
+			return
+		}
+		if err := l.cancel(live, l.now()); err != nil {
+			reply(answer{err: err})
+			return
+		}
+		v := jobView(live)
+		l.afterCommit(func(err error) { reply(answer{v, err}) })
+	})
+	if err == nil {
+		err = a.err
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.job)
+}
+
+// logPath is where a replica's log lives on the server.
+func (s *Server) logPath(k api.ReplicaKey) string {
+	return filepath.Join(s.logDir(), k.Job, strconv.Itoa(k.Attempt), fmt.Sprintf("%d-%d.log", k.Gang, k.Replica))
+}
+
+// maxLogRead bounds one log response.
+const maxLogRead = 1 << 20
+
+func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
+	j, e := s.lookup(r.PathValue("id"), p)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	q := r.URL.Query()
+	rank, offset, attempt := 0, int64(0), j.Attempt
+	var err error
+	if v := q.Get("rank"); v != "" {
+		if rank, err = strconv.Atoi(v); err != nil || rank < 0 {
+			writeErr(w, api.Invalid("rank", "%q: want a replica rank, 0 or more", v))
+			return
+		}
+	}
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 {
+			writeErr(w, api.Invalid("offset", "%q: want a byte offset, 0 or more", v))
+			return
+		}
+	}
+	if v := q.Get("attempt"); v != "" {
+		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > j.Attempt {
+			writeErr(w, api.Invalid("attempt", "%q: want 1..%d", v, j.Attempt))
+			return
+		}
+	}
+	w.Header().Set(api.HeaderJobState, j.State)
+	w.Header().Set(api.HeaderLogAttempt, strconv.Itoa(attempt))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var data []byte
+	if attempt > 0 {
+		idx := slices.IndexFunc(j.Replicas, func(rp store.Replica) bool { return rp.Rank == rank })
+		if idx < 0 {
+			writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, len(j.Replicas)-1))
+			return
+		}
+		rp := j.Replicas[idx]
+		data, err = readAt(s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: attempt}), offset, maxLogRead)
+		if err != nil {
+			writeErr(w, api.Internal("read log: %v", err))
+			return
+		}
+	}
+	w.Header().Set(api.HeaderLogNext, strconv.FormatInt(offset+int64(len(data)), 10))
+	w.WriteHeader(http.StatusOK)
+	w.Write(data)
+}
+
+func readAt(path string, offset int64, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, max)
+	n, err := f.ReadAt(buf, offset)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// writeLogs stores log chunks the loop vouched for.
+func (s *Server) writeLogs(chunks []api.LogChunk) {
+	for _, c := range chunks {
+		if len(c.Data) == 0 {
+			continue
+		}
+		path := s.logPath(c.ReplicaKey)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			s.log.Error("log dir", "err", err)
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			s.log.Error("log file", "err", err)
+			continue
+		}
+		if _, err := f.WriteAt(c.Data, c.Offset); err != nil {
+			s.log.Error("log write", "err", err)
+		}
+		f.Close()
+	}
+}
+
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, p principal) {
+	qs, err := exec(r.Context(), s, func(l *loop, reply func([]api.Queue)) { reply(l.queueViews(p.tenant)) })
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if qs == nil {
+		qs = []api.Queue{}
+	}
+	writeJSON(w, http.StatusOK, api.QueueList{Queues: qs})
+}
+
+func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p principal) {
+	ts, err := exec(r.Context(), s, func(l *loop, reply func([]api.Tenant)) { reply(l.tenantViews(p.tenant)) })
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ts == nil {
+		ts = []api.Tenant{}
+	}
+	writeJSON(w, http.StatusOK, api.TenantList{Tenants: ts})
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, p principal) {
+	ns, err := exec(r.Context(), s, func(l *loop, reply func([]api.Node)) { reply(l.nodeViews()) })
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.NodeList{Nodes: ns})
+}
+
+// changeQueues adds one queue spec to the tree: the core takes the new
+// tree first (it may refuse), then the store.
+func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
+	res, err := exec(r.Context(), s, func(l *loop, reply func(error)) {
+		for _, sp := range l.specs {
+			if sp.Name == add.Name {
+				reply(api.Conflict("a queue or tenant named %s exists", add.Name))
+				return
+			}
+		}
+		specs := append(slices.Clone(l.specs), add)
+		if _, err := quota.New(specs); err != nil {
+			reply(api.Invalid("", "%v", err))
+			return
+		}
+		if err := l.core.Apply(sched.QueuesChanged{Specs: specs}); err != nil {
+			reply(api.Invalid("", "%v", err))
+			return
+		}
+		if err := s.db.PutQueues(specs); err != nil {
+			if rerr := l.core.Apply(sched.QueuesChanged{Specs: l.specs}); rerr != nil {
+				l.log.Error("restore queue tree", "err", rerr)
+			}
+			reply(api.Internal("store queues: %v", err))
+			return
+		}
+		l.specs = specs
+		s.queues.Store(newQueueIndex(specs))
+		reply(nil)
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ principal) {
+	body, e := api.ReadBody(r.Body, api.MaxBody)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	t, e := api.DecodeCreateTenant(body)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	if err := s.changeQueues(r, quota.Spec{Name: t.Name, Weight: t.Weight, Quotas: quotaSpec(t.Quotas)}); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.Tenant{Name: t.Name, Weight: t.Weight, Quotas: t.Quotas, Queues: []string{}})
+}
+
+func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal) {
+	body, e := api.ReadBody(r.Body, api.MaxBody)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	q, e := api.DecodeCreateQueue(body)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	qi := s.queues.Load()
+	if i, ok := qi.byName[q.Tenant]; !ok || qi.specs[i].Parent != "" {
+		writeErr(w, api.Invalid("tenant", "no tenant %q", q.Tenant))
+		return
+	}
+	if err := s.changeQueues(r, quota.Spec{Name: q.Name, Parent: q.Tenant, Weight: q.Weight, Strict: q.Strict, Quotas: quotaSpec(q.Quotas)}); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.Queue{Name: q.Name, Tenant: q.Tenant, Parent: q.Tenant, Weight: q.Weight, Strict: q.Strict, Quotas: q.Quotas})
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal) {
+	body, e := api.ReadBody(r.Body, api.MaxBody)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	t, e := api.DecodeCreateToken(body)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	if t.Role == api.RoleTenant {
+		qi := s.queues.Load()
+		if i, ok := qi.byName[t.Tenant]; !ok || qi.specs[i].Parent != "" {
+			writeErr(w, api.Invalid("tenant", "no tenant %q", t.Tenant))
+			return
+		}
+	}
+	tok, err := s.CreateToken(t.Role, t.Tenant)
+	if err != nil {
+		writeErr(w, api.Internal("%v", err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.Token{Token: tok, Role: t.Role, Tenant: t.Tenant})
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
+	body, e := api.ReadBody(r.Body, api.MaxBody)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	info, e := api.DecodeRegister(body)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	res, err := exec(r.Context(), s, func(l *loop, reply func(error)) {
+		if e := l.register(info, l.now()); e != nil {
+			reply(e)
+			return
+		}
+		l.afterCommit(func(err error) { reply(err) })
+	})
+	if err == nil {
+		err = res
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"node": info.Name})
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) {
+	body, e := api.ReadBody(r.Body, api.MaxHeartbeatBody)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	req, e := api.DecodeHeartbeat(body)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	type answer struct {
+		resp           api.HeartbeatResponse
+		known, unknown []api.LogChunk
+		err            error
+	}
+	a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
+		known, unknown, e := l.heartbeat(req, l.now())
+		if e != nil {
+			reply(answer{err: e})
+			return
+		}
+		l.afterCommit(func(err error) {
+			reply(answer{resp: l.desired(req.Node), known: known, unknown: unknown, err: err})
+		})
+	})
+	if err == nil {
+		err = a.err
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.writeLogs(a.known)
+	s.writeLogs(s.finishedJobChunks(req.Node, a.unknown))
+	a.resp.Ack = []api.ReplicaKey{}
+	for _, st := range req.Replicas {
+		if st.State == api.ReplicaExited {
+			a.resp.Ack = append(a.resp.Ack, st.ReplicaKey)
+		}
+	}
+	writeJSON(w, http.StatusOK, a.resp)
+}
+
+// finishedJobChunks keeps the chunks of jobs that left the loop (they
+// finished) whose replica ran on the node.
+func (s *Server) finishedJobChunks(nodeName string, chunks []api.LogChunk) []api.LogChunk {
+	var out []api.LogChunk
+	jobs := map[string]*store.Job{}
+	for _, c := range chunks {
+		j, ok := jobs[c.Job]
+		if !ok {
+			if rec, err := s.db.Job(c.Job); err == nil {
+				j = &rec
+			}
+			jobs[c.Job] = j
+		}
+		if j == nil {
+			continue
+		}
+		if r, _ := findReplica(j, c.ReplicaKey); r != nil && r.Node == nodeName {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+type metrics struct {
+	pending      *prometheus.GaugeVec
+	admissions   *prometheus.CounterVec
+	preemptions  *prometheus.CounterVec
+	submissions  prometheus.Counter
+	schedLatency prometheus.Histogram
+	allocated    *prometheus.GaugeVec
+	total        *prometheus.GaugeVec
+	tenantUsage  *prometheus.GaugeVec
+	nodes        *prometheus.GaugeVec
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_pending_jobs",
+			Help: "Pending jobs by queue and the scheduling core's pending reason."}, []string{"queue", "reason"}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_admissions_total",
+			Help: "Job attempts the core admitted (bound), by queue."}, []string{"queue"}),
+		preemptions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_preemptions_total",
+			Help: "Jobs the core preempted, by queue of the victim."}, []string{"queue"}),
+		submissions: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_submissions_total",
+			Help: "Jobs durably accepted through the API."}),
+		schedLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gpufleet_schedule_seconds",
+			Help: "Time of one scheduling cycle (core.Schedule).", Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 12)}),
+		allocated: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_accelerators_allocated",
+			Help: "Accelerators held by running jobs, by type."}, []string{"type"}),
+		total: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_accelerators_total",
+			Help: "Accelerators on nodes that are not down, by type."}, []string{"type"}),
+		tenantUsage: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_tenant_accelerators",
+			Help: "Accelerators held by a tenant's running jobs, by flavor."}, []string{"tenant", "flavor"}),
+		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_nodes",
+			Help: "Registered nodes by state."}, []string{"state"}),
+	}
+	reg.MustRegister(m.pending, m.admissions, m.preemptions, m.submissions, m.schedLatency, m.allocated, m.total,
+		m.tenantUsage, m.nodes, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// maxExplained bounds how many pending jobs one metrics refresh asks the
+// core about.
+const maxExplained = 5000
+
+// updateGauges refreshes the gauges from the loop's state.
+func (l *loop) updateGauges() {
+	m := l.s.metrics
+	m.pending.Reset()
+	explained := 0
+	for _, j := range l.jobs {
+		if j.State != store.Pending {
+			continue
+		}
+		reason := "unexplained"
+		if explained < maxExplained {
+			explained++
+			if ex, ok := l.core.Explain(sched.JobID(j.ID)); ok {
+				reason = reasonClass(ex.Reason)
+			}
+		}
+		m.pending.WithLabelValues(j.Queue, reason).Inc()
+	}
+	m.allocated.Reset()
+	m.total.Reset()
+	m.nodes.Reset()
+	for _, n := range l.nodes {
+		m.nodes.WithLabelValues(n.rec.State).Inc()
+		if n.rec.State != "down" && n.rec.Info.Count > 0 {
+			m.total.WithLabelValues(n.rec.Info.Accel).Add(float64(n.rec.Info.Count))
+		}
+	}
+	m.tenantUsage.Reset()
+	qi := l.s.queues.Load()
+	usage, _, _ := l.held()
+	for q, flavors := range usage {
+		for f, milli := range flavors {
+			m.tenantUsage.WithLabelValues(qi.tenantOf[q], f).Add(float64(milli) / 1000)
+			accel, _, _ := strings.Cut(f, ":")
+			m.allocated.WithLabelValues(accel).Add(float64(milli) / 1000)
+		}
+	}
+	_ = quota.Flavor
+}
+
+// reasonClass keeps a pending reason's leading words, so the label set
+// stays small while the reasons stay readable.
+func reasonClass(reason string) string {
+	if reason == "" {
+		return "none"
+	}
+	var words []string
+	for _, w := range strings.Fields(reason) {
+		if strings.ContainsAny(w, "0123456789\"'") {
+			break
+		}
+		words = append(words, strings.Trim(strings.ToLower(w), ",.:;()"))
+		if len(words) == 4 {
+			break
+		}
+	}
+	if len(words) == 0 {
+		return "other"
+	}
+	return strings.Join(words, " ")
+}

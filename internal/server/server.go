@@ -1,0 +1,240 @@
+// Package server is the live control plane: the REST API, the durable
+// store, and the one goroutine that owns the scheduling core. The loop
+// applies events from the API and the node agents, runs a scheduling cycle
+// after each batch of events and at least every second, persists the
+// core's decisions before any agent hears of them, and hands each agent its
+// node's desired state in the heartbeat answer. The server decides nothing
+// itself: every admission, placement and preemption is the core's.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+// Config sets up a server.
+type Config struct {
+	// DataDir holds the store and the replicas' logs.
+	DataDir string
+	// Sched configures the scheduling core.
+	Sched sched.Config
+	// InitialQueues are created when the store is new.
+	InitialQueues []quota.Spec
+	// HeartbeatInterval is what agents are told to use (default 1s).
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout marks a silent node down (default 10s).
+	HeartbeatTimeout time.Duration
+	// StopGrace is how long a replica stopped for a cancel, a failure or a
+	// gang restart has between SIGTERM and SIGKILL (default 5s).
+	StopGrace time.Duration
+	// Tick is the longest time between scheduling cycles (default 1s).
+	Tick time.Duration
+	// BatchDelay is how long a submission waits to share a commit with
+	// others (0: the store's default).
+	BatchDelay time.Duration
+	// Logger receives operational messages (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now); tests inject their own.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 10 * time.Second
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 5 * time.Second
+	}
+	if c.Tick <= 0 {
+		c.Tick = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg     Config
+	db      *store.DB
+	log     *slog.Logger
+	inbox   chan op
+	queues  atomic.Pointer[queueIndex]
+	metrics *metrics
+	reg     *prometheus.Registry
+	loop    *loop
+	// adminToken is set when Open created the first admin token.
+	adminToken string
+	started    atomic.Bool
+	done       chan struct{}
+	runErr     error
+}
+
+// Open opens the data directory, creates the first admin token and the
+// initial queues when the store is new, and rebuilds the scheduling core
+// from the store. Call Run to start the loop.
+func Open(cfg Config) (*Server, error) {
+	cfg.defaults()
+	db, err := store.Open(cfg.DataDir, store.Options{BatchDelay: cfg.BatchDelay})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, db: db, log: cfg.Logger, inbox: make(chan op, 4096), done: make(chan struct{})}
+	s.reg = prometheus.NewRegistry()
+	s.metrics = newMetrics(s.reg)
+	if err := s.bootstrap(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.loop, err = restore(s); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) bootstrap() error {
+	if s.db.Created() && len(s.cfg.InitialQueues) > 0 {
+		if _, err := quota.New(s.cfg.InitialQueues); err != nil {
+			return fmt.Errorf("initial queues: %w", err)
+		}
+		if err := s.db.PutQueues(s.cfg.InitialQueues); err != nil {
+			return err
+		}
+	}
+	has, err := s.db.HasRole(store.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	if !has {
+		tok, err := s.CreateToken(store.RoleAdmin, "")
+		if err != nil {
+			return err
+		}
+		s.adminToken = tok
+	}
+	return nil
+}
+
+// AdminToken returns the admin token Open created, or "" when the store
+// already had one (only its hash is kept).
+func (s *Server) AdminToken() string { return s.adminToken }
+
+// CreateToken makes a token of a role and stores its hash.
+func (s *Server) CreateToken(role, tenant string) (string, error) {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	tok := "gft_" + base64.RawURLEncoding.EncodeToString(raw[:])
+	err := s.db.PutToken(store.Token{Hash: hashToken(tok), Role: role, Tenant: tenant, Created: s.cfg.Now().Unix()})
+	if err != nil {
+		return "", fmt.Errorf("store token: %w", err)
+	}
+	return tok, nil
+}
+
+func hashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// Run runs the loop until ctx is done or the store fails.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("server: Run called twice")
+	}
+	defer close(s.done)
+	s.runErr = s.loop.run(ctx)
+	return s.runErr
+}
+
+// Close closes the store; call it after Run has returned.
+func (s *Server) Close() error { return s.db.Close() }
+
+// Serve runs the loop and the HTTP API on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loopErr := make(chan error, 1)
+	go func() { loopErr <- s.Run(ctx) }()
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-loopErr:
+		loopErr <- err
+	case err = <-httpErr:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	hs.Shutdown(sctx)
+	if lerr := <-loopErr; err == nil {
+		err = lerr
+	}
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) logDir() string { return filepath.Join(s.cfg.DataDir, "logs") }
+
+// op is work for the loop goroutine.
+type op func(l *loop)
+
+// exec runs fn on the loop and waits for it to call done.
+func exec[T any](ctx context.Context, s *Server, fn func(l *loop, reply func(T))) (T, error) {
+	ch := make(chan T, 1)
+	var zero T
+	o := func(l *loop) { fn(l, func(v T) { ch <- v }) }
+	select {
+	case s.inbox <- o:
+	case <-s.done:
+		return zero, api.Unavailable("the server is shutting down")
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-s.done:
+		// The loop may have answered just before it stopped.
+		select {
+		case v := <-ch:
+			return v, nil
+		default:
+		}
+		return zero, api.Unavailable("the server is shutting down")
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}

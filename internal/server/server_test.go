@@ -1,0 +1,330 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+const gangJob = `name: train
+queue: acme-train
+kind: training
+gangs:
+  - replicas: 2
+    accelerators: h100
+    count: 8
+command: [sh, -c, "echo rank $RANK"]
+env: {STEPS: "10"}
+`
+
+func TestGangRunsBothRanksWithEnvAndSucceeds(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	j := h.submit(acme, gangJob)
+	if j.State != store.Pending {
+		t.Fatalf("submitted job state %q, want pending", j.State)
+	}
+	r1, r2 := h.beat("n1"), h.beat("n2")
+	if len(r1.Run) != 1 || len(r2.Run) != 1 {
+		t.Fatalf("assignments: n1 %d, n2 %d; want one replica on each node", len(r1.Run), len(r2.Run))
+	}
+	byRank := map[string]api.Assignment{r1.Run[0].Env["RANK"]: r1.Run[0], r2.Run[0].Env["RANK"]: r2.Run[0]}
+	if _, ok := byRank["0"]; !ok {
+		t.Fatalf("ranks %v, want 0 and 1", byRank)
+	}
+	master := "n1.local"
+	if r2.Run[0].Env["RANK"] == "0" {
+		master = "n2.local"
+	}
+	for rank, a := range byRank {
+		want := map[string]string{
+			"STEPS": "10", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "RANK": rank, "LOCAL_RANK": "0", "WORLD_SIZE": "2",
+			"MASTER_ADDR": master, "MASTER_PORT": a.Env["MASTER_PORT"], "GPUFLEET_JOB": j.ID, "GPUFLEET_GANG": "0",
+			"GPUFLEET_REPLICA": rank, "GPUFLEET_ATTEMPT": "1",
+		}
+		if diff := cmp.Diff(want, a.Env); diff != "" {
+			t.Errorf("rank %s env (-want +got):\n%s", rank, diff)
+		}
+		if a.Env["MASTER_PORT"] == "" || a.Attempt != 1 {
+			t.Errorf("rank %s: port %q attempt %d", rank, a.Env["MASTER_PORT"], a.Attempt)
+		}
+		if diff := cmp.Diff([]string{"sh", "-c", "echo rank $RANK"}, a.Command); diff != "" {
+			t.Errorf("command (-want +got):\n%s", diff)
+		}
+	}
+	k1, k2 := r1.Run[0].ReplicaKey, r2.Run[0].ReplicaKey
+	h.beat("n1", running(k1))
+	if got := h.job(j.ID); got.State != store.Running || got.Explanation == nil || got.Explanation.State != "running" {
+		t.Fatalf("job after bind: %+v", got)
+	}
+	resp := h.beat("n1", exited(k1, 0, ""))
+	if diff := cmp.Diff([]api.ReplicaKey{k1}, resp.Ack); diff != "" {
+		t.Errorf("ack (-want +got):\n%s", diff)
+	}
+	if len(resp.Run) != 0 {
+		t.Errorf("exited replica still asked to run: %+v", resp.Run)
+	}
+	if got := h.job(j.ID); got.State != store.Running {
+		t.Errorf("job with one rank left: state %q, want running", got.State)
+	}
+	h.beat("n2", exited(k2, 0, ""))
+	if got := h.job(j.ID); got.State != store.Succeeded {
+		t.Errorf("job after both ranks exited 0: state %q (%s), want succeeded", got.State, got.Reason)
+	}
+}
+
+func TestFailedReplicaFailsTheJobOrRestartsTheGang(t *testing.T) {
+	for name, tc := range map[string]struct {
+		extra     string
+		wantState string
+		attempt   int
+	}{
+		"never":          {"", store.Failed, 1},
+		"gang restarted": {"restartPolicy: gang\nmaxRestarts: 1\n", store.Running, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := start(t, "")
+			acme := h.client("acme")
+			h.node("n1")
+			h.node("n2")
+			j := h.submit(acme, gangJob+tc.extra)
+			k1, k2 := h.beat("n1").Run[0].ReplicaKey, h.beat("n2").Run[0].ReplicaKey
+			resp := h.beat("n1", exited(k1, 3, ""))
+			if len(resp.Run) != 0 {
+				t.Errorf("failed replica's node still runs %+v", resp.Run)
+			}
+			// The other rank is stopped before anything else happens.
+			r2 := h.beat("n2", running(k2))
+			if len(r2.Stop) != 1 || r2.Stop[0].ReplicaKey != k2 || len(r2.Run) != 0 {
+				t.Fatalf("surviving rank: run %+v stop %+v, want a stop order", r2.Run, r2.Stop)
+			}
+			h.beat("n2", exited(k2, -1, "SIGTERM"))
+			got := h.job(j.ID)
+			if got.State != tc.wantState || got.Attempt != tc.attempt {
+				t.Fatalf("job: state %q attempt %d (%s), want %q attempt %d", got.State, got.Attempt, got.Reason, tc.wantState, tc.attempt)
+			}
+			if tc.wantState == store.Running {
+				if a := h.beat("n1").Run; len(a) != 1 || a[0].Attempt != 2 {
+					t.Errorf("restarted gang's assignment: %+v, want attempt 2", a)
+				}
+			} else if !strings.Contains(got.Reason, "exited with code 3") {
+				t.Errorf("reason %q does not say which rank failed how", got.Reason)
+			}
+		})
+	}
+}
+
+func TestCancelStopsReplicas(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	j := h.submit(acme, gangJob)
+	k := h.beat("n1").Run[0].ReplicaKey
+	got, err := acme.Cancel(h.ctx(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.Cancelled {
+		t.Errorf("cancel answered state %q", got.State)
+	}
+	resp := h.beat("n1", running(k))
+	if len(resp.Run) != 0 || len(resp.Stop) != 1 || resp.Stop[0].ReplicaKey != k {
+		t.Fatalf("after cancel: run %+v stop %+v", resp.Run, resp.Stop)
+	}
+	if want := h.clock.Now().Add(5 * time.Second).UnixMilli(); resp.Stop[0].DeadlineUnixMilli != want {
+		t.Errorf("stop deadline %d, want %d (grace)", resp.Stop[0].DeadlineUnixMilli, want)
+	}
+	h.beat("n1", exited(k, -1, "SIGTERM"))
+	if resp := h.beat("n1"); len(resp.Stop) != 0 {
+		t.Errorf("stop orders after the exit: %+v", resp.Stop)
+	}
+	if _, err := acme.Cancel(h.ctx(), j.ID); apiStatus(err) != http.StatusConflict {
+		t.Errorf("second cancel: %v, want 409", err)
+	}
+}
+
+const victimJob = `name: low
+queue: globex-batch
+kind: batch
+priority: low
+preemptible: true
+noticePeriod: 30s
+gangs:
+  - replicas: 2
+    accelerators: h100
+    count: 8
+command: [sleep, "600"]
+`
+
+const urgentJob = `name: urgent
+queue: globex-batch
+kind: training
+priority: critical
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 8
+command: [sleep, "1"]
+`
+
+func TestPreemptionWithNotice(t *testing.T) {
+	h := start(t, "")
+	globex := h.client("globex")
+	h.node("n1")
+	h.node("n2")
+	low := h.submit(globex, victimJob)
+	k1, k2 := h.beat("n1").Run[0].ReplicaKey, h.beat("n2").Run[0].ReplicaKey
+	h.beat("n1", running(k1))
+	h.beat("n2", running(k2))
+	h.clock.Advance(time.Second) // the core does not preempt work it admitted in the same second
+	urgent := h.submit(globex, urgentJob)
+	h.sync()
+	if got := h.job(low.ID); got.State != store.Preempting {
+		t.Fatalf("victim state %q (%s), want preempting; urgent: %+v", got.State, got.Reason, h.job(urgent.ID).Explanation)
+	}
+	resp := h.beat("n1", running(k1))
+	if len(resp.Stop) != 1 || len(resp.Run) != 0 {
+		t.Fatalf("victim's node: run %+v stop %+v, want one stop order", resp.Run, resp.Stop)
+	}
+	if want := h.clock.Now().Add(30 * time.Second).UnixMilli(); resp.Stop[0].DeadlineUnixMilli != want {
+		t.Errorf("stop deadline %d, want the notice period's end %d", resp.Stop[0].DeadlineUnixMilli, want)
+	}
+	if u := h.job(urgent.ID); u.State != store.Pending {
+		t.Errorf("urgent job %q before the victim left, want pending", u.State)
+	}
+	h.beat("n1", exited(k1, 143, ""))
+	h.beat("n2", exited(k2, -1, "SIGKILL"))
+	h.sync()
+	if got := h.job(low.ID); got.State != store.Pending {
+		t.Errorf("victim after its processes exited: %q, want pending", got.State)
+	}
+	if u := h.job(urgent.ID); u.State != store.Running {
+		t.Errorf("urgent job after the victim left: %q (%s), want running", u.State, u.Reason)
+	}
+}
+
+func TestSilentNodeIsMarkedDownAndItsJobRequeued(t *testing.T) {
+	h := start(t, "", func(c *Config) { c.Tick = 10 * time.Millisecond })
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	j := h.submit(acme, gangJob)
+	k := h.beat("n1").Run[0].ReplicaKey
+	h.beat("n2")
+	h.clock.Advance(8 * time.Second)
+	h.beat("n1", running(k))
+	h.clock.Advance(4 * time.Second) // n2 silent for 12s, n1 for 4s
+	h.sync()
+	nodes, err := h.admin.Nodes(h.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, n := range nodes {
+		states[n.Name] = n.State
+	}
+	if diff := cmp.Diff(map[string]string{"n1": "ready", "n2": "down"}, states); diff != "" {
+		t.Errorf("node states (-want +got):\n%s", diff)
+	}
+	if got := h.job(j.ID); got.State != store.Pending || !strings.Contains(got.Reason, "n2") {
+		t.Errorf("job on the dead node: %q (%s), want pending naming n2", got.State, got.Reason)
+	}
+	if resp := h.beat("n1", running(k)); len(resp.Stop) != 1 || len(resp.Run) != 0 {
+		t.Errorf("surviving rank: run %+v stop %+v, want it stopped", resp.Run, resp.Stop)
+	}
+	// The node comes back: it is schedulable again and the job restarts.
+	h.beat("n1", exited(k, -1, "SIGTERM"))
+	h.beat("n2")
+	h.sync()
+	if got := h.job(j.ID); got.State != store.Running || got.Attempt != 2 {
+		t.Errorf("job after the node returned: %q attempt %d, want running attempt 2", got.State, got.Attempt)
+	}
+}
+
+func TestRestartRestoresJobsAndBindings(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	run := h.submit(acme, gangJob)
+	k1 := h.beat("n1").Run[0].ReplicaKey
+	k2 := h.beat("n2").Run[0].ReplicaKey
+	waiting := h.submit(acme, strings.Replace(gangJob, "name: train", "name: second", 1))
+	before := h.job(run.ID)
+	h.stop()
+
+	h2 := start(t, h.dir)
+	if h2.s.AdminToken() != "" {
+		t.Errorf("restart made a new admin token")
+	}
+	h2.admin.Token = h.admin.Token
+	after := h2.job(run.ID)
+	if diff := cmp.Diff(before.Replicas, after.Replicas); diff != "" || after.State != store.Running {
+		t.Errorf("running job after restart: state %q, replicas (-before +after):\n%s", after.State, diff)
+	}
+	if w := h2.job(waiting.ID); w.State != store.Pending {
+		t.Errorf("waiting job after restart: %q, want pending (the devices are taken)", w.State)
+	}
+	// The agents are told to keep what runs.
+	if r := h2.beat("n1", running(k1)); len(r.Run) != 1 || r.Run[0].ReplicaKey != k1 {
+		t.Errorf("n1 after restart: %+v", r.Run)
+	}
+	h2.beat("n1", exited(k1, 0, ""))
+	h2.beat("n2", exited(k2, 0, ""))
+	h2.sync()
+	if w := h2.job(waiting.ID); w.State != store.Running {
+		t.Errorf("waiting job once the first finished: %q (%s), want running", w.State, w.Reason)
+	}
+}
+
+func TestIdempotentSubmit(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	a, created, err := acme.Submit(h.ctx(), "job.yaml", []byte(gangJob), "key-1")
+	if err != nil || !created {
+		t.Fatalf("first: created %v err %v", created, err)
+	}
+	b, created, err := acme.Submit(h.ctx(), "job.yaml", []byte(gangJob), "key-1")
+	if err != nil || created || b.ID != a.ID {
+		t.Fatalf("replay: id %s created %v err %v, want %s", b.ID, created, err, a.ID)
+	}
+	if _, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(gangJob+"maxRestarts: 0\n"), "key-1"); apiStatus(err) != http.StatusConflict {
+		t.Errorf("key reused for another document: %v, want 409", err)
+	}
+	jobs, err := acme.Jobs(h.ctx(), api.JobFilter{})
+	if err != nil || len(jobs) != 1 {
+		t.Errorf("jobs: %d, %v; want 1", len(jobs), err)
+	}
+}
+
+func TestSubmitErrorsNameTheField(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	for name, tc := range map[string]struct {
+		doc, field string
+		status     int
+	}{
+		"bad count":         {strings.Replace(gangJob, "count: 8", "count: 99", 1), "gangs[0].count", 422},
+		"other tenant":      {strings.Replace(gangJob, "acme-train", "globex-batch", 1), "queue", 422},
+		"tenant not a leaf": {strings.Replace(gangJob, "acme-train", "acme", 1), "queue", 422},
+		"no command":        {strings.Replace(gangJob, "command: [sh, -c, \"echo rank $RANK\"]\n", "", 1), "command", 422},
+		"not yaml":          {"{{{", "", 422},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(tc.doc), "")
+			var e *api.Error
+			if !asErr(err, &e) || e.Status != tc.status || e.Field != tc.field {
+				t.Fatalf("got %#v, want status %d field %q", err, tc.status, tc.field)
+			}
+		})
+	}
+}

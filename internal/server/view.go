@@ -1,0 +1,219 @@
+package server
+
+import (
+	"sort"
+	"time"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func jobView(j *store.Job) api.Job {
+	v := api.Job{
+		ID: j.ID, Name: j.Name, Tenant: j.Tenant, Queue: j.Queue, Kind: j.Spec.Kind.String(),
+		Priority: j.Spec.Priority, Preemptible: j.Spec.Preemptible, State: j.State, Reason: j.Reason,
+		Submitted: msTime(j.SubmittedMs), Started: msTime(j.StartedMs), Finished: msTime(j.FinishedMs),
+		Attempt: j.Attempt, Restarts: j.Restarts, Command: j.Run.Command,
+	}
+	for _, g := range j.Spec.Gangs {
+		v.Gangs = append(v.Gangs, api.Gang{Name: g.Name, Replicas: g.Replicas, MinReplicas: g.MinReplicas,
+			Accel: g.Shape.Accel, Devices: g.Shape.Devices, Milli: g.Shape.Milli})
+	}
+	for _, r := range j.Replicas {
+		rv := api.Replica{Rank: r.Rank, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Node: r.Node,
+			Devices: r.Devices, Milli: r.Milli, State: r.State, Signal: r.Signal}
+		if r.State == store.ReplicaExited {
+			code := r.Exit
+			rv.ExitCode = &code
+		}
+		v.Replicas = append(v.Replicas, rv)
+	}
+	return v
+}
+
+func explanationView(ex sched.Explanation) *api.Explanation {
+	v := &api.Explanation{State: ex.State, Reason: ex.Reason, Nodes: ex.Nodes}
+	if ex.EarliestStart >= 0 && ex.State == sched.StatePending {
+		t := time.Unix(ex.EarliestStart, 0).UTC()
+		v.EarliestStart = &t
+	}
+	return v
+}
+
+func quotaView(qs map[string]quota.Limits) map[string]api.Quota {
+	if len(qs) == 0 {
+		return nil
+	}
+	out := make(map[string]api.Quota, len(qs))
+	for f, l := range qs {
+		q := api.Quota{Nominal: float64(l.Nominal) / 1000}
+		if l.Borrow != nil {
+			b := float64(*l.Borrow) / 1000
+			q.BorrowingLimit = &b
+		}
+		if l.Lend != nil {
+			x := float64(*l.Lend) / 1000
+			q.LendingLimit = &x
+		}
+		out[f] = q
+	}
+	return out
+}
+
+func quotaSpec(qs map[string]api.Quota) map[string]quota.Limits {
+	if len(qs) == 0 {
+		return nil
+	}
+	out := make(map[string]quota.Limits, len(qs))
+	for f, q := range qs {
+		l := quota.Limits{Nominal: api.Milli(q.Nominal)}
+		if q.BorrowingLimit != nil {
+			b := api.Milli(*q.BorrowingLimit)
+			l.Borrow = &b
+		}
+		if q.LendingLimit != nil {
+			x := api.Milli(*q.LendingLimit)
+			l.Lend = &x
+		}
+		out[f] = l
+	}
+	return out
+}
+
+// held reports, per queue and flavor, the milli-accelerators running jobs
+// hold, and per queue the pending and running job counts.
+func (l *loop) held() (usage map[string]map[string]int64, pending, running map[string]int) {
+	usage, pending, running = map[string]map[string]int64{}, map[string]int{}, map[string]int{}
+	for _, j := range l.jobs {
+		switch j.State {
+		case store.Pending:
+			pending[j.Queue]++
+			continue
+		case store.Running, store.Preempting:
+			running[j.Queue]++
+		default:
+			continue
+		}
+		for _, r := range j.Replicas {
+			n := l.nodes[r.Node]
+			if r.Shrunk || n == nil {
+				continue
+			}
+			f := quota.Flavor(n.rec.Info.Accel, j.Spec.Tier)
+			m := usage[j.Queue]
+			if m == nil {
+				m = map[string]int64{}
+				usage[j.Queue] = m
+			}
+			m[f] += replicaMilli(&r)
+		}
+	}
+	return usage, pending, running
+}
+
+func replicaMilli(r *store.Replica) int64 {
+	if r.Milli > 0 && r.Milli < 1000 {
+		return int64(r.Milli)
+	}
+	return int64(len(r.Devices)) * 1000
+}
+
+func accelMap(m map[string]int64) map[string]float64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		out[k] = float64(v) / 1000
+	}
+	return out
+}
+
+// queueViews lists queues (all, or one tenant's).
+func (l *loop) queueViews(tenant string) []api.Queue {
+	qi := l.s.queues.Load()
+	usage, pending, running := l.held()
+	var out []api.Queue
+	for _, sp := range l.specs {
+		t := qi.tenantOf[sp.Name]
+		if tenant != "" && t != tenant {
+			continue
+		}
+		u := map[string]int64{}
+		for _, q := range l.specs {
+			if q.Name == sp.Name || isBelow(qi, q.Name, sp.Name) {
+				for f, v := range usage[q.Name] {
+					u[f] += v
+				}
+			}
+		}
+		out = append(out, api.Queue{Name: sp.Name, Tenant: t, Parent: sp.Parent, Weight: sp.Weight, Strict: sp.Strict,
+			Quotas: quotaView(sp.Quotas), Usage: accelMap(u), Pending: pending[sp.Name], Running: running[sp.Name]})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+func isBelow(qi *queueIndex, q, ancestor string) bool {
+	for i := 0; i < len(qi.specs); i++ {
+		k, ok := qi.byName[q]
+		if !ok || qi.specs[k].Parent == "" {
+			return false
+		}
+		q = qi.specs[k].Parent
+		if q == ancestor {
+			return true
+		}
+	}
+	return false
+}
+
+// tenantViews lists tenants (all, or one).
+func (l *loop) tenantViews(tenant string) []api.Tenant {
+	qi := l.s.queues.Load()
+	var out []api.Tenant
+	for _, q := range l.queueViews(tenant) {
+		if q.Parent != "" {
+			continue
+		}
+		queues := qi.children[q.Name]
+		if queues == nil {
+			queues = []string{}
+		}
+		out = append(out, api.Tenant{Name: q.Name, Weight: q.Weight, Quotas: q.Quotas, Usage: q.Usage, Queues: queues})
+	}
+	return out
+}
+
+// nodeViews lists nodes with what their replicas hold.
+func (l *loop) nodeViews() []api.Node {
+	alloc := map[string]int64{}
+	for _, j := range l.jobs {
+		if j.State != store.Running && j.State != store.Preempting {
+			continue
+		}
+		for _, r := range j.Replicas {
+			if !r.Shrunk {
+				alloc[r.Node] += replicaMilli(&r)
+			}
+		}
+	}
+	out := make([]api.Node, 0, len(l.nodes))
+	for _, n := range l.nodes {
+		i := n.rec.Info
+		out = append(out, api.Node{Name: i.Name, Address: i.Address, State: n.rec.State, Path: i.Path, Accel: i.Accel,
+			Count: i.Count, AllocatedMilli: alloc[i.Name], CPUMilli: i.CPUMilli, MemoryMiB: i.MemoryMiB, Labels: i.Labels,
+			LastHeartbeat: n.lastSeen.UTC()})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
