@@ -79,17 +79,17 @@ type JobList struct {
 
 // Node is a registered node.
 type Node struct {
-	Name          string            `json:"name" yaml:"name"`
-	Address       string            `json:"address" yaml:"address"`
-	State         string            `json:"state" yaml:"state"`
-	Path          map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
-	Accel         string            `json:"accel,omitempty" yaml:"accel,omitempty"`
-	Count         int               `json:"count" yaml:"count"`
-	AllocatedMilli int64            `json:"allocatedMilli" yaml:"allocatedMilli"`
-	CPUMilli      int64             `json:"cpuMilli" yaml:"cpuMilli"`
-	MemoryMiB     int64             `json:"memoryMiB" yaml:"memoryMiB"`
-	Labels        map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
-	LastHeartbeat time.Time         `json:"lastHeartbeat,omitzero" yaml:"lastHeartbeat,omitempty"`
+	Name           string            `json:"name" yaml:"name"`
+	Address        string            `json:"address" yaml:"address"`
+	State          string            `json:"state" yaml:"state"`
+	Path           map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
+	Accel          string            `json:"accel,omitempty" yaml:"accel,omitempty"`
+	Count          int               `json:"count" yaml:"count"`
+	AllocatedMilli int64             `json:"allocatedMilli" yaml:"allocatedMilli"`
+	CPUMilli       int64             `json:"cpuMilli" yaml:"cpuMilli"`
+	MemoryMiB      int64             `json:"memoryMiB" yaml:"memoryMiB"`
+	Labels         map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	LastHeartbeat  time.Time         `json:"lastHeartbeat,omitzero" yaml:"lastHeartbeat,omitempty"`
 }
 
 // NodeList is the answer to GET /v1/nodes.

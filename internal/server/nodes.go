@@ -125,7 +125,9 @@ func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) ([]api.LogChun
 			}
 		case api.ReplicaExited:
 			if !current {
-				j.Stale = slices.DeleteFunc(j.Stale, func(o store.Replica) bool { return o.Attempt == st.Attempt && o.Gang == st.Gang && o.Replica == st.Replica })
+				j.Stale = slices.DeleteFunc(j.Stale, func(o store.Replica) bool {
+					return o.Attempt == st.Attempt && o.Gang == st.Gang && o.Replica == st.Replica
+				})
 				l.markJob(j)
 				continue
 			}
