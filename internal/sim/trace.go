@@ -1,0 +1,243 @@
+// Package sim replays workloads through the scheduling core on a virtual
+// clock: a discrete-event engine that feeds the core arrivals, completions,
+// preemption deadlines and node failures and carries out its actions, the
+// native trace format it reads, a synthetic workload generator, and the
+// metrics a run produces. It holds no scheduling logic of its own.
+package sim
+
+import (
+	"fmt"
+
+	"github.com/gpufleet/gpufleet/internal/place"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
+)
+
+// TraceVersion is the native trace format's version (docs/TRACE_FORMAT.md).
+const TraceVersion = 1
+
+// record is one line of a native trace: exactly one field is set.
+type record struct {
+	Header *Header     `json:"header,omitempty"`
+	Queue  *quota.Spec `json:"queue,omitempty"`
+	Job    *traceJob   `json:"job,omitempty"`
+}
+
+// Header is the optional first line of a trace.
+type Header struct {
+	Version int `json:"version"`
+	// Source says how the trace was made (a command line, a cluster name).
+	Source string `json:"source,omitempty"`
+}
+
+// traceJob is a job line as written on the wire.
+type traceJob struct {
+	ID      string `json:"id"`
+	Arrival int64  `json:"arrival"`
+	// Duration is the runtime at relative speed 1.0; nil for a service that
+	// runs until the end of the simulation.
+	Duration      *int64      `json:"duration,omitempty"`
+	Tenant        string      `json:"tenant,omitempty"`
+	Queue         string      `json:"queue"`
+	Kind          string      `json:"kind"`
+	Priority      int32       `json:"priority,omitempty"`
+	Tier          string      `json:"tier,omitempty"`
+	Preemptible   bool        `json:"preemptible,omitempty"`
+	NoticeSec     int64       `json:"noticeSec,omitempty"`
+	CheckpointSec int64       `json:"checkpointSec,omitempty"`
+	Gangs         []traceGang `json:"gangs"`
+	Topology      *traceTopo  `json:"topology,omitempty"`
+	EstimatedSec  int64       `json:"estimatedSec,omitempty"`
+	MaxSec        int64       `json:"maxSec,omitempty"`
+}
+
+type traceGang struct {
+	Name        string   `json:"name,omitempty"`
+	Replicas    int      `json:"replicas"`
+	MinReplicas int      `json:"minReplicas,omitempty"`
+	Accel       []string `json:"accel,omitempty"`
+	Count       int      `json:"count,omitempty"`
+	Milli       int32    `json:"milli,omitempty"`
+	CPUMilli    int64    `json:"cpuMilli,omitempty"`
+	MemoryMiB   int64    `json:"memoryMiB,omitempty"`
+}
+
+type traceTopo struct {
+	Level    string `json:"level"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// Job is one job of a workload: the core's job and what only the simulator
+// knows, when it arrives and how long it really runs.
+type Job struct {
+	sched.Job
+	// Arrival is the virtual time of submission, in seconds.
+	Arrival int64
+	// Duration is the runtime at relative speed 1.0 with every replica
+	// running; NoDuration for a service that runs until the end.
+	Duration int64
+}
+
+// NoDuration marks a job that runs until the simulation ends.
+const NoDuration int64 = -1
+
+func (j *Job) wire() traceJob {
+	w := traceJob{
+		ID:            string(j.ID),
+		Arrival:       j.Arrival,
+		Tenant:        j.Tenant,
+		Queue:         j.Queue,
+		Kind:          j.Kind.String(),
+		Priority:      j.Priority,
+		Tier:          j.Tier,
+		Preemptible:   j.Preemptible,
+		NoticeSec:     j.NoticeSec,
+		CheckpointSec: j.CheckpointSec,
+		EstimatedSec:  j.EstimatedSec,
+		MaxSec:        j.MaxSec,
+		Gangs:         make([]traceGang, len(j.Gangs)),
+	}
+	if j.Duration != NoDuration {
+		d := j.Duration
+		w.Duration = &d
+	}
+	if j.Topology.Level != "" {
+		w.Topology = &traceTopo{Level: j.Topology.Level, Required: j.Topology.Required}
+	}
+	for i, g := range j.Gangs {
+		w.Gangs[i] = traceGang{
+			Name: g.Name, Replicas: g.Replicas, MinReplicas: g.MinReplicas,
+			Accel: g.Shape.Accel, Count: g.Shape.Devices, Milli: g.Shape.Milli,
+			CPUMilli: g.Shape.CPUMilli, MemoryMiB: g.Shape.MemoryMiB,
+		}
+	}
+	return w
+}
+
+// fieldError is a semantic error in one field of a line; path locates the
+// field so that the reader can report its column.
+type fieldError struct {
+	path []any // string keys and int indices, from the line's top
+	msg  string
+}
+
+func (e *fieldError) Error() string { return pathText(e.path) + ": " + e.msg }
+
+func pathText(path []any) string {
+	s := ""
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			if s != "" {
+				s += "."
+			}
+			s += p
+		case int:
+			s += fmt.Sprintf("[%d]", p)
+		}
+	}
+	return s
+}
+
+func ferr(msg string, path ...any) *fieldError { return &fieldError{path: path, msg: msg} }
+
+// job converts a wire job and checks what the core's Validate does not
+// cover (kind, durations, arrival), naming the field at fault.
+func (w *traceJob) job() (Job, error) {
+	j := Job{
+		Arrival:  w.Arrival,
+		Duration: NoDuration,
+		Job: sched.Job{
+			ID:            sched.JobID(w.ID),
+			Tenant:        w.Tenant,
+			Queue:         w.Queue,
+			Priority:      w.Priority,
+			Tier:          w.Tier,
+			Preemptible:   w.Preemptible,
+			NoticeSec:     w.NoticeSec,
+			CheckpointSec: w.CheckpointSec,
+			EstimatedSec:  w.EstimatedSec,
+			MaxSec:        w.MaxSec,
+		},
+	}
+	if w.ID == "" {
+		return j, ferr("must not be empty", "job", "id")
+	}
+	if w.Queue == "" {
+		return j, ferr("must not be empty", "job", "queue")
+	}
+	k, err := sched.ParseKind(w.Kind)
+	if err != nil {
+		return j, ferr(err.Error(), "job", "kind")
+	}
+	j.Kind = k
+	if w.Arrival < 0 {
+		return j, ferr(fmt.Sprintf("%d must not be negative", w.Arrival), "job", "arrival")
+	}
+	switch {
+	case w.Duration != nil && *w.Duration < 0:
+		return j, ferr(fmt.Sprintf("%d must not be negative", *w.Duration), "job", "duration")
+	case w.Duration != nil:
+		j.Duration = *w.Duration
+	case k != sched.Service:
+		return j, ferr("is required for kind "+k.String()+" (only a service may run until the end)", "job", "duration")
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"noticeSec", w.NoticeSec}, {"checkpointSec", w.CheckpointSec}, {"estimatedSec", w.EstimatedSec}, {"maxSec", w.MaxSec}} {
+		if f.v < 0 {
+			return j, ferr(fmt.Sprintf("%d must not be negative", f.v), "job", f.name)
+		}
+	}
+	if len(w.Gangs) == 0 {
+		return j, ferr("a job needs at least one gang", "job", "gangs")
+	}
+	j.Gangs = make([]sched.Gang, len(w.Gangs))
+	for i, g := range w.Gangs {
+		if g.Replicas < 1 {
+			return j, ferr(fmt.Sprintf("%d, want at least 1", g.Replicas), "job", "gangs", i, "replicas")
+		}
+		if g.MinReplicas < 0 || g.MinReplicas > g.Replicas {
+			return j, ferr(fmt.Sprintf("%d, want 0..%d", g.MinReplicas, g.Replicas), "job", "gangs", i, "minReplicas")
+		}
+		if g.Count < 0 {
+			return j, ferr(fmt.Sprintf("%d must not be negative", g.Count), "job", "gangs", i, "count")
+		}
+		if g.Count > 0 && g.Milli != 0 {
+			return j, ferr(fmt.Sprintf("%d: give either count (whole accelerators) or milli (a share of one), not both", g.Milli), "job", "gangs", i, "milli")
+		}
+		if g.Milli < 0 || g.Milli >= place.Whole {
+			return j, ferr(fmt.Sprintf("%d, want 1..999 thousandths of one accelerator", g.Milli), "job", "gangs", i, "milli")
+		}
+		if g.CPUMilli < 0 {
+			return j, ferr(fmt.Sprintf("%d must not be negative", g.CPUMilli), "job", "gangs", i, "cpuMilli")
+		}
+		if g.MemoryMiB < 0 {
+			return j, ferr(fmt.Sprintf("%d must not be negative", g.MemoryMiB), "job", "gangs", i, "memoryMiB")
+		}
+		for a, name := range g.Accel {
+			if name == "" {
+				return j, ferr("must not be empty", "job", "gangs", i, "accel", a)
+			}
+		}
+		accel := g.Accel
+		if len(accel) == 0 {
+			accel = nil
+		}
+		j.Gangs[i] = sched.Gang{
+			Name: g.Name, Replicas: g.Replicas, MinReplicas: g.MinReplicas,
+			Shape: place.Request{Accel: accel, Devices: g.Count, Milli: g.Milli, CPUMilli: g.CPUMilli, MemoryMiB: g.MemoryMiB},
+		}
+	}
+	if w.Topology != nil {
+		if w.Topology.Level == "" {
+			return j, ferr("must not be empty when topology is given", "job", "topology", "level")
+		}
+		j.Topology = sched.Topology{Level: w.Topology.Level, Required: w.Topology.Required}
+	}
+	if err := j.Validate(); err != nil {
+		return j, ferr(err.Error(), "job")
+	}
+	return j, nil
+}
