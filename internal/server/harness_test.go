@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"sort"
 	"sync"
@@ -90,8 +91,16 @@ func start(t *testing.T, dir string, opts ...option) *harness {
 		})
 	}
 	t.Cleanup(h.stop)
-	h.admin = api.NewClient(ts.URL, s.AdminToken())
+	h.admin = h.newClient(s.AdminToken())
 	return h
+}
+
+// newClient makes a client whose every response is checked against the
+// OpenAPI document.
+func (h *harness) newClient(token string) *api.Client {
+	c := api.NewClient(h.url, token)
+	c.HTTP.Transport = checked{t: h.t, next: http.DefaultTransport}
+	return c
 }
 
 func (h *harness) ctx() context.Context {
@@ -107,7 +116,7 @@ func (h *harness) client(tenant string) *api.Client {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return api.NewClient(h.url, tok.Token)
+	return h.newClient(tok.Token)
 }
 
 // node registers a node with 8 h100.
