@@ -103,6 +103,11 @@ type Generator struct {
 // maxGeneratedNodes bounds what one generator may create.
 const maxGeneratedNodes = 10_000_000
 
+// maxFileNodes bounds the nodes of a fleet file, listed and generated, so
+// that a slip in a generator's counts is an error rather than an
+// out-of-memory crash. A variable so that fuzzing can lower it.
+var maxFileNodes = 1_000_000
+
 // Size is the number of nodes g creates.
 func (g Generator) Size() int64 {
 	n := int64(g.Nodes)
@@ -335,6 +340,10 @@ func fleetFile(v value) FleetSpec {
 		for _, e := range elems {
 			g, ok := generator(e, fl)
 			if !ok {
+				continue
+			}
+			if total := int64(len(fl.Nodes)) + g.Size(); total > int64(maxFileNodes) {
+				e.errorf("makes the fleet %d nodes or more, want at most %d", total, maxFileNodes)
 				continue
 			}
 			if err := Generate(fl, g); err != nil {
@@ -666,9 +675,6 @@ func generator(v value, f *fleet.Fleet) (Generator, bool) {
 	}
 	if lv, ok := fs.get("labels"); ok {
 		g.Labels, _ = lv.stringMap(checkLabelKey)
-	}
-	if len(v.d.errs) == before && g.Size() > maxGeneratedNodes {
-		v.errorf("creates %d nodes or more, want at most %d", g.Size(), maxGeneratedNodes)
 	}
 	return g, len(v.d.errs) == before
 }

@@ -180,7 +180,7 @@ func TestParseFleetErrors(t *testing.T) {
 		},
 		"generator too big": {
 			src:  fleetSrc + "generate: [{regions: 100, zones: 100, blocks: 100, racks: 100, nodes: 8, cpu: 1, memory: 1Gi}]\n",
-			want: `fleet.yaml:7:12: generate[0]: creates 10000001 nodes or more, want at most 10000000`,
+			want: `fleet.yaml:7:12: generate[0]: makes the fleet 10000002 nodes or more, want at most 1000000`,
 		},
 	}
 	for name, tt := range tests {
