@@ -18,11 +18,11 @@ import (
 
 // GPU is one accelerator as nvidia-smi lists it.
 type GPU struct {
-	Index     int
-	Name      string // the marketing name, e.g. "NVIDIA H100 80GB HBM3"
-	Accel     string // the catalog name the agent derived from Name, e.g. "h100"
-	MemoryMiB int64  // 0 when nvidia-smi reports it as not available
-	UUID      string
+	Index     int    `json:"index"`
+	Name      string `json:"name"`      // the product name, e.g. "NVIDIA H100 80GB HBM3"
+	Accel     string `json:"accel"`     // the catalog name derived from Name, e.g. "h100"
+	MemoryMiB int64  `json:"memoryMiB"` // 0 when nvidia-smi reports it as not available
+	UUID      string `json:"uuid"`
 }
 
 // Inventory is what a node offers to the scheduler.
