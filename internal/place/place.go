@@ -22,6 +22,26 @@ type Node struct {
 	MemFree int64
 	// Schedulable is false for nodes that are draining or down.
 	Schedulable bool
+	// Mix counts the replicas on the node by accelerator shape: Mix[0]
+	// those sharing a device, Mix[k] those taking k whole devices (the last
+	// slot also holds larger ones). CPU-only replicas are not counted.
+	// Apply keeps it; GPU clustering reads it.
+	Mix [MixSlots]int32
+}
+
+// MixSlots is the length of Node.Mix.
+const MixSlots = 9
+
+// MixSlot is the Node.Mix slot that a replica of shape r counts in, or -1
+// for CPU-only work.
+func MixSlot(r *Request) int {
+	switch {
+	case r.Devices > 0:
+		return min(r.Devices, MixSlots-1)
+	case r.Milli > 0:
+		return 0
+	}
+	return -1
 }
 
 // FreeWhole counts fully free devices.
@@ -165,6 +185,9 @@ func Apply(n *Node, r *Request, c Choice, sign int) {
 	n.MemFree -= int64(sign) * r.MemoryMiB
 	for _, d := range c.Devices {
 		n.Free[d] -= int32(sign) * c.Milli
+	}
+	if k := MixSlot(r); k >= 0 {
+		n.Mix[k] += int32(sign)
 	}
 }
 
