@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -19,16 +20,18 @@ import (
 
 // document is one YAML document of a file.
 type document struct {
-	d    *decoder
-	body ast.Node // nil for an empty document
-	line int      // line of the document's first line in the file
+	d       *decoder
+	body    ast.Node // nil for an empty document
+	line    int      // line of the document's first line in the file
+	anchors []anchorDef
 }
 
 // decoder collects the errors of one file.
 type decoder struct {
 	file    string
 	errs    Errors
-	lineOff int // added to parser line numbers (documents are parsed alone)
+	dropped bool // errors past maxErrors were left out
+	lineOff int  // added to parser line numbers (documents are parsed alone)
 	anchors []anchorDef
 	aliases int // alias resolutions left
 }
@@ -49,18 +52,25 @@ func newDecoder(file string) *decoder { return &decoder{file: file} }
 func (d *decoder) failed() bool { return len(d.errs) > 0 }
 
 // err returns the collected errors as an error, or nil.
+// err returns the collected errors in file order as an error, or nil.
 func (d *decoder) err() error {
 	if len(d.errs) == 0 {
 		return nil
 	}
-	return d.errs
+	out := append(Errors(nil), d.errs...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+	})
+	if d.dropped {
+		out = append(out, &Error{File: d.file, Msg: fmt.Sprintf("more than %d problems; the rest are left out", maxErrors)})
+	}
+	return out
 }
 
 func (d *decoder) add(line, col int, path, msg string) {
-	if len(d.errs) == maxErrors {
-		d.errs = append(d.errs, &Error{File: d.file, Msg: "too many errors; stopping"})
-	}
-	if len(d.errs) > maxErrors {
+	if len(d.errs) >= maxErrors {
+		d.dropped = true
 		return
 	}
 	d.errs = append(d.errs, &Error{File: d.file, Line: line, Column: col, Path: path, Msg: msg})
@@ -142,10 +152,9 @@ func (d *decoder) parse(chunk string, firstLine int) (doc document, ok bool) {
 	if body == nil {
 		return document{}, false
 	}
-	d.anchors = d.anchors[:0]
+	d.anchors = nil
 	d.collectAnchors(body, 0)
-	d.aliases = maxAliases
-	return document{d: d, body: body, line: firstLine}, true
+	return document{d: d, body: body, line: firstLine, anchors: d.anchors}, true
 }
 
 func (d *decoder) collectAnchors(n ast.Node, depth int) {
@@ -176,10 +185,13 @@ func (d *decoder) collectAnchors(n ast.Node, depth int) {
 	}
 }
 
-// root returns the document's top-level value.
+// root returns the document's top-level value. Documents are read one
+// after the other; root makes the decoder place lines and resolve aliases
+// for this one.
 func (doc document) root() value {
-	v := doc.d.value(doc.body, "", token.Position{Line: doc.line - doc.d.lineOff})
-	return v
+	d := doc.d
+	d.lineOff, d.anchors, d.aliases = doc.line-1, doc.anchors, maxAliases
+	return d.value(doc.body, "", token.Position{Line: 1})
 }
 
 // value is a resolved node (no anchor, alias or tag left) and its path.

@@ -103,7 +103,7 @@ func TestParseFleetErrors(t *testing.T) {
 		},
 		"unknown level in path": {
 			src:  strings.Replace(fleetSrc, "rack: k", "row: k", 1),
-			want: "fleet.yaml:3:42: nodes[0].path.row: unknown field (want one of region, zone, block, rack)\nfleet.yaml:3:11: nodes[0].path.rack: is required",
+			want: "fleet.yaml:3:11: nodes[0].path.rack: is required\nfleet.yaml:3:42: nodes[0].path.row: unknown field (want one of region, zone, block, rack)",
 		},
 		"path string parts": {
 			src:  strings.Replace(fleetSrc, "{region: r, zone: z, block: b, rack: k}", "r/z/b", 1),
@@ -139,12 +139,12 @@ func TestParseFleetErrors(t *testing.T) {
 		},
 		"path follows custom levels": {
 			src: "levels: [site, pod]\n" + fleetSrc,
-			want: "fleet.yaml:4:12: nodes[0].path.region: unknown field (want one of site, pod)\n" +
+			want: "fleet.yaml:4:11: nodes[0].path.site: is required\n" +
+				"fleet.yaml:4:11: nodes[0].path.pod: is required\n" +
+				"fleet.yaml:4:12: nodes[0].path.region: unknown field (want one of site, pod)\n" +
 				"fleet.yaml:4:23: nodes[0].path.zone: unknown field (want one of site, pod)\n" +
 				"fleet.yaml:4:32: nodes[0].path.block: unknown field (want one of site, pod)\n" +
-				"fleet.yaml:4:42: nodes[0].path.rack: unknown field (want one of site, pod)\n" +
-				"fleet.yaml:4:11: nodes[0].path.site: is required\n" +
-				"fleet.yaml:4:11: nodes[0].path.pod: is required",
+				"fleet.yaml:4:42: nodes[0].path.rack: unknown field (want one of site, pod)",
 		},
 		"catalog new type incomplete": {
 			src:  "catalog: [{name: tpu, memoryGiB: 16}]\n" + fleetSrc,

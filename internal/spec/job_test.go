@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,16 +304,16 @@ func TestParseJobAnchors(t *testing.T) {
 queue: q
 kind: training
 gangs:
-  - &worker {name: a, replicas: 2, count: 8, accelerators: h100, cpu: 64, memory: 512Gi}
-  - {name: b, replicas: 1, count: 8, accelerators: h100, cpu: 64, memory: 512Gi}
-env: &env {A: "1"}
+  - &worker {replicas: 2, count: 8, accelerators: h100, cpu: 64, memory: 512Gi}
+  - *worker
 `
 	js, err := ParseJob("j.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := js.Job.Gangs[0].Shape.MemoryMiB; got != 512<<10 {
-		t.Errorf("memory = %d MiB, want %d", got, 512<<10)
+	g := sched.Gang{Replicas: 2, Shape: place.Request{Accel: []string{"h100"}, Devices: 8, CPUMilli: 64000, MemoryMiB: 512 << 10}}
+	if diff := cmp.Diff([]sched.Gang{g, g}, js.Job.Gangs); diff != "" {
+		t.Errorf("gangs (-want +got):\n%s", diff)
 	}
 }
 
@@ -327,6 +329,14 @@ func TestParseJobsErrors(t *testing.T) {
 		"error in the second document names its line": {
 			src:  job + "---\n" + strings.Replace(strings.Replace(job, "count: 1", "count: 0", 1), "name: j", "name: k", 1),
 			want: `j.yaml:13:12: gangs[0].count: 0, want 1..16`,
+		},
+		"errors of the first document name its lines": {
+			src:  strings.Replace(job, "count: 1", "count: 0", 1) + "---\n" + strings.Replace(job, "name: j", "name: k", 1),
+			want: `j.yaml:6:12: gangs[0].count: 0, want 1..16`,
+		},
+		"each document has its own anchors": {
+			src:  job + "env: &e {A: x}\n---\n" + strings.Replace(job, "name: j", "name: k", 1) + "env: *e\n",
+			want: `j.yaml:15:6: env: alias *e names no anchor before it`,
 		},
 		"document after an empty one is read": {
 			src:  job + "---\n---\nname: k\nqueue: q\nkind: batch\n",
@@ -395,5 +405,27 @@ func TestParseJobWithFleetAndQueues(t *testing.T) {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestParseJobErrorLimit(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(job)
+	for i := range 30 {
+		fmt.Fprintf(&b, "extra%d: 1\n", i)
+	}
+	_, err := ParseJob("j.yaml", []byte(b.String()))
+	var problems Errors
+	if !errors.As(err, &problems) {
+		t.Fatalf("error %v is not Errors", err)
+	}
+	if got := len(problems); got != maxErrors+1 {
+		t.Errorf("%d problems reported, want %d and a note", got, maxErrors+1)
+	}
+	if got, want := problems[len(problems)-1].Error(), "j.yaml: more than 20 problems; the rest are left out"; got != want {
+		t.Errorf("last = %q, want %q", got, want)
+	}
+	if got := problems[0]; got.Line != 7 || got.Path != "extra0" {
+		t.Errorf("first problem = %v, want line 7, extra0", got)
 	}
 }
