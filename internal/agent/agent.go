@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -48,6 +50,11 @@ type Config struct {
 	// (default 64 KiB), MaxLogBytes all output per heartbeat (default 1 MiB).
 	LogChunkBytes int
 	MaxLogBytes   int
+
+	// LogRetention is how long the log of a forgotten replica (its end
+	// reported, acknowledged and its output shipped) stays in the state
+	// dir; default 72h, negative keeps logs forever.
+	LogRetention time.Duration
 
 	// WorkDir is the replicas' working directory; "" keeps the agent's.
 	WorkDir string
@@ -116,6 +123,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxLogBytes < c.LogChunkBytes {
 		c.MaxLogBytes = c.LogChunkBytes
+	}
+	if c.LogRetention == 0 {
+		c.LogRetention = 72 * time.Hour
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -198,6 +208,8 @@ type agent struct {
 	interval   time.Duration
 	registered bool
 	fails      int
+	rotate     int       // where the log budget starts, for fairness
+	nextGC     time.Time // next sweep of old logs
 
 	mu     sync.Mutex
 	exits  []exitEvent // filled by the Wait goroutines
@@ -207,6 +219,9 @@ type agent struct {
 // tombstoneTTL is how long the agent remembers replicas it reported and
 // forgot, so that a stale Run list cannot start the same attempt twice.
 const tombstoneTTL = 10 * time.Minute
+
+// minInterval bounds the heartbeat interval a server may ask for.
+const minInterval = 10 * time.Millisecond
 
 // pollEvery is how often replicas the agent adopted (and cannot Wait for)
 // are checked for exit.
@@ -261,6 +276,10 @@ func (a *agent) loop(ctx context.Context) error {
 		a.collectExits()
 		a.pollAdopted()
 		a.enforceDeadlines(now)
+		if !now.Before(a.nextGC) {
+			a.sweepLogs(now)
+			a.nextGC = now.Add(time.Hour)
+		}
 		if !inflight && !now.Before(next) {
 			req := a.buildRequest()
 			inflight = true
@@ -360,7 +379,14 @@ func (a *agent) exchange(ctx context.Context, registered bool, req *api.Heartbea
 func (a *agent) buildRequest() *api.HeartbeatRequest {
 	req := &api.HeartbeatRequest{Node: a.cfg.Name, Replicas: []api.ReplicaStatus{}}
 	budget := a.cfg.MaxLogBytes
-	for _, name := range a.sortedNames() {
+	names := a.sortedNames()
+	// Start the log budget at a different replica each time so that a few
+	// chatty replicas cannot starve the others' output.
+	if len(names) > 0 {
+		a.rotate = (a.rotate + 1) % len(names)
+		names = append(names[a.rotate:], names[:a.rotate]...)
+	}
+	for _, name := range names {
 		r := a.replicas[name]
 		r.inflight = r.rec.Shipped
 		st := api.ReplicaStatus{ReplicaKey: r.rec.Key, State: r.rec.State, PID: r.rec.PID}
@@ -442,7 +468,7 @@ func (a *agent) handle(res exchangeResult) error {
 // and the stop of anything the server no longer lists.
 func (a *agent) apply(resp *api.HeartbeatResponse, now time.Time) {
 	if resp.IntervalMillis > 0 {
-		a.interval = time.Duration(resp.IntervalMillis) * time.Millisecond
+		a.interval = max(time.Duration(resp.IntervalMillis)*time.Millisecond, minInterval)
 	}
 	for _, k := range resp.Ack {
 		if r := a.replicas[keyName(k)]; r != nil && r.exited() && !r.rec.Acked {
@@ -493,6 +519,34 @@ func (a *agent) apply(resp *api.HeartbeatResponse, now time.Time) {
 	for k, t := range a.tombstones {
 		if now.Sub(t) > tombstoneTTL {
 			delete(a.tombstones, k)
+		}
+	}
+}
+
+// sweepLogs removes the logs of replicas the agent no longer keeps a record
+// of once they are older than LogRetention.
+func (a *agent) sweepLogs(now time.Time) {
+	if a.cfg.LogRetention < 0 {
+		return
+	}
+	keep := map[string]bool{}
+	for _, r := range a.replicas {
+		keep[r.rec.LogPath] = true
+	}
+	dir := filepath.Join(a.dir.root, logsDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		a.log.Warn("cannot sweep logs", "err", err)
+		return
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		fi, err := e.Info()
+		if err != nil || keep[p] || !strings.HasSuffix(e.Name(), ".log") || now.Sub(fi.ModTime()) < a.cfg.LogRetention {
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			a.log.Warn("cannot remove old log", "log", p, "err", err)
 		}
 	}
 }

@@ -415,3 +415,53 @@ func TestStateDirIsExclusive(t *testing.T) {
 		t.Errorf("second agent on the same state dir: %v, want an in-use error", err)
 	}
 }
+
+func TestChattyReplicaDoesNotStarveOthers(t *testing.T) {
+	f := newFakeServer(t)
+	f.set(func(f *fakeServer) {
+		f.run = []api.Assignment{
+			// Sorted first, and always with more output than one heartbeat takes.
+			assign("a-chatty", nil, "sh", "-c", "while :; do echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; sleep 0.005; done"),
+			assign("b-quiet", nil, "sh", "-c", "echo hello-b; exec sleep 30"),
+		}
+	})
+	cfg := testConfig(t, f, t.TempDir())
+	cfg.LogChunkBytes, cfg.MaxLogBytes = 16, 16
+	startAgent(t, cfg)
+	f.waitFor("the quiet replica's output", 5*time.Second, func() bool { return strings.Contains(f.log(key("b-quiet")), "hello-b") })
+}
+
+func TestSweepLogs(t *testing.T) {
+	dir := t.TempDir()
+	sd, err := openStateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sd.close()
+	now := time.Now()
+	old := now.Add(-100 * time.Hour)
+	files := map[string]time.Time{"old.log": old, "recent.log": now, "kept.log": old, "other.txt": old}
+	for name, mt := range files {
+		p := filepath.Join(dir, logsDir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{LogRetention: 72 * time.Hour}
+	cfg.defaults()
+	a := &agent{cfg: cfg, log: cfg.Logger, dir: sd, replicas: map[string]*replica{
+		"kept": {rec: record{LogPath: filepath.Join(dir, logsDir, "kept.log")}},
+	}}
+	a.sweepLogs(now)
+	ents, _ := os.ReadDir(filepath.Join(dir, logsDir))
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if diff := cmp.Diff([]string{"kept.log", "other.txt", "recent.log"}, left); diff != "" {
+		t.Errorf("logs left (-want +got):\n%s", diff)
+	}
+}
