@@ -1,0 +1,137 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/store"
+)
+
+// TestAnotherTenantCannotSeeOrTouch calls every route with another
+// tenant's token, with a node token and with none.
+func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	j := h.submit(acme, gangJob)
+	globex, err := h.admin.CreateToken(h.ctx(), api.CreateToken{Role: api.RoleTenant, Tenant: "globex"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeTok, err := h.admin.CreateToken(h.ctx(), api.CreateToken{Role: api.RoleNode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := j.ID
+	register := `{"name":"n9","address":"n9.local","count":0,"cpuMilli":1000,"memoryMiB":1024}`
+	type call struct {
+		body string
+		// status for another tenant; check inspects the body.
+		status int
+		check  func(t *testing.T, body string)
+		// public routes need no token.
+		public bool
+		// user routes refuse node tokens; agent routes refuse tenants.
+		agent bool
+	}
+	// A list must not name the other tenant at all.
+	notMine := func(t *testing.T, body string) {
+		if strings.Contains(body, "acme") || strings.Contains(body, id) {
+			t.Errorf("answer leaks the other tenant: %s", body)
+		}
+	}
+	// A refusal must read as if the job (or queue) did not exist.
+	var do func(t *testing.T, route, token, body string) (int, string)
+	asIfAbsent := func(route, absentID, body string) func(t *testing.T, got string) {
+		return func(t *testing.T, got string) {
+			want := strings.ReplaceAll(got, id, absentID)
+			want = strings.ReplaceAll(want, "acme-train", "nosuch-queue")
+			_, absent := do(t, strings.ReplaceAll(route, "{id}", absentID), globex.Token, strings.ReplaceAll(body, "acme-train", "nosuch-queue"))
+			if absent != want {
+				t.Errorf("refusal differs from the answer for a missing object:\n got: %s\nmissing: %s", got, absent)
+			}
+		}
+	}
+	calls := map[string]call{
+		"GET /v1/openapi.yaml":      {status: 200, public: true},
+		"GET /v1/healthz":           {status: 200, public: true},
+		"GET " + MetricsPath:        {status: 200, public: true},
+		"POST /v1/jobs":             {body: gangJob, status: 422, check: asIfAbsent("POST /v1/jobs", "", gangJob)},
+		"GET /v1/jobs":              {status: 200, check: notMine},
+		"GET /v1/jobs/{id}":         {status: 404, check: asIfAbsent("GET /v1/jobs/{id}", "train-999", "")},
+		"POST /v1/jobs/{id}/cancel": {status: 404, check: asIfAbsent("POST /v1/jobs/{id}/cancel", "train-999", "")},
+		"GET /v1/jobs/{id}/logs":    {status: 404, check: asIfAbsent("GET /v1/jobs/{id}/logs", "train-999", "")},
+		"GET /v1/queues":            {status: 200, check: notMine},
+		"POST /v1/queues":           {body: `{"name":"evil","tenant":"acme"}`, status: 403},
+		"GET /v1/tenants":           {status: 200, check: notMine},
+		"POST /v1/tenants":          {body: `{"name":"evil"}`, status: 403},
+		"POST /v1/tokens":           {body: `{"role":"tenant","tenant":"acme"}`, status: 403},
+		"GET /v1/nodes":             {status: 200},
+		"POST /v1/agent/register":   {body: register, status: 403, agent: true},
+		"POST /v1/agent/heartbeat":  {body: `{"node":"n1"}`, status: 403, agent: true},
+	}
+	for _, r := range Routes() {
+		if _, ok := calls[r]; !ok {
+			t.Errorf("route %s has no authorization case", r)
+		}
+	}
+	do = func(t *testing.T, route, token, body string) (int, string) {
+		method, path, _ := strings.Cut(route, " ")
+		req, err := http.NewRequest(method, h.url+strings.ReplaceAll(path, "{id}", id), bytes.NewBufferString(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{Transport: checked{t: t, next: http.DefaultTransport}}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+	for route, c := range calls {
+		t.Run(route, func(t *testing.T) {
+			status, body := do(t, route, globex.Token, c.body)
+			if status != c.status {
+				t.Errorf("other tenant: status %d, want %d: %s", status, c.status, body)
+			}
+			if c.check != nil {
+				c.check(t, body)
+			}
+			if c.public {
+				return
+			}
+			if status, _ := do(t, route, "", c.body); status != http.StatusUnauthorized {
+				t.Errorf("no token: status %d, want 401", status)
+			}
+			if status, _ := do(t, route, "gft_forged", c.body); status != http.StatusUnauthorized {
+				t.Errorf("unknown token: status %d, want 401", status)
+			}
+			if !c.agent {
+				if status, _ := do(t, route, nodeTok.Token, c.body); status != http.StatusForbidden {
+					t.Errorf("node token: status %d, want 403", status)
+				}
+			}
+		})
+	}
+	// Nothing the other tenant did changed the job, and its owner still
+	// sees it.
+	got, err := acme.Job(h.ctx(), id)
+	if err != nil || got.State != store.Running {
+		t.Errorf("owner's job after the other tenant's calls: %q, %v; want running", got.State, err)
+	}
+	var qs api.QueueList
+	_, body := do(t, "GET /v1/queues", globex.Token, "")
+	if err := json.Unmarshal([]byte(body), &qs); err != nil || len(qs.Queues) != 2 {
+		t.Errorf("other tenant's queue list: %s, want its own two queues", body)
+	}
+}
