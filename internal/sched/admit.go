@@ -80,7 +80,7 @@ func (c *Core) candidateDomains(j *job, lvl int) []int {
 	}
 	var out []int
 	seen := map[int]bool{}
-	for _, ti := range c.typeOptions(&g0.Shape) {
+	for _, ti := range c.opts(j, 0) {
 		if ti < 0 {
 			return c.allDomains(lvl)
 		}
@@ -125,7 +125,7 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 	for g := range j.Gangs {
 		gang := &j.Gangs[g]
 		done := false
-		for _, ti := range c.typeOptions(&gang.Shape) {
+		for _, ti := range c.opts(j, g) {
 			var f int
 			var add int64
 			if ti >= 0 {
@@ -185,8 +185,7 @@ func (c *Core) capacityReason(j *job, h *hold) string {
 		}
 	}
 	r := &g.Shape
-	opts := c.typeOptions(r)
-	ti := opts[0]
+	ti := c.typeOptions(r)[0]
 	if ti < 0 {
 		return fmt.Sprintf("needs %d replicas of %s; no schedulable node has that CPU and memory free", g.Min(), shapeText(r))
 	}
@@ -228,7 +227,7 @@ func (c *Core) capacityReason(j *job, h *hold) string {
 
 // commit makes a successful plan real: quota, node lists, Bind actions.
 func (c *Core) commit(j *job, o outcome, acts []Action) []Action {
-	c.pending[j.queue].Delete(j)
+	c.pending[j.queue].Delete(pendOf(j))
 	j.reps = append([]replica(nil), o.t.reps...)
 	j.gangType = o.types
 	j.demand = o.demand
@@ -260,8 +259,8 @@ func (c *Core) isElastic(j *job) bool {
 
 // shapeKey identifies jobs that place identically, for the per-cycle memo
 // of shapes that found no room.
-func shapeKey(j *job, heldOut bool) string {
-	s := fmt.Sprintf("%s|%v|%s|%v", j.Topology.Level, j.Topology.Required, j.Tier, heldOut)
+func shapeKey(j *job) string {
+	s := fmt.Sprintf("%s|%v|%s", j.Topology.Level, j.Topology.Required, j.Tier)
 	for g := range j.Gangs {
 		r := &j.Gangs[g].Shape
 		s += fmt.Sprintf("|%d:%d:%d:%d:%d:%v", j.Gangs[g].Min(), r.Devices, r.Milli, r.CPUMilli, r.MemoryMiB, r.Accel)

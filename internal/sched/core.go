@@ -51,7 +51,12 @@ type job struct {
 	awaiting int64
 	// blocked is set while the job waits for capacity (or for the fleet's
 	// whole quota pool), when a backfill prediction means something.
-	blocked bool
+	blocked   bool
+	seen      uint64 // the last cycle that tried this job itself
+	optsCache [][]int
+	optsVer   int
+	// keyID groups jobs that place identically (see shapeKey).
+	keyID int
 	// never is set for jobs no node of the fleet could ever hold.
 	never string
 }
@@ -63,9 +68,24 @@ func (j *job) finishesBy() int64 {
 	return j.started + j.EstimatedSec
 }
 
-func pendingLess(a, b *job) bool {
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
+// pend is a pending job as its queue holds it: what ordering and the
+// per-cycle memo need sit inline, so skipping a job whose shape already
+// found no room in this cycle does not touch the job itself.
+type pend struct {
+	prio int32
+	key  int32
+	seq  uint64
+	est  int64
+	j    *job
+}
+
+func pendOf(j *job) pend {
+	return pend{prio: j.Priority, key: int32(j.keyID), seq: j.seq, est: j.EstimatedSec, j: j}
+}
+
+func pendingLess(a, b pend) bool {
+	if a.prio != b.prio {
+		return a.prio > b.prio
 	}
 	return a.seq < b.seq
 }
@@ -94,14 +114,24 @@ type Core struct {
 	now    int64
 	seq    uint64
 
-	idx        *index
-	jobs       map[JobID]*job
-	pending    []*btree.BTreeG[*job] // per queue index
-	running    map[JobID]*job
+	idx     *index
+	jobs    map[JobID]*job
+	pending []*btree.BTreeG[pend] // per queue index
+	running map[JobID]*job
+	// pools holds, per queue, its running preemptible jobs: the only
+	// candidates preemption ever looks at.
+	pools []map[*job]struct{}
+	// keyIDs interns shape keys; memo remembers, per key and cycle, that a
+	// shape found no room (the second slot: with a reservation held out).
+	keyIDs     map[string]int
+	memo       []memoSlot
+	cycle      uint64
 	ends       *btree.BTreeG[endKey] // running jobs with runtime estimates
 	nodeJobs   [][]*job
 	outbox     []Action
 	profiles   []profile
+	present    []bool // catalog types some node carries
+	typesVer   int
 	pcg        *rand.PCG
 	workload   place.Workload
 	classes    map[string]int
@@ -132,11 +162,13 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		queues:     q,
 		jobs:       map[JobID]*job{},
 		classes:    map[string]int{},
+		keyIDs:     map[string]int{},
 		preempting: map[JobID]*job{},
 		elastic:    map[JobID]*job{},
 		running:    map[JobID]*job{},
 		ends:       btree.NewG(16, endLess),
 	}
+	c.present = make([]bool, len(f.Catalog.Types))
 	c.pcg = rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)
 	c.rng = rand.New(c.pcg)
 	c.idx = newIndex(f)
@@ -154,7 +186,11 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 }
 
 func (c *Core) resetPending() {
-	c.pending = make([]*btree.BTreeG[*job], c.queues.Len())
+	c.pending = make([]*btree.BTreeG[pend], c.queues.Len())
+	c.pools = make([]map[*job]struct{}, c.queues.Len())
+	for i := range c.pools {
+		c.pools[i] = map[*job]struct{}{}
+	}
 	for i := range c.pending {
 		c.pending[i] = btree.NewG(8, pendingLess)
 	}
@@ -279,6 +315,14 @@ func (c *Core) newJob(spec Job) (*job, error) {
 		return nil, fmt.Errorf("job %q: topology level %q: want one of %s", spec.ID, spec.Topology.Level, strings.Join(c.fleet.Levels, ", "))
 	}
 	j.never = c.impossible(j)
+	key := shapeKey(j)
+	id, ok := c.keyIDs[key]
+	if !ok {
+		id = len(c.memo)
+		c.keyIDs[key] = id
+		c.memo = append(c.memo, memoSlot{})
+	}
+	j.keyID = id
 	return j, nil
 }
 
@@ -344,6 +388,10 @@ func (c *Core) addProfile(n *fleet.Node) {
 		}
 	}
 	c.profiles = append(c.profiles, p)
+	if ti := c.fleet.Catalog.Index(n.Accel); ti >= 0 && n.Count > 0 && !c.present[ti] {
+		c.present[ti] = true
+		c.typesVer++
+	}
 }
 
 func (c *Core) enqueue(j *job) {
@@ -351,7 +399,7 @@ func (c *Core) enqueue(j *job) {
 	j.reps = nil
 	j.gangType = nil
 	j.demand = nil
-	c.pending[j.queue].ReplaceOrInsert(j)
+	c.pending[j.queue].ReplaceOrInsert(pendOf(j))
 }
 
 // release frees everything a placed job holds and forgets its placement.
@@ -370,6 +418,7 @@ func (c *Core) release(j *job) {
 		c.queues.Add(j.queue, neg)
 	}
 	delete(c.running, j.ID)
+	delete(c.pools[j.queue], j)
 	delete(c.preempting, j.ID)
 	if j.endAt > 0 {
 		c.ends.Delete(endKey{end: j.endAt, seq: j.seq, j: j})
@@ -394,7 +443,7 @@ func (c *Core) releaseReplica(j *job, r *replica) {
 func (c *Core) retire(j *job) {
 	switch j.state {
 	case jPending:
-		c.pending[j.queue].Delete(j)
+		c.pending[j.queue].Delete(pendOf(j))
 	case jRunning, jPreempting:
 		c.release(j)
 	}
@@ -444,7 +493,7 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 		q := t.Queue(j.Queue)
 		if q < 0 || !t.IsLeaf(q) {
 			if j.state == jPending {
-				oldPending[j.queue].Delete(j)
+				oldPending[j.queue].Delete(pendOf(j))
 				c.outbox = append(c.outbox, Reject{Job: j.ID, Reason: fmt.Sprintf("queue %q was removed", j.Queue)})
 				j.state = jDone
 				delete(c.jobs, j.ID)
@@ -453,8 +502,11 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 			q = 0 // a running job of a removed queue is charged to nobody
 		}
 		j.queue = q
+		if j.Preemptible && (j.state == jRunning || j.state == jPreempting) {
+			c.pools[q][j] = struct{}{}
+		}
 		if j.state == jPending {
-			c.pending[q].ReplaceOrInsert(j)
+			c.pending[q].ReplaceOrInsert(pendOf(j))
 			continue
 		}
 		if j.demand != nil && q > 0 {
@@ -590,6 +642,9 @@ func (c *Core) markRunning(j *job, start int64) {
 	j.reason = ""
 	j.earliest = -1
 	c.running[j.ID] = j
+	if j.Preemptible {
+		c.pools[j.queue][j] = struct{}{}
+	}
 	if e := j.finishesBy(); e > 0 {
 		c.setEnd(j, e)
 	}
@@ -602,6 +657,16 @@ func (c *Core) Explain(id JobID) (Explanation, bool) {
 		return Explanation{}, false
 	}
 	ex := Explanation{Job: id, Reason: j.reason, EarliestStart: j.earliest}
+	if j.state == jPending && j.seen != c.cycle {
+		// Skipped in the last cycle because its shape found no room.
+		slot := &c.memo[j.keyID]
+		for k := range slot.cycle {
+			if slot.cycle[k] == c.cycle && c.cycle > 0 {
+				ex.Reason, ex.EarliestStart = slot.why[k], -1
+				j.blocked = true
+			}
+		}
+	}
 	switch j.state {
 	case jPending:
 		ex.State = StatePending
@@ -639,4 +704,10 @@ func shapeText(r *place.Request) string {
 		return fmt.Sprintf("%d milli of one %s, cpu %dm, memory %dMi", r.Milli, acc, r.CPUMilli, r.MemoryMiB)
 	}
 	return fmt.Sprintf("cpu %dm, memory %dMi", r.CPUMilli, r.MemoryMiB)
+}
+
+// memoSlot remembers a shape's failure in one cycle.
+type memoSlot struct {
+	cycle [2]uint64
+	why   [2]string
 }

@@ -449,15 +449,16 @@ func (c *Core) descend(t *try, g, ti, d, first, count int) int {
 }
 
 // typeOptions lists the catalog types a gang accepts, in its order of
-// preference (catalog order when it names none); -1 for CPU-only gangs.
+// preference (catalog order of the types the fleet has, when it names
+// none); -1 for CPU-only gangs.
 func (c *Core) typeOptions(r *place.Request) []int {
 	if r.Devices == 0 && r.Milli == 0 {
 		return []int{-1}
 	}
 	var out []int
 	if len(r.Accel) == 0 {
-		for i := range c.idx.types {
-			if c.hasType(i) {
+		for i, ok := range c.present {
+			if ok {
 				out = append(out, i)
 			}
 		}
@@ -474,12 +475,15 @@ func (c *Core) typeOptions(r *place.Request) []int {
 	return out
 }
 
-// hasType reports whether any node of the fleet carries catalog type ti.
-func (c *Core) hasType(ti int) bool {
-	for _, p := range c.profiles {
-		if c.fleet.Catalog.Index(p.accel) == ti && p.count > 0 {
-			return true
+// opts is typeOptions for gang g of job j, cached on the job until the
+// fleet gains a new accelerator type.
+func (c *Core) opts(j *job, g int) []int {
+	if j.optsVer != c.typesVer || j.optsCache == nil {
+		j.optsCache = make([][]int, len(j.Gangs))
+		for k := range j.Gangs {
+			j.optsCache[k] = c.typeOptions(&j.Gangs[k].Shape)
 		}
+		j.optsVer = c.typesVer
 	}
-	return false
+	return j.optsCache[g]
 }

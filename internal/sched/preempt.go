@@ -140,7 +140,7 @@ func (c *Core) withinNominal(j *job, o outcome) bool {
 		return o.refusal.WithinNominal || c.queues.Usage(j.queue, max(o.refusal.Flavor, 0)) < c.queues.Nominal(j.queue, max(o.refusal.Flavor, 0)) && o.refusal.Flavor >= 0
 	}
 	for g := range j.Gangs {
-		opts := c.typeOptions(&j.Gangs[g].Shape)
+		opts := c.opts(j, g)
 		if opts[0] < 0 {
 			continue
 		}
@@ -162,15 +162,20 @@ func (c *Core) withinNominal(j *job, o outcome) bool {
 func (c *Core) victims(j *job, reclaim bool) []victim {
 	flavors := map[int]bool{}
 	for g := range j.Gangs {
-		for _, ti := range c.typeOptions(&j.Gangs[g].Shape) {
+		for _, ti := range c.opts(j, g) {
 			if ti >= 0 {
 				flavors[c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))] = true
 			}
 		}
 	}
-	run := make([]*job, 0, len(c.running))
-	for _, r := range c.running {
-		run = append(run, r)
+	var run []*job
+	for q, pool := range c.pools {
+		if len(pool) == 0 || (q != j.queue && !reclaim) {
+			continue
+		}
+		for v := range pool {
+			run = append(run, v)
+		}
 	}
 	sort.Slice(run, func(a, b int) bool { return run[a].seq < run[b].seq })
 	var shrinks, whole []victim

@@ -77,10 +77,10 @@ type step struct {
 
 func genJob(t *rapid.T, i int) Job {
 	j := Job{ID: JobID(fmt.Sprintf("j%d", i)), Queue: fmt.Sprintf("t%d-q%d", rapid.IntRange(0, 1).Draw(t, "tenant"), rapid.IntRange(0, 1).Draw(t, "queue")),
-		Priority:    int32(rapid.IntRange(0, 3).Draw(t, "prio")),
-		Preemptible: rapid.Bool().Draw(t, "preemptible"),
-		NoticeSec:   int64(rapid.SampledFrom([]int{0, 0, 10, 50}).Draw(t, "notice")),
-		EstimatedSec: int64(rapid.SampledFrom([]int{0, 30, 100, 500}).Draw(t, "est")),
+		Priority:      int32(rapid.IntRange(0, 3).Draw(t, "prio")),
+		Preemptible:   rapid.Bool().Draw(t, "preemptible"),
+		NoticeSec:     int64(rapid.SampledFrom([]int{0, 0, 10, 50}).Draw(t, "notice")),
+		EstimatedSec:  int64(rapid.SampledFrom([]int{0, 30, 100, 500}).Draw(t, "est")),
 		CheckpointSec: int64(rapid.SampledFrom([]int{0, 20}).Draw(t, "ckpt")),
 	}
 	for range rapid.IntRange(1, 2).Draw(t, "gangs") {

@@ -98,12 +98,14 @@ func (c *Core) dropLeaving(j *job) bool {
 type queueTurn struct {
 	q      int
 	share  float64
-	cursor *job
+	cursor pend
 	// borrow is set when the queue's next job would take it above its
 	// nominal quota: queues within their guaranteed share go first, so
 	// borrowed quota is not handed out only to be reclaimed at once.
 	borrow bool
-	next   *job
+	next   pend // next.j is nil when the queue has no more
+	buf    []pend
+	batch  int
 }
 
 type queueHeap []*queueTurn
@@ -133,10 +135,10 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 	h := &queueHeap{}
 	push := func(turn *queueTurn, fresh bool) {
 		turn.next = c.nextPending(turn)
-		if turn.next == nil {
+		if turn.next.j == nil {
 			return
 		}
-		turn.borrow = !c.withinNominal(turn.next, outcome{})
+		turn.borrow = !c.withinNominal(turn.next.j, outcome{})
 		if fresh {
 			*h = append(*h, turn)
 			return
@@ -151,7 +153,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 	heap.Init(h)
 	var res *hold
 	blockedPrio := int32(-1 << 31)
-	noRoom := map[string]string{}
+	c.cycle++
 	preemptTries := 0
 	preemptedIn := map[int]bool{}
 	binds := 0
@@ -160,64 +162,75 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			break
 		}
 		turn := heap.Pop(h).(*queueTurn)
-		j := turn.next
-		turn.cursor = j
-		j.blocked = false
-		heldOut := res != nil && res.job != j && (j.EstimatedSec <= 0 || c.now+j.EstimatedSec > res.at)
-		key := shapeKey(j, heldOut)
-		if why, ok := noRoom[key]; ok {
-			j.reason = why
-			if res != nil && res.job != j {
-				j.earliest = -1
+		// The queue keeps its turn while its jobs fail: failing changes no
+		// share, so it would be first again anyway. It yields after an
+		// admission, or when its next job would borrow while another queue
+		// still has a job within its nominal share.
+		for p := turn.next; p.j != nil; p = turn.next {
+			turn.cursor = p
+			heldOut := res != nil && res.job != p.j && (p.est <= 0 || c.now+p.est > res.at)
+			slot, held := &c.memo[p.key], 0
+			if heldOut {
+				held = 1
 			}
-			if !c.queues.Strict(turn.q) {
-				push(turn, false)
-			}
-			continue
-		}
-		o := c.plan(j, res)
-		if o.why == "" {
-			acts = c.commit(j, o, acts)
-			binds++
-			turn.share = c.queues.Share(turn.q)
-			push(turn, false)
-			continue
-		}
-		j.reason = o.why
-		j.earliest = -1
-		if o.refusal == nil {
-			noRoom[key] = o.why
-			if j.Priority > blockedPrio {
-				blockedPrio = j.Priority
-			}
-		}
-		// Preemption: at most one attempt per queue per cycle.
-		if !c.cfg.NoPreemption && preemptTries < maxPreemptionsPerCycle && !preemptedIn[turn.q] && j.awaiting <= c.now {
-			preemptTries++
-			var done bool
-			acts, done = c.preempt(j, o, acts)
-			if done {
-				preemptedIn[turn.q] = true
-				if j.state == jRunning {
-					binds++
-					turn.share = c.queues.Share(turn.q)
-					delete(noRoom, key)
+			if slot.cycle[held] == c.cycle {
+				if c.queues.Strict(turn.q) {
+					c.strictReasons(turn.q, p.j)
+					break
 				}
-				push(turn, false)
+				turn.next = c.nextPending(turn)
 				continue
 			}
-		}
-		j.blocked = o.refusal == nil || o.refusal.AtRoot
-		if j.blocked && res == nil && !c.cfg.NoBackfill {
-			res = c.reserve(j)
-			if res != nil {
-				j.earliest = res.at
+			j := p.j
+			j.seen = c.cycle
+			j.blocked = false
+			o := c.plan(j, res)
+			if o.why == "" {
+				acts = c.commit(j, o, acts)
+				binds++
+				turn.share = c.queues.Share(turn.q)
+				push(turn, false)
+				break
 			}
-		}
-		if !c.queues.Strict(turn.q) {
-			push(turn, false)
-		} else {
-			c.strictReasons(turn.q, j)
+			j.reason, j.earliest = o.why, -1
+			if o.refusal == nil {
+				slot.cycle[held], slot.why[held] = c.cycle, o.why
+				if j.Priority > blockedPrio {
+					blockedPrio = j.Priority
+				}
+			}
+			// Preemption: at most one attempt per queue per cycle.
+			if !c.cfg.NoPreemption && preemptTries < maxPreemptionsPerCycle && !preemptedIn[turn.q] && j.awaiting <= c.now {
+				preemptTries++
+				var done bool
+				acts, done = c.preempt(j, o, acts)
+				if done {
+					preemptedIn[turn.q] = true
+					if j.state == jRunning {
+						binds++
+						turn.share = c.queues.Share(turn.q)
+						slot.cycle[held] = 0
+					}
+					push(turn, false)
+					break
+				}
+			}
+			j.blocked = o.refusal == nil || o.refusal.AtRoot
+			if j.blocked && res == nil && !c.cfg.NoBackfill {
+				res = c.reserve(j)
+				if res != nil {
+					j.earliest = res.at
+				}
+			}
+			if c.queues.Strict(turn.q) {
+				c.strictReasons(turn.q, j)
+				break
+			}
+			turn.next = c.nextPending(turn)
+			if turn.next.j != nil && !turn.borrow && h.Len() > 0 && !(*h)[0].borrow && !c.withinNominal(turn.next.j, outcome{}) {
+				push(turn, false)
+				break
+			}
 		}
 	}
 	return acts, blockedPrio
@@ -225,29 +238,43 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 
 // strictReasons marks the jobs behind a blocked head of a strict queue.
 func (c *Core) strictReasons(q int, head *job) {
-	c.pending[q].AscendGreaterOrEqual(head, func(j *job) bool {
-		if j != head {
+	c.pending[q].AscendGreaterOrEqual(pendOf(head), func(p pend) bool {
+		if j := p.j; j != head {
+			j.seen = c.cycle
 			j.reason = fmt.Sprintf("queue %s is strict FIFO and its head %s cannot start", c.queues.Name(q), head.ID)
 		}
 		return true
 	})
 }
 
-func (c *Core) nextPending(turn *queueTurn) *job {
-	var next *job
-	p := c.pending[turn.q]
-	if turn.cursor == nil {
-		next, _ = p.Min()
-		return next
-	}
-	p.AscendGreaterOrEqual(turn.cursor, func(j *job) bool {
-		if j == turn.cursor {
-			return true
+// nextPending returns the job after the queue's cursor, reading the queue
+// in batches so that a long run of blocked jobs costs little each. Only the
+// job being tried leaves the queue during a cycle, and it is never in the
+// batch, so a batch stays valid.
+func (c *Core) nextPending(turn *queueTurn) pend {
+	if len(turn.buf) == 0 {
+		p := c.pending[turn.q]
+		// Batches start small (most queues admit a job or two a cycle) and
+		// double while the queue keeps being read.
+		turn.batch = min(max(4, 2*turn.batch), 256)
+		collect := func(x pend) bool {
+			if x.j != turn.cursor.j {
+				turn.buf = append(turn.buf, x)
+			}
+			return len(turn.buf) < turn.batch
 		}
-		next = j
-		return false
-	})
-	return next
+		if turn.cursor.j == nil {
+			p.Ascend(collect)
+		} else {
+			p.AscendGreaterOrEqual(turn.cursor, collect)
+		}
+		if len(turn.buf) == 0 {
+			return pend{}
+		}
+	}
+	x := turn.buf[0]
+	turn.buf = turn.buf[1:]
+	return x
 }
 
 // reserve finds the earliest time job j could start if running jobs end
