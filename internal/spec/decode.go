@@ -30,6 +30,7 @@ type document struct {
 type decoder struct {
 	file    string
 	errs    Errors
+	count   int  // errors recorded, including those left out
 	dropped bool // errors past maxErrors were left out
 	lineOff int  // added to parser line numbers (documents are parsed alone)
 	anchors []anchorDef
@@ -69,6 +70,7 @@ func (d *decoder) err() error {
 }
 
 func (d *decoder) add(line, col int, path, msg string) {
+	d.count++
 	if len(d.errs) >= maxErrors {
 		d.dropped = true
 		return
@@ -204,53 +206,57 @@ type value struct {
 }
 
 // value resolves n; at is where it stands in the file when n carries no
-// position of its own.
+// position of its own. A value reached through an alias is placed at the
+// alias, where the reader of an error would look.
 func (d *decoder) value(n ast.Node, path string, at token.Position) value {
 	v := value{d: d, path: path, line: at.Line + d.lineOff, col: at.Column}
+	aliased := false
+resolve:
 	for range 64 {
 		switch t := n.(type) {
+		case nil:
+			v.errorf("the value is missing")
+			return v
 		case *ast.AnchorNode:
 			n = t.Value
-			continue
 		case *ast.TagNode:
-			tag := t.Start.Value
-			if !strings.HasPrefix(tag, "!!") {
+			if tag := t.Start.Value; !strings.HasPrefix(tag, "!!") {
 				v.setPos(n)
 				v.errorf("YAML tag %s is not supported", tag)
-				v.n = nil
 				return v
 			}
 			n = t.Value
-			continue
 		case *ast.AliasNode:
-			v.setPos(n)
+			if !aliased {
+				v.setPos(n)
+				aliased = true
+			}
 			name := ""
 			if t.Value != nil && t.Value.GetToken() != nil {
 				name = t.Value.GetToken().Value
 			}
 			if d.aliases <= 0 {
-				v.errorf("too many aliases")
-				v.n = nil
+				v.errorf("more than %d aliases in one document", maxAliases)
 				return v
 			}
 			d.aliases--
-			target := d.anchor(name, t.Start.Position.Offset)
-			if target == nil {
+			if n = d.anchor(name, t.Start.Position.Offset); n == nil {
 				v.errorf("alias *%s names no anchor before it", name)
-				v.n = nil
 				return v
 			}
-			n = target
-			continue
+		default:
+			break resolve
 		}
-		break
 	}
-	if _, ok := n.(*ast.AnchorNode); ok {
-		v.errorf("anchors and aliases nest too deep")
-		n = nil
+	switch n.(type) {
+	case *ast.AnchorNode, *ast.TagNode, *ast.AliasNode:
+		v.errorf("anchors, aliases and tags nest too deep")
+		return v
 	}
 	v.n = n
-	v.setPos(n)
+	if !aliased {
+		v.setPos(n)
+	}
 	return v
 }
 

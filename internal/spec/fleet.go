@@ -525,7 +525,7 @@ func nodeAccelerators(v value, cat *fleet.Catalog) (string, int, bool) {
 
 func node(v value, f *fleet.Fleet) (fleet.Node, bool) {
 	var n fleet.Node
-	before := len(v.d.errs)
+	before := v.d.count
 	fs, isMap := v.fields(nodeFields...)
 	if !isMap {
 		return n, false
@@ -564,7 +564,7 @@ func node(v value, f *fleet.Fleet) (fleet.Node, bool) {
 			n.State = st
 		}
 	}
-	return n, len(v.d.errs) == before
+	return n, v.d.count == before
 }
 
 func checkLabelKey(k string) string {
@@ -629,7 +629,7 @@ func generatorKeys(levels []string) []string {
 
 func generator(v value, f *fleet.Fleet) (Generator, bool) {
 	var g Generator
-	before := len(v.d.errs)
+	before := v.d.count
 	fs, isMap := v.fields(generatorKeys(f.Levels)...)
 	if !isMap {
 		return g, false
@@ -676,7 +676,7 @@ func generator(v value, f *fleet.Fleet) (Generator, bool) {
 	if lv, ok := fs.get("labels"); ok {
 		g.Labels, _ = lv.stringMap(checkLabelKey)
 	}
-	return g, len(v.d.errs) == before
+	return g, v.d.count == before
 }
 
 func sites(v value, f *fleet.Fleet) Sites {

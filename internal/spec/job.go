@@ -112,7 +112,7 @@ func ParseJobs(name string, data []byte, opts ...Option) ([]JobSpec, error) {
 // meaningful when none were recorded.
 func (o *options) job(v value) JobSpec {
 	d := v.d
-	before := len(d.errs)
+	before := d.count
 	var js JobSpec
 	j := &js.Job
 	fs, isMap := v.fields(jobFields...)
@@ -185,7 +185,7 @@ func (o *options) job(v value) JobSpec {
 		j.Topology = o.topology(f)
 	}
 	js.Run = runSpec(fs)
-	if len(d.errs) > before {
+	if d.count > before {
 		return js
 	}
 	if err := j.Validate(); err != nil {

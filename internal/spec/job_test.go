@@ -273,6 +273,10 @@ func TestParseJobErrors(t *testing.T) {
 			src:  job + "env: *common\n",
 			want: `j.yaml:7:6: env: alias *common names no anchor before it`,
 		},
+		"error through an alias is placed at the alias": {
+			src:  job + "command: &c [a]\nenv: *c\n",
+			want: `j.yaml:8:6: env: want a mapping, got a list`,
+		},
 		"custom tag": {
 			src:  job + "tier: !secret x\n",
 			want: `j.yaml:7:7: tier: YAML tag !secret is not supported`,

@@ -207,7 +207,7 @@ func limits(v value) (quota.Limits, value, bool) {
 		l.Nominal = m
 		return l, v, ok
 	}
-	before := len(v.d.errs)
+	before := v.d.count
 	fs, isMap := v.fields(limitFields...)
 	if !isMap {
 		return l, v, false
@@ -227,7 +227,7 @@ func limits(v value) (quota.Limits, value, bool) {
 			f.errorf("%s is above nominal %s", formatMilli(m), formatMilli(l.Nominal))
 		}
 	}
-	return l, nv, len(v.d.errs) == before
+	return l, nv, v.d.count == before
 }
 
 // accelerators reads a non-negative number of accelerators as milli.
