@@ -278,35 +278,87 @@ func (c *Core) nextPending(turn *queueTurn) pend {
 }
 
 // reserve finds the earliest time job j could start if running jobs end
-// when their estimates say, and the nodes it would take then. It changes
-// nothing.
+// when their estimates say, and the nodes it would take then. Running jobs
+// are lifted in order of their projected end; whether j fits is checked
+// after 1, 2, 4, ... of them, then the boundary is found by bisection, so a
+// reservation costs O(log n) placement probes. It changes nothing.
 func (c *Core) reserve(j *job) *hold {
 	if c.ends.Len() == 0 {
 		return nil
 	}
-	var released []*saved
-	var res *hold
-	steps := 0
-	c.ends.Ascend(func(k endKey) bool {
-		steps++
-		if steps > 512 {
-			return false
+	const maxEnds = 4096
+	total := min(c.ends.Len(), maxEnds)
+	var order []endKey
+	// more reads the projected ends lazily, in order, up to n of them.
+	more := func(n int) {
+		if len(order) >= n {
+			return
 		}
-		released = append(released, c.lift(k.j))
+		collect := func(k endKey) bool {
+			if len(order) > 0 && k == order[len(order)-1] {
+				return true
+			}
+			order = append(order, k)
+			return len(order) < n
+		}
+		if len(order) == 0 {
+			c.ends.Ascend(collect)
+		} else {
+			c.ends.AscendGreaterOrEqual(order[len(order)-1], collect)
+		}
+	}
+	var lifted []*saved
+	liftTo := func(n int) {
+		more(n)
+		for len(lifted) < n {
+			lifted = append(lifted, c.lift(order[len(lifted)].j))
+		}
+		for len(lifted) > n {
+			c.reinstate(lifted[len(lifted)-1])
+			lifted = lifted[:len(lifted)-1]
+		}
+	}
+	fits := func(n int) bool {
+		liftTo(n)
 		o := c.plan(j, nil)
 		if o.why == "" {
-			res = &hold{job: j, at: max(k.end, c.now)}
-			for _, r := range o.t.reps {
-				res.nodes.set(r.node)
-			}
 			c.undo(o.t)
-			return false
+			return true
 		}
-		return true
-	})
-	for i := len(released) - 1; i >= 0; i-- {
-		c.reinstate(released[i])
+		return false
 	}
+	lo, hi := 0, 0 // fits(lo) is false; fits(hi) is true once found
+	for step := 1; ; step *= 2 {
+		n := min(step, total)
+		if fits(n) {
+			hi = n
+			break
+		}
+		lo = n
+		if n == total {
+			liftTo(0)
+			return nil
+		}
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fits(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	liftTo(hi)
+	o := c.plan(j, nil)
+	var res *hold
+	if o.why == "" {
+		res = &hold{job: j, at: max(order[hi-1].end, c.now)}
+		for _, r := range o.t.reps {
+			res.nodes.set(r.node)
+		}
+		c.undo(o.t)
+	}
+	liftTo(0)
 	return res
 }
 
