@@ -171,8 +171,10 @@ func Generate(f *fleet.Fleet, g Generator) error {
 		letter := f.Levels[lvl][:1]
 		next := nextIndex(f, parent, letter)
 		for i := range g.Per[lvl-len(g.Path)] {
+			// Numbered after every existing child, so the domain is new
+			// (-1): no search among the parent's children is needed.
 			path[lvl] = letter + strconv.Itoa(next+i)
-			if err := walk(lvl+1, childByName(f, parent, path[lvl])); err != nil {
+			if err := walk(lvl+1, -1); err != nil {
 				return err
 			}
 		}
@@ -440,7 +442,10 @@ func catalog(v value, base *fleet.Catalog) *fleet.Catalog {
 			if !ok {
 				return
 			}
-			if !(x >= lo && x <= hi) || (k == "relSpeed" && x == 0) {
+			switch {
+			case k == "relSpeed" && !(x > 0 && x <= hi):
+				f.errorf("%v, want above 0 and at most %v", f.n.GetToken().Value, hi)
+			case !(x >= lo && x <= hi):
 				f.errorf("%v, want %v..%v", f.n.GetToken().Value, lo, hi)
 			}
 			*dst = x

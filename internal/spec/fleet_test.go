@@ -154,6 +154,10 @@ func TestParseFleetErrors(t *testing.T) {
 			src:  "catalog: [{name: h100, idlePowerW: 800}]\n" + fleetSrc,
 			want: `fleet.yaml:1:36: catalog[0].idlePowerW: idle power 800W is above board power 700W`,
 		},
+		"catalog speed": {
+			src:  "catalog: [{name: h100, relSpeed: 0}]\n" + fleetSrc,
+			want: `fleet.yaml:1:34: catalog[0].relSpeed: 0, want above 0 and at most 1000`,
+		},
 		"site of no domain": {
 			src:  "sites: {eu: {pue: 1.1}}\n" + fleetSrc,
 			want: `fleet.yaml:1:9: sites.eu: no domain "eu" in the fleet (write a domain path such as region/...; regions: r)`,

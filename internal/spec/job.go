@@ -218,6 +218,15 @@ func reportAt(v value, fs fields, msg string) {
 	at := v
 	if f, ok := fs.get(top); ok {
 		at = f
+		// gangs[2]...: point at that element.
+		var i int
+		if _, err := fmt.Sscanf(path[len(top):], "[%d]", &i); err == nil {
+			if s, isSeq := f.n.(*ast.SequenceNode); isSeq && i >= 0 && i < len(s.Values) {
+				if elems, ok := f.seq(); ok && i < len(elems) {
+					at = elems[i]
+				}
+			}
+		}
 	}
 	v.d.add(at.line, at.col, path, rest)
 }

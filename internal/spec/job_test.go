@@ -433,3 +433,21 @@ func TestParseJobErrorLimit(t *testing.T) {
 		t.Errorf("first problem = %v, want line 7, extra0", got)
 	}
 }
+
+// TestReportAt checks how errors of sched.Job.Validate, which the parser's
+// own checks normally pre-empt, are mapped to the spec's field paths.
+func TestReportAt(t *testing.T) {
+	d := newDecoder("j.yaml")
+	docs := d.documents([]byte(job))
+	v := docs[0].root()
+	fs, _ := v.fields(jobFields...)
+	reportAt(v, fs, "gangs[0].shape: milli 1500: want 1..999")
+	reportAt(v, fs, "id: must not be empty")
+	reportAt(v, fs, "noticeSec, checkpointSec and maxSec must not be negative")
+	want := "j.yaml:1:1: noticeSec, checkpointSec and maxSec must not be negative\n" +
+		"j.yaml:1:7: name: must not be empty\n" +
+		"j.yaml:5:5: gangs[0]: milli 1500: want 1..999"
+	if diff := cmp.Diff(want, d.err().Error()); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
