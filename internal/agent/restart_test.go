@@ -17,7 +17,7 @@ import (
 // TestMain doubles as a standalone agent process for TestKilledAgent, so the
 // test can kill it with SIGKILL as an operator or the kernel would.
 func TestMain(m *testing.M) {
-	if os.Getenv("GPUFLEET_AGENT_HELPER") == "1" {
+	if os.Getenv("GPUFLEET_AGENT_PROCESS") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
 		err := Run(ctx, Config{
@@ -38,11 +38,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func startHelper(t *testing.T, f *fakeServer, dir string) *exec.Cmd {
+func startAgentProcess(t *testing.T, f *fakeServer, dir string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
-		"GPUFLEET_AGENT_HELPER=1",
+		"GPUFLEET_AGENT_PROCESS=1",
 		"GPUFLEET_AGENT_SERVER="+f.srv.URL,
 		"GPUFLEET_AGENT_TOKEN="+f.token,
 		"GPUFLEET_AGENT_DIR="+dir)
@@ -65,7 +65,7 @@ func TestKilledAgentIsReplacedAndAdopts(t *testing.T) {
 	f.set(func(f *fakeServer) {
 		f.run = []api.Assignment{assign("survivor", nil, "sh", "-c", `echo start >> "$1"; exec sleep 30`, "sh", marker)}
 	})
-	first := startHelper(t, f, filepath.Join(dir, "state"))
+	first := startAgentProcess(t, f, filepath.Join(dir, "state"))
 	st := f.waitState(k, StateRunning)
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestKilledAgentIsReplacedAndAdopts(t *testing.T) {
 	}
 
 	f.set(func(f *fakeServer) { f.status = map[api.ReplicaKey]api.ReplicaStatus{}; f.heartbeats = 0 })
-	second := startHelper(t, f, filepath.Join(dir, "state"))
+	second := startAgentProcess(t, f, filepath.Join(dir, "state"))
 	again := f.waitState(k, StateRunning)
 	if again.PID != st.PID {
 		t.Errorf("after the restart the replica runs as pid %d, want the adopted %d", again.PID, st.PID)
