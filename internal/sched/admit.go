@@ -124,6 +124,13 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 	demand := quota.Demand{}
 	for g := range j.Gangs {
 		gang := &j.Gangs[g]
+		if ti, f, ok := c.fillAny(j, t, g, d, demand, out); ok {
+			types[g] = ti
+			if ti >= 0 {
+				demand[f] += gang.Shape.GPUMilli()
+			}
+			continue
+		}
 		done := false
 		for _, ti := range c.opts(j, g) {
 			var f int
@@ -166,6 +173,47 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 	}
 	out.types, out.demand = types, demand
 	return true
+}
+
+// fillAny places a one-replica gang that names no accelerator type by
+// ranking the nodes of every type its queue has quota for together, rather
+// than trying the types in catalog order. It reports the type and flavor
+// used; ok is false when the gang is not of that kind or found no node.
+func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outcome) (ti, f int, ok bool) {
+	gang := &j.Gangs[g]
+	opts := c.opts(j, g)
+	if len(gang.Shape.Accel) > 0 || gang.Min() != 1 || len(opts) < 2 || opts[0] < 0 {
+		return 0, 0, false
+	}
+	if t.anyOK == nil {
+		t.anyOK = make([]bool, len(c.idx.types))
+	}
+	clear(t.anyOK)
+	some := false
+	for _, ti := range opts {
+		fl := quota.Flavor(c.fleet.Catalog.Types[ti].Name, j.Tier)
+		f := c.queues.FlavorIndex(fl)
+		if f < 0 {
+			continue
+		}
+		trial := quota.Demand{f: gang.Shape.GPUMilli()}
+		for k, v := range demand {
+			trial[k] += v
+		}
+		if c.queues.Check(j.queue, trial) == nil {
+			t.anyOK[ti], some = true, true
+		}
+	}
+	if !some {
+		return 0, 0, false // the per-type loop records the reasons
+	}
+	ch, found := c.pickOne(t, &gang.Shape, anyType, d)
+	if !found {
+		return 0, 0, false
+	}
+	c.alloc(t, g, 0, ch)
+	ti = c.idx.nodeType[ch.Node]
+	return ti, c.queues.FlavorIndex(quota.Flavor(c.fleet.Catalog.Types[ti].Name, j.Tier)), true
 }
 
 func (c *Core) undoTo(t *try, mark int) {

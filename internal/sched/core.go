@@ -138,7 +138,9 @@ type Core struct {
 	preempting map[JobID]*job
 	elastic    map[JobID]*job
 	// Reusable buffers.
-	cand []cand
+	cand      []cand
+	pnodes    []*place.Node
+	choiceBuf []place.Choice
 }
 
 // New builds a core over a fleet and a queue tree. The core takes ownership

@@ -143,7 +143,13 @@ type try struct {
 	hold *hold
 	reps []replica
 	why  string
+	// anyOK marks the catalog types an anyType placement may use.
+	anyOK []bool
 }
+
+// anyType asks pickOne to rank the nodes of every type marked in
+// try.anyOK together.
+const anyType = -2
 
 func (c *Core) alloc(t *try, g, ridx int, ch place.Choice) {
 	c.idx.take(ch.Node, &t.j.Gangs[g].Shape, ch, +1)
@@ -166,6 +172,16 @@ func (c *Core) usable(t *try, n int, r *place.Request) bool {
 // best ranks the choices on the collected candidate nodes and returns the
 // winner.
 func (c *Core) best(nodes []int, r *place.Request) (place.Choice, bool) {
+	if c.pipe.k < 0 && !c.pipe.fragmentation && len(c.pipe.scorers) == 1 {
+		// Full ranking by one scorer: exactly place.Select, the selection
+		// the fragmentation experiments measure.
+		c.pnodes = c.pnodes[:0]
+		for _, n := range nodes {
+			c.pnodes = append(c.pnodes, c.idx.nodes[n])
+		}
+		ch, ok := place.Select(c.pnodes, r, c.pipe.scorers[0], c.choiceBuf[:0])
+		return ch, ok
+	}
 	c.cand = c.cand[:0]
 	var buf []place.Choice
 	for order, n := range nodes {
@@ -256,6 +272,14 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 		return (limit < 0 || len(nodes) < limit) && (limit < 0 || scanned < scanLimit)
 	}
 	switch {
+	case ti == anyType:
+		// One replica that takes any of several types: rank them together.
+		s := &c.idx.schedulable
+		for n := s.next(0); n >= 0; n = s.next(n + 1) {
+			if nt := c.idx.nodeType[n]; nt >= 0 && t.anyOK[nt] && !visit(n) {
+				break
+			}
+		}
 	case ti < 0 || (r.Devices == 0 && r.Milli == 0):
 		s := &c.idx.schedulable
 		for n := s.next(0); n >= 0; n = s.next(n + 1) {
@@ -358,7 +382,7 @@ func (c *Core) scanFraction(ti int, m int32, visit func(int) bool) {
 // how many it placed.
 func (c *Core) placeGang(t *try, g, ti, d, first, count int) int {
 	r := &t.j.Gangs[g].Shape
-	if ti >= 0 && r.Devices > 0 && d >= 0 && (count > 1 || d != 0) && c.pipe.k >= 0 {
+	if ti >= 0 && r.Devices > 0 && (count > 1 || d != 0) && c.pipe.k >= 0 {
 		return c.descend(t, g, ti, d, first, count)
 	}
 	placed := 0
