@@ -651,20 +651,31 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) 
 		writeErr(w, e)
 		return
 	}
+	// Output is stored before the report is applied, so a client that
+	// sees a job end finds the output its replicas wrote before they exited.
+	if len(req.Logs) > 0 {
+		type vouched struct{ known, unknown []api.LogChunk }
+		v, err := exec(r.Context(), s, func(l *loop, reply func(vouched)) {
+			k, u := l.vouchLogs(req.Node, req.Logs)
+			reply(vouched{k, u})
+		})
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		s.writeLogs(v.known)
+		s.writeLogs(s.finishedJobChunks(req.Node, v.unknown))
+	}
 	type answer struct {
-		resp           api.HeartbeatResponse
-		known, unknown []api.LogChunk
-		err            error
+		resp api.HeartbeatResponse
+		err  error
 	}
 	a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
-		known, unknown, e := l.heartbeat(req, l.now())
-		if e != nil {
+		if e := l.heartbeat(req, l.now()); e != nil {
 			reply(answer{err: e})
 			return
 		}
-		l.afterCommit(func(err error) {
-			reply(answer{resp: l.desired(req.Node), known: known, unknown: unknown, err: err})
-		})
+		l.afterCommit(func(err error) { reply(answer{resp: l.desired(req.Node), err: err}) })
 	})
 	if err == nil {
 		err = a.err
@@ -673,8 +684,6 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) 
 		writeErr(w, err)
 		return
 	}
-	s.writeLogs(a.known)
-	s.writeLogs(s.finishedJobChunks(req.Node, a.unknown))
 	a.resp.Ack = []api.ReplicaKey{}
 	for _, st := range req.Replicas {
 		if st.State == api.ReplicaExited {

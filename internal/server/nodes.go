@@ -99,12 +99,26 @@ func (l *loop) nodeDown(n *node, reason string, now time.Time) {
 	delete(l.onNode, name)
 }
 
-// heartbeat records a node's report. It returns the log chunks that belong
-// to replicas the loop knows on this node; the caller writes them.
-func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) ([]api.LogChunk, []api.LogChunk, *api.Error) {
+// vouchLogs splits a node's log chunks into those of replicas the loop
+// knows on that node and those of jobs it does not hold (finished ones).
+func (l *loop) vouchLogs(nodeName string, chunks []api.LogChunk) (known, unknown []api.LogChunk) {
+	for _, c := range chunks {
+		if j := l.jobs[c.Job]; j != nil {
+			if r, _ := findReplica(j, c.ReplicaKey); r != nil && r.Node == nodeName {
+				known = append(known, c)
+			}
+			continue
+		}
+		unknown = append(unknown, c)
+	}
+	return known, unknown
+}
+
+// heartbeat records a node's report of its replicas.
+func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) *api.Error {
 	n := l.nodes[req.Node]
 	if n == nil {
-		return nil, nil, api.NotFound("node %s is not registered", req.Node)
+		return api.NotFound("node %s is not registered", req.Node)
 	}
 	n.lastSeen = now
 	l.nodeBack(n)
@@ -134,17 +148,7 @@ func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) ([]api.LogChun
 			l.replicaExited(j, r, st, false, now)
 		}
 	}
-	var known, unknown []api.LogChunk
-	for _, c := range req.Logs {
-		if j := l.jobs[c.Job]; j != nil {
-			if r, _ := findReplica(j, c.ReplicaKey); r != nil && r.Node == req.Node {
-				known = append(known, c)
-			}
-			continue
-		}
-		unknown = append(unknown, c)
-	}
-	return known, unknown, nil
+	return nil
 }
 
 func findReplica(j *store.Job, k api.ReplicaKey) (r *store.Replica, current bool) {

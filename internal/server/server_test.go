@@ -328,3 +328,47 @@ func TestSubmitErrorsNameTheField(t *testing.T) {
 		})
 	}
 }
+
+func TestLogsAreStoredPerReplicaAndOnlyFromItsNode(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	j := h.submit(acme, gangJob)
+	k1, k2 := h.beat("n1").Run[0].ReplicaKey, h.beat("n2").Run[0].ReplicaKey
+	send := func(node string, chunks ...api.LogChunk) {
+		t.Helper()
+		if _, err := h.admin.Heartbeat(h.ctx(), api.HeartbeatRequest{Node: node, Logs: chunks}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("n1", api.LogChunk{ReplicaKey: k1, Offset: 0, Data: []byte("hello ")})
+	send("n1", api.LogChunk{ReplicaKey: k1, Offset: 6, Data: []byte("world\n")},
+		api.LogChunk{ReplicaKey: k2, Offset: 0, Data: []byte("forged by the wrong node\n")})
+	send("n2", api.LogChunk{ReplicaKey: api.ReplicaKey{Job: "nosuch-1", Attempt: 1}, Data: []byte("x")})
+	rank := func(k api.ReplicaKey) int {
+		for _, r := range h.job(j.ID).Replicas {
+			if r.Gang == k.Gang && r.Replica == k.Replica {
+				return r.Rank
+			}
+		}
+		t.Fatalf("no rank for %+v", k)
+		return -1
+	}
+	p, err := acme.Logs(h.ctx(), j.ID, rank(k1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Data) != "hello world\n" || p.Next != 12 || p.Attempt != 1 || p.JobState != store.Running {
+		t.Errorf("log page: %q next %d attempt %d state %q", p.Data, p.Next, p.Attempt, p.JobState)
+	}
+	if p, err := acme.Logs(h.ctx(), j.ID, rank(k1), 0, 6); err != nil || string(p.Data) != "world\n" {
+		t.Errorf("log from offset 6: %q, %v", p.Data, err)
+	}
+	if p, err := acme.Logs(h.ctx(), j.ID, rank(k2), 0, 0); err != nil || len(p.Data) != 0 {
+		t.Errorf("rank on n2 got output another node sent: %q, %v", p.Data, err)
+	}
+	if _, err := acme.Logs(h.ctx(), j.ID, 7, 0, 0); apiStatus(err) != http.StatusUnprocessableEntity {
+		t.Errorf("rank 7 of a 2-replica job: %v, want 422", err)
+	}
+}

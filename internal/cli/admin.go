@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+)
+
+func init() { addCommand(newAdminCmd) }
+
+func newAdminCmd() *cobra.Command {
+	c := &cobra.Command{Use: "admin", Short: "Administer a gpufleet server: tenants, queues, tokens (admin token)"}
+	create := &cobra.Command{Use: "create", Short: "Create a tenant, queue or token"}
+	create.AddCommand(newCreateTenantCmd(), newCreateQueueCmd(), newCreateTokenCmd())
+	c.AddCommand(create)
+	return c
+}
+
+// quotaFlags are the quota flags shared by tenants and queues.
+type quotaFlags struct {
+	nominal, borrow, lend []string
+	weight                float64
+}
+
+func addQuotaFlags(c *cobra.Command) *quotaFlags {
+	q := &quotaFlags{}
+	c.Flags().StringSliceVar(&q.nominal, "quota", nil, "nominal quota `FLAVOR=N` in accelerators (h100=16, h100:spot=8, a100=0.5); repeat or separate with commas")
+	c.Flags().StringSliceVar(&q.borrow, "borrow", nil, "borrowing limit `FLAVOR=N` (default unlimited)")
+	c.Flags().StringSliceVar(&q.lend, "lend", nil, "lending limit `FLAVOR=N`, at most the nominal (default unlimited)")
+	c.Flags().Float64Var(&q.weight, "weight", 0, "fair-share `WEIGHT` (default 1)")
+	return q
+}
+
+func parseAmounts(flag string, list []string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		x, err := strconv.ParseFloat(v, 64)
+		if !ok || k == "" || err != nil || x < 0 {
+			return nil, fmt.Errorf("--%s %q: want FLAVOR=N with N accelerators, 0 or more (e.g. h100=16)", flag, kv)
+		}
+		out[k] = x
+	}
+	return out, nil
+}
+
+func (q *quotaFlags) quotas() (map[string]api.Quota, error) {
+	nom, err := parseAmounts("quota", q.nominal)
+	if err != nil {
+		return nil, err
+	}
+	bor, err := parseAmounts("borrow", q.borrow)
+	if err != nil {
+		return nil, err
+	}
+	lend, err := parseAmounts("lend", q.lend)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]api.Quota{}
+	for f, v := range nom {
+		out[f] = api.Quota{Nominal: v}
+	}
+	for f, v := range bor {
+		x := v
+		q := out[f]
+		q.BorrowingLimit = &x
+		out[f] = q
+	}
+	for f, v := range lend {
+		x := v
+		q := out[f]
+		q.LendingLimit = &x
+		out[f] = q
+	}
+	return out, nil
+}
+
+func newCreateTenantCmd() *cobra.Command {
+	var f *clientFlags
+	var q *quotaFlags
+	c := &cobra.Command{
+		Use:     "tenant NAME",
+		Short:   "Create a tenant (a top-level queue) with its quotas",
+		Example: `  gpufleet admin create tenant acme --quota h100=16 --borrow h100=8`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			qs, err := q.quotas()
+			if err != nil {
+				return err
+			}
+			t, err := cl.CreateTenant(cmd.Context(), api.CreateTenant{Name: args[0], Weight: q.weight, Quotas: qs})
+			if err != nil {
+				return err
+			}
+			return f.emit(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "tenant %s created (nominal %s)\n", t.Name, nominals(t.Quotas))
+			})
+		},
+	}
+	q = addQuotaFlags(c)
+	f = addClientFlags(c)
+	return c
+}
+
+func newCreateQueueCmd() *cobra.Command {
+	var f *clientFlags
+	var q *quotaFlags
+	var tenant string
+	var strict bool
+	c := &cobra.Command{
+		Use:     "queue NAME --tenant TENANT",
+		Short:   "Create a team queue under a tenant",
+		Example: `  gpufleet admin create queue acme-train --tenant acme --quota h100=16`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tenant == "" {
+				return fmt.Errorf("--tenant: required")
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			qs, err := q.quotas()
+			if err != nil {
+				return err
+			}
+			out, err := cl.CreateQueue(cmd.Context(), api.CreateQueue{Name: args[0], Tenant: tenant, Weight: q.weight, Strict: strict, Quotas: qs})
+			if err != nil {
+				return err
+			}
+			return f.emit(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "queue %s created in tenant %s (nominal %s)\n", out.Name, out.Tenant, nominals(out.Quotas))
+			})
+		},
+	}
+	c.Flags().StringVar(&tenant, "tenant", "", "`TENANT` the queue belongs to")
+	c.Flags().BoolVar(&strict, "strict", false, "strict FIFO: a blocked head blocks the queue")
+	q = addQuotaFlags(c)
+	f = addClientFlags(c)
+	return c
+}
+
+func newCreateTokenCmd() *cobra.Command {
+	var f *clientFlags
+	var tenant string
+	var node, admin bool
+	c := &cobra.Command{
+		Use:   "token (--tenant TENANT | --node | --admin)",
+		Short: "Create an access token; it is printed once and stored only as a hash",
+		Example: `  gpufleet admin create token --tenant acme
+  gpufleet admin create token --node`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := api.CreateToken{Role: api.RoleTenant, Tenant: tenant}
+			switch {
+			case node && admin, (node || admin) && tenant != "":
+				return fmt.Errorf("give one of --tenant, --node, --admin")
+			case node:
+				req = api.CreateToken{Role: api.RoleNode}
+			case admin:
+				req = api.CreateToken{Role: api.RoleAdmin}
+			case tenant == "":
+				return fmt.Errorf("give one of --tenant TENANT, --node, --admin")
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			tok, err := cl.CreateToken(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return f.emit(cmd.OutOrStdout(), tok, func(tw *tabwriter.Writer) { fmt.Fprintln(tw, tok.Token) })
+		},
+	}
+	c.Flags().StringVar(&tenant, "tenant", "", "a token for `TENANT`: it sees and touches only that tenant's jobs and queues")
+	c.Flags().BoolVar(&node, "node", false, "a token for node agents")
+	c.Flags().BoolVar(&admin, "admin", false, "another admin token")
+	f = addClientFlags(c)
+	return c
+}

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+)
+
+func init() { addCommand(newDescribeCmd) }
+
+func newDescribeCmd() *cobra.Command {
+	var f *clientFlags
+	c := &cobra.Command{
+		Use:     "describe job ID",
+		Short:   "Show a job in detail, with the scheduler's pending reason and earliest start",
+		Example: `  gpufleet describe job train-17`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "job" {
+				return fmt.Errorf("describe %q: only jobs can be described (gpufleet describe job ID)", args[0])
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			j, err := cl.Job(cmd.Context(), args[1])
+			if err != nil {
+				return err
+			}
+			return f.emit(cmd.OutOrStdout(), j, func(tw *tabwriter.Writer) { describeJob(tw, j, time.Now()) })
+		},
+	}
+	f = addClientFlags(c)
+	return c
+}
+
+func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), age(t, now))
+	}
+	fmt.Fprintf(tw, "ID:\t%s\n", j.ID)
+	fmt.Fprintf(tw, "Tenant:\t%s\n", j.Tenant)
+	fmt.Fprintf(tw, "Queue:\t%s\n", j.Queue)
+	fmt.Fprintf(tw, "Kind:\t%s\n", j.Kind)
+	fmt.Fprintf(tw, "Priority:\t%d\n", j.Priority)
+	fmt.Fprintf(tw, "Preemptible:\t%v\n", j.Preemptible)
+	fmt.Fprintf(tw, "State:\t%s\n", j.State)
+	if j.Reason != "" {
+		fmt.Fprintf(tw, "Reason:\t%s\n", j.Reason)
+	}
+	fmt.Fprintf(tw, "Submitted:\t%s\n", stamp(j.Submitted))
+	fmt.Fprintf(tw, "Started:\t%s\n", stamp(j.Started))
+	fmt.Fprintf(tw, "Finished:\t%s\n", stamp(j.Finished))
+	fmt.Fprintf(tw, "Attempt:\t%d (restarts %d)\n", j.Attempt, j.Restarts)
+	fmt.Fprintf(tw, "Command:\t%s\n", strings.Join(j.Command, " "))
+	for i, g := range j.Gangs {
+		shape := fmt.Sprintf("%d x %s", g.Devices, strings.Join(g.Accel, "|"))
+		if g.Devices == 0 && g.Milli > 0 {
+			shape = fmt.Sprintf("%d/1000 of one %s", g.Milli, strings.Join(g.Accel, "|"))
+		}
+		if len(g.Accel) == 0 && g.Devices == 0 && g.Milli == 0 {
+			shape = "no accelerators"
+		}
+		fmt.Fprintf(tw, "Gang %d:\t%s, %d replicas of %s\n", i, dash(g.Name), g.Replicas, shape)
+	}
+	if ex := j.Explanation; ex != nil {
+		fmt.Fprintf(tw, "Scheduler:\t%s\n", ex.State)
+		if ex.Reason != "" {
+			fmt.Fprintf(tw, "  Pending reason:\t%s\n", ex.Reason)
+		}
+		if ex.EarliestStart != nil {
+			fmt.Fprintf(tw, "  Earliest start:\t%s\n", ex.EarliestStart.Local().Format(time.DateTime))
+		} else if ex.State == "pending" {
+			fmt.Fprintf(tw, "  Earliest start:\tunknown\n")
+		}
+		if len(ex.Nodes) > 0 {
+			fmt.Fprintf(tw, "  Nodes:\t%s\n", strings.Join(ex.Nodes, ", "))
+		}
+	}
+	if len(j.Replicas) > 0 {
+		fmt.Fprintf(tw, "Replicas:\n")
+		fmt.Fprintf(tw, "  RANK\tGANG/REPLICA\tNODE\tDEVICES\tSTATE\tEXIT\n")
+		for _, r := range j.Replicas {
+			devs := make([]string, len(r.Devices))
+			for i, d := range r.Devices {
+				devs[i] = fmt.Sprint(d)
+			}
+			dev := dash(strings.Join(devs, ","))
+			if r.Milli > 0 && r.Milli < 1000 {
+				dev += fmt.Sprintf(" (%d milli)", r.Milli)
+			}
+			exit := "-"
+			if r.ExitCode != nil {
+				exit = fmt.Sprint(*r.ExitCode)
+			}
+			if r.Signal != "" {
+				exit = r.Signal
+			}
+			fmt.Fprintf(tw, "  %d\t%d/%d\t%s\t%s\t%s\t%s\n", r.Rank, r.Gang, r.Replica, r.Node, dev, r.State, exit)
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+)
+
+func init() { addCommand(newGetCmd) }
+
+func newGetCmd() *cobra.Command {
+	var state, queue string
+	var f *clientFlags
+	c := &cobra.Command{
+		Use:   "get jobs|nodes|queues|tenants",
+		Short: "List jobs, nodes, queues or tenants",
+		Long: `Get lists objects the token may see: a tenant's token sees its own jobs,
+queues and tenant; an admin's sees all.`,
+		Example: `  gpufleet get jobs
+  gpufleet get jobs --state pending -o json
+  gpufleet get nodes`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"jobs", "nodes", "queues", "tenants"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			ctx, w, now := cmd.Context(), cmd.OutOrStdout(), time.Now()
+			switch strings.TrimSuffix(args[0], "s") {
+			case "job":
+				jobs, err := cl.Jobs(ctx, api.JobFilter{State: state, Queue: queue})
+				if err != nil {
+					return err
+				}
+				return f.emit(w, api.JobList{Jobs: jobs}, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ID\tQUEUE\tSTATE\tREPLICAS\tATTEMPT\tAGE\tREASON")
+					for _, j := range jobs {
+						n := 0
+						for _, g := range j.Gangs {
+							n += g.Replicas
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, n, j.Attempt, age(j.Submitted, now), dash(j.Reason))
+					}
+				})
+			case "node":
+				nodes, err := cl.Nodes(ctx)
+				if err != nil {
+					return err
+				}
+				return f.emit(w, api.NodeList{Nodes: nodes}, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tALLOCATED\tADDRESS\tLAST HEARTBEAT")
+					for _, n := range nodes {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%d\t%s\t%s\n", n.Name, n.State, dash(n.Accel), float64(n.AllocatedMilli)/1000, n.Count, n.Address, age(n.LastHeartbeat, now))
+					}
+				})
+			case "queue":
+				qs, err := cl.Queues(ctx)
+				if err != nil {
+					return err
+				}
+				return f.emit(w, api.QueueList{Queues: qs}, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "NAME\tTENANT\tNOMINAL\tUSAGE\tPENDING\tRUNNING")
+					for _, q := range qs {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", q.Name, q.Tenant, nominals(q.Quotas), amounts(q.Usage), q.Pending, q.Running)
+					}
+				})
+			case "tenant":
+				ts, err := cl.Tenants(ctx)
+				if err != nil {
+					return err
+				}
+				return f.emit(w, api.TenantList{Tenants: ts}, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "NAME\tWEIGHT\tNOMINAL\tUSAGE\tQUEUES")
+					for _, t := range ts {
+						fmt.Fprintf(tw, "%s\t%g\t%s\t%s\t%s\n", t.Name, t.Weight, nominals(t.Quotas), amounts(t.Usage), dash(strings.Join(t.Queues, ",")))
+					}
+				})
+			}
+			return fmt.Errorf("get %q: want jobs, nodes, queues or tenants", args[0])
+		},
+	}
+	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, succeeded, failed, cancelled)")
+	c.Flags().StringVar(&queue, "queue", "", "only jobs of `QUEUE`")
+	f = addClientFlags(c)
+	return c
+}

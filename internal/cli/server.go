@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/server"
+	"github.com/gpufleet/gpufleet/internal/spec"
+)
+
+func init() { addCommand(newServerCmd) }
+
+// serverFlags configure a server; up and server share them.
+type serverFlags struct {
+	data, listen, addrFile           string
+	hbInterval, hbTimeout, stopGrace time.Duration
+	debug                            bool
+}
+
+func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
+	f := &serverFlags{}
+	c.Flags().StringVar(&f.data, "data", defaultData, "data `DIR`: the store and the replicas' logs")
+	c.Flags().StringVar(&f.listen, "listen", "127.0.0.1:7070", "`ADDR` the API listens on (port 0 picks a free one)")
+	c.Flags().StringVar(&f.addrFile, "addr-file", "", "write the API's URL to `FILE` once listening (for scripts)")
+	c.Flags().DurationVar(&f.hbInterval, "heartbeat-interval", time.Second, "how often node agents report")
+	c.Flags().DurationVar(&f.hbTimeout, "heartbeat-timeout", 10*time.Second, "a node silent this long is marked down and its jobs requeued")
+	c.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and failed jobs' replicas")
+	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
+	return f
+}
+
+func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Config {
+	level := slog.LevelInfo
+	if f.debug {
+		level = slog.LevelDebug
+	}
+	return server.Config{
+		DataDir: f.data, InitialQueues: queues,
+		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+}
+
+// listen opens the API's socket and reports its URL.
+func (f *serverFlags) listenURL() (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("--listen %s: %w", f.listen, err)
+	}
+	url := "http://" + ln.Addr().String()
+	if f.addrFile != "" {
+		if err := writeFileAtomic(f.addrFile, []byte(url+"\n"), 0o644); err != nil {
+			ln.Close()
+			return nil, "", err
+		}
+	}
+	return ln, url, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+func newServerCmd() *cobra.Command {
+	var sf *serverFlags
+	var tokenFile, queuesFile string
+	c := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane server: REST API, durable store, scheduling loop",
+		Long: `Server runs the live control plane for a real deployment: node agents
+register with it and run the replicas it assigns, users submit jobs to it.
+
+On the first start in a new data directory it creates an admin token, prints
+it once (or writes it to --admin-token-file) and keeps only its hash, and
+creates the queue tree of --queues (default: none; add tenants with
+gpufleet admin create tenant). After a crash or kill -9 it rebuilds its
+state from the store: every acknowledged job is still there.`,
+		Example: `  gpufleet server --data /var/lib/gpufleet --listen 0.0.0.0:7070 --admin-token-file /root/admin-token`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var queues []quota.Spec
+			if queuesFile != "" {
+				data, err := os.ReadFile(queuesFile)
+				if err != nil {
+					return err
+				}
+				if queues, err = spec.ParseQueues(queuesFile, data); err != nil {
+					return err
+				}
+			}
+			s, err := server.Open(sf.config(cmd.ErrOrStderr(), queues))
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ln, url, err := sf.listenURL()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n", url, sf.data)
+			if tok := s.AdminToken(); tok != "" {
+				if tokenFile != "" {
+					if err := writeFileAtomic(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
+						return fmt.Errorf("--admin-token-file: %w", err)
+					}
+					fmt.Fprintf(out, "admin token written to %s (the server keeps only its hash)\n", tokenFile)
+				} else {
+					fmt.Fprintf(out, "admin token (shown once; the server keeps only its hash): %s\n", tok)
+				}
+			}
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			return s.Serve(ctx, ln)
+		},
+	}
+	sf = addServerFlags(c, "./.gpufleet")
+	c.Flags().StringVar(&tokenFile, "admin-token-file", "", "write the first admin token to `FILE` (mode 0600) instead of printing it")
+	c.Flags().StringVar(&queuesFile, "queues", "", "queue tree `FILE` to create in a new data directory")
+	return c
+}
