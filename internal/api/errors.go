@@ -32,7 +32,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Field != "" && !strings.Contains(e.Message, e.Field) {
+	if e.Field != "" && !strings.Contains(e.Message, e.Field+":") {
 		return fmt.Sprintf("%s: %s", e.Field, e.Message)
 	}
 	return e.Message

@@ -137,9 +137,7 @@ func (l *loop) preempt(a sched.Preempt, now time.Time) {
 				r := &j.Replicas[i]
 				if r.Gang == gr[0] && r.Replica == gr[1] && !r.Gone() {
 					r.Shrunk = true
-					if r.StopMs == 0 || r.StopMs > deadline {
-						r.StopMs = deadline
-					}
+					stopReplica(r, deadline)
 				}
 			}
 		}
@@ -186,10 +184,19 @@ func (l *loop) requeue(id, reason string, now time.Time) {
 func (l *loop) stopAttempt(j *store.Job, now time.Time) {
 	deadline := now.Add(l.s.cfg.StopGrace).UnixMilli()
 	for i := range j.Replicas {
-		r := &j.Replicas[i]
-		if !r.Gone() && (r.StopMs == 0 || r.StopMs > deadline) {
-			r.StopMs = deadline
-		}
+		stopReplica(&j.Replicas[i], deadline)
+	}
+}
+
+// stopReplica sets a replica's kill deadline (keeping an earlier one). A
+// replica no agent was told to start is over at once.
+func stopReplica(r *store.Replica, deadlineMs int64) {
+	switch {
+	case r.Gone():
+	case !r.Sent:
+		r.State = store.ReplicaSkipped
+	case r.StopMs == 0 || r.StopMs > deadlineMs:
+		r.StopMs = deadlineMs
 	}
 }
 
@@ -198,10 +205,7 @@ func (l *loop) stopAttempt(j *store.Job, now time.Time) {
 func (l *loop) beginStop(j *store.Job, st store.Stopping, deadlineMs int64, now time.Time) {
 	j.Stopping = &st
 	for i := range j.Replicas {
-		r := &j.Replicas[i]
-		if !r.Gone() && (r.StopMs == 0 || r.StopMs > deadlineMs) {
-			r.StopMs = deadlineMs
-		}
+		stopReplica(&j.Replicas[i], deadlineMs)
 	}
 	l.markJob(j)
 	l.finishStop(j, now)

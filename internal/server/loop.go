@@ -108,26 +108,26 @@ func (l *loop) commit() error {
 	for _, j := range l.dirtyJobs {
 		jobs = append(jobs, j)
 	}
+	clear(l.dirtyNodes)
+	clear(l.dirtyJobs)
 	err := l.s.db.Commit(nodes, jobs)
 	if err != nil {
 		err = fmt.Errorf("commit: %w", err)
 		l.log.Error("store commit failed; stopping", "err", err)
 	}
-	for _, fn := range l.after {
+	after := l.after
+	l.after = nil
+	for _, fn := range after {
 		fn(err)
 	}
-	clear(l.after)
-	l.after = l.after[:0]
 	if err != nil {
 		return err
 	}
-	for id, j := range l.dirtyJobs {
+	for _, j := range jobs {
 		if store.Terminal(j.State) && !hasLive(j) {
 			l.evict(j)
 		}
-		delete(l.dirtyJobs, id)
 	}
-	clear(l.dirtyNodes)
 	return nil
 }
 

@@ -184,6 +184,14 @@ func (l *loop) desired(name string) api.HeartbeatResponse {
 				key := api.ReplicaKey{Job: j.ID, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt}
 				if r.StopMs == 0 && running && r.Attempt == j.Attempt {
 					resp.Run = append(resp.Run, api.Assignment{ReplicaKey: key, Command: j.Run.Command, Env: r.Env})
+					if !r.Sent {
+						// Stored with the next commit. Should the server
+						// die first, a later stop counts the replica as
+						// never started, and its agent stops the process
+						// itself as one nobody asked for.
+						r.Sent = true
+						l.markJob(j)
+					}
 				} else {
 					deadline := r.StopMs
 					if deadline == 0 {

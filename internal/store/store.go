@@ -218,6 +218,9 @@ const (
 	// ReplicaLost is a replica whose node went down before it reported an
 	// exit.
 	ReplicaLost = "lost"
+	// ReplicaSkipped is a replica stopped before any agent was told to
+	// start it.
+	ReplicaSkipped = "skipped"
 )
 
 // Replica is one bound replica of one attempt of a job.
@@ -238,10 +241,14 @@ type Replica struct {
 	StopMs int64 `json:"stopMs,omitempty"`
 	// Shrunk marks a replica an elastic job gave back.
 	Shrunk bool `json:"shrunk,omitempty"`
+	// Sent is set once a heartbeat answer told the node to run it.
+	Sent bool `json:"sent,omitempty"`
 }
 
 // Gone reports whether the replica's process is known to be over.
-func (r *Replica) Gone() bool { return r.State == ReplicaExited || r.State == ReplicaLost }
+func (r *Replica) Gone() bool {
+	return r.State == ReplicaExited || r.State == ReplicaLost || r.State == ReplicaSkipped
+}
 
 // Stopping records why the driver is stopping a job's current attempt and
 // what it tells the core once every process is gone.

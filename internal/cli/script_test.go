@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/gpufleet/gpufleet/internal/agent"
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/server"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"gpufleet": func() { os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScripts runs the command line against a real server and two real
+// node agents in this process; jobs start real processes.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:   "testdata/script",
+		Setup: setupLivePlane,
+		Cmds:  map[string]func(ts *testscript.TestScript, neg bool, args []string){"waitjob": waitJob},
+	})
+}
+
+func scriptQueues() []quota.Spec {
+	l := func(n int64) map[string]quota.Limits { return map[string]quota.Limits{"h100": {Nominal: n * 1000}} }
+	return []quota.Spec{
+		{Name: "acme", Quotas: l(16)}, {Name: "acme-train", Parent: "acme", Quotas: l(16)},
+		{Name: "globex", Quotas: l(16)}, {Name: "globex-batch", Parent: "globex", Quotas: l(16)},
+	}
+}
+
+// setupLivePlane starts a server and two agents (n1, n2 with 8 h100 each)
+// and points the command line at them: GPUFLEET_SERVER and GPUFLEET_TOKEN
+// (admin), ACME_TOKEN and GLOBEX_TOKEN for the two tenants.
+func setupLivePlane(env *testscript.Env) error {
+	dir := filepath.Join(env.WorkDir, ".plane")
+	s, err := server.Open(server.Config{DataDir: filepath.Join(dir, "server"), InitialQueues: scriptQueues(),
+		HeartbeatInterval: 100 * time.Millisecond, StopGrace: 2 * time.Second, Tick: 100 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	ts := httptest.NewServer(s.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	loopDone := make(chan struct{})
+	go func() { s.Run(ctx); close(loopDone) }()
+	agentsDone := make(chan struct{}, 2)
+	for _, name := range []string{"n1", "n2"} {
+		cfg := agent.Config{Server: ts.URL, Token: s.AdminToken(), Name: name, Address: "127.0.0.1",
+			Inventory: agent.Inventory{Accel: "h100", Count: 8, CPUMilli: 8000, MemoryMiB: 8192},
+			StateDir:  filepath.Join(dir, name), WorkDir: env.WorkDir, Interval: 100 * time.Millisecond, StopGrace: time.Second, StopReplicasOnExit: true}
+		go func() { agent.Run(ctx, cfg); agentsDone <- struct{}{} }()
+	}
+	env.Defer(func() {
+		cancel()
+		<-agentsDone
+		<-agentsDone
+		<-loopDone
+		ts.Close()
+		s.Close()
+	})
+	admin := api.NewClient(ts.URL, s.AdminToken())
+	for _, tenant := range []string{"acme", "globex"} {
+		tok, err := admin.CreateToken(ctx, api.CreateToken{Role: api.RoleTenant, Tenant: tenant})
+		if err != nil {
+			return err
+		}
+		env.Setenv(map[string]string{"acme": "ACME_TOKEN", "globex": "GLOBEX_TOKEN"}[tenant], tok.Token)
+	}
+	// Both nodes registered before the script starts.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nodes, err := admin.Nodes(ctx)
+		if err == nil && len(nodes) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agents did not register: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	env.Setenv("GPUFLEET_SERVER", ts.URL)
+	env.Setenv("GPUFLEET_TOKEN", s.AdminToken())
+	env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
+	env.Setenv("HOME", env.WorkDir)
+	return nil
+}
+
+// waitJob: waitjob ID[/RANK] STATE [SECONDS] polls until the job (or the
+// replica of that rank) is in STATE.
+func waitJob(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: waitjob ID[/RANK] STATE [SECONDS]")
+	}
+	id, rankText, byRank := strings.Cut(args[0], "/")
+	rank, _ := strconv.Atoi(rankText)
+	limit := 15 * time.Second
+	if len(args) == 3 {
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		limit = time.Duration(n) * time.Second
+	}
+	c := api.NewClient(ts.Getenv("GPUFLEET_SERVER"), ts.Getenv("GPUFLEET_TOKEN"))
+	deadline := time.Now().Add(limit)
+	last := ""
+	for time.Now().Before(deadline) {
+		j, err := c.Job(context.Background(), id)
+		if err == nil {
+			state := j.State
+			if byRank {
+				state = "unbound"
+				for _, r := range j.Replicas {
+					if r.Rank == rank {
+						state = r.State
+					}
+				}
+			}
+			if state == args[1] {
+				return
+			}
+			last = state + " " + j.Reason
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("job %s not %s within %s (last: %s)", args[0], args[1], limit, last)
+}
