@@ -444,7 +444,6 @@ func (e *engine) handle(ev event) error {
 			return nil
 		}
 		e.stop(ev.job, false)
-		j.reason = "preempted"
 		if err := e.core.Apply(sched.JobFailed{ID: j.id, Reason: "preempted", Requeue: true}); err != nil {
 			return fmt.Errorf("job %s: %w", j.id, err)
 		}
@@ -611,6 +610,7 @@ func (e *engine) act(a sched.Action) error {
 		e.c.preemptions++
 		j.preemptions++
 		j.state = jsPreempting
+		j.reason = a.Reason
 		e.pushJobEvent(event{t: at, kind: evStop, job: ji, ver: j.runVer})
 	case sched.Requeue:
 		ji, j, err := e.lookup(a.Job)
