@@ -363,7 +363,7 @@ func (c *Core) impossible(j *job) string {
 		ok := false
 		for _, p := range c.profiles {
 			if r.Accepts(p.accel) && p.cpu >= r.CPUMilli && p.mem >= r.MemoryMiB && p.count >= r.Devices &&
-				!(r.Devices == 0 && r.Milli > 0 && p.count == 0) {
+				(r.Devices != 0 || r.Milli <= 0 || p.count != 0) {
 				ok = true
 				break
 			}

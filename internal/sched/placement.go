@@ -142,7 +142,6 @@ type try struct {
 	j    *job
 	hold *hold
 	reps []replica
-	why  string
 	// anyOK marks the catalog types an anyType placement may use.
 	anyOK []bool
 }
