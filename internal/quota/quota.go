@@ -393,12 +393,8 @@ func (t *Tree) refusalText(leaf, f int, amount int64, at int) string {
 		return fmt.Sprintf("queue %s needs %s %s within its nominal quota (%s of %s in use), but other queues borrow it; %s left in the fleet's pool",
 			q.name, milliText(amount), fl, milliText(q.usage[f]), milliText(q.nominal[f]), milliText(left))
 	}
-	cohort := "the fleet"
-	if q.tenant >= 0 && q.tenant != leaf {
-		cohort = "tenant " + t.qs[q.tenant].name
-	}
-	return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); %s has %s left to lend",
-		q.name, milliText(q.usage[f]), milliText(q.nominal[f]), fl, milliText(amount), cohort, milliText(left))
+	return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); the fleet's pool has %s left to lend",
+		q.name, milliText(q.usage[f]), milliText(q.nominal[f]), fl, milliText(amount), milliText(left))
 }
 
 // Add records usage (negative amounts release it) on leaf q.

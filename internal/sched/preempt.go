@@ -22,8 +22,8 @@ type victim struct {
 // own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
 // their minimum before any whole job is taken. It reports whether it acted.
 func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
-	reclaim := c.withinNominal(j, o)
-	cands := c.victims(j, reclaim)
+	scope := c.reclaimScope(j)
+	cands := c.victims(j, scope)
 	if len(cands) == 0 {
 		return acts, false
 	}
@@ -80,7 +80,10 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 		n++
 		deadline := c.now + v.j.NoticeSec
 		last = max(last, deadline)
-		reason := fmt.Sprintf("preempted for %s: %s", j.ID, map[bool]string{true: "reclaiming quota lent to queue " + c.queues.Name(v.j.queue), false: "higher priority in queue " + c.queues.Name(v.j.queue)}[reclaim && v.j.queue != j.queue])
+		reason := fmt.Sprintf("preempted for %s: higher priority in queue %s", j.ID, c.queues.Name(v.j.queue))
+		if scope >= 0 && !c.sharesAncestor(scope, v.j.queue) {
+			reason = fmt.Sprintf("preempted for %s: reclaiming quota that %s lent to queue %s", j.ID, c.queues.Name(scope), c.queues.Name(v.j.queue))
+		}
 		if v.shrink != nil {
 			var pairs [][2]int
 			for _, k := range v.shrink {
@@ -133,33 +136,46 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 	return acts, true
 }
 
-// withinNominal reports whether j's queue would stay within its nominal
-// quota on j's first accelerator choice, so borrowed quota may be reclaimed.
-func (c *Core) withinNominal(j *job, o outcome) bool {
-	if o.refusal != nil {
-		return o.refusal.WithinNominal || c.queues.Usage(j.queue, max(o.refusal.Flavor, 0)) < c.queues.Nominal(j.queue, max(o.refusal.Flavor, 0)) && o.refusal.Flavor >= 0
+// reclaimScope finds the queue on j's path (its own leaf first, then its
+// ancestors) that would stay within its nominal quota on j's preferred
+// accelerator types if j started: quota that this queue's subtree is owed
+// may be reclaimed from borrowers outside it. It returns -1 when no queue
+// on the path is owed what j needs.
+func (c *Core) reclaimScope(j *job) int {
+	path := c.queues.Path(j.queue)
+	for _, x := range path {
+		ok := true
+		for g := range j.Gangs {
+			opts := c.opts(j, g)
+			if opts[0] < 0 {
+				continue
+			}
+			f := c.queues.FlavorIndex(flavorOf(c, opts[0], j.Tier))
+			if f < 0 {
+				return -1
+			}
+			add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
+			if c.queues.Usage(x, f)+add > c.queues.Nominal(x, f) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return x
+		}
 	}
-	for g := range j.Gangs {
-		opts := c.opts(j, g)
-		if opts[0] < 0 {
-			continue
-		}
-		f := c.queues.FlavorIndex(flavorOf(c, opts[0], j.Tier))
-		if f < 0 {
-			return false
-		}
-		add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
-		if c.queues.Usage(j.queue, f)+add > c.queues.Nominal(j.queue, f) {
-			return false
-		}
-	}
-	return true
+	return -1
 }
+
+// withinNominal reports whether j would start within the nominal quota of
+// its queue or of an ancestor: such jobs are admitted before borrowers.
+func (c *Core) withinNominal(j *job) bool { return c.reclaimScope(j) >= 0 }
 
 // victims lists the candidates in the order they are tried: shrinks first,
 // then whole jobs by priority (lowest first), work lost since the last
 // checkpoint (least first), newest first.
-func (c *Core) victims(j *job, reclaim bool) []victim {
+func (c *Core) victims(j *job, scope int) []victim {
+	reclaim := scope >= 0
 	flavors := map[int]bool{}
 	for g := range j.Gangs {
 		for _, ti := range c.opts(j, g) {
@@ -189,16 +205,15 @@ func (c *Core) victims(j *job, reclaim bool) []victim {
 		if v.queue == j.queue && v.Priority < j.Priority {
 			ok = true
 		}
-		if reclaim && v.queue != j.queue {
-			for f := range v.demand {
-				if f >= 0 && flavors[f] && c.queues.Borrowing(v.queue, f) > 0 {
-					ok = true
-				}
-			}
-			// A borrowing ancestor (a tenant over its nominal) counts too.
+		// Reclaim: work outside the scope j is owed quota in, that borrows
+		// at its own queue or at an ancestor the scope does not contain.
+		if reclaim && !c.sharesAncestor(scope, v.queue) {
 			for _, a := range c.queues.Path(v.queue) {
+				if c.sharesAncestor(a, scope) {
+					break
+				}
 				for f := range v.demand {
-					if f >= 0 && flavors[f] && c.queues.Borrowing(a, f) > 0 && !c.sharesAncestor(a, j.queue) {
+					if f >= 0 && flavors[f] && c.queues.Borrowing(a, f) > 0 {
 						ok = true
 					}
 				}

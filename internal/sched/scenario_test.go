@@ -202,6 +202,27 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			fmt.Fprintln(&b, act)
 		}
 		return b.String(), nil
+	case "restore":
+		// restore id=J queue=Q gpus=N [milli=M] binds=NODE:DEV+DEV,NODE:DEV
+		if err := s.ensure(); err != nil {
+			return "", err
+		}
+		j := sched.Job{ID: sched.JobID(a["id"]), Queue: a["queue"], Gangs: []sched.Gang{gang(a)}}
+		var binds []sched.Bind
+		for i, b := range strings.Split(a["binds"], ",") {
+			node, devs, _ := strings.Cut(b, ":")
+			bd := sched.Bind{Job: j.ID, Replica: i, Node: node, Milli: 1000}
+			if m := num(a, "milli", 0); m > 0 {
+				bd.Milli = int32(m)
+			}
+			for _, d := range strings.Split(devs, "+") {
+				n, _ := strconv.Atoi(d)
+				bd.Devices = append(bd.Devices, n)
+			}
+			binds = append(binds, bd)
+		}
+		j.Gangs[0].Replicas = len(binds)
+		return "", s.core.Apply(sched.JobRestored{Job: j, Binds: binds, Start: num(a, "start", 0)})
 	case "finish":
 		return "", s.core.Apply(sched.JobFinished{ID: sched.JobID(a["id"])})
 	case "cancel":

@@ -138,7 +138,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		if turn.next.j == nil {
 			return
 		}
-		turn.borrow = !c.withinNominal(turn.next.j, outcome{})
+		turn.borrow = !c.withinNominal(turn.next.j)
 		if fresh {
 			*h = append(*h, turn)
 			return
@@ -227,7 +227,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				break
 			}
 			turn.next = c.nextPending(turn)
-			if turn.next.j != nil && !turn.borrow && h.Len() > 0 && !(*h)[0].borrow && !c.withinNominal(turn.next.j, outcome{}) {
+			if turn.next.j != nil && !turn.borrow && h.Len() > 0 && !(*h)[0].borrow && !c.withinNominal(turn.next.j) {
 				push(turn, false)
 				break
 			}
