@@ -1,4 +1,4 @@
 package place
 
 // DefaultFillPolicy is the policy `gpufleet sim fill` uses unless told otherwise.
-const DefaultFillPolicy = "fgd"
+const DefaultFillPolicy = "sfgd"

@@ -4,7 +4,7 @@ import "slices"
 
 func init() {
 	Register("fgd", func(env *Env) Scorer {
-		return &fgd{frag: newFragCache(newFragModel(env.Workload, 0.95))}
+		return &fgd{frag: newFragCache(newFragModel(env.Workload, fragOptions{coverage: 0.95}))}
 	})
 }
 
@@ -58,6 +58,7 @@ type fragCache struct {
 
 type fragShape struct {
 	cpu     int64
+	mem     int64 // 0 unless the model checks memory
 	milli   int32
 	devices int
 }
@@ -66,6 +67,7 @@ type fragNode struct {
 	valid  bool
 	accel  string
 	cpu    int64
+	mem    int64
 	free   []int32
 	tf     *typeFrag
 	before float64
@@ -76,8 +78,16 @@ func newFragCache(m *fragModel) *fragCache {
 	return &fragCache{model: m, shapes: map[fragShape]uint64{}, cur: fragShape{devices: -1}}
 }
 
-func (fc *fragCache) prepare(r *Request) {
+func (fc *fragCache) shapeOf(r *Request) fragShape {
 	k := fragShape{cpu: r.CPUMilli, milli: r.Milli, devices: r.Devices}
+	if fc.model.opts.memory {
+		k.mem = r.MemoryMiB
+	}
+	return k
+}
+
+func (fc *fragCache) prepare(r *Request) {
+	k := fc.shapeOf(r)
 	id, ok := fc.shapes[k]
 	if !ok {
 		id = uint64(len(fc.shapes))
@@ -89,20 +99,20 @@ func (fc *fragCache) prepare(r *Request) {
 // node returns n's cache entry, refreshed if n changed since it was
 // filled, with r as the shape being placed.
 func (fc *fragCache) node(n *Node, r *Request) *fragNode {
-	if fc.cur != (fragShape{cpu: r.CPUMilli, milli: r.Milli, devices: r.Devices}) {
+	if fc.cur != fc.shapeOf(r) {
 		fc.prepare(r) // scored without Prepare
 	}
 	if n.Index >= len(fc.nodes) {
 		fc.nodes = append(fc.nodes, make([]fragNode, n.Index+1-len(fc.nodes))...)
 	}
 	e := &fc.nodes[n.Index]
-	if e.valid && e.cpu == n.CPUFree && e.accel == n.Accel && slices.Equal(e.free, n.Free) {
+	if e.valid && e.cpu == n.CPUFree && e.mem == n.MemFree && e.accel == n.Accel && slices.Equal(e.free, n.Free) {
 		return e
 	}
-	e.valid, e.accel, e.cpu = true, n.Accel, n.CPUFree
+	e.valid, e.accel, e.cpu, e.mem = true, n.Accel, n.CPUFree, n.MemFree
 	e.free = append(e.free[:0], n.Free...)
 	e.tf = fc.model.forType(n.Accel)
-	e.before = e.tf.frag(n.CPUFree, n.Free)
+	e.before = e.tf.frag(n.CPUFree, n.MemFree, n.Free)
 	if e.after == nil {
 		e.after = map[uint64]float64{}
 	} else {
@@ -126,7 +136,7 @@ func (fc *fragCache) delta(n *Node, r *Request, c Choice) (before, after float64
 	for _, d := range c.Devices {
 		fc.free[d] -= c.Milli
 	}
-	v := e.tf.frag(n.CPUFree-r.CPUMilli, fc.free)
+	v := e.tf.frag(n.CPUFree-r.CPUMilli, n.MemFree-r.MemoryMiB, fc.free)
 	e.after[key] = v
 	return e.before, v
 }

@@ -24,14 +24,26 @@ import (
 // fragClass is one task class of the target workload.
 type fragClass struct {
 	cpu   int64
+	mem   int64 // 0 unless the model checks memory
 	milli int32 // milli per device: 1..999 shared, 1000 whole, 0 CPU-only
 	count int   // devices
 	accel string
 	p     float64
 }
 
+// fragOptions say which classes a model keeps and what it checks.
+type fragOptions struct {
+	// coverage keeps the most frequent classes until they hold at least
+	// this share of the workload's weight (the paper: 0.95).
+	coverage float64
+	// memory also requires a class's memory to fit; the paper's measure
+	// looks at CPU and accelerators only.
+	memory bool
+}
+
 // fragModel measures fragmentation against a fixed set of classes.
 type fragModel struct {
+	opts    fragOptions
 	classes []fragClass
 	byType  map[string]*typeFrag
 }
@@ -48,21 +60,24 @@ type typeClass struct {
 	th    int // index into thresholds
 	count int
 	cpu   int64
+	mem   int64
 	p     float64
 }
 
 // newFragModel keeps the most frequent classes of w until they cover at
-// least coverage of its weight (the paper's "typical pods": coverage 0.95)
-// and renormalises their weights to sum to 1. Classes are keyed by CPU,
-// per-device milli, device count and accepted types; memory is ignored, as
-// in the paper.
-func newFragModel(w *Workload, coverage float64) *fragModel {
-	m := &fragModel{byType: map[string]*typeFrag{}}
+// least opts.coverage of its weight (the paper's "typical pods": coverage
+// 0.95) and renormalises their weights to sum to 1. Classes are keyed by
+// CPU, per-device milli, device count and accepted types, and by memory if
+// opts.memory.
+func newFragModel(w *Workload, opts fragOptions) *fragModel {
+	m := &fragModel{opts: opts, byType: map[string]*typeFrag{}}
 	if w == nil {
 		return m
 	}
+	coverage := opts.coverage
 	type key struct {
 		cpu   int64
+		mem   int64
 		milli int32
 		count int
 		accel string
@@ -74,6 +89,9 @@ func newFragModel(w *Workload, coverage float64) *fragModel {
 			continue
 		}
 		k := key{cpu: c.Req.CPUMilli, accel: strings.Join(c.Req.Accel, "|")}
+		if opts.memory {
+			k.mem = c.Req.MemoryMiB
+		}
 		switch {
 		case c.Req.Devices > 0:
 			k.milli, k.count = Whole, c.Req.Devices
@@ -86,13 +104,13 @@ func newFragModel(w *Workload, coverage float64) *fragModel {
 		total += c.Weight
 	}
 	for k, p := range weights {
-		m.classes = append(m.classes, fragClass{cpu: k.cpu, milli: k.milli, count: k.count, accel: k.accel, p: p})
+		m.classes = append(m.classes, fragClass{cpu: k.cpu, mem: k.mem, milli: k.milli, count: k.count, accel: k.accel, p: p})
 	}
 	// Most frequent first; equal weights in the paper's order (larger
 	// CPU, then larger milli, more devices, later type name first).
 	slices.SortFunc(m.classes, func(a, b fragClass) int {
 		return cmp.Or(cmp.Compare(b.p, a.p), cmp.Compare(b.cpu, a.cpu), cmp.Compare(b.milli, a.milli),
-			cmp.Compare(b.count, a.count), cmp.Compare(b.accel, a.accel))
+			cmp.Compare(b.count, a.count), cmp.Compare(b.accel, a.accel), cmp.Compare(b.mem, a.mem))
 	})
 	var kept float64
 	for i, c := range m.classes {
@@ -130,7 +148,7 @@ func (m *fragModel) forType(t string) *typeFrag {
 			continue
 		}
 		th, _ := slices.BinarySearch(tf.thresholds, c.milli)
-		tf.classes = append(tf.classes, typeClass{th: th, count: c.count, cpu: c.cpu, p: c.p})
+		tf.classes = append(tf.classes, typeClass{th: th, count: c.count, cpu: c.cpu, mem: c.mem, p: c.p})
 	}
 	m.byType[t] = tf
 	return tf
@@ -152,9 +170,10 @@ func acceptsSpec(spec, t string) bool {
 // device sizes fall back to the heap.
 const maxThresholds = 64
 
-// frag is the fragmentation of a node of type tf with cpu free milli-CPU
-// and free milli per device.
-func (tf *typeFrag) frag(cpu int64, free []int32) float64 {
+// frag is the fragmentation of a node of type tf with cpu free milli-CPU,
+// mem free MiB (checked only by models with the memory option) and free
+// milli per device.
+func (tf *typeFrag) frag(cpu, mem int64, free []int32) float64 {
 	var g int64
 	for _, f := range free {
 		g += int64(f)
@@ -182,7 +201,7 @@ func (tf *typeFrag) frag(cpu int64, free []int32) float64 {
 	usable := 0.0
 	for i := range tf.classes {
 		c := &tf.classes[i]
-		if int(cnt[c.th]) >= c.count && cpu >= c.cpu {
+		if int(cnt[c.th]) >= c.count && cpu >= c.cpu && mem >= c.mem {
 			usable += c.p * float64(sum[c.th])
 		}
 	}

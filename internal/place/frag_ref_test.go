@@ -55,7 +55,7 @@ func TestFragMatchesReference(t *testing.T) {
 		}
 		reqs = append(reqs, r)
 	}
-	m := newFragModel(NewWorkload(reqs), 0.95)
+	m := newFragModel(NewWorkload(reqs), fragOptions{coverage: 0.95})
 	for range 2000 {
 		accel := types[rng.IntN(len(types))]
 		free := make([]int32, 1+rng.IntN(8))
@@ -63,7 +63,7 @@ func TestFragMatchesReference(t *testing.T) {
 			free[i] = int32(rng.IntN(1001))
 		}
 		cpu := int64(rng.IntN(40)) * 1000
-		got, want := m.forType(accel).frag(cpu, free), refFrag(m, accel, cpu, free)
+		got, want := m.forType(accel).frag(cpu, 0, free), refFrag(m, accel, cpu, free)
 		if math.Abs(got-want) > 1e-6*math.Max(1, want) {
 			t.Fatalf("frag(%s, cpu %d, %v) = %v, want %v", accel, cpu, free, got, want)
 		}
