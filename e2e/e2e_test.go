@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+)
+
+const gangJob = `name: gang
+queue: acme-train
+kind: training
+gangs:
+  - replicas: 2
+    accelerators: h100
+    count: 8
+command: [sh, -c, 'echo "rank $RANK local $LOCAL_RANK world $WORLD_SIZE master $MASTER_ADDR:$MASTER_PORT devices $CUDA_VISIBLE_DEVICES job $GPUFLEET_JOB"; sleep 1']
+`
+
+func TestGangOfTwoRunsWithRankEnvironment(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	p.startAgent("n2")
+	j := p.submit(gangJob)
+	done := p.waitState(j.ID, "succeeded", 20*time.Second)
+	if done.Replicas[0].Node == done.Replicas[1].Node {
+		t.Errorf("both 8-accelerator replicas on node %s", done.Replicas[0].Node)
+	}
+	port := ""
+	for rank := range 2 {
+		log := p.waitLog(j.ID, rank, 0, `rank \d`)
+		m := regexp.MustCompile(`^rank (\d) local (\d) world (\d) master ([\d.]+):(\d+) devices ([\d,]+) job (\S+)\n$`).FindStringSubmatch(log)
+		if m == nil {
+			t.Fatalf("rank %d log %q", rank, log)
+		}
+		want := []string{fmt.Sprint(rank), "0", "2", "127.0.0.1", m[5], "0,1,2,3,4,5,6,7", j.ID}
+		if got := m[1:]; strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("rank %d saw %v, want %v", rank, got, want)
+		}
+		if port != "" && m[5] != port {
+			t.Errorf("ranks disagree on MASTER_PORT: %s and %s", port, m[5])
+		}
+		port = m[5]
+	}
+}
+
+const sleeperJob = `name: sleeper
+queue: acme-train
+kind: batch
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 1
+command: [sh, -c, 'echo pid $$; exec sleep 60']
+`
+
+func TestCancelEndsTheProcess(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	j := p.submit(sleeperJob)
+	p.waitReplicasRunning(j.ID, 1)
+	pid := pidIn(t, p.waitLog(j.ID, 0, 0, `pid \d+`))
+	if !alive(pid) {
+		t.Fatalf("replica process %d is not running before the cancel", pid)
+	}
+	if _, err := p.client.Cancel(p.ctx(), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.waitGone(pid, 10*time.Second)
+	got := p.waitJob(j.ID, "replica exited", 10*time.Second, func(j api.Job) bool { return j.Replicas[0].State == "exited" })
+	if got.State != "cancelled" || got.Replicas[0].Signal != "SIGTERM" {
+		t.Errorf("after cancel: state %q, replica signal %q; want cancelled and SIGTERM", got.State, got.Replicas[0].Signal)
+	}
+}
+
+// The victim traps SIGTERM and keeps working through its notice period;
+// the agent kills it at the deadline.
+const victimJob = `name: victim
+queue: acme-train
+kind: batch
+priority: low
+preemptible: true
+noticePeriod: 3s
+gangs:
+  - replicas: 2
+    accelerators: h100
+    count: 8
+command: [sh, -c, 'trap "echo got TERM" TERM; echo pid $$; i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo tick $i; sleep 0.2; done']
+`
+
+const urgentJob = `name: urgent
+queue: acme-train
+kind: training
+priority: critical
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 8
+command: [sh, -c, 'echo urgent work; sleep 1']
+`
+
+func TestPreemptionGivesNoticeThenKills(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	p.startAgent("n2")
+	v := p.submit(victimJob)
+	p.waitReplicasRunning(v.ID, 1)
+	p.waitLog(v.ID, 0, 1, `tick 3`)
+	pid := pidIn(t, p.logOf(v.ID, 0, 1))
+	// The core does not preempt work in the second it admitted it.
+	time.Sleep(1100 * time.Millisecond)
+	u := p.submit(urgentJob)
+	p.waitState(v.ID, "preempting", 10*time.Second)
+	preempted := time.Now()
+	// Both ranks get SIGTERM, trap it and keep ticking during the notice.
+	log := p.waitLog(v.ID, 0, 1, `got TERM\n(.*\n)*tick \d+\n(.*\n)*tick \d+\n`)
+	if !alive(pid) {
+		t.Fatalf("victim died right after SIGTERM; log:\n%s", tail(log, 300))
+	}
+	p.waitGone(pid, 10*time.Second)
+	if held := time.Since(preempted); held < 2*time.Second {
+		t.Errorf("victim killed %s after the preemption, before its 3s notice", held)
+	}
+	got := p.waitJob(v.ID, "back to pending or running again", 10*time.Second, func(j api.Job) bool { return j.State == "pending" || j.Attempt > 1 })
+	if got.Attempt == 1 && got.Replicas[0].Signal != "SIGKILL" && got.Replicas[1].Signal != "SIGKILL" {
+		t.Errorf("victim's replicas ended by %q and %q; want SIGKILL at the deadline", got.Replicas[0].Signal, got.Replicas[1].Signal)
+	}
+	p.waitState(u.ID, "succeeded", 15*time.Second)
+	if !strings.Contains(p.logOf(u.ID, 0, 0), "urgent work") {
+		t.Errorf("urgent job's output is missing")
+	}
+	// Once the urgent job is done, the victim runs again.
+	p.waitJob(v.ID, "running a second attempt", 15*time.Second, func(j api.Job) bool { return j.State == "running" && j.Attempt == 2 })
+	p.client.Cancel(p.ctx(), v.ID)
+}
+
+const pairJob = `name: pair
+queue: acme-train
+kind: training
+gangs:
+  - replicas: 2
+    accelerators: h100
+    count: 8
+command: [sh, -c, 'echo pid $$; exec sleep 60']
+`
+
+func TestKilledAgentsNodeGoesDownAndItsJobIsRequeued(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	p.startAgent("n2")
+	j := p.submit(pairJob)
+	first := p.waitReplicasRunning(j.ID, 1)
+	pids := map[string]int{}
+	for _, r := range first.Replicas {
+		pids[r.Node] = pidIn(t, p.waitLog(j.ID, r.Rank, 1, `pid \d+`))
+	}
+	kill9(p.agents["n2"])
+	p.waitNode("n2", "down")
+	got := p.waitState(j.ID, "pending", 5*time.Second)
+	if !strings.Contains(got.Reason, "n2") {
+		t.Errorf("requeue reason %q does not name the node", got.Reason)
+	}
+	// The surviving rank on n1 is stopped: the gang restarts as a whole.
+	p.waitGone(pids["n1"], 10*time.Second)
+	// The agent comes back, finds its orphaned replica, is told nothing of
+	// it and stops it; the job runs again on both nodes.
+	p.startAgent("n2")
+	p.waitGone(pids["n2"], 10*time.Second)
+	p.waitReplicasRunning(j.ID, 2)
+	p.client.Cancel(p.ctx(), j.ID)
+}
+
+const burstJob = `name: burst-%d
+queue: acme-train
+kind: batch
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 1
+command: [sleep, "1"]
+`
+
+func TestServerKilledDuringSubmissionBurstKeepsAcknowledgedJobs(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	p.startAgent("n2")
+	var (
+		mu    sync.Mutex
+		acked = map[string]string{} // idempotency key -> job id
+		n     atomic.Int64
+		stopC = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := api.NewClient(p.url, p.token)
+			c.HTTP.Timeout = 3 * time.Second
+			for i := 0; ; i++ {
+				select {
+				case <-stopC:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%d", w, i)
+				j, _, err := c.Submit(p.ctx(), "burst.yaml", []byte(fmt.Sprintf(burstJob, w)), key)
+				if err != nil {
+					var e *api.Error
+					if errors.As(err, &e) && e.Status < 500 {
+						t.Errorf("submission refused: %v", err)
+					}
+					return // the server is gone
+				}
+				mu.Lock()
+				acked[key] = j.ID
+				mu.Unlock()
+				n.Add(1)
+			}
+		}()
+	}
+	p.waitFor("300 acknowledged submissions", 20*time.Second, func() (bool, string) { return n.Load() >= 300, fmt.Sprint(n.Load()) })
+	kill9(p.server)
+	close(stopC)
+	wg.Wait()
+
+	p.startServer()
+	jobs, err := p.client.Jobs(p.ctx(), api.JobFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]api.Job{}
+	for _, j := range jobs {
+		have[j.ID] = j
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for key, id := range acked {
+		if _, ok := have[id]; !ok {
+			t.Errorf("acknowledged job %s (key %s) is missing after the restart", id, key)
+		}
+	}
+	t.Logf("%d submissions acknowledged before kill -9, %d jobs after the restart", len(acked), len(jobs))
+	// No accelerator is bound twice, now and while the plane works on.
+	for range 3 {
+		checkNoDoubleBinding(t, p)
+		time.Sleep(500 * time.Millisecond)
+	}
+	// The restarted server schedules again: more jobs finish.
+	p.waitFor("jobs finishing after the restart", 20*time.Second, func() (bool, string) {
+		js, err := p.client.Jobs(p.ctx(), api.JobFilter{State: "succeeded"})
+		return err == nil && len(js) >= 20, fmt.Sprint(len(js))
+	})
+	checkNoDoubleBinding(t, p)
+}
+
+func checkNoDoubleBinding(t *testing.T, p *plane) {
+	t.Helper()
+	jobs, err := p.client.Jobs(p.ctx(), api.JobFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[string]string{}
+	for _, j := range jobs {
+		if j.State != "running" && j.State != "preempting" {
+			continue
+		}
+		for _, r := range j.Replicas {
+			for _, d := range r.Devices {
+				k := fmt.Sprintf("%s/%d", r.Node, d)
+				if o, taken := owner[k]; taken {
+					t.Errorf("device %s bound to %s and %s", k, o, j.ID)
+				}
+				owner[k] = j.ID
+			}
+		}
+	}
+}
