@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
@@ -90,27 +89,34 @@ func (l *loop) updateGauges() {
 			m.allocated.WithLabelValues(accel).Add(float64(milli) / 1000)
 		}
 	}
-	_ = quota.Flavor
 }
 
-// reasonClass keeps a pending reason's leading words, so the label set
-// stays small while the reasons stay readable.
+// reasonClass sorts the core's pending reasons (free text naming jobs,
+// queues and amounts) into a fixed set of label values, so the metric's
+// series stay few.
 func reasonClass(reason string) string {
-	if reason == "" {
+	r := strings.ToLower(reason)
+	switch {
+	case r == "":
 		return "none"
+	case strings.HasPrefix(r, "requeued"):
+		return "requeued"
+	case strings.Contains(r, "next scheduling cycle"):
+		return "next-cycle"
+	case strings.Contains(r, "strict fifo"):
+		return "strict-fifo-head"
+	case strings.Contains(r, "preempted job"):
+		return "awaiting-preemption"
+	case strings.Contains(r, "quota"), strings.Contains(r, "nominal"), strings.Contains(r, "borrowing limit"):
+		return "quota"
+	case strings.Contains(r, "backfill"):
+		return "backfill-reservation"
+	case strings.Contains(r, "cpu") || strings.Contains(r, "memory"):
+		return "cpu-memory"
+	case strings.Contains(r, " in one "):
+		return "topology"
+	case strings.Contains(r, "free"), strings.Contains(r, "needs"):
+		return "capacity"
 	}
-	var words []string
-	for _, w := range strings.Fields(reason) {
-		if strings.ContainsAny(w, "0123456789\"'") {
-			break
-		}
-		words = append(words, strings.Trim(strings.ToLower(w), ",.:;()"))
-		if len(words) == 4 {
-			break
-		}
-	}
-	if len(words) == 0 {
-		return "other"
-	}
-	return strings.Join(words, " ")
+	return "other"
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -370,5 +371,57 @@ func TestLogsAreStoredPerReplicaAndOnlyFromItsNode(t *testing.T) {
 	}
 	if _, err := acme.Logs(h.ctx(), j.ID, 7, 0, 0); apiStatus(err) != http.StatusUnprocessableEntity {
 		t.Errorf("rank 7 of a 2-replica job: %v, want 422", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	h.submit(acme, gangJob)
+	blocked := h.submit(acme, strings.Replace(gangJob, "name: train", "name: second", 1))
+	h.clock.Advance(time.Second) // the gauges refresh once a second
+	h.sync()
+	resp, err := http.Get(h.url + MetricsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	ex, err := acme.Job(h.ctx(), blocked.ID)
+	if err != nil || ex.Explanation == nil {
+		t.Fatalf("blocked job: %v", err)
+	}
+	for _, want := range []string{
+		`gpufleet_accelerators_total{type="h100"} 16`,
+		`gpufleet_accelerators_allocated{type="h100"} 16`,
+		`gpufleet_admissions_total{queue="acme-train"} 1`,
+		`gpufleet_tenant_accelerators{flavor="h100",tenant="acme"} 16`,
+		`gpufleet_pending_jobs{queue="acme-train",reason="` + reasonClass(ex.Explanation.Reason) + `"} 1`,
+		`gpufleet_nodes{state="ready"} 2`,
+		`gpufleet_submissions_total 2`,
+		`gpufleet_schedule_seconds_count`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestReasonClassKeepsLabelsFew(t *testing.T) {
+	for in, want := range map[string]string{
+		"needs 16 h100 (2 x 8); the fleet has 0 free":                                              "capacity",
+		"waiting for 2 preempted job(s) to release their resources by t=5":                         "awaiting-preemption",
+		"queue acme-train is strict FIFO and its head x-1 cannot start":                            "strict-fifo-head",
+		"queue q at nominal quota (8 of 8 h100 in use, needs 8 more); the fleet's pool has 0 left": "quota",
+		"needs 1 replicas of 1 x h100; no schedulable node has that CPU and memory free":           "cpu-memory",
+		"needs 16 h100 in one rack; the best rack (r1) has 8 free":                                 "topology",
+		"requeued: node n2 failed: no heartbeat":                                                   "requeued",
+		"":                                                                                         "none",
+	} {
+		if got := reasonClass(in); got != want {
+			t.Errorf("reasonClass(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -42,7 +42,8 @@ var ErrNotFound = errors.New("not found")
 
 // DB is an open store.
 type DB struct {
-	bolt *bolt.DB
+	bolt    *bolt.DB
+	noBatch bool
 	// created is true when Open made a new, empty store.
 	created bool
 }
@@ -52,6 +53,9 @@ type Options struct {
 	// BatchDelay is how long a submission waits for others to share its
 	// commit; 0 keeps bbolt's default.
 	BatchDelay time.Duration
+	// NoGroupCommit gives every submission its own commit (to measure
+	// what group commit buys).
+	NoGroupCommit bool
 }
 
 // Open opens (creating when needed) the store in dir.
@@ -86,7 +90,7 @@ func Open(dir string, opt Options) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	return &DB{bolt: b, created: os.IsNotExist(statErr)}, nil
+	return &DB{bolt: b, created: os.IsNotExist(statErr), noBatch: opt.NoGroupCommit}, nil
 }
 
 // Created reports whether Open made a new store.
@@ -309,7 +313,11 @@ type idemRecord struct {
 // the same idempotency key created (created false). Concurrent calls share
 // commits.
 func (d *DB) Submit(s Submission) (job Job, created bool, err error) {
-	err = d.bolt.Batch(func(tx *bolt.Tx) error {
+	write := d.bolt.Batch
+	if d.noBatch {
+		write = d.bolt.Update
+	}
+	err = write(func(tx *bolt.Tx) error {
 		created = false
 		idem := tx.Bucket(bucketIdem)
 		var ikey []byte

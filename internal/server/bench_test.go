@@ -1,0 +1,100 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+)
+
+const benchJob = `name: bench
+queue: acme-train
+kind: batch
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 1
+command: [sleep, "60"]
+`
+
+// BenchmarkSubmit measures durable submissions through the HTTP API: each
+// request returns only after its job is committed with fsync. Clients
+// submit concurrently; the fleet has two 8-accelerator nodes, so the first
+// jobs bind and the rest queue, as in a burst. It reports submissions per
+// second and the 99th percentile latency.
+func BenchmarkSubmit(b *testing.B) {
+	for _, clients := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) { benchSubmit(b, clients, false) })
+	}
+	b.Run("clients=64/no-group-commit", func(b *testing.B) { benchSubmit(b, 64, true) })
+}
+
+func benchSubmit(b *testing.B, clients int, noGroup bool) {
+	s, err := Open(Config{DataDir: b.TempDir(), InitialQueues: testQueues(), HeartbeatTimeout: time.Hour, NoGroupCommit: noGroup})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; ts.Close(); s.Close() }()
+
+	transport := &http.Transport{MaxIdleConnsPerHost: clients}
+	admin := api.NewClient(ts.URL, s.AdminToken())
+	admin.HTTP.Transport = transport
+	for _, n := range []string{"n1", "n2"} {
+		if err := admin.Register(ctx, api.NodeInfo{Name: n, Address: n, Accel: "h100", Count: 8, CPUMilli: 64000, MemoryMiB: 1 << 19}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tok, err := admin.CreateToken(ctx, api.CreateToken{Role: api.RoleTenant, Tenant: "acme"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := api.NewClient(ts.URL, tok.Token)
+	c.HTTP.Transport = transport
+	doc := []byte(benchJob)
+
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if _, _, err := c.Submit(ctx, "bench.yaml", doc, fmt.Sprint("k", i)); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "submits/s")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+}
