@@ -167,3 +167,13 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeJobTakesJSON(t *testing.T) {
+	js, e := DecodeJob("job.json", []byte(`{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":2,"accelerators":"h100","fraction":0.5}],"command":["python","train.py"],"env":{"A":"1"}}`))
+	if e != nil {
+		t.Fatal(e)
+	}
+	if g := js.Job.Gangs[0]; g.Replicas != 2 || g.Shape.Milli != 500 || js.Run.Command[1] != "train.py" || js.Run.Env["A"] != "1" {
+		t.Errorf("decoded %+v", js)
+	}
+}
