@@ -111,22 +111,25 @@ state from the store: every acknowledged job is still there.`,
 				return err
 			}
 			defer s.Close()
-			ln, url, err := sf.listenURL()
-			if err != nil {
-				return err
-			}
+			// The token file is in place before the address file tells
+			// scripts the server is up.
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n", url, sf.data)
+			tokenNote := ""
 			if tok := s.AdminToken(); tok != "" {
 				if tokenFile != "" {
 					if err := writeFileAtomic(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
 						return fmt.Errorf("--admin-token-file: %w", err)
 					}
-					fmt.Fprintf(out, "admin token written to %s (the server keeps only its hash)\n", tokenFile)
+					tokenNote = fmt.Sprintf("admin token written to %s (the server keeps only its hash)\n", tokenFile)
 				} else {
-					fmt.Fprintf(out, "admin token (shown once; the server keeps only its hash): %s\n", tok)
+					tokenNote = fmt.Sprintf("admin token (shown once; the server keeps only its hash): %s\n", tok)
 				}
 			}
+			ln, url, err := sf.listenURL()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n%s", url, sf.data, tokenNote)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			return s.Serve(ctx, ln)
