@@ -225,16 +225,24 @@ type counters struct {
 // queue tree specs, and returns what happened. The core takes f; Run does
 // not change it otherwise.
 func Run(cfg Config, f *fleet.Fleet, specs []quota.Spec, src Source) (*Result, error) {
+	coreTree, err := quota.New(specs)
+	if err != nil {
+		return nil, fmt.Errorf("queues: %w", err)
+	}
+	core, err := sched.New(cfg.Sched, f, coreTree)
+	if err != nil {
+		return nil, err
+	}
+	return runWith(cfg, f, specs, core, src)
+}
+
+// runWith drives any Scheduler; Run gives it the core.
+func runWith(cfg Config, f *fleet.Fleet, specs []quota.Spec, core Scheduler, src Source) (*Result, error) {
 	tree, err := quota.New(specs)
 	if err != nil {
 		return nil, fmt.Errorf("queues: %w", err)
 	}
-	coreTree, _ := quota.New(specs)
 	e, err := newEngine(cfg, f, tree)
-	if err != nil {
-		return nil, err
-	}
-	core, err := sched.New(cfg.Sched, f, coreTree)
 	if err != nil {
 		return nil, err
 	}
