@@ -221,3 +221,45 @@ func TestRunServiceRunsToTheEnd(t *testing.T) {
 		t.Errorf("utilization %v, want %v", res.Summary.Utilization, wantUtil)
 	}
 }
+
+func TestRunElasticJobGrowsAndSpeedsUp(t *testing.T) {
+	a := gpuJob("a", 0, 100, 1, 6)
+	e := gpuJob("e", 1, 400, 4, 1)
+	e.Kind, e.Preemptible = sched.FineTuning, true
+	e.Gangs[0].MinReplicas = 2
+	res := run(t, Config{}, testFleet(t, "h100", 1), testQueues("h100", 8), a, e)
+	// e starts at 1 with 2 of 4 replicas, at half speed: 49.5 s of work
+	// by t=100, when a ends and e grows to 4; the 350.5 s left take 351 s.
+	want := []timeline{
+		{ID: "a", Start: 0, End: 100, Status: StatusFinished, AccelHours: round6(600 / 3600.0)},
+		{ID: "e", Start: 1, End: 451, Status: StatusFinished, AccelHours: round6((2*99 + 4*351) / 3600.0)},
+	}
+	if diff := cmp.Diff(want, timelines(res)); diff != "" {
+		t.Errorf("jobs (-want +got):\n%s", diff)
+	}
+}
+
+func TestRunElasticJobShrinksForHigherPriority(t *testing.T) {
+	a := gpuJob("a", 0, 100, 1, 6)
+	e := gpuJob("e", 1, 400, 4, 1)
+	e.Kind, e.Preemptible = sched.FineTuning, true
+	e.Gangs[0].MinReplicas = 2
+	h := gpuJob("h", 200, 50, 1, 6)
+	h.Priority = 100
+	res := run(t, Config{}, testFleet(t, "h100", 1), testQueues("h100", 8), a, e, h)
+	// As above until t=200, when h needs 6 of the 4 free accelerators: e
+	// gives back 2 replicas at once (no notice) and runs at half speed
+	// until h ends at 250, then grows back. Work: 49.5 by 100, 149.5 by
+	// 200, 174.5 by 250; the 225.5 s left take 226 s.
+	want := []timeline{
+		{ID: "a", Start: 0, End: 100, Status: StatusFinished, AccelHours: round6(600 / 3600.0)},
+		{ID: "e", Start: 1, End: 476, Status: StatusFinished, AccelHours: round6((2*99 + 4*100 + 2*50 + 4*226) / 3600.0)},
+		{ID: "h", Start: 200, End: 250, Status: StatusFinished, AccelHours: round6(300 / 3600.0)},
+	}
+	if diff := cmp.Diff(want, timelines(res)); diff != "" {
+		t.Errorf("jobs (-want +got):\n%s", diff)
+	}
+	if res.Summary.Shrinks != 1 || res.Summary.Preemptions != 0 {
+		t.Errorf("shrinks %d, preemptions %d; want 1 and 0", res.Summary.Shrinks, res.Summary.Preemptions)
+	}
+}
