@@ -13,6 +13,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sim"
 	"github.com/gpufleet/gpufleet/internal/spec"
+	"github.com/gpufleet/gpufleet/internal/trace/openb"
 )
 
 func init() {
@@ -146,11 +147,20 @@ func simCommandLine(sub string, cmd *cobra.Command) string {
 	return strings.Join(parts, " ")
 }
 
-// simLoadFleet reads a fleet file, or returns the built-in fleet for "".
+// simLoadFleet reads a fleet file, an openb node list (.csv), or returns
+// the built-in fleet for "".
 func simLoadFleet(path string) (*fleet.Fleet, spec.Sites, error) {
 	if path == "" {
 		fs := spec.DefaultFleetSpec()
 		return fs.Fleet, fs.Sites, nil
+	}
+	if simIsCSV(path) {
+		nodes, err := openb.LoadNodes(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		f, err := sim.OpenbFleet(nodes)
+		return f, nil, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -162,6 +172,8 @@ func simLoadFleet(path string) (*fleet.Fleet, spec.Sites, error) {
 	}
 	return fs.Fleet, fs.Sites, nil
 }
+
+func simIsCSV(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".csv") }
 
 // simLoadQueues reads a queues file, or returns the built-in tree for "".
 func simLoadQueues(path string) ([]quota.Spec, error) {

@@ -48,8 +48,11 @@ checkpoint and wait again. With no flags it runs a generated workload of a
 few thousand jobs on the built-in fleet and queue tree.
 
 The workload is --trace (the native JSON Lines format of docs/TRACE_FORMAT.md,
-"-" for standard input) or else a generated one (--jobs, --seed). Queues come
-from --queues, else from the trace's queue lines, else the built-in tree.
+"-" for standard input; or, for a .csv file, an openb task list of the
+Alibaba GPU trace replayed by its creation, scheduled and deletion times) or
+else a generated one (--jobs, --seed). --fleet may also be an openb node list
+(.csv). Queues come from --queues, else from the trace's queue lines (for
+an openb trace, one queue "openb-tasks" owning the fleet), else the built-in tree.
 --policy names the placement stages after the filters, comma-separated:
 "default", or for example "spread", "fgd", "bestfit,fragmentation". The same
 inputs and seed give the same results, byte for byte.
@@ -126,15 +129,30 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 			r, name = fh, o.traceFile
 		}
 		cr := &simCountingReader{r: r}
-		tr := sim.NewTraceReader(name, cr)
-		_, traceQueues, err := tr.Preamble()
-		if err != nil {
-			return err
+		if simIsCSV(o.traceFile) {
+			// An openb task list, replayed in time mode.
+			tr, err := sim.ReadOpenbTasks(name, cr, "openb-tasks")
+			if err != nil {
+				return err
+			}
+			if qs == nil {
+				qs = sim.OpenbQueues(f, "openb-tasks")
+			}
+			if tr.NeverRan > 0 && !o.quiet {
+				fmt.Fprintf(stderr, "note: %d tasks of %s never ran (no scheduled_time) and are left out\n", tr.NeverRan, name)
+			}
+			src, total = tr, int64(len(tr.Jobs))
+		} else {
+			tr := sim.NewTraceReader(name, cr)
+			_, traceQueues, err := tr.Preamble()
+			if err != nil {
+				return err
+			}
+			if qs == nil {
+				qs = traceQueues
+			}
+			src, done = tr, func() int64 { return cr.n }
 		}
-		if qs == nil {
-			qs = traceQueues
-		}
-		src, done = tr, func() int64 { return cr.n }
 	} else {
 		if qs == nil {
 			qs, _ = simLoadQueues("")

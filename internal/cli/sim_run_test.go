@@ -122,3 +122,18 @@ func TestSimRunErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestSimRunOpenbTimeMode(t *testing.T) {
+	code, stdout, stderr := simCLI(t, "sim", "run", "--fleet", "../../testdata/sim/openb-nodes.csv",
+		"--trace", "../../testdata/sim/openb-tasks.csv", "--json", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var s sim.Summary
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Jobs.Finished != 4 || s.Nodes != 4 || len(s.Tenants) != 1 || s.Tenants[0].Tenant != "openb" {
+		t.Errorf("finished %d on %d nodes, tenants %+v; want 4 on 4 nodes, tenant openb", s.Jobs.Finished, s.Nodes, s.Tenants)
+	}
+}
