@@ -114,19 +114,17 @@ func (s *sfgd) Prepare(r *Request) { s.frag.prepare(r) }
 
 func (s *sfgd) Score(n *Node, r *Request, c Choice) float64 {
 	before, after := s.frag.delta(n, r, c)
-	charge := after - before + s.extra(n, r)
+	extra := s.extra(n, r)
 	mark := uint32(1)
-	if dev := sharedDevice(c); dev >= 0 {
-		extra := s.extra(n, r)
-		if s.frag.bestShared(n, r, func(b, a float64) int64 { return fgdPoints(b, a+extra) }) != dev {
-			mark = 0
-		}
+	if dev := sharedDevice(c); dev >= 0 &&
+		s.frag.bestShared(n, r, func(b, a float64) int64 { return fgdPoints(b, a+extra) }) != dev {
+		mark = 0
 	}
 	var used uint32
 	if n.FreeWhole() < len(n.Free) || n.CPUFree < n.CPUCap || n.MemFree < n.MemCap {
 		used = 1
 	}
-	return rank(fgdPoints(0, charge), used, mark)
+	return rank(fgdPoints(before, after+extra), used, mark)
 }
 
 // extra is the stranding and scarcity charge of placing r on n; it does not
