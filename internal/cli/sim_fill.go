@@ -72,7 +72,7 @@ of GPU capacity at every percent of arrived demand, 0 to 130.`,
 	f.StringVar(&nodesPath, "nodes", "", "node list CSV (sn,cpu_milli,memory_mib,gpu,model)")
 	f.StringVar(&tasksPath, "tasks", "", "task list CSV (name,cpu_milli,memory_mib,num_gpu,gpu_milli[,gpu_spec,...])")
 	f.StringVar(&policy, "policy", place.DefaultFillPolicy, "placement policy, one of "+fmt.Sprint(place.Names()))
-	f.Uint64Var(&seed, "seed", 42, "seed of the workload draws, the shuffle and the policy's random choices")
+	f.Uint64Var(&seed, "seed", 42, "seed of the workload draws and shuffle, the node order and the policy's random choices")
 	f.Float64Var(&tune, "tune", 1.3, "extend the task list to this multiple of the cluster's GPU capacity")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return c
