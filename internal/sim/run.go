@@ -117,14 +117,15 @@ type simJob struct {
 	finVer  uint32 // bumped whenever the finish time changes
 	runVer  uint32 // bumped whenever a run stops
 
-	segStart  int64 // start of the current run
-	lastT     int64 // time the fields below were brought up to
-	nextCkpt  int64
-	work      float64 // seconds of work done at relative speed 1
-	ckptWork  float64 // work saved by the last checkpoint
-	rate      float64 // work per second in the current run
-	alloc     int64   // accelerator milli held now
-	sinceCkpt float64 // accelerator milli-seconds since the last checkpoint
+	segStart     int64 // start of the current run
+	lastT        int64 // time the fields below were brought up to
+	nextCkpt     int64
+	work         float64 // seconds of work done at relative speed 1
+	ckptWork     float64 // work saved by the last checkpoint
+	savedAtStart float64 // ckptWork when the current run began
+	rate         float64 // work per second in the current run
+	alloc        int64   // accelerator milli held now
+	sinceCkpt    float64 // accelerator milli-seconds since the last checkpoint
 
 	accelMilliSec float64
 	lostMilliSec  float64
@@ -201,6 +202,9 @@ type engine struct {
 	repairs    int
 	tickAt     int64
 	dirty      bool
+	// lastProgress is the last time a job first started, ended, or stopped
+	// with more work saved than it started its run with.
+	lastProgress int64
 
 	rng      *rand.Rand
 	starting []int32
@@ -358,7 +362,7 @@ func (e *engine) run(src Source) error {
 		return err
 	}
 	for {
-		if e.srcDone && (e.finiteLeft == 0 || e.jobEvents == 0 && e.repairs == 0 && e.tickAt < 0) {
+		if e.srcDone && (e.finiteLeft == 0 || e.stalled()) {
 			break
 		}
 		t := int64(math.MaxInt64)
@@ -368,7 +372,15 @@ func (e *engine) run(src Source) error {
 		if e.q.Len() > 0 && e.q.peek().t < t {
 			t = e.q.peek().t
 		}
-		if t == math.MaxInt64 || e.cfg.Until > 0 && t > e.cfg.Until {
+		if t == math.MaxInt64 {
+			break
+		}
+		if e.cfg.Until > 0 && t > e.cfg.Until {
+			if e.started && e.cfg.Until > e.now {
+				e.sampleUpTo(e.cfg.Until)
+				e.accumulate(e.cfg.Until)
+				e.now = e.cfg.Until
+			}
 			break
 		}
 		if !e.started {
@@ -406,6 +418,21 @@ func (e *engine) run(src Source) error {
 	}
 	e.finish()
 	return nil
+}
+
+// stallLimit is how long a run whose workload has all arrived goes on with
+// nothing but node failures and repairs happening before it gives up on
+// the jobs still waiting.
+const stallLimit = 30 * 86400
+
+// stalled reports that nothing left can start or end a job: no job event
+// is due, no cycle is pending, and either no node is being repaired or
+// nothing has started or ended for stallLimit.
+func (e *engine) stalled() bool {
+	if e.jobEvents > 0 || e.tickAt >= 0 {
+		return false
+	}
+	return e.repairs == 0 || e.now-e.lastProgress > stallLimit
 }
 
 // begin starts the clock at the first arrival.
@@ -681,9 +708,11 @@ func (e *engine) begin1(ji int32) {
 	e.running++
 	if j.start < 0 {
 		j.start = e.now
+		e.lastProgress = e.now
 	}
 	j.segStart, j.lastT = e.now, e.now
 	j.work = j.ckptWork
+	j.savedAtStart = j.ckptWork
 	j.sinceCkpt = 0
 	j.nextCkpt = 0
 	if j.ckptSec > 0 {
@@ -794,6 +823,9 @@ func (e *engine) stop(ji int32, failure bool) {
 		e.c.failRequeues++
 	}
 	j.requeues++
+	if j.ckptWork > j.savedAtStart {
+		e.lastProgress = e.now
+	}
 	j.work, j.sinceCkpt = j.ckptWork, 0
 	e.releaseAll(j)
 	j.shrinks = nil
@@ -838,6 +870,7 @@ func (e *engine) releaseAll(j *simJob) {
 
 func (e *engine) done(ji int32, status string) {
 	j := &e.jobs[ji]
+	e.lastProgress = e.now
 	if j.state == jsPending {
 		e.pending--
 	}

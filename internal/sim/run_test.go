@@ -263,3 +263,28 @@ func TestRunElasticJobShrinksForHigherPriority(t *testing.T) {
 		t.Errorf("shrinks %d, preemptions %d; want 1 and 0", res.Summary.Shrinks, res.Summary.Preemptions)
 	}
 }
+
+func TestRunEndsWhenNothingCanStart(t *testing.T) {
+	// The service holds one of two nodes for good; b needs both and can
+	// never start. Nodes fail often and take days to repair, so a repair is
+	// nearly always under way; the run must still end, some time after the
+	// last progress.
+	svc := gpuJob("svc", 0, 0, 1, 8)
+	svc.Kind, svc.Duration, svc.Priority = sched.Service, NoDuration, 200
+	cfg := Config{Seed: 3, FailuresPerNodeDay: 2, RepairMeanSec: 3 * 86400,
+		Outages: []Outage{{Node: "n2", At: 5, Duration: 10 * 86400}}}
+	res := run(t, cfg, testFleet(t, "h100", 2), testQueues("h100", 16), svc, gpuJob("b", 10, 100, 2, 8))
+	if got := res.Jobs[1].Status; got != StatusPending {
+		t.Errorf("b is %s at the end, want %s", got, StatusPending)
+	}
+	if s := res.Summary; s.NodeFailures == 0 || s.End > 200*86400 {
+		t.Errorf("%d node failures, end at day %d; want failures and an end within 200 days", s.NodeFailures, s.End/86400)
+	}
+}
+
+func TestRunUntil(t *testing.T) {
+	res := run(t, Config{Until: 500}, testFleet(t, "h100", 1), testQueues("h100", 8), gpuJob("a", 0, 1000, 1, 8))
+	if s := res.Summary; s.End != 500 || s.Jobs.RunningAtEnd != 1 || s.Utilization != 1 {
+		t.Errorf("end %d, running %d, utilization %v; want 500, 1, 1", s.End, s.Jobs.RunningAtEnd, s.Utilization)
+	}
+}
