@@ -175,14 +175,15 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 	return true
 }
 
-// fillAny places a one-replica gang that names no accelerator type by
+// fillAny places a one-replica gang that names no accelerator type (or
+// whose types are a set, Gang.AnyType) by
 // ranking the nodes of every type its queue has quota for together, rather
 // than trying the types in catalog order. It reports the type and flavor
 // used; ok is false when the gang is not of that kind or found no node.
 func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outcome) (ti, f int, ok bool) {
 	gang := &j.Gangs[g]
 	opts := c.opts(j, g)
-	if len(gang.Shape.Accel) > 0 || gang.Min() != 1 || len(opts) < 2 || opts[0] < 0 {
+	if (len(gang.Shape.Accel) > 0 && !gang.AnyType) || gang.Min() != 1 || len(opts) < 2 || opts[0] < 0 {
 		return 0, 0, false
 	}
 	if t.anyOK == nil {
@@ -311,7 +312,7 @@ func shapeKey(j *job) string {
 	s := fmt.Sprintf("%s|%v|%s", j.Topology.Level, j.Topology.Required, j.Tier)
 	for g := range j.Gangs {
 		r := &j.Gangs[g].Shape
-		s += fmt.Sprintf("|%d:%d:%d:%d:%d:%v", j.Gangs[g].Min(), r.Devices, r.Milli, r.CPUMilli, r.MemoryMiB, r.Accel)
+		s += fmt.Sprintf("|%d:%d:%d:%d:%d:%v:%v", j.Gangs[g].Min(), r.Devices, r.Milli, r.CPUMilli, r.MemoryMiB, r.Accel, j.Gangs[g].AnyType)
 	}
 	return s
 }

@@ -7,6 +7,8 @@
 // simulator both drive it and hold no scheduling logic of their own.
 package sched
 
+import "github.com/gpufleet/gpufleet/internal/place"
+
 // Config selects the core's policies.
 type Config struct {
 	// Placement is the chain of placement stages by name, filters first and
@@ -26,6 +28,9 @@ type Config struct {
 	MaxBindsPerCycle int `json:"maxBindsPerCycle,omitempty"`
 	// Seed drives every random choice the policies make.
 	Seed uint64 `json:"seed,omitempty"`
+	// Workload is the target workload that fragmentation-aware scorers plan
+	// for. Nil means the workload the core has seen submitted so far.
+	Workload *place.Workload `json:"-"`
 }
 
 // Explanation is what the core can say about one job.

@@ -171,7 +171,9 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		ends:       btree.NewG(16, endLess),
 	}
 	c.present = make([]bool, len(f.Catalog.Types))
-	c.pcg = rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)
+	// The policies' own stream ("policy"): the simulator seeds its
+	// reference runs the same way.
+	c.pcg = rand.NewPCG(cfg.Seed, 0x706f6c696379)
 	c.rng = rand.New(c.pcg)
 	c.idx = newIndex(f)
 	c.nodeJobs = make([][]*job, len(f.Nodes))

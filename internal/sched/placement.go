@@ -95,7 +95,11 @@ func contains(list []string, s string) bool {
 }
 
 func (c *Core) placeEnv() *place.Env {
-	return &place.Env{Nodes: c.idx.nodes, Workload: &c.workload, Rand: c.rng}
+	w := c.cfg.Workload
+	if w == nil {
+		w = &c.workload
+	}
+	return &place.Env{Nodes: c.idx.nodes, Workload: w, Rand: c.rng}
 }
 
 // observe adds a job's replica shapes to the workload the fragmentation

@@ -51,6 +51,10 @@ type Gang struct {
 	Replicas    int           `json:"replicas"`
 	MinReplicas int           `json:"minReplicas,omitempty"`
 	Shape       place.Request `json:"shape"`
+	// AnyType makes Shape.Accel a set rather than an order of preference:
+	// the placement chain ranks nodes of all listed types together (as for
+	// a gang that lists none). It applies to one-replica gangs.
+	AnyType bool `json:"anyType,omitempty"`
 }
 
 // Min is the number of replicas the gang needs to start.

@@ -4,9 +4,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/place"
+	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
 )
 
 // The fill experiment of Weng et al. (USENIX ATC '23), "Beware of
@@ -19,8 +25,10 @@ import (
 // function of the GPU demand that has arrived, failed tasks included: a
 // policy that fragments the cluster less keeps placing tasks longer.
 //
-// Every placement goes through place.Select with the policy's scorer, the
-// same call the scheduling core makes for a one-replica placement.
+// The fill holds no placement logic: every task is submitted to the
+// scheduling core, configured with the policy as its only placement stage
+// ranking every feasible node, and a task the cycle does not bind is
+// cancelled (dropped).
 
 // FillPoints is the number of points of a fill curve: arrived demand 0..130%.
 const FillPoints = 131
@@ -89,30 +97,44 @@ func Fill(nodes []*place.Node, tasks []place.Request, policy string, seed uint64
 	if capacity == 0 {
 		return nil, fmt.Errorf("fill: the cluster has no GPUs")
 	}
-	scorer, err := place.New(policy, &place.Env{
-		Nodes:    cluster,
-		Workload: place.NewWorkload(tasks),
-		Rand:     rand.New(rand.NewPCG(seed, 0x706f6c696379)), // "policy"
-	})
+	if !slices.Contains(place.Names(), policy) {
+		return nil, fmt.Errorf("placement policy %q: want one of %s", policy, strings.Join(place.Names(), ", "))
+	}
+	arrivals := fillWorkload(tasks, capacity, seed, tune)
+	res := &FillResult{Policy: policy, Seed: seed, Tune: tune, TotalGPUMilli: capacity, Arrivals: len(arrivals), Order: perm}
+	core, err := fillCore(cluster, tasks, policy, seed)
 	if err != nil {
 		return nil, err
 	}
-
-	arrivals := fillWorkload(tasks, capacity, seed, tune)
-	res := &FillResult{Policy: policy, Seed: seed, Tune: tune, TotalGPUMilli: capacity, Arrivals: len(arrivals), Nodes: cluster, Order: perm}
 	bins := make([]fillBin, FillPoints)
 	var arrived, allocated int64
-	var buf []place.Choice
 	start := time.Now()
-	for _, t := range arrivals {
+	for i, t := range arrivals {
 		r := &tasks[t]
 		arrived += r.GPUMilli()
-		if c, ok := place.Select(cluster, r, scorer, buf); ok {
-			place.Apply(cluster[c.Node], r, c, +1)
+		id := sched.JobID(strconv.Itoa(i))
+		err := core.Apply(sched.JobSubmitted{Job: sched.Job{ID: id, Queue: fillQueue,
+			Gangs: []sched.Gang{{Replicas: 1, Shape: *r, AnyType: true}}}})
+		if err != nil {
+			return nil, fmt.Errorf("fill: task %d: %w", t, err)
+		}
+		placed := false
+		for _, a := range core.Schedule(int64(i)) {
+			if _, ok := a.(sched.Bind); ok {
+				placed = true
+			}
+		}
+		if placed {
 			allocated += r.GPUMilli()
 			res.Placed++
 		} else {
 			res.Failed++
+			// A task that finds no room is dropped, not kept waiting.
+			if _, pending := core.Explain(id); pending {
+				if err := core.Apply(sched.JobCancelled{ID: id}); err != nil {
+					return nil, err
+				}
+			}
 		}
 		p := math.RoundToEven(float64(arrived) * 100 / float64(capacity))
 		if p >= 0 && p < FillPoints {
@@ -121,7 +143,59 @@ func Fill(nodes []*place.Node, tasks []place.Request, policy string, seed uint64
 	}
 	res.Wall = time.Since(start)
 	res.Curve = fillCurve(bins)
+	for i := range cluster {
+		res.Nodes = append(res.Nodes, core.NodeState(i))
+	}
 	return res, nil
+}
+
+// fillQueue is the one queue of the fill experiment, with unlimited quota:
+// the experiment measures placement, not admission.
+const fillQueue = "fill"
+
+// fillCore builds the scheduling core the fill drives: the cluster's nodes
+// in their seeded order, a catalog of the trace's GPU types, one queue, and
+// a placement chain of the policy alone ranking every feasible node (as the
+// paper's simulator does), planning for the task list's workload.
+func fillCore(cluster []*place.Node, tasks []place.Request, policy string, seed uint64) (*sched.Core, error) {
+	var types []fleet.AccelType
+	seen := map[string]bool{}
+	nodes := make([]fleet.Node, len(cluster))
+	for i, n := range cluster {
+		if n.Accel != "" && !seen[n.Accel] {
+			seen[n.Accel] = true
+			types = append(types, fleet.AccelType{Name: n.Accel})
+		}
+		nodes[i] = fleet.Node{Name: fmt.Sprintf("node-%05d", i), Path: []string{"openb"}, Accel: n.Accel,
+			Count: len(n.Free), CPUMilli: n.CPUCap, MemoryMiB: n.MemCap}
+		if len(n.Free) == 0 {
+			nodes[i].Accel = ""
+		}
+	}
+	cat, err := fleet.NewCatalog(types)
+	if err != nil {
+		return nil, err
+	}
+	f, err := fleet.New(cat, []string{"cluster"}, nodes)
+	if err != nil {
+		return nil, fmt.Errorf("fill: %w", err)
+	}
+	spec := quota.Spec{Name: fillQueue, Quotas: map[string]quota.Limits{}}
+	for _, t := range types {
+		spec.Quotas[t.Name] = quota.Limits{Nominal: quota.Unlimited}
+	}
+	q, err := quota.New([]quota.Spec{spec})
+	if err != nil {
+		return nil, err
+	}
+	return sched.New(sched.Config{
+		Placement:    []string{policy},
+		Candidates:   -1,
+		NoBackfill:   true,
+		NoPreemption: true,
+		Seed:         seed,
+		Workload:     place.NewWorkload(tasks),
+	}, f, q)
 }
 
 // fillWorkload returns the arrival order as indices into tasks.
