@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/gpufleet/gpufleet/internal/agent"
@@ -31,7 +32,7 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:   "testdata/script",
 		Setup: setupLivePlane,
-		Cmds:  map[string]func(ts *testscript.TestScript, neg bool, args []string){"waitjob": waitJob},
+		Cmds:  map[string]func(ts *testscript.TestScript, neg bool, args []string){"waitjob": waitJob, "waitfile": waitFile},
 	})
 }
 
@@ -113,7 +114,16 @@ func waitJob(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		limit = time.Duration(n) * time.Second
 	}
-	c := api.NewClient(ts.Getenv("GPUFLEET_SERVER"), ts.Getenv("GPUFLEET_TOKEN"))
+	server, token := ts.Getenv("GPUFLEET_SERVER"), ts.Getenv("GPUFLEET_TOKEN")
+	if server == "" {
+		// As the command line does: the config file gpufleet up wrote.
+		var cfg clientConfig
+		data, err := os.ReadFile(filepath.Join(ts.Getenv("XDG_CONFIG_HOME"), "gpufleet", "config.yaml"))
+		ts.Check(err)
+		ts.Check(yaml.Unmarshal(data, &cfg))
+		server, token = cfg.Server, cfg.Token
+	}
+	c := api.NewClient(server, token)
 	deadline := time.Now().Add(limit)
 	last := ""
 	for time.Now().Before(deadline) {
@@ -138,4 +148,17 @@ func waitJob(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ts.Fatalf("job %s not %s within %s (last: %s)", args[0], args[1], limit, last)
+}
+
+// waitFile: waitfile FILE waits (up to 15s) until FILE exists.
+func waitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+	}
+	ts.Fatalf("%s did not appear within 15s", args[0])
 }
