@@ -131,6 +131,12 @@ func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) *api.Error {
 		if r == nil || r.Node != req.Node || r.Gone() {
 			continue
 		}
+		if !r.Sent {
+			// The agent runs it, whatever the store said (a restart may
+			// have lost the note that it was sent).
+			r.Sent = true
+			l.markJob(j)
+		}
 		switch st.State {
 		case api.ReplicaRunning:
 			if r.State == store.ReplicaStarting {

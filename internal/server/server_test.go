@@ -144,9 +144,20 @@ func TestCancelStopsReplicas(t *testing.T) {
 	if want := h.clock.Now().Add(5 * time.Second).UnixMilli(); resp.Stop[0].DeadlineUnixMilli != want {
 		t.Errorf("stop deadline %d, want %d (grace)", resp.Stop[0].DeadlineUnixMilli, want)
 	}
+	// n2 never heard of its replica: nothing to stop there.
+	if resp := h.beat("n2"); len(resp.Stop)+len(resp.Run) != 0 {
+		t.Errorf("n2, whose replica was never sent: run %+v stop %+v", resp.Run, resp.Stop)
+	}
 	h.beat("n1", exited(k, -1, "SIGTERM"))
 	if resp := h.beat("n1"); len(resp.Stop) != 0 {
 		t.Errorf("stop orders after the exit: %+v", resp.Stop)
+	}
+	states := map[string]string{}
+	for _, r := range h.job(j.ID).Replicas {
+		states[r.Node] = r.State
+	}
+	if diff := cmp.Diff(map[string]string{"n1": "exited", "n2": "skipped"}, states); diff != "" {
+		t.Errorf("replica states after cancel (-want +got):\n%s", diff)
 	}
 	if _, err := acme.Cancel(h.ctx(), j.ID); apiStatus(err) != http.StatusConflict {
 		t.Errorf("second cancel: %v, want 409", err)
