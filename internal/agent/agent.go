@@ -164,7 +164,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer sd.close()
+	defer func() { _ = sd.close() }()
 	a := &agent{
 		cfg:        cfg,
 		log:        cfg.Logger,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -435,12 +434,6 @@ func (fs fields) get(key string) (value, bool) {
 	return v, ok
 }
 
-// has reports whether the field was given.
-func (fs fields) has(key string) bool {
-	_, ok := fs.vals[key]
-	return ok
-}
-
 // need returns the field's value or records that it is missing.
 func (fs fields) need(key string) (value, bool) {
 	v, ok := fs.vals[key]
@@ -639,11 +632,3 @@ func (v value) stringMap(checkKey func(string) string) (map[string]string, bool)
 	return out, ok
 }
 
-// quoteList renders names for messages.
-func quoteList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = strconv.Quote(n)
-	}
-	return strings.Join(q, ", ")
-}
