@@ -150,15 +150,15 @@ func waitJob(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("job %s not %s within %s (last: %s)", args[0], args[1], limit, last)
 }
 
-// waitFile: waitfile FILE waits (up to 15s) until FILE exists.
+// waitFile: waitfile FILE waits (up to 30s) until FILE exists.
 func waitFile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: waitfile FILE")
 	}
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
 			return
 		}
 	}
-	ts.Fatalf("%s did not appear within 15s", args[0])
+	ts.Fatalf("%s did not appear within 30s", args[0])
 }
