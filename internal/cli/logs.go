@@ -41,7 +41,9 @@ keeps printing new output until the job ends.`,
 					// Follow one attempt: a restart's output starts over.
 					attempt = p.Attempt
 				}
-				w.Write(p.Data)
+				if _, err := w.Write(p.Data); err != nil {
+					return err
+				}
 				offset = p.Next
 				if !follow {
 					return nil
@@ -69,7 +71,7 @@ keeps printing new output until the job ends.`,
 	c.Flags().IntVar(&rank, "replica", 0, "replica `RANK` (0 .. replicas-1, over all gangs)")
 	c.Flags().IntVar(&attempt, "attempt", 0, "`N`th attempt (default: the latest)")
 	c.Flags().DurationVar(&poll, "poll", 500*time.Millisecond, "how often -f asks for new output")
-	c.Flags().MarkHidden("poll")
+	_ = c.Flags().MarkHidden("poll") // the flag exists: no error
 	f = addClientFlags(c)
 	return c
 }

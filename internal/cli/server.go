@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,8 +61,7 @@ func (f *serverFlags) listenURL() (net.Listener, string, error) {
 	url := "http://" + ln.Addr().String()
 	if f.addrFile != "" {
 		if err := writeFileAtomic(f.addrFile, []byte(url+"\n"), 0o644); err != nil {
-			ln.Close()
-			return nil, "", err
+			return nil, "", errors.Join(err, ln.Close())
 		}
 	}
 	return ln, url, nil
@@ -95,7 +95,7 @@ gpufleet admin create tenant). After a crash or kill -9 it rebuilds its
 state from the store: every acknowledged job is still there.`,
 		Example: `  gpufleet server --data /var/lib/gpufleet --listen 0.0.0.0:7070 --admin-token-file /root/admin-token`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			var queues []quota.Spec
 			if queuesFile != "" {
 				data, err := os.ReadFile(queuesFile)
@@ -110,7 +110,7 @@ state from the store: every acknowledged job is still there.`,
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer func() { err = errors.Join(err, s.Close()) }()
 			// The token file is in place before the address file tells
 			// scripts the server is up.
 			out := cmd.OutOrStdout()

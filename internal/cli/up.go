@@ -51,13 +51,13 @@ default tenants and queues. Up writes the client config
 (~/.config/gpufleet/config.yaml) so the other commands find the server, and
 prints the admin token and a few commands to try.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			out := cmd.OutOrStdout()
 			s, err := server.Open(sf.config(cmd.ErrOrStderr(), spec.DefaultQueues()))
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer func() { err = errors.Join(err, s.Close()) }()
 			adminTok, err := localToken(s, filepath.Join(sf.data, "admin-token"), store.RoleAdmin, s.AdminToken())
 			if err != nil {
 				return err

@@ -149,7 +149,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	// The status line is out; a client that went away is all that can
+	// fail here.
+	_ = enc.Encode(v)
 }
 
 func (s *Server) openAPI(w http.ResponseWriter, r *http.Request, _ principal) {

@@ -114,12 +114,10 @@ func Open(cfg Config) (*Server, error) {
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
 	if err := s.bootstrap(); err != nil {
-		db.Close()
-		return nil, err
+		return nil, errors.Join(err, db.Close())
 	}
 	if s.loop, err = restore(s); err != nil {
-		db.Close()
-		return nil, err
+		return nil, errors.Join(err, db.Close())
 	}
 	return s, nil
 }
@@ -202,7 +200,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
-	hs.Shutdown(sctx)
+	if serr := hs.Shutdown(sctx); err == nil && serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+		err = serr
+	}
 	if lerr := <-loopErr; err == nil {
 		err = lerr
 	}

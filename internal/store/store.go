@@ -87,8 +87,7 @@ func Open(dir string, opt Options) (*DB, error) {
 		return nil
 	})
 	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("store: init %s: %w", path, err)
+		return nil, errors.Join(fmt.Errorf("store: init %s: %w", path, err), b.Close())
 	}
 	return &DB{bolt: b, created: os.IsNotExist(statErr), noBatch: opt.NoGroupCommit}, nil
 }
