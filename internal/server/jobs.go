@@ -229,9 +229,12 @@ func (l *loop) finishStop(j *store.Job, now time.Time) {
 	if err := l.core.Apply(sched.JobFailed{ID: sched.JobID(j.ID), Reason: reason, Requeue: st.Requeue}); err != nil {
 		l.log.Warn("core refused a job's end", "job", j.ID, "err", err)
 	}
-	if st.Requeue {
+	switch {
+	case st.Requeue:
 		j.State, j.Reason = store.Pending, st.Reason
-	} else {
+	case st.Cancelled:
+		j.State, j.Reason, j.FinishedMs = store.Cancelled, st.Reason, now.UnixMilli()
+	default:
 		j.State, j.Reason, j.FinishedMs = store.Failed, st.Reason, now.UnixMilli()
 	}
 	l.markJob(j)
@@ -277,8 +280,29 @@ func (l *loop) replicaExited(j *store.Job, r *store.Replica, st api.ReplicaStatu
 	}
 }
 
-// cancel ends a job at a user's request.
+// cancel ends a job at a user's request. A job with processes running
+// keeps its accelerators until every process is gone (SIGTERM now, SIGKILL
+// after the stop grace): only then does the core hear of it, so the devices
+// are never handed to another job while the old processes still hold them.
 func (l *loop) cancel(j *store.Job, now time.Time) *api.Error {
+	live := false
+	for i := range j.Replicas {
+		if j.Replicas[i].Sent && !j.Replicas[i].Gone() {
+			live = true
+		}
+	}
+	if live && j.Stopping == nil {
+		j.State, j.Reason = store.Cancelling, "cancelled by request; stopping its processes"
+		l.beginStop(j, store.Stopping{Reason: "cancelled by request", Cancelled: true}, now.Add(l.s.cfg.StopGrace).UnixMilli(), now)
+		return nil
+	}
+	if live {
+		// Already stopping (preempted or failing): it ends cancelled.
+		j.Stopping.Cancelled, j.Stopping.Requeue, j.Stopping.Reason = true, false, "cancelled by request"
+		j.State = store.Cancelling
+		l.markJob(j)
+		return nil
+	}
 	if err := l.core.Apply(sched.JobCancelled{ID: sched.JobID(j.ID)}); err != nil {
 		return api.Conflict("cancel %s: %v", j.ID, err)
 	}

@@ -205,7 +205,7 @@ func restore(s *Server) (*loop, error) {
 	var pending []*store.Job
 	err = s.db.Jobs(func(j *store.Job) bool {
 		switch j.State {
-		case store.Running, store.Preempting:
+		case store.Running, store.Preempting, store.Cancelling:
 			if err := core.Apply(sched.JobRestored{Job: j.Spec, Binds: restoreBinds(j), Start: j.StartedMs / 1000}); err != nil {
 				s.log.Warn("restore: running job requeued", "job", j.ID, "err", err)
 				l.stopAttempt(j, now)

@@ -180,7 +180,7 @@ func (l *loop) desired(name string) api.HeartbeatResponse {
 		if j == nil {
 			continue
 		}
-		running := j.State == store.Running || j.State == store.Preempting
+		running := j.State == store.Running || j.State == store.Preempting || j.State == store.Cancelling
 		for _, list := range [][]store.Replica{j.Replicas, j.Stale} {
 			for i := range list {
 				r := &list[i]

@@ -134,8 +134,8 @@ func TestCancelStopsReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.State != store.Cancelled {
-		t.Errorf("cancel answered state %q", got.State)
+	if got.State != store.Cancelling {
+		t.Errorf("cancel answered state %q, want cancelling while its process runs", got.State)
 	}
 	resp := h.beat("n1", running(k))
 	if len(resp.Run) != 0 || len(resp.Stop) != 1 || resp.Stop[0].ReplicaKey != k {
@@ -151,6 +151,9 @@ func TestCancelStopsReplicas(t *testing.T) {
 	h.beat("n1", exited(k, -1, "SIGTERM"))
 	if resp := h.beat("n1"); len(resp.Stop) != 0 {
 		t.Errorf("stop orders after the exit: %+v", resp.Stop)
+	}
+	if got := h.job(j.ID).State; got != store.Cancelled {
+		t.Errorf("state after the process exited: %q, want cancelled", got)
 	}
 	states := map[string]string{}
 	for _, r := range h.job(j.ID).Replicas {

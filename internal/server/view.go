@@ -98,7 +98,7 @@ func (l *loop) held() (usage map[string]map[string]int64, pending, running map[s
 		case store.Pending:
 			pending[j.Queue]++
 			continue
-		case store.Running, store.Preempting:
+		case store.Running, store.Preempting, store.Cancelling:
 			running[j.Queue]++
 		default:
 			continue
@@ -198,7 +198,7 @@ func (l *loop) tenantViews(tenant string) []api.Tenant {
 func (l *loop) nodeViews() []api.Node {
 	alloc := map[string]int64{}
 	for _, j := range l.jobs {
-		if j.State != store.Running && j.State != store.Preempting {
+		if j.State != store.Running && j.State != store.Preempting && j.State != store.Cancelling {
 			continue
 		}
 		for _, r := range j.Replicas {

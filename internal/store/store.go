@@ -195,6 +195,9 @@ const (
 	Pending    = "pending"
 	Running    = "running"
 	Preempting = "preempting"
+	// Cancelling: a user cancelled the job; its processes are stopping and
+	// it keeps its accelerators until they are gone.
+	Cancelling = "cancelling"
 	Succeeded  = "succeeded"
 	Failed     = "failed"
 	Cancelled  = "cancelled"
@@ -261,6 +264,8 @@ type Stopping struct {
 	Requeue bool `json:"requeue"`
 	// Preempted marks a stop the core asked for.
 	Preempted bool `json:"preempted,omitempty"`
+	// Cancelled marks a stop a user asked for: the job ends cancelled.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Job is a submitted job with everything the driver knows of it.
