@@ -157,26 +157,25 @@ func (e *engine) result() *Result {
 	s.Jobs.ByKind = map[string]int{}
 	kindNames := sched.KindNames()
 
+	// Records in arrival order.
+	sort.Sort(byArrival{e.records, e.recSeq})
+	r.Jobs = e.records
+	e.records, e.recSeq = nil, nil
+	kindIdx := map[string]int{}
+	for i, k := range kindNames {
+		kindIdx[k] = i
+	}
 	waits := newGroups(len(e.tenants))
 	jcts := newGroups(len(e.tenants))
-	r.Jobs = make([]JobRecord, len(e.jobs))
-	var lastEnd int64 = e.origin
-	for i := range e.jobs {
-		j := &e.jobs[i]
-		kind := kindNames[j.kind]
-		rec := JobRecord{
-			ID: string(j.id), Tenant: e.tenants[j.tenant], Queue: e.queueNames[j.queue], Kind: kind,
-			Accels: round6(j.accels), Arrival: j.arrival, Start: j.start, End: j.end, Wait: -1,
-			Status: j.status, Preemptions: int(j.preemptions), Requeues: int(j.requeues),
-			AccelHours:     round6(j.accelMilliSec / 1000 / 3600),
-			LostAccelHours: round6(j.lostMilliSec / 1000 / 3600),
-			Reason:         j.reason,
-		}
+	for i := range r.Jobs {
+		rec := &r.Jobs[i]
+		k, t := kindIdx[rec.Kind], e.tenantIdx[rec.Tenant]
 		s.Jobs.Total++
-		s.Jobs.ByKind[kind]++
-		switch j.status {
+		s.Jobs.ByKind[rec.Kind]++
+		switch rec.Status {
 		case StatusFinished:
 			s.Jobs.Finished++
+			jcts.add(k, t, float64(rec.End-rec.Arrival))
 		case StatusTimedOut:
 			s.Jobs.TimedOut++
 		case StatusRejected:
@@ -186,19 +185,11 @@ func (e *engine) result() *Result {
 		case StatusPending:
 			s.Jobs.PendingAtEnd++
 		}
-		if j.start >= 0 {
-			rec.Wait = j.start - j.arrival
-			waits.add(int(j.kind), j.tenant, float64(rec.Wait))
+		if rec.Wait >= 0 {
+			waits.add(k, t, float64(rec.Wait))
 		}
-		if j.status == StatusFinished {
-			jcts.add(int(j.kind), j.tenant, float64(j.end-j.arrival))
-		}
-		if j.duration != NoDuration && j.end > lastEnd {
-			lastEnd = j.end
-		}
-		r.Jobs[i] = rec
 	}
-	e.jobs = nil
+	lastEnd := max(e.lastEnd, e.origin)
 	s.MakespanSec = lastEnd - e.origin
 	s.Wait = waits.breakdown(kindNames, e.tenants)
 	s.Completion = jcts.breakdown(kindNames, e.tenants)
@@ -234,6 +225,18 @@ func (e *engine) result() *Result {
 		p.BusyAccels, p.CapacityAccels, p.PowerKW = round6(p.BusyAccels), round6(p.CapacityAccels), round6(p.PowerKW)
 	}
 	return r
+}
+
+type byArrival struct {
+	recs []JobRecord
+	seq  []int64
+}
+
+func (b byArrival) Len() int           { return len(b.recs) }
+func (b byArrival) Less(i, j int) bool { return b.seq[i] < b.seq[j] }
+func (b byArrival) Swap(i, j int) {
+	b.recs[i], b.recs[j] = b.recs[j], b.recs[i]
+	b.seq[i], b.seq[j] = b.seq[j], b.seq[i]
 }
 
 // entitlements gives each tenant its nominal quota's share of the root's,

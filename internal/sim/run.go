@@ -94,9 +94,12 @@ type shrinkRec struct {
 	pairs [][2]int
 }
 
-// simJob is the engine's record of one job.
+// simJob is the engine's record of a job that has arrived and is not done.
+// Done jobs become JobRecords and their slot is reused, so that memory
+// follows the jobs in the system, not the length of the trace.
 type simJob struct {
 	id       sched.JobID
+	seq      int64 // arrival order
 	kind     sched.Kind
 	state    jobState
 	tenant   int32
@@ -156,9 +159,15 @@ type engine struct {
 	core Scheduler
 	now  int64
 
-	jobs []simJob
-	byID map[sched.JobID]int32
-	q    eventQueue
+	jobs    []simJob // slots of jobs in the system; free ones are in free
+	free    []int32
+	byID    map[sched.JobID]int32
+	arrived int
+	q       eventQueue
+	// records of done jobs, with their arrival order for sorting.
+	records []JobRecord
+	recSeq  []int64
+	lastEnd int64 // end of the last job with a duration
 
 	nodes      []nodeInfo
 	nodeByName map[string]int32
@@ -547,16 +556,29 @@ func (e *engine) submit(w *Job) error {
 		sj.replicas += int32(w.Gangs[g].Replicas)
 		sj.accels += float64(w.Gangs[g].Replicas) * float64(w.Gangs[g].Shape.GPUMilli()) / 1000
 	}
-	idx := int32(len(e.jobs))
-	e.jobs = append(e.jobs, sj)
+	e.arrived++
+	sj.seq = int64(e.arrived)
+	var idx int32
+	if n := len(e.free); n > 0 {
+		idx = e.free[n-1]
+		e.free = e.free[:n-1]
+		// Versions carry on from the slot's last job, so that its stale
+		// events never match the new one.
+		old := &e.jobs[idx]
+		sj.finVer, sj.runVer = old.finVer+1, old.runVer+1
+		e.jobs[idx] = sj
+	} else {
+		idx = int32(len(e.jobs))
+		e.jobs = append(e.jobs, sj)
+	}
 	e.byID[w.ID] = idx
 	e.pending++
 	if w.Duration != NoDuration {
 		e.finiteLeft++
 	}
 	e.dirty = true
-	if e.cfg.Progress != nil && len(e.jobs)%1000 == 0 {
-		e.cfg.Progress(len(e.jobs))
+	if e.cfg.Progress != nil && e.arrived%1000 == 0 {
+		e.cfg.Progress(e.arrived)
 	}
 	return nil
 }
@@ -689,8 +711,8 @@ func (e *engine) act(a sched.Action) error {
 			e.releaseAll(j)
 		}
 		e.c.rejections++
-		e.done(ji, StatusRejected)
 		j.reason = a.Reason
+		e.done(ji, StatusRejected)
 	default:
 		return fmt.Errorf("core returned an action of type %T the simulation cannot carry out", a)
 	}
@@ -798,8 +820,8 @@ func (e *engine) complete(ji int32) error {
 		}
 		e.releaseAll(j)
 		e.running--
-		e.done(ji, StatusTimedOut)
 		j.reason = reason
+		e.done(ji, StatusTimedOut)
 	}
 	e.dirty = true
 	return nil
@@ -868,22 +890,41 @@ func (e *engine) releaseAll(j *simJob) {
 	j.rate = 0
 }
 
+// done ends a job: its record is kept and its slot freed. The job must not
+// be used afterwards.
 func (e *engine) done(ji int32, status string) {
 	j := &e.jobs[ji]
 	e.lastProgress = e.now
 	if j.state == jsPending {
 		e.pending--
 	}
-	j.state = jsDone
 	j.status = status
 	j.end = e.now
-	j.binds, j.shrinks = nil, nil
-	j.finVer++
-	j.runVer++
 	if j.duration != NoDuration {
 		e.finiteLeft--
+		e.lastEnd = max(e.lastEnd, j.end)
 	}
 	delete(e.byID, j.id)
+	e.keep(j)
+	e.jobs[ji] = simJob{state: jsDone, finVer: j.finVer + 1, runVer: j.runVer + 1}
+	e.free = append(e.free, ji)
+}
+
+// keep turns a job into its record.
+func (e *engine) keep(j *simJob) {
+	rec := JobRecord{
+		ID: string(j.id), Tenant: e.tenants[j.tenant], Queue: e.queueNames[j.queue], Kind: j.kind.String(),
+		Accels: round6(j.accels), Arrival: j.arrival, Start: j.start, End: j.end, Wait: -1,
+		Status: j.status, Preemptions: int(j.preemptions), Requeues: int(j.requeues),
+		AccelHours:     round6(j.accelMilliSec / 1000 / 3600),
+		LostAccelHours: round6(j.lostMilliSec / 1000 / 3600),
+		Reason:         j.reason,
+	}
+	if j.start >= 0 {
+		rec.Wait = j.start - j.arrival
+	}
+	e.records = append(e.records, rec)
+	e.recSeq = append(e.recSeq, j.seq)
 }
 
 // take adds (sign +1) or removes (-1) one replica's accelerators from the
@@ -1019,6 +1060,10 @@ func (e *engine) finish() {
 			j.status = StatusRunning
 		case jsPending:
 			j.status = StatusPending
+		default:
+			continue
 		}
+		e.keep(j)
 	}
+	e.jobs, e.free = nil, nil
 }
