@@ -115,7 +115,7 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		if cmd.Flags().Changed("jobs") {
 			return fmt.Errorf("--jobs and --trace: --jobs sizes a generated workload; give one, not both")
 		}
-		var r io.Reader = cmd.InOrStdin()
+		r := cmd.InOrStdin()
 		name := "standard input"
 		if o.traceFile != "-" {
 			fh, err := os.Open(o.traceFile)

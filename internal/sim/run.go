@@ -370,10 +370,7 @@ func (e *engine) run(src Source) error {
 	} else if err != nil {
 		return err
 	}
-	for {
-		if e.srcDone && (e.finiteLeft == 0 || e.stalled()) {
-			break
-		}
+	for !e.srcDone || e.finiteLeft > 0 && !e.stalled() {
 		t := int64(math.MaxInt64)
 		if !e.srcDone {
 			t = next.Arrival
