@@ -32,7 +32,7 @@ const domainTries = 8
 // plan tries to place job j (its gangs at their minimum sizes) and, on
 // success, leaves the replicas allocated in the index (not yet in the quota
 // tree). On failure nothing stays allocated.
-func (c *Core) plan(j *job, h *hold) outcome {
+func (c *Core) plan(j *job, h holds) outcome {
 	t := &try{j: j, hold: h}
 	out := outcome{t: t}
 	levels := []int{-1} // -1: the whole fleet
@@ -84,7 +84,7 @@ func (c *Core) candidateDomains(j *job, lvl int) []int {
 		if ti < 0 {
 			return c.allDomains(lvl)
 		}
-		tr := c.idx.treesFor(ti, gsize)[lvl]
+		tr := c.idx.treeFor(ti, gsize, lvl)
 		n := 0
 		add := func(k domKey) bool {
 			if k.fit < need {
@@ -226,7 +226,7 @@ func (c *Core) undoTo(t *try, mark int) {
 }
 
 // capacityReason explains in plain words why the fleet could not hold j.
-func (c *Core) capacityReason(j *job, h *hold) string {
+func (c *Core) capacityReason(j *job, hs holds) string {
 	g := &j.Gangs[0]
 	for gi := range j.Gangs {
 		if j.Gangs[gi].Shape.Devices*j.Gangs[gi].Min() > g.Shape.Devices*g.Min() {
@@ -240,8 +240,13 @@ func (c *Core) capacityReason(j *job, h *hold) string {
 	}
 	tname := c.fleet.Catalog.Types[ti].Name
 	held := ""
-	if h != nil && h.job != j {
-		held = fmt.Sprintf(" (some free capacity is held until t=%d for %s, which waits longer)", h.at, h.job.ID)
+	var h *hold
+	for _, x := range hs {
+		if x.job != j {
+			h = x
+			held = fmt.Sprintf(" (some free capacity is held until t=%d for %s, which waits longer)", h.at, h.job.ID)
+			break
+		}
 	}
 	if r.Devices == 0 {
 		return fmt.Sprintf("needs %d milli of one %s (x%d replicas); no schedulable device has that much free with cpu %dm and memory %dMi%s",
@@ -276,6 +281,7 @@ func (c *Core) capacityReason(j *job, h *hold) string {
 
 // commit makes a successful plan real: quota, node lists, Bind actions.
 func (c *Core) commit(j *job, o outcome, acts []Action) []Action {
+	c.unnominate(j)
 	c.pending[j.queue].Delete(pendOf(j))
 	j.reps = append([]replica(nil), o.t.reps...)
 	j.gangType = o.types

@@ -26,6 +26,11 @@ type Config struct {
 	// MaxBindsPerCycle bounds the jobs admitted in one Schedule call; 0 is
 	// unlimited.
 	MaxBindsPerCycle int `json:"maxBindsPerCycle,omitempty"`
+	// RequeueBackoffSec is the first back-off of a preempted job before it
+	// may start again; it doubles with each preemption up to an hour (or
+	// up to the base if that is longer). 0 means 60 s; negative turns the
+	// back-off off.
+	RequeueBackoffSec int64 `json:"requeueBackoffSec,omitempty"`
 	// Seed drives every random choice the policies make.
 	Seed uint64 `json:"seed,omitempty"`
 	// Workload is the target workload that fragmentation-aware scorers plan

@@ -49,6 +49,12 @@ type job struct {
 	// awaiting is when the victims preempted for this job leave; while it
 	// lies in the future the job does not preempt again.
 	awaiting int64
+	backoff  int64 // the current preemption back-off, seconds
+	// evictions counts the times the job was preempted; after is when it
+	// may start again (an exponential back-off, so a job that borrows is
+	// not put back only to be reclaimed again at once).
+	evictions int
+	after     int64
 	// blocked is set while the job waits for capacity (or for the fleet's
 	// whole quota pool), when a backfill prediction means something.
 	blocked   bool
@@ -57,6 +63,9 @@ type job struct {
 	optsVer   int
 	// keyID groups jobs that place identically (see shapeKey).
 	keyID int
+	// noms are the nodes this job's preemptions are freeing for it: no
+	// other job may take them while it waits.
+	noms []int
 	// never is set for jobs no node of the fleet could ever hold.
 	never string
 }
@@ -72,15 +81,16 @@ func (j *job) finishesBy() int64 {
 // per-cycle memo need sit inline, so skipping a job whose shape already
 // found no room in this cycle does not touch the job itself.
 type pend struct {
-	prio int32
-	key  int32
-	seq  uint64
-	est  int64
-	j    *job
+	prio  int32
+	key   int32
+	seq   uint64
+	est   int64
+	after int64 // not before this time (back-off after preemption)
+	j     *job
 }
 
 func pendOf(j *job) pend {
-	return pend{prio: j.Priority, key: int32(j.keyID), seq: j.seq, est: j.EstimatedSec, j: j}
+	return pend{prio: j.Priority, key: int32(j.keyID), seq: j.seq, est: j.EstimatedSec, after: j.after, j: j}
 }
 
 func pendingLess(a, b pend) bool {
@@ -121,6 +131,12 @@ type Core struct {
 	// pools holds, per queue, its running preemptible jobs: the only
 	// candidates preemption ever looks at.
 	pools []map[*job]struct{}
+	// nominee[n] is the preemptor node n is being freed for; nominated
+	// marks those nodes for a cheap check on the placement path.
+	nominee   map[int]*job
+	nominated bitset
+	// reserved are last cycle's backfill reservations.
+	reserved holds
 	// keyIDs interns shape keys; memo remembers, per key and cycle, that a
 	// shape found no room (the second slot: with a reservation held out).
 	keyIDs     map[string]int
@@ -165,6 +181,7 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		jobs:       map[JobID]*job{},
 		classes:    map[string]int{},
 		keyIDs:     map[string]int{},
+		nominee:    map[int]*job{},
 		preempting: map[JobID]*job{},
 		elastic:    map[JobID]*job{},
 		running:    map[JobID]*job{},
@@ -246,7 +263,12 @@ func (c *Core) Apply(ev Event) error {
 			c.retire(j)
 			return nil
 		}
+		wasPreempted := j.state == jPreempting
 		c.release(j)
+		if wasPreempted {
+			c.requeuePreempted(j, e.Reason)
+			return nil
+		}
 		j.reason = "requeued: " + e.Reason
 		c.enqueue(j)
 		return nil
@@ -406,6 +428,23 @@ func (c *Core) enqueue(j *job) {
 	c.pending[j.queue].ReplaceOrInsert(pendOf(j))
 }
 
+// requeuePreempted puts a preempted job back to pending with its back-off.
+func (c *Core) requeuePreempted(j *job, reason string) {
+	j.evictions++
+	base := c.cfg.RequeueBackoffSec
+	if base == 0 {
+		base = 60
+	}
+	wait := int64(0)
+	if base > 0 {
+		wait = min(base<<min(j.evictions-1, 16), max(base, 3600))
+		j.after = c.now + wait
+		reason = fmt.Sprintf("%s; preempted %d time(s), may start again from t=%d", reason, j.evictions, j.after)
+	}
+	j.reason = "requeued: " + reason
+	c.enqueue(j)
+}
+
 // release frees everything a placed job holds and forgets its placement.
 func (c *Core) release(j *job) {
 	if j.state != jRunning && j.state != jPreempting {
@@ -443,8 +482,32 @@ func (c *Core) releaseReplica(j *job, r *replica) {
 	}
 }
 
+// nominate keeps nodes for preemptor j until it starts or gives up.
+func (c *Core) nominate(j *job, nodes []int) {
+	for _, n := range nodes {
+		if p := c.nominee[n]; p != nil && p != j {
+			continue // the first preemptor keeps it
+		}
+		c.nominee[n] = j
+		c.nominated.set(n)
+		j.noms = append(j.noms, n)
+	}
+}
+
+// unnominate releases the nodes kept for j.
+func (c *Core) unnominate(j *job) {
+	for _, n := range j.noms {
+		if c.nominee[n] == j {
+			delete(c.nominee, n)
+			c.nominated.clear(n)
+		}
+	}
+	j.noms = nil
+}
+
 // retire ends a job for good, whatever its state.
 func (c *Core) retire(j *job) {
+	c.unnominate(j)
 	switch j.state {
 	case jPending:
 		c.pending[j.queue].Delete(pendOf(j))
@@ -641,6 +704,7 @@ func (c *Core) checkChoice(n int, r *place.Request, ch place.Choice) error {
 }
 
 func (c *Core) markRunning(j *job, start int64) {
+	j.backoff = 0
 	j.state = jRunning
 	j.started = start
 	j.reason = ""
@@ -710,8 +774,11 @@ func shapeText(r *place.Request) string {
 	return fmt.Sprintf("cpu %dm, memory %dMi", r.CPUMilli, r.MemoryMiB)
 }
 
-// memoSlot remembers a shape's failure in one cycle.
+// memoSlot remembers a shape's failure in one cycle: slot 0 for jobs no
+// reservation keeps out, slot 1 for those kept out by the reservations in
+// pat.
 type memoSlot struct {
 	cycle [2]uint64
 	why   [2]string
+	pat   [2]uint8
 }

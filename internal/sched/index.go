@@ -33,10 +33,16 @@ type typeIndex struct {
 	// hist[d][f] counts the schedulable nodes below domain d with f fully
 	// free devices.
 	hist [][maxDev + 1]int32
-	// trees[g][level] orders the domains of a level by their fit for
-	// replicas of g whole devices; built on first use.
-	trees map[int][]*btree.BTreeG[domKey]
-	gs    []int // keys of trees, in the order they were built
+	// byLevel[level] lists the ordered trees kept for that level: each
+	// orders the level's domains by their fit for replicas of g whole
+	// devices. A tree is built the first time a placement asks for its
+	// (level, g), and only those are kept up to date.
+	byLevel [][]levelTree
+}
+
+type levelTree struct {
+	g  int
+	tr *btree.BTreeG[domKey]
 }
 
 // index is the core's view of free capacity.
@@ -54,7 +60,7 @@ type index struct {
 func newIndex(f *fleet.Fleet) *index {
 	x := &index{f: f, types: make([]*typeIndex, len(f.Catalog.Types))}
 	for i := range x.types {
-		x.types[i] = &typeIndex{trees: map[int][]*btree.BTreeG[domKey]{}}
+		x.types[i] = &typeIndex{byLevel: make([][]levelTree, len(f.Levels))}
 	}
 	x.levelDoms = make([][]int32, len(f.Levels))
 	x.syncDomains()
@@ -80,8 +86,8 @@ func (x *index) syncDomains() {
 		lvl := x.f.Domains[d].Level
 		x.levelDoms[lvl] = append(x.levelDoms[lvl], int32(d))
 		for _, t := range x.types {
-			for g, trees := range t.trees {
-				trees[lvl].ReplaceOrInsert(domKey{fit: t.fit(d, g), dom: int32(d)})
+			for _, lt := range t.byLevel[lvl] {
+				lt.tr.ReplaceOrInsert(domKey{fit: t.fit(d, lt.g), dom: int32(d)})
 			}
 		}
 	}
@@ -119,22 +125,20 @@ func (t *typeIndex) fit(d, g int) int32 {
 	return s
 }
 
-// treesFor returns the per-level domain trees for replicas of g devices,
-// building them on first use.
-func (x *index) treesFor(ti, g int) []*btree.BTreeG[domKey] {
+// treeFor returns the tree of a level's domains ordered by their fit for
+// replicas of g devices of type ti, building it on first use.
+func (x *index) treeFor(ti, g, lvl int) *btree.BTreeG[domKey] {
 	t := x.types[ti]
-	if tr, ok := t.trees[g]; ok {
-		return tr
-	}
-	tr := make([]*btree.BTreeG[domKey], len(x.f.Levels))
-	for lvl := range tr {
-		tr[lvl] = btree.NewG(16, domLess)
-		for _, d := range x.levelDoms[lvl] {
-			tr[lvl].ReplaceOrInsert(domKey{fit: t.fit(int(d), g), dom: d})
+	for _, lt := range t.byLevel[lvl] {
+		if lt.g == g {
+			return lt.tr
 		}
 	}
-	t.trees[g] = tr
-	t.gs = append(t.gs, g)
+	tr := btree.NewG(16, domLess)
+	for _, d := range x.levelDoms[lvl] {
+		tr.ReplaceOrInsert(domKey{fit: t.fit(int(d), g), dom: d})
+	}
+	t.byLevel[lvl] = append(t.byLevel[lvl], levelTree{g: g, tr: tr})
 	return tr
 }
 
@@ -200,29 +204,27 @@ func (x *index) refresh(i int) {
 	if newWhole >= 0 {
 		t.byFree[newWhole].set(i)
 	}
-	var before [maxDev + 1]int32
 	for _, d := range x.ancestors[i] {
-		lvl := x.f.Domains[d].Level
-		if lvl >= 0 {
-			for _, g := range t.gs {
-				before[g] = t.fit(int(d), g)
-			}
-		}
 		if old >= 0 {
 			t.hist[d][old]--
 		}
 		if newWhole >= 0 {
 			t.hist[d][newWhole]++
 		}
+		lvl := x.f.Domains[d].Level
 		if lvl < 0 {
 			continue
 		}
-		for _, g := range t.gs {
-			if nf := t.fit(int(d), g); nf != before[g] {
-				tr := t.trees[g][lvl]
-				tr.Delete(domKey{fit: before[g], dom: d})
-				tr.ReplaceOrInsert(domKey{fit: nf, dom: d})
+		// A domain's fit for g changes by the node's own change in
+		// floor(free/g): recompute and move it only when that is not 0.
+		for _, lt := range t.byLevel[lvl] {
+			delta := int32(max(int(newWhole), 0)/lt.g - max(int(old), 0)/lt.g)
+			if delta == 0 {
+				continue
 			}
+			nf := t.fit(int(d), lt.g)
+			lt.tr.Delete(domKey{fit: nf - delta, dom: d})
+			lt.tr.ReplaceOrInsert(domKey{fit: nf, dom: d})
 		}
 	}
 }

@@ -86,6 +86,14 @@ func (c *Core) CheckInvariants() error {
 			}
 		}
 	}
+	for n, j := range c.nominee {
+		if j.state != jPending || !c.nominated.has(n) {
+			return fmt.Errorf("node %s is kept for %s, which is not waiting (state %d)", c.fleet.Nodes[n].Name, j.ID, j.state)
+		}
+	}
+	if c.nominated.n != len(c.nominee) {
+		return fmt.Errorf("%d nodes marked kept, %d kept", c.nominated.n, len(c.nominee))
+	}
 	if err := c.checkDomains(); err != nil {
 		return err
 	}
@@ -162,8 +170,9 @@ func (c *Core) checkDomains() error {
 				return fmt.Errorf("type %d domain %s: histogram %v, recomputed %v", ti, c.fleet.DomainPath(d), t.hist[d], hist[d])
 			}
 		}
-		for _, g := range t.gs {
-			for lvl, tr := range t.trees[g] {
+		for lvl, lts := range t.byLevel {
+			for _, lt := range lts {
+				g, tr := lt.g, lt.tr
 				if tr.Len() != len(c.idx.levelDoms[lvl]) {
 					return fmt.Errorf("type %d g %d level %d: tree has %d domains, level has %d", ti, g, lvl, tr.Len(), len(c.idx.levelDoms[lvl]))
 				}

@@ -126,12 +126,48 @@ type hold struct {
 	nodes bitset
 }
 
-// blocks reports whether j may not use node n because of the reservation.
+// blocks reports whether j may not use node n because of the reservation:
+// the node is kept and j, by its own estimate, would still run at the
+// reservation's start.
 func (h *hold) blocks(j *job, now int64, n int) bool {
 	if h == nil || h.job == j || !h.nodes.has(n) {
 		return false
 	}
 	return j.EstimatedSec <= 0 || now+j.EstimatedSec > h.at
+}
+
+// holds are the reservations of one cycle, oldest first.
+type holds []*hold
+
+func (hs holds) blocks(j *job, now int64, n int) bool {
+	for _, h := range hs {
+		if h.blocks(j, now, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// pattern says which reservations would keep a job with estimate est out
+// (bit i for holds[i]); jobs with equal patterns see the same nodes.
+func (hs holds) pattern(j *job, est, now int64) uint8 {
+	var p uint8
+	for i, h := range hs {
+		if h.job != j && (est <= 0 || now+est > h.at) {
+			p |= 1 << i
+		}
+	}
+	return p
+}
+
+// has reports whether j holds one of the reservations.
+func (hs holds) has(j *job) bool {
+	for _, h := range hs {
+		if h.job == j {
+			return true
+		}
+	}
+	return false
 }
 
 type cand struct {
@@ -144,7 +180,7 @@ type cand struct {
 // (so it can be undone) and why it failed.
 type try struct {
 	j    *job
-	hold *hold
+	hold holds
 	reps []replica
 	// anyOK marks the catalog types an anyType placement may use.
 	anyOK []bool
@@ -169,7 +205,14 @@ func (c *Core) undo(t *try) {
 
 // usable reports whether node n can take request r of job j now.
 func (c *Core) usable(t *try, n int, r *place.Request) bool {
-	return place.Fits(c.idx.nodes[n], r) && !t.hold.blocks(t.j, c.now, n)
+	if !place.Fits(c.idx.nodes[n], r) {
+		return false
+	}
+	if c.nominated.has(n) {
+		// Kept for a preemptor: only it may use the node, whatever holds.
+		return c.nominee[n] == t.j
+	}
+	return !t.hold.blocks(t.j, c.now, n)
 }
 
 // best ranks the choices on the collected candidate nodes and returns the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
 
@@ -21,38 +22,84 @@ type victim struct {
 // no more than its nominal share (reclaim), and lower-priority work of j's
 // own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
 // their minimum before any whole job is taken. It reports whether it acted.
-func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
+func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	scope := c.reclaimScope(j)
-	cands := c.victims(j, scope)
+	cands := c.focus(j, c.victims(j, scope))
 	if len(cands) == 0 {
 		return acts, false
 	}
-	// What if these were gone? Lift candidates in order until j fits.
+	// What if these were gone? Lift candidates in order: j is tried after
+	// 1, 2, 4, ... of them, then the shortest prefix that lets it fit is
+	// found by bisection, so a search costs O(log n) placement probes.
 	var lifted []*saved
-	fits := false
-	gone := map[*job]map[int]bool{} // replicas lifted so far, per job
-	for _, v := range cands {
-		lifted = append(lifted, c.liftVictim(v, gone))
-		if p := c.plan(j, nil); p.why == "" {
+	var gone []map[int]bool // replicas each lift took, to undo the marks
+	taken := map[*job]map[int]bool{}
+	liftTo := func(n int) {
+		for len(lifted) < n {
+			v := cands[len(lifted)]
+			before := map[int]bool{}
+			for k := range taken[v.j] {
+				before[k] = true
+			}
+			lifted = append(lifted, c.liftVictim(v, taken))
+			added := map[int]bool{}
+			for k := range taken[v.j] {
+				if !before[k] {
+					added[k] = true
+				}
+			}
+			gone = append(gone, added)
+		}
+		for len(lifted) > n {
+			k := len(lifted) - 1
+			c.reinstate(lifted[k])
+			for r := range gone[k] {
+				delete(taken[lifted[k].j], r)
+			}
+			lifted, gone = lifted[:k], gone[:k]
+		}
+	}
+	fits := func(n int) bool {
+		liftTo(n)
+		if p := c.plan(j, res); p.why == "" {
 			c.undo(p.t)
-			fits = true
+			return true
+		}
+		return false
+	}
+	lo, hi := 0, -1
+	for step := 1; ; step *= 2 {
+		n := min(step, len(cands))
+		if fits(n) {
+			hi = n
+			break
+		}
+		lo = n
+		if n == len(cands) {
 			break
 		}
 	}
-	if !fits {
-		for i := len(lifted) - 1; i >= 0; i-- {
-			c.reinstate(lifted[i])
-		}
+	if hi < 0 {
+		liftTo(0)
 		return acts, false
 	}
-	// Minimize: put back every victim j can do without, newest choice last.
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; fits(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	liftTo(hi)
+	// Minimize: put back every victim j can do without, newest choice
+	// first (bounded, for very long prefixes).
 	need := make([]bool, len(lifted))
 	for i := range need {
 		need[i] = true
 	}
-	for i := len(lifted) - 2; i >= 0; i-- {
+	for i := len(lifted) - 2; i >= 0 && i >= len(lifted)-2-maxMinimize; i-- {
 		c.reinstate(lifted[i])
-		if p := c.plan(j, nil); p.why == "" {
+		if p := c.plan(j, res); p.why == "" {
 			c.undo(p.t)
 			need[i] = false
 			continue
@@ -62,6 +109,23 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 	for i := len(lifted) - 1; i >= 0; i-- {
 		if need[i] {
 			c.reinstate(lifted[i])
+		}
+	}
+	// The victims' nodes, read before their replicas are released: kept
+	// for j while it waits.
+	var nodes []int
+	for i, v := range cands[:len(lifted)] {
+		if !need[i] {
+			continue
+		}
+		if v.shrink != nil {
+			for _, k := range v.shrink {
+				nodes = append(nodes, v.j.reps[k].node)
+			}
+			continue
+		}
+		for _, r := range v.j.reps {
+			nodes = append(nodes, r.node)
 		}
 	}
 	wholeNeeded := map[*job]bool{}
@@ -112,8 +176,7 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 		acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason})
 		if deadline <= c.now {
 			c.release(v.j)
-			v.j.reason = "requeued: " + reason
-			c.enqueue(v.j)
+			c.requeuePreempted(v.j, reason)
 			acts = append(acts, Requeue{Job: v.j.ID, Reason: reason})
 			continue
 		}
@@ -125,11 +188,12 @@ func (c *Core) preempt(j *job, o outcome, acts []Action) ([]Action, bool) {
 		c.preempting[v.j.ID] = v.j
 	}
 	if immediate {
-		if p := c.plan(j, nil); p.why == "" {
+		if p := c.plan(j, res); p.why == "" {
 			return c.commit(j, p, acts), true
 		}
 		return acts, true
 	}
+	c.nominate(j, nodes)
 	j.awaiting = last
 	j.reason = fmt.Sprintf("waiting for %d preempted job(s) to release their resources by t=%d", n, last)
 	j.earliest = last
@@ -171,6 +235,13 @@ func (c *Core) reclaimScope(j *job) int {
 // its queue or of an ancestor: such jobs are admitted before borrowers.
 func (c *Core) withinNominal(j *job) bool { return c.reclaimScope(j) >= 0 }
 
+// maxMinimize bounds the victims the minimization tries to put back;
+// maxVictims bounds the candidates a preemption considers.
+const (
+	maxMinimize = 32
+	maxVictims  = 4096
+)
+
 // victims lists the candidates in the order they are tried: shrinks first,
 // then whole jobs by priority (lowest first), work lost since the last
 // checkpoint (least first), newest first.
@@ -205,13 +276,13 @@ func (c *Core) victims(j *job, scope int) []victim {
 		if v.queue == j.queue && v.Priority < j.Priority {
 			ok = true
 		}
-		// Reclaim: work outside the scope j is owed quota in, that borrows
-		// at its own queue or at an ancestor the scope does not contain.
+		// Reclaim: work outside the scope j is owed quota in, whose subtree
+		// borrows from the pool the scope shares with it: the victim's
+		// ancestor just below the two queues' common ancestor holds more
+		// than its nominal. Borrowing deeper inside the victim's own
+		// subtree takes nothing from the scope and does not count.
 		if reclaim && !c.sharesAncestor(scope, v.queue) {
-			for _, a := range c.queues.Path(v.queue) {
-				if c.sharesAncestor(a, scope) {
-					break
-				}
+			if a := c.belowCommon(v.queue, scope); a > 0 {
 				for f := range v.demand {
 					if f >= 0 && flavors[f] && c.queues.Borrowing(a, f) > 0 {
 						ok = true
@@ -253,7 +324,110 @@ func (c *Core) victims(j *job, scope int) []victim {
 		return x.j.reps[x.shrink[0]].idx > y.j.reps[y.shrink[0]].idx
 	})
 	order(whole)
-	return append(shrinks, whole...)
+	out := append(shrinks, whole...)
+	if len(out) > maxVictims {
+		out = out[:maxVictims]
+	}
+	return out
+}
+
+// focus reorders the candidates so that those inside the one place where
+// j would need the fewest victims come first: the domain of j's required
+// topology level, or the node for a one-replica job. Without it the
+// shortest prefix that lets j fit could take victims all over the fleet,
+// most of them of no use to j.
+func (c *Core) focus(j *job, cands []victim) []victim {
+	g := &j.Gangs[0]
+	ti := c.opts(j, 0)[0]
+	if ti < 0 || g.Shape.Devices == 0 || len(cands) == 0 {
+		return cands
+	}
+	need, replicas := 0, 0
+	for k := range j.Gangs {
+		need += j.Gangs[k].Min() * j.Gangs[k].Shape.Devices
+		replicas += j.Gangs[k].Min()
+	}
+	lvl := -1
+	switch {
+	case j.Topology.Required && j.Topology.Level != "":
+		lvl, _ = c.fleet.LevelIndex(j.Topology.Level)
+	case replicas == 1:
+		lvl = len(c.fleet.Levels) // the node itself
+	default:
+		return cands
+	}
+	where := func(n int) int {
+		if lvl == len(c.fleet.Levels) {
+			return n
+		}
+		return c.fleet.Ancestor(n, lvl)
+	}
+	// Room per place: free devices of the type plus what candidates hold.
+	room := map[int]int{}
+	var seen []int // places in the order of their first candidate
+	for _, v := range cands {
+		for _, r := range v.j.reps {
+			if c.idx.nodeType[r.node] == ti && r.choice.Milli == place.Whole {
+				p := where(r.node)
+				if _, ok := room[p]; !ok {
+					seen = append(seen, p)
+				}
+				room[p] += len(r.choice.Devices)
+			}
+		}
+	}
+	// The place with the most room already free, so the fewest victims;
+	// ties go to the place of the first candidate in preference order.
+	best, bestFree := -1, -1
+	for _, p := range seen {
+		held := room[p]
+		free := 0
+		if lvl == len(c.fleet.Levels) {
+			free = max(int(c.idx.whole[p]), 0)
+		} else {
+			free = c.idx.freeWholeIn(ti, p)
+		}
+		if free+held < need {
+			continue
+		}
+		if free > bestFree {
+			best, bestFree = p, free
+		}
+	}
+	if best < 0 {
+		return cands
+	}
+	inside := func(v victim) bool {
+		for _, r := range v.j.reps {
+			if where(r.node) != best {
+				return false
+			}
+		}
+		return true
+	}
+	out := make([]victim, 0, len(cands))
+	for _, v := range cands {
+		if inside(v) {
+			out = append(out, v)
+		}
+	}
+	for _, v := range cands {
+		if !inside(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// belowCommon returns the ancestor-or-self of queue q that is a child of
+// the lowest common ancestor of q and scope.
+func (c *Core) belowCommon(q, scope int) int {
+	for _, a := range c.queues.Path(q) {
+		if p := c.queues.Parent(a); p == 0 || c.sharesAncestor(p, scope) {
+			return a
+		}
+	}
+	return -1
 }
 
 // sharesAncestor reports whether queue a is q or one of q's ancestors.

@@ -43,8 +43,7 @@ func (c *Core) expire(acts []Action) []Action {
 		if j.state == jPreempting && j.deadline <= c.now {
 			delete(c.preempting, j.ID)
 			c.release(j)
-			j.reason = "requeued: " + j.reason
-			c.enqueue(j)
+			c.requeuePreempted(j, j.reason)
 			acts = append(acts, Requeue{Job: j.ID, Reason: "preempted: notice period over"})
 			continue
 		}
@@ -145,18 +144,63 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		}
 		heap.Push(h, turn)
 	}
+	// Backfill reservations: the jobs that held one last cycle keep theirs
+	// first (so a reservation does not wander between blocked jobs as
+	// shares shift), then the first blocked jobs of this cycle, up to
+	// maxReservations. A reservation outlives its cycle: its nodes stay
+	// kept from work that would outlast it, so it stays sound until its
+	// time comes; it is recomputed then, if its job still cannot start.
+	var res holds
+	blockedPrio := int32(-1 << 31)
+	if !c.cfg.NoBackfill {
+		for _, h := range c.reserved {
+			j := h.job
+			if j.state != jPending || len(res) == maxReservations {
+				continue
+			}
+			if h.at > c.now {
+				res = append(res, h)
+				continue
+			}
+			if o := c.plan(j, res); o.why == "" {
+				c.undo(o.t)
+				continue // it can start now; the loop will start it
+			}
+			if h := c.reserve(j, res); h != nil {
+				res = append(res, h)
+				j.earliest = h.at
+			}
+		}
+	}
+	c.cycle++
+	// Preemptors whose victims are gone start first, before any other job
+	// can take the quota or the nodes their victims gave back.
+	binds := 0
+	if len(c.nominee) > 0 {
+		var ready []*job
+		seen := map[*job]bool{}
+		for _, j := range c.nominee {
+			if !seen[j] && j.awaiting <= c.now {
+				seen[j] = true
+				ready = append(ready, j)
+			}
+		}
+		sort.Slice(ready, func(a, b int) bool { return ready[a].seq < ready[b].seq })
+		for _, j := range ready {
+			if o := c.plan(j, res); o.why == "" {
+				acts = c.commit(j, o, acts)
+				binds++
+			}
+		}
+	}
 	for q, p := range c.pending {
 		if p.Len() > 0 {
 			push(&queueTurn{q: q, share: c.queues.Share(q)}, true)
 		}
 	}
 	heap.Init(h)
-	var res *hold
-	blockedPrio := int32(-1 << 31)
-	c.cycle++
 	preemptTries := 0
 	preemptedIn := map[int]bool{}
-	binds := 0
 	for h.Len() > 0 {
 		if c.cfg.MaxBindsPerCycle > 0 && binds >= c.cfg.MaxBindsPerCycle {
 			break
@@ -168,12 +212,16 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		// still has a job within its nominal share.
 		for p := turn.next; p.j != nil; p = turn.next {
 			turn.cursor = p
-			heldOut := res != nil && res.job != p.j && (p.est <= 0 || c.now+p.est > res.at)
+			if p.after > c.now {
+				turn.next = c.nextPending(turn)
+				continue // backing off after a preemption
+			}
+			pat := res.pattern(p.j, p.est, c.now)
 			slot, held := &c.memo[p.key], 0
-			if heldOut {
+			if pat != 0 {
 				held = 1
 			}
-			if slot.cycle[held] == c.cycle {
+			if slot.cycle[held] == c.cycle && slot.pat[held] == pat && (len(c.nominee) == 0 || p.j.noms == nil) {
 				if c.queues.Strict(turn.q) {
 					c.strictReasons(turn.q, p.j)
 					break
@@ -193,8 +241,13 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				break
 			}
 			j.reason, j.earliest = o.why, -1
+			if j.noms != nil && j.awaiting <= c.now {
+				// Its victims are gone and it still cannot start: the
+				// nodes kept for it go back to everyone.
+				c.unnominate(j)
+			}
 			if o.refusal == nil {
-				slot.cycle[held], slot.why[held] = c.cycle, o.why
+				slot.cycle[held], slot.why[held], slot.pat[held] = c.cycle, o.why, pat
 				if j.Priority > blockedPrio {
 					blockedPrio = j.Priority
 				}
@@ -203,7 +256,13 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			if !c.cfg.NoPreemption && preemptTries < maxPreemptionsPerCycle && !preemptedIn[turn.q] && j.awaiting <= c.now {
 				preemptTries++
 				var done bool
-				acts, done = c.preempt(j, o, acts)
+				acts, done = c.preempt(j, res, acts)
+				if !done {
+					// Nothing preemptible would let it start: back off, so
+					// a job that cannot win does not search every cycle.
+					j.backoff = min(max(2*j.backoff, preemptBackoff), maxPreemptBackoff)
+					j.awaiting = c.now + j.backoff
+				}
 				if done {
 					preemptedIn[turn.q] = true
 					if j.state == jRunning {
@@ -216,10 +275,15 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				}
 			}
 			j.blocked = o.refusal == nil || o.refusal.AtRoot
-			if j.blocked && res == nil && !c.cfg.NoBackfill {
-				res = c.reserve(j)
-				if res != nil {
-					j.earliest = res.at
+			for _, h := range res {
+				if h.job == j {
+					j.earliest = h.at
+				}
+			}
+			if j.blocked && len(res) < maxReservations && !res.has(j) && !c.cfg.NoBackfill {
+				if h := c.reserve(j, res); h != nil {
+					res = append(res, h)
+					j.earliest = h.at
 				}
 			}
 			if c.queues.Strict(turn.q) {
@@ -233,8 +297,19 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			}
 		}
 	}
+	c.reserved = append(c.reserved[:0], res...)
 	return acts, blockedPrio
 }
+
+// maxReservations bounds the backfill reservations of one cycle.
+const maxReservations = 4
+
+// A job whose preemption search found no victim set waits preemptBackoff
+// seconds before it searches again, doubling up to maxPreemptBackoff.
+const (
+	preemptBackoff    = 30
+	maxPreemptBackoff = 600
+)
 
 // strictReasons marks the jobs behind a blocked head of a strict queue.
 func (c *Core) strictReasons(q int, head *job) {
@@ -282,7 +357,7 @@ func (c *Core) nextPending(turn *queueTurn) pend {
 // are lifted in order of their projected end; whether j fits is checked
 // after 1, 2, 4, ... of them, then the boundary is found by bisection, so a
 // reservation costs O(log n) placement probes. It changes nothing.
-func (c *Core) reserve(j *job) *hold {
+func (c *Core) reserve(j *job, others holds) *hold {
 	if c.ends.Len() == 0 {
 		return nil
 	}
@@ -320,7 +395,7 @@ func (c *Core) reserve(j *job) *hold {
 	}
 	fits := func(n int) bool {
 		liftTo(n)
-		o := c.plan(j, nil)
+		o := c.plan(j, others)
 		if o.why == "" {
 			c.undo(o.t)
 			return true
@@ -349,7 +424,7 @@ func (c *Core) reserve(j *job) *hold {
 		}
 	}
 	liftTo(hi)
-	o := c.plan(j, nil)
+	o := c.plan(j, others)
 	var res *hold
 	if o.why == "" {
 		res = &hold{job: j, at: max(order[hi-1].end, c.now)}
@@ -372,7 +447,7 @@ func (c *Core) earliestStart(j *job) int64 {
 		c.undo(o.t)
 		return c.now
 	}
-	if r := c.reserve(j); r != nil {
+	if r := c.reserve(j, nil); r != nil {
 		return r.at
 	}
 	return -1
