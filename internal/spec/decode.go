@@ -631,4 +631,3 @@ func (v value) stringMap(checkKey func(string) string) (map[string]string, bool)
 	}
 	return out, ok
 }
-
