@@ -24,8 +24,8 @@ type victim struct {
 // their minimum before any whole job is taken. It reports whether it acted.
 func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	scope := c.reclaimScope(j)
-	cands := c.focus(j, c.victims(j, scope))
-	if len(cands) == 0 {
+	cands, hope := c.focus(j, c.victims(j, scope))
+	if len(cands) == 0 || !hope {
 		return acts, false
 	}
 	// What if these were gone? Lift candidates in order: j is tried after
@@ -336,11 +336,14 @@ func (c *Core) victims(j *job, scope int) []victim {
 // topology level, or the node for a one-replica job. Without it the
 // shortest prefix that lets j fit could take victims all over the fleet,
 // most of them of no use to j.
-func (c *Core) focus(j *job, cands []victim) []victim {
+//
+// It also reports whether preemption can help at all: false when no such
+// place has room enough even with every candidate gone.
+func (c *Core) focus(j *job, cands []victim) ([]victim, bool) {
 	g := &j.Gangs[0]
 	ti := c.opts(j, 0)[0]
-	if ti < 0 || g.Shape.Devices == 0 || len(cands) == 0 {
-		return cands
+	if ti < 0 || g.Shape.Devices == 0 || len(cands) == 0 || len(j.Gangs) > 1 || len(c.opts(j, 0)) > 1 {
+		return cands, true
 	}
 	need, replicas := 0, 0
 	for k := range j.Gangs {
@@ -354,7 +357,7 @@ func (c *Core) focus(j *job, cands []victim) []victim {
 	case replicas == 1:
 		lvl = len(c.fleet.Levels) // the node itself
 	default:
-		return cands
+		return cands, true
 	}
 	where := func(n int) int {
 		if lvl == len(c.fleet.Levels) {
@@ -395,7 +398,7 @@ func (c *Core) focus(j *job, cands []victim) []victim {
 		}
 	}
 	if best < 0 {
-		return cands
+		return cands, false
 	}
 	inside := func(v victim) bool {
 		for _, r := range v.j.reps {
@@ -416,7 +419,7 @@ func (c *Core) focus(j *job, cands []victim) []victim {
 			out = append(out, v)
 		}
 	}
-	return out
+	return out, true
 }
 
 // belowCommon returns the ancestor-or-self of queue q that is a child of
