@@ -195,7 +195,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	}
 	c.nominate(j, nodes)
 	j.awaiting = last
-	j.reason = fmt.Sprintf("waiting for %d preempted job(s) to release their resources by t=%d", n, last)
+	j.reason = fmt.Sprintf("waiting for the jobs preempted for it (%d) to release their resources by t=%d", n, last)
 	j.earliest = last
 	return acts, true
 }

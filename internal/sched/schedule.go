@@ -241,6 +241,9 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				break
 			}
 			j.reason, j.earliest = o.why, -1
+			if j.noms != nil && j.awaiting > c.now {
+				j.reason, j.earliest = fmt.Sprintf("waiting for the jobs preempted for it to release their resources by t=%d", j.awaiting), j.awaiting
+			}
 			if j.noms != nil && j.awaiting <= c.now {
 				// Its victims are gone and it still cannot start: the
 				// nodes kept for it go back to everyone.
