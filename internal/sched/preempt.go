@@ -32,31 +32,22 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	// 1, 2, 4, ... of them, then the shortest prefix that lets it fit is
 	// found by bisection, so a search costs O(log n) placement probes.
 	var lifted []*saved
-	var gone []map[int]bool // replicas each lift took, to undo the marks
 	taken := map[*job]map[int]bool{}
 	liftTo := func(n int) {
 		for len(lifted) < n {
-			v := cands[len(lifted)]
-			before := map[int]bool{}
-			for k := range taken[v.j] {
-				before[k] = true
-			}
-			lifted = append(lifted, c.liftVictim(v, taken))
-			added := map[int]bool{}
-			for k := range taken[v.j] {
-				if !before[k] {
-					added[k] = true
-				}
-			}
-			gone = append(gone, added)
+			lifted = append(lifted, c.liftVictim(cands[len(lifted)], taken))
 		}
 		for len(lifted) > n {
 			k := len(lifted) - 1
-			c.reinstate(lifted[k])
-			for r := range gone[k] {
-				delete(taken[lifted[k].j], r)
+			sv := lifted[k]
+			c.reinstate(sv)
+			for _, r := range sv.only {
+				delete(taken[sv.j], r)
 			}
-			lifted, gone = lifted[:k], gone[:k]
+			if sv.only == nil {
+				delete(taken, sv.j)
+			}
+			lifted = lifted[:k]
 		}
 	}
 	fits := func(n int) bool {
@@ -239,7 +230,7 @@ func (c *Core) withinNominal(j *job) bool { return c.reclaimScope(j) >= 0 }
 // maxVictims bounds the candidates a preemption considers.
 const (
 	maxMinimize = 32
-	maxVictims  = 4096
+	maxVictims  = 1024
 )
 
 // victims lists the candidates in the order they are tried: shrinks first,
@@ -259,6 +250,9 @@ func (c *Core) victims(j *job, scope int) []victim {
 	for q, pool := range c.pools {
 		if len(pool) == 0 || (q != j.queue && !reclaim) {
 			continue
+		}
+		if q != j.queue && !c.borrowsFrom(q, scope, flavors) {
+			continue // nothing in this queue may be reclaimed for j
 		}
 		for v := range pool {
 			run = append(run, v)
@@ -420,6 +414,24 @@ func (c *Core) focus(j *job, cands []victim) ([]victim, bool) {
 		}
 	}
 	return out, true
+}
+
+// borrowsFrom reports whether queue q's subtree borrows one of the flavors
+// from the pool it shares with scope (see victims).
+func (c *Core) borrowsFrom(q, scope int, flavors map[int]bool) bool {
+	if scope < 0 || c.sharesAncestor(scope, q) {
+		return false
+	}
+	a := c.belowCommon(q, scope)
+	if a <= 0 {
+		return false
+	}
+	for f := range flavors {
+		if f >= 0 && c.queues.Borrowing(a, f) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // belowCommon returns the ancestor-or-self of queue q that is a child of

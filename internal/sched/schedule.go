@@ -128,7 +128,7 @@ func (h *queueHeap) Pop() any {
 	return x
 }
 
-const maxPreemptionsPerCycle = 16
+const maxPreemptionsPerCycle = 4
 
 func (c *Core) admit(acts []Action) ([]Action, int32) {
 	h := &queueHeap{}
