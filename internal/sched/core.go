@@ -137,6 +137,9 @@ type Core struct {
 	nominated bitset
 	// reserved are last cycle's backfill reservations.
 	reserved holds
+	// wakes holds the future times at which a cycle could decide something
+	// new without any new event (back-offs ending); see Wake.
+	wakes *btree.BTreeG[wake]
 	// keyIDs interns shape keys; memo remembers, per key and cycle, that a
 	// shape found no room (the second slot: with a reservation held out).
 	keyIDs     map[string]int
@@ -186,6 +189,7 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		elastic:    map[JobID]*job{},
 		running:    map[JobID]*job{},
 		ends:       btree.NewG(16, endLess),
+		wakes:      btree.NewG(8, wakeLess),
 	}
 	c.present = make([]bool, len(f.Catalog.Types))
 	// The policies' own stream ("policy"): the simulator seeds its
@@ -435,10 +439,10 @@ func (c *Core) requeuePreempted(j *job, reason string) {
 	if base == 0 {
 		base = 60
 	}
-	wait := int64(0)
 	if base > 0 {
-		wait = min(base<<min(j.evictions-1, 16), max(base, 3600))
+		wait := min(base<<min(j.evictions-1, 16), max(base, 3600))
 		j.after = c.now + wait
+		c.wakeAt(j.after, j)
 		reason = fmt.Sprintf("%s; preempted %d time(s), may start again from t=%d", reason, j.evictions, j.after)
 	}
 	j.reason = "requeued: " + reason
@@ -781,4 +785,54 @@ type memoSlot struct {
 	cycle [2]uint64
 	why   [2]string
 	pat   [2]uint8
+}
+
+// wake is a future time at which some job's back-off ends.
+type wake struct {
+	t   int64
+	seq uint64
+}
+
+func wakeLess(a, b wake) bool {
+	if a.t != b.t {
+		return a.t < b.t
+	}
+	return a.seq < b.seq
+}
+
+func (c *Core) wakeAt(t int64, j *job) { c.wakes.ReplaceOrInsert(wake{t: t, seq: j.seq}) }
+
+// Wake returns the earliest time after the core's clock at which Schedule
+// could decide something that no event has asked for: a preemption notice
+// or a shrink running out, a preempted job's back-off ending, a blocked
+// job's preemption back-off ending. It returns -1 when there is none. A
+// driver that runs cycles only on events (the simulator) must run one then;
+// one that runs them on a timer (the server) needs nothing.
+func (c *Core) Wake() int64 {
+	for {
+		w, ok := c.wakes.Min()
+		if !ok || w.t > c.now {
+			break
+		}
+		c.wakes.DeleteMin()
+	}
+	best := int64(-1)
+	if w, ok := c.wakes.Min(); ok {
+		best = w.t
+	}
+	for _, j := range c.preempting {
+		t := j.deadline
+		if j.state != jPreempting {
+			t = 0
+			for _, r := range j.reps {
+				if r.leaving > 0 && (t == 0 || r.leaving < t) {
+					t = r.leaving
+				}
+			}
+		}
+		if t > c.now && (best < 0 || t < best) {
+			best = t
+		}
+	}
+	return best
 }

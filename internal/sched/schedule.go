@@ -212,9 +212,12 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		// still has a job within its nominal share.
 		for p := turn.next; p.j != nil; p = turn.next {
 			turn.cursor = p
-			if p.after > c.now {
+			if p.after > c.now && !c.withinNominal(p.j) {
+				// Backing off after a preemption: a job that would borrow
+				// is not put back only to be reclaimed at once. One that
+				// fits within its nominal quota need not wait.
 				turn.next = c.nextPending(turn)
-				continue // backing off after a preemption
+				continue
 			}
 			pat := res.pattern(p.j, p.est, c.now)
 			slot, held := &c.memo[p.key], 0
@@ -265,6 +268,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 					// a job that cannot win does not search every cycle.
 					j.backoff = min(max(2*j.backoff, preemptBackoff), maxPreemptBackoff)
 					j.awaiting = c.now + j.backoff
+					c.wakeAt(j.awaiting, j)
 				}
 				if done {
 					preemptedIn[turn.q] = true

@@ -432,13 +432,18 @@ func (e *engine) run(src Source) error {
 const stallLimit = 30 * 86400
 
 // stalled reports that nothing left can start or end a job: no job event
-// is due, no cycle is pending, and either no node is being repaired or
-// nothing has started or ended for stallLimit.
+// is due, and either no cycle or repair is pending or nothing has started
+// or ended for stallLimit.
 func (e *engine) stalled() bool {
-	if e.jobEvents > 0 || e.tickAt >= 0 {
+	if e.jobEvents > 0 {
 		return false
 	}
-	return e.repairs == 0 || e.now-e.lastProgress > stallLimit
+	if e.tickAt < 0 && e.repairs == 0 {
+		return true
+	}
+	// Cycles or repairs are still due: give up only after stallLimit
+	// without a job starting or ending.
+	return e.now-e.lastProgress > stallLimit
 }
 
 // begin starts the clock at the first arrival.
@@ -527,7 +532,10 @@ func (e *engine) handle(ev event) error {
 		e.setUp(ev.node, true)
 		e.dirty = true
 	case evTick:
-		e.tickAt = -1
+		if e.tickAt == ev.t {
+			e.tickAt = -1
+		}
+		e.dirty = true
 	}
 	return nil
 }
@@ -604,6 +612,19 @@ func (e *engine) cycle(t int64) error {
 		}
 		for _, ji := range e.starting {
 			e.begin1(ji)
+		}
+	}
+	// The core may decide something new later without any event (a
+	// back-off ending): run a cycle then.
+	if wk, ok := e.core.(interface{ Wake() int64 }); ok {
+		if w := wk.Wake(); w > t {
+			if c := e.cfg.CycleSec; c > 0 && w%c != 0 {
+				w = (w/c + 1) * c
+			}
+			if e.tickAt < 0 || w < e.tickAt {
+				e.tickAt = w
+				e.q.push(event{t: w, kind: evTick, job: -1})
+			}
 		}
 	}
 	return nil
