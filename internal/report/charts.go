@@ -59,7 +59,11 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
 	p.Add(plotter.NewGrid())
+	// Top left, growing into the plot: a viewer whose fonts run wider than
+	// the ones the layout measured with does not clip it at the edge.
 	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(4)
 	return p
 }
 
@@ -234,6 +238,8 @@ func tenantChart(res *sim.Result) (*plot.Plot, error) {
 		p.Legend.Add(s.name, bars)
 	}
 	p.NominalX(names...)
+	// Room beside the outer bars, so their labels are not cut.
+	p.X.Min, p.X.Max = -0.8, float64(len(ts))-0.2
 	return p, nil
 }
 
@@ -253,6 +259,8 @@ func charts(res *sim.Result) ([]chart, error) {
 		if err != nil {
 			return nil, fmt.Errorf("chart %s: %w", c.id, err)
 		}
+		// Headroom above the data for the legend in the top corner.
+		p.Y.Max = p.Y.Min + (p.Y.Max-p.Y.Min)*1.35
 		s, err := svg(p)
 		if err != nil {
 			return nil, fmt.Errorf("chart %s: %w", c.id, err)
