@@ -3,7 +3,6 @@ package sched
 import (
 	"fmt"
 
-	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
 
@@ -322,5 +321,3 @@ func shapeKey(j *job) string {
 	}
 	return s
 }
-
-var _ = place.Whole

@@ -550,7 +550,6 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 	if err != nil {
 		return err
 	}
-	old := c.queues
 	c.queues = t
 	oldPending := c.pending
 	c.resetPending()
@@ -585,7 +584,6 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 			c.queues.Add(q, j.demand)
 		}
 	}
-	_ = old
 	return nil
 }
 

@@ -526,15 +526,11 @@ func (c *Core) relift(s *saved) {
 		c.lift(s.j)
 		return
 	}
-	d := quota.Demand{}
 	for _, k := range s.only {
 		r := s.reps[k]
 		c.idx.take(r.node, &s.j.Gangs[r.gang].Shape, r.choice, -1)
-		if ti := s.j.gangType[r.gang]; ti >= 0 {
-			d[c.queues.FlavorIndex(flavorOf(c, ti, s.j.Tier))] -= s.j.Gangs[r.gang].Shape.GPUMilli()
-		}
 	}
-	c.queues.Add(s.j.queue, d)
+	c.addReplicas(s.j, s.reps, s.only, -1)
 }
 
 // setEnd moves a running job's projected end (for backfill) to t.

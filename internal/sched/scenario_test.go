@@ -11,7 +11,6 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
-	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
 )
@@ -286,5 +285,3 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 	}
 	return "", fmt.Errorf("unknown command %q", d.Cmd)
 }
-
-var _ = place.Whole

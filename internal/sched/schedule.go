@@ -487,15 +487,11 @@ func (c *Core) lift(j *job) *saved {
 func (c *Core) reinstate(s *saved) {
 	j := s.j
 	if s.only != nil {
-		d := quota.Demand{}
 		for _, k := range s.only {
 			r := s.reps[k]
 			c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, +1)
-			if ti := j.gangType[r.gang]; ti >= 0 {
-				d[c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))] += j.Gangs[r.gang].Shape.GPUMilli()
-			}
 		}
-		c.queues.Add(j.queue, d)
+		c.addReplicas(j, s.reps, s.only, +1)
 		return
 	}
 	for i := range s.reps {
@@ -504,6 +500,30 @@ func (c *Core) reinstate(s *saved) {
 	if j.demand != nil {
 		c.queues.Add(j.queue, j.demand)
 	}
+}
+
+// replicaDemand is what one replica of j holds of the queue tree: the
+// flavor index and milli-accelerators (nothing for CPU-only gangs).
+func (c *Core) replicaDemand(j *job, r *replica) (quota.Demand, bool) {
+	ti := j.gangType[r.gang]
+	if ti < 0 {
+		return nil, false
+	}
+	return quota.Demand{c.queues.FlavorIndex(flavorOf(c, ti, j.Tier)): j.Gangs[r.gang].Shape.GPUMilli()}, true
+}
+
+// addReplicas adds (sign +1) or removes (-1) the quota the listed replicas
+// hold.
+func (c *Core) addReplicas(j *job, reps []replica, idx []int, sign int64) {
+	d := quota.Demand{}
+	for _, k := range idx {
+		if rd, ok := c.replicaDemand(j, &reps[k]); ok {
+			for f, v := range rd {
+				d[f] += sign * v
+			}
+		}
+	}
+	c.queues.Add(j.queue, d)
 }
 
 func flavorOf(c *Core, ti int, tier string) string {
