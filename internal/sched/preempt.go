@@ -258,6 +258,16 @@ func (c *Core) victims(j *job, scope int) []victim {
 			run = append(run, v)
 		}
 	}
+	// Only work on nodes of a type j accepts can make room for it.
+	if relevant := c.relevantTypes(j); relevant != nil {
+		kept := run[:0]
+		for _, v := range run {
+			if c.touches(v, relevant) {
+				kept = append(kept, v)
+			}
+		}
+		run = kept
+	}
 	sort.Slice(run, func(a, b int) bool { return run[a].seq < run[b].seq })
 	var shrinks, whole []victim
 	for _, v := range run {

@@ -369,25 +369,33 @@ func (c *Core) reserve(j *job, others holds) *hold {
 		return nil
 	}
 	const maxEnds = 4096
-	total := min(c.ends.Len(), maxEnds)
+	// Only jobs on nodes of a type j accepts can make room for it.
+	relevant := c.relevantTypes(j)
 	var order []endKey
-	// more reads the projected ends lazily, in order, up to n of them.
+	var cursor endKey
+	started, exhausted := false, false
+	// more reads the relevant projected ends lazily, in order, up to n.
 	more := func(n int) {
-		if len(order) >= n {
+		if len(order) >= n || exhausted {
 			return
 		}
 		collect := func(k endKey) bool {
-			if len(order) > 0 && k == order[len(order)-1] {
+			if started && !endLess(cursor, k) {
 				return true
 			}
-			order = append(order, k)
+			cursor, started = k, true
+			if relevant == nil || c.touches(k.j, relevant) {
+				order = append(order, k)
+			}
 			return len(order) < n
 		}
-		if len(order) == 0 {
+		if !started {
 			c.ends.Ascend(collect)
 		} else {
-			c.ends.AscendGreaterOrEqual(order[len(order)-1], collect)
+			c.ends.AscendGreaterOrEqual(cursor, collect)
 		}
+		// The walk stops early only once it has n; fewer means the end.
+		exhausted = len(order) < n
 	}
 	var lifted []*saved
 	liftTo := func(n int) {
@@ -411,13 +419,17 @@ func (c *Core) reserve(j *job, others holds) *hold {
 	}
 	lo, hi := 0, 0 // fits(lo) is false; fits(hi) is true once found
 	for step := 1; ; step *= 2 {
-		n := min(step, total)
+		more(min(step, maxEnds))
+		n := min(step, len(order), maxEnds)
+		if n == 0 {
+			return nil
+		}
 		if fits(n) {
 			hi = n
 			break
 		}
 		lo = n
-		if n == total {
+		if n < step || n == maxEnds {
 			liftTo(0)
 			return nil
 		}
@@ -442,6 +454,31 @@ func (c *Core) reserve(j *job, others holds) *hold {
 	}
 	liftTo(0)
 	return res
+}
+
+// relevantTypes marks the catalog types any gang of j accepts; nil when
+// j has a CPU-only gang (then every node matters).
+func (c *Core) relevantTypes(j *job) []bool {
+	out := make([]bool, len(c.idx.types))
+	for g := range j.Gangs {
+		for _, ti := range c.opts(j, g) {
+			if ti < 0 {
+				return nil
+			}
+			out[ti] = true
+		}
+	}
+	return out
+}
+
+// touches reports whether job v holds a replica on a node of a marked type.
+func (c *Core) touches(v *job, types []bool) bool {
+	for _, r := range v.reps {
+		if ti := c.idx.nodeType[r.node]; ti >= 0 && types[ti] {
+			return true
+		}
+	}
+	return false
 }
 
 // earliestStart is the backfill prediction for one pending job, computed on
