@@ -318,12 +318,35 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 		return (limit < 0 || len(nodes) < limit) && (limit < 0 || scanned < scanLimit)
 	}
 	switch {
-	case ti == anyType:
-		// One replica that takes any of several types: rank them together.
+	case ti == anyType && limit < 0:
+		// One replica that takes any of several types, every feasible
+		// node ranked: all of them, in node order.
 		s := &c.idx.schedulable
 		for n := s.next(0); n >= 0; n = s.next(n + 1) {
-			if nt := c.idx.nodeType[n]; nt >= 0 && t.anyOK[nt] && !visit(n) {
-				break
+			if nt := c.idx.nodeType[n]; nt >= 0 && t.anyOK[nt] {
+				visit(n)
+			}
+		}
+	case ti == anyType:
+		// One replica that takes any of several types: the first
+		// candidates of each type's index, ranked together.
+		for ty, ok := range t.anyOK {
+			if !ok {
+				continue
+			}
+			got := len(nodes)
+			scanned = 0
+			each := func(n int) bool {
+				scanned++
+				if c.inDomain(n, d) && c.usable(t, n, r) {
+					nodes = append(nodes, n)
+				}
+				return len(nodes)-got < max(limit, 1) && scanned < scanLimit
+			}
+			if r.Devices > 0 {
+				c.scanWhole(ty, r.Devices, each)
+			} else {
+				c.scanFraction(ty, r.Milli, each)
 			}
 		}
 	case ti < 0 || (r.Devices == 0 && r.Milli == 0):

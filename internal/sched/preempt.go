@@ -197,8 +197,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 // may be reclaimed from borrowers outside it. It returns -1 when no queue
 // on the path is owed what j needs.
 func (c *Core) reclaimScope(j *job) int {
-	path := c.queues.Path(j.queue)
-	for _, x := range path {
+	for x := j.queue; x > 0; x = c.queues.Parent(x) {
 		ok := true
 		for g := range j.Gangs {
 			opts := c.opts(j, g)
@@ -447,7 +446,7 @@ func (c *Core) borrowsFrom(q, scope int, flavors map[int]bool) bool {
 // belowCommon returns the ancestor-or-self of queue q that is a child of
 // the lowest common ancestor of q and scope.
 func (c *Core) belowCommon(q, scope int) int {
-	for _, a := range c.queues.Path(q) {
+	for a := q; a > 0; a = c.queues.Parent(a) {
 		if p := c.queues.Parent(a); p == 0 || c.sharesAncestor(p, scope) {
 			return a
 		}
@@ -457,7 +456,7 @@ func (c *Core) belowCommon(q, scope int) int {
 
 // sharesAncestor reports whether queue a is q or one of q's ancestors.
 func (c *Core) sharesAncestor(a, q int) bool {
-	for _, x := range c.queues.Path(q) {
+	for x := q; x > 0; x = c.queues.Parent(x) {
 		if x == a {
 			return true
 		}
