@@ -261,6 +261,22 @@ func (t *Tree) Len() int { return len(t.qs) }
 // Parent returns queue i's parent index (-1 for the root).
 func (t *Tree) Parent(i int) int { return t.qs[i].parent }
 
+// SiblingsOwed reports whether some sibling of queue i has a nominal quota
+// of flavor f: capacity i borrows at its level is then owed to someone who
+// may reclaim it.
+func (t *Tree) SiblingsOwed(i, f int) bool {
+	p := t.qs[i].parent
+	if p < 0 {
+		return false
+	}
+	for _, c := range t.qs[p].children {
+		if c != i && t.qs[c].nominal[f] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Tenant returns the name of queue i's tenant.
 func (t *Tree) Tenant(i int) string {
 	if t.qs[i].tenant < 0 {

@@ -221,6 +221,30 @@ func (c *Core) reclaimScope(j *job) int {
 	return -1
 }
 
+// reclaimable reports whether j, started now on its preferred types, would
+// hold capacity that another queue is owed: at some level of its path it
+// would be above its nominal while a sibling has a nominal claim on the
+// flavor. Such a job backs off after a preemption.
+func (c *Core) reclaimable(j *job) bool {
+	for g := range j.Gangs {
+		ti := c.opts(j, g)[0]
+		if ti < 0 {
+			continue
+		}
+		f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
+		if f < 0 {
+			continue
+		}
+		add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
+		for x := j.queue; x > 0; x = c.queues.Parent(x) {
+			if c.queues.Usage(x, f)+add > c.queues.Nominal(x, f) && c.queues.SiblingsOwed(x, f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // withinNominal reports whether j would start within the nominal quota of
 // its queue or of an ancestor: such jobs are admitted before borrowers.
 func (c *Core) withinNominal(j *job) bool { return c.reclaimScope(j) >= 0 }

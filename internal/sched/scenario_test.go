@@ -222,6 +222,8 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 		}
 		j.Gangs[0].Replicas = len(binds)
 		return "", s.core.Apply(sched.JobRestored{Job: j, Binds: binds, Start: num(a, "start", 0)})
+	case "wake":
+		return fmt.Sprintf("next wake t=%d\n", s.core.Wake()), nil
 	case "finish":
 		return "", s.core.Apply(sched.JobFinished{ID: sched.JobID(a["id"])})
 	case "cancel":

@@ -212,10 +212,10 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		// still has a job within its nominal share.
 		for p := turn.next; p.j != nil; p = turn.next {
 			turn.cursor = p
-			if p.after > c.now && !c.withinNominal(p.j) {
-				// Backing off after a preemption: a job that would borrow
-				// is not put back only to be reclaimed at once. One that
-				// fits within its nominal quota need not wait.
+			if p.after > c.now && c.reclaimable(p.j) {
+				// Backing off after a preemption: a job that would hold
+				// capacity another queue is owed is not put back only to
+				// be reclaimed at once. One that would not need not wait.
 				turn.next = c.nextPending(turn)
 				continue
 			}
