@@ -127,6 +127,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	}
 	immediate := true
 	var last int64
+	var shrunkNow []*job
 	n := 0
 	for i, v := range cands[:len(lifted)] {
 		if !need[i] || (v.shrink != nil && wholeNeeded[v.j]) {
@@ -157,8 +158,9 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 			}
 			c.preempting[v.j.ID] = v.j
 			if deadline <= c.now {
-				c.dropLeaving(v.j)
-				delete(c.preempting, v.j.ID)
+				// Released after the loop: dropping replicas now would
+				// shift the indices the job's other shrinks refer to.
+				shrunkNow = append(shrunkNow, v.j)
 			} else {
 				immediate = false
 			}
@@ -177,6 +179,11 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 		v.j.deadline = deadline
 		v.j.reason = reason
 		c.preempting[v.j.ID] = v.j
+	}
+	for _, v := range shrunkNow {
+		if c.dropLeaving(v) {
+			delete(c.preempting, v.ID)
+		}
 	}
 	if immediate {
 		if p := c.plan(j, res); p.why == "" {

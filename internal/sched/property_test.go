@@ -129,7 +129,11 @@ func genScript(t *rapid.T, w world) []step {
 
 // play runs a script and returns the actions as text; it checks the core's
 // invariants and the driver-visible ones after every cycle.
-func play(t *rapid.T, w world, script []step) string {
+//
+// With explain set it also asks Explain about every job after every cycle:
+// Explain runs what-if probes on the live state and must leave every later
+// decision unchanged.
+func play(t *rapid.T, w world, script []step, explain bool) string {
 	f, err := fleet.New(nil, nil, w.nodes)
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +216,19 @@ func play(t *rapid.T, w world, script []step) string {
 			if err := c.CheckInvariants(); err != nil {
 				t.Fatalf("after cycle at t=%d: %v\nactions so far:\n%s", now, err, log.String())
 			}
+			if explain {
+				ids := make([]string, 0, len(c.jobs))
+				for id := range c.jobs {
+					ids = append(ids, string(id))
+				}
+				sort.Strings(ids)
+				for _, id := range ids {
+					c.Explain(JobID(id))
+				}
+				if err := c.CheckInvariants(); err != nil {
+					t.Fatalf("after Explain at t=%d: %v", now, err)
+				}
+			}
 			continue
 		}
 		if err != nil {
@@ -246,7 +263,7 @@ func play(t *rapid.T, w world, script []step) string {
 func TestPropertyInvariants(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		w := genWorld(t)
-		play(t, w, genScript(t, w))
+		play(t, w, genScript(t, w), false)
 	})
 }
 
@@ -254,9 +271,9 @@ func TestPropertyDeterminism(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		w := genWorld(t)
 		s := genScript(t, w)
-		a, b := play(t, w, s), play(t, w, s)
+		a, b := play(t, w, s, false), play(t, w, s, true)
 		if a != b {
-			t.Fatalf("same events, different actions:\n%s\n---\n%s", a, b)
+			t.Fatalf("same events, different actions (the second run also asked Explain about every job):\n%s\n---\n%s", a, b)
 		}
 	})
 }
