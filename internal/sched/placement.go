@@ -309,13 +309,16 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 	}
 	var nodes []int
 	const scanLimit = 4096
-	scanned := 0
-	visit := func(n int) bool { // returns false to stop
+	scanned, base := 0, 0
+	// visit collects node n if it can take the replica; it returns false
+	// to stop the scan: limit candidates found since base, or scanLimit
+	// nodes looked at (ranking every node, limit < 0, never stops).
+	visit := func(n int) bool {
 		scanned++
 		if c.inDomain(n, d) && c.usable(t, n, r) {
 			nodes = append(nodes, n)
 		}
-		return (limit < 0 || len(nodes) < limit) && (limit < 0 || scanned < scanLimit)
+		return limit < 0 || len(nodes)-base < max(limit, 1) && scanned < scanLimit
 	}
 	switch {
 	case ti == anyType && limit < 0:
@@ -334,19 +337,11 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 			if !ok {
 				continue
 			}
-			got := len(nodes)
-			scanned = 0
-			each := func(n int) bool {
-				scanned++
-				if c.inDomain(n, d) && c.usable(t, n, r) {
-					nodes = append(nodes, n)
-				}
-				return len(nodes)-got < max(limit, 1) && scanned < scanLimit
-			}
+			base, scanned = len(nodes), 0
 			if r.Devices > 0 {
-				c.scanWhole(ty, r.Devices, each)
+				c.scanWhole(ty, r.Devices, visit)
 			} else {
-				c.scanFraction(ty, r.Milli, each)
+				c.scanFraction(ty, r.Milli, visit)
 			}
 		}
 	case ti < 0 || (r.Devices == 0 && r.Milli == 0):

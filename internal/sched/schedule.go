@@ -62,16 +62,14 @@ func (c *Core) expire(acts []Action) []Action {
 func (c *Core) dropLeaving(j *job) bool {
 	left := false
 	kept := j.reps[:0]
-	var freed quota.Demand
+	freed := quota.Demand{}
 	for _, r := range j.reps {
 		if r.leaving > 0 && r.leaving <= c.now {
 			c.releaseReplica(j, &r)
-			if ti := j.gangType[r.gang]; ti >= 0 {
-				if freed == nil {
-					freed = quota.Demand{}
+			if rd, ok := c.replicaDemand(j, &r); ok {
+				for f, v := range rd {
+					freed[f] -= v
 				}
-				f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
-				freed[f] -= j.Gangs[r.gang].Shape.GPUMilli()
 			}
 			continue
 		}
@@ -84,11 +82,9 @@ func (c *Core) dropLeaving(j *job) bool {
 		c.elastic[j.ID] = j // it may grow back later
 	}
 	j.reps = kept
-	if freed != nil {
-		c.queues.Add(j.queue, freed)
-		for f, v := range freed {
-			j.demand[f] += v
-		}
+	c.queues.Add(j.queue, freed)
+	for f, v := range freed {
+		j.demand[f] += v
 	}
 	return !left
 }
