@@ -528,6 +528,24 @@ func nodeAccelerators(v value, cat *fleet.Catalog) (string, int, bool) {
 	return typ, int(count), true
 }
 
+// machine decodes what an explicit node and a generator both declare of
+// each node: accelerators, CPU, memory and labels.
+func machine(fs fields, f *fleet.Fleet) (accel string, count int, cpu, mem int64, labels map[string]string) {
+	if av, ok := fs.get("accelerators"); ok {
+		accel, count, _ = nodeAccelerators(av, f.Catalog)
+	}
+	if cv, ok := fs.need("cpu"); ok {
+		cpu = cpuValue(cv)
+	}
+	if mv, ok := fs.need("memory"); ok {
+		mem = memoryValue(mv)
+	}
+	if lv, ok := fs.get("labels"); ok {
+		labels, _ = lv.stringMap(checkLabelKey)
+	}
+	return accel, count, cpu, mem, labels
+}
+
 func node(v value, f *fleet.Fleet) (fleet.Node, bool) {
 	var n fleet.Node
 	before := v.d.count
@@ -548,18 +566,7 @@ func node(v value, f *fleet.Fleet) (fleet.Node, bool) {
 	if pv, ok := fs.need("path"); ok {
 		n.Path = nodePath(pv, f.Levels)
 	}
-	if av, ok := fs.get("accelerators"); ok {
-		n.Accel, n.Count, _ = nodeAccelerators(av, f.Catalog)
-	}
-	if cv, ok := fs.need("cpu"); ok {
-		n.CPUMilli = cpuValue(cv)
-	}
-	if mv, ok := fs.need("memory"); ok {
-		n.MemoryMiB = memoryValue(mv)
-	}
-	if lv, ok := fs.get("labels"); ok {
-		n.Labels, _ = lv.stringMap(checkLabelKey)
-	}
+	n.Accel, n.Count, n.CPUMilli, n.MemoryMiB, n.Labels = machine(fs, f)
 	if sv, ok := fs.get("state"); ok {
 		if s, ok := sv.str(); ok {
 			st, err := fleet.ParseNodeState(s)
@@ -669,18 +676,7 @@ func generator(v value, f *fleet.Fleet) (Generator, bool) {
 		x, _ := nv.intIn(1, 100_000)
 		g.Nodes = int(x)
 	}
-	if av, ok := fs.get("accelerators"); ok {
-		g.Accel, g.Count, _ = nodeAccelerators(av, f.Catalog)
-	}
-	if cv, ok := fs.need("cpu"); ok {
-		g.CPUMilli = cpuValue(cv)
-	}
-	if mv, ok := fs.need("memory"); ok {
-		g.MemoryMiB = memoryValue(mv)
-	}
-	if lv, ok := fs.get("labels"); ok {
-		g.Labels, _ = lv.stringMap(checkLabelKey)
-	}
+	g.Accel, g.Count, g.CPUMilli, g.MemoryMiB, g.Labels = machine(fs, f)
 	return g, v.d.count == before
 }
 
