@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -382,28 +383,11 @@ func (g *Generator) setSpan() error {
 	if g.cfg.Days > 0 {
 		g.span = g.cfg.Days * 86400
 	} else {
-		// A pilot draw, on its own random stream, measures the mean demand
-		// of a job; run-until-the-end services count for half the span.
-		pilot := &Generator{cfg: g.cfg, types: g.types, leaves: g.leaves, byKind: g.byKind, cumKind: g.cumKind,
-			shape: rand.New(rand.NewPCG(g.cfg.Seed, 0x9170))}
-		var fixed, forever float64
-		for range genPilot {
-			j := pilot.draw(0)
-			acc := j.accels()
-			speed := g.speedOf(&j)
-			if j.Duration == NoDuration {
-				forever += acc
-				continue
-			}
-			fixed += acc * float64(j.Duration) / speed
+		span, err := g.loadSpan()
+		if err != nil {
+			return err
 		}
-		n := float64(g.cfg.Jobs)
-		fixed, forever = fixed/genPilot*n, forever/genPilot*n
-		room := g.cfg.Load*capAccels - forever/2
-		if room <= 0 {
-			return fmt.Errorf("generator: %d jobs hold more accelerators in run-forever services than the fleet's %v at load %v; ask for fewer jobs or give --days", g.cfg.Jobs, capAccels, g.cfg.Load)
-		}
-		g.span = max(fixed/room, 3600)
+		g.span = max(span, 3600)
 	}
 	// Mean of the diurnal, weekly and burst factors, so that the expected
 	// number of arrivals over the span is Jobs.
@@ -411,6 +395,102 @@ func (g *Generator) setSpan() error {
 	meanBurst := 1 + (genBurstFactor-1)*genBurstsPerDay*genBurstSec/86400
 	g.lambda0 = float64(g.cfg.Jobs) / g.span / (meanWeek * meanBurst)
 	return nil
+}
+
+// loadSpan is the shortest span of arrivals at which no set of
+// accelerator types is offered more than the target load. A job can run only
+// on the types it names, so the work of the jobs whose options all lie in a
+// set T must fit T's own capacity: for every T,
+//
+//	span >= demand(T) / (load × accelerators(T) − forever(T) / 2)
+//
+// where demand(T) is the accelerator-seconds of those jobs and forever(T)
+// the accelerators their run-until-the-end services hold. Checking the
+// whole fleet alone would let work that only some types can run pile up
+// on those types without end. A pilot draw of genPilot jobs on its own
+// random stream measures both.
+func (g *Generator) loadSpan() (float64, error) {
+	pilot := &Generator{cfg: g.cfg, types: g.types, leaves: g.leaves, byKind: g.byKind, cumKind: g.cumKind,
+		shape: rand.New(rand.NewPCG(g.cfg.Seed, 0x9170))}
+	bit := map[string]uint64{}
+	for i, a := range g.types {
+		if i < 63 {
+			bit[a.name] = 1 << i
+		}
+	}
+	type work struct{ fixed, forever float64 }
+	byMask := map[uint64]*work{}
+	for range genPilot {
+		j := pilot.draw(0)
+		var mask uint64
+		for _, gg := range j.Gangs {
+			for _, name := range gg.Shape.Accel {
+				mask |= bit[name]
+			}
+		}
+		w := byMask[mask]
+		if w == nil {
+			w = &work{}
+			byMask[mask] = w
+		}
+		if j.Duration == NoDuration {
+			w.forever += j.accels()
+			continue
+		}
+		w.fixed += j.accels() * float64(j.Duration) / g.speedOf(&j)
+	}
+	scale := float64(g.cfg.Jobs) / genPilot
+	// The sets worth checking are the unions of the jobs' option sets
+	// (a union of sets that each fit is what could overflow).
+	// Masks in order, so that the sums below are the same on every run.
+	masks := make([]uint64, 0, len(byMask))
+	for m := range byMask {
+		masks = append(masks, m)
+	}
+	slices.Sort(masks)
+	sets := map[uint64]bool{}
+	for _, m := range masks {
+		if m == 0 {
+			continue
+		}
+		for s := range sets {
+			sets[s|m] = true
+		}
+		sets[m] = true
+	}
+	var span float64
+	for set := range sets {
+		var capAccels, fixed, forever float64
+		for i, a := range g.types {
+			if i < 63 && set&(1<<i) != 0 {
+				capAccels += float64(a.count)
+			}
+		}
+		for _, m := range masks {
+			if w := byMask[m]; m != 0 && m&^set == 0 {
+				fixed += w.fixed * scale
+				forever += w.forever * scale
+			}
+		}
+		room := g.cfg.Load*capAccels - forever/2
+		if room <= 0 {
+			return 0, fmt.Errorf("generator: %d jobs hold more accelerators in run-forever services than the fleet's %v of %s at load %v; ask for fewer jobs or give --days",
+				g.cfg.Jobs, capAccels, g.setNames(set), g.cfg.Load)
+		}
+		span = max(span, fixed/room)
+	}
+	return span, nil
+}
+
+// setNames spells a set of accelerator types for a message.
+func (g *Generator) setNames(set uint64) string {
+	var out []string
+	for i, a := range g.types {
+		if i < 63 && set&(1<<i) != 0 {
+			out = append(out, a.name)
+		}
+	}
+	return strings.Join(out, "+")
 }
 
 func (j *Job) accels() float64 {

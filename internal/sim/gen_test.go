@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"os"
 	"sort"
 	"testing"
 
@@ -196,5 +197,72 @@ func TestRunIsDeterministic(t *testing.T) {
 	}
 	if s := r.R.Summary; s.Jobs.Total != 400 || s.NodeFailures == 0 || s.Jobs.Finished == 0 {
 		t.Errorf("the run did too little to compare: %d jobs, %d finished, %d node failures", s.Jobs.Total, s.Jobs.Finished, s.NodeFailures)
+	}
+}
+
+// TestGeneratorLoadPerTypeSet checks the span the generator derives: no
+// set of accelerator types is offered more than the target load by the
+// jobs that can run only on it, and the most loaded set is at the target
+// (so the span is not longer than it must be). On the 10,000-node fleet
+// training gangs run only on the two fastest types; measuring the load on
+// the whole fleet alone offered those types about twice their capacity.
+func TestGeneratorLoadPerTypeSet(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/sim/fleet-10k.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := spec.ParseFleet("fleet-10k.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const load = 0.85
+	g, jobs := genAll(t, GenConfig{Jobs: 40000, Seed: 5, Tenants: 4, Fleet: f, Load: load})
+	capOf := map[string]float64{}
+	for _, a := range g.types {
+		capOf[a.name] = float64(a.count)
+	}
+	names := make([]string, 0, len(capOf))
+	for n := range capOf {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	span := g.span
+	// Work per exact option set, in accelerator-seconds at the job's speed.
+	work := map[uint]float64{}
+	for i := range jobs {
+		j := &jobs[i]
+		var mask uint
+		for _, gg := range j.Gangs {
+			for _, a := range gg.Shape.Accel {
+				mask |= 1 << sort.SearchStrings(names, a)
+			}
+		}
+		d := float64(j.Duration)
+		if j.Duration == NoDuration {
+			d = span / 2
+		}
+		work[mask] += j.accels() * d / g.speedOf(j)
+	}
+	top := 0.0
+	for set := uint(1); set < 1<<len(names); set++ {
+		var capacity, asked float64
+		for k, n := range names {
+			if set&(1<<k) != 0 {
+				capacity += capOf[n]
+			}
+		}
+		for m, w := range work {
+			if m != 0 && m&^set == 0 {
+				asked += w
+			}
+		}
+		l := asked / (capacity * span)
+		if l > load*1.05 {
+			t.Errorf("types %b: offered load %.3f, above the target %.2f", set, l, load)
+		}
+		top = max(top, l)
+	}
+	if top < load*0.95 {
+		t.Errorf("most loaded set of types at %.3f, want about %.2f (the span is longer than it must be)", top, load)
 	}
 }
