@@ -178,7 +178,7 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			return "", err
 		}
 		j := sched.Job{ID: sched.JobID(a["id"]), Queue: a["queue"], Priority: int32(num(a, "prio", 0)),
-			NoticeSec: num(a, "notice", 0), CheckpointSec: num(a, "ckpt", 0), EstimatedSec: num(a, "est", 0), Tier: a["tier"]}
+			NoticeSec: num(a, "notice", 0), CheckpointSec: num(a, "ckpt", 0), EstimatedSec: num(a, "est", 0), MaxSec: num(a, "max", 0), Tier: a["tier"]}
 		_, j.Preemptible = a["preemptible"]
 		if t := a["topo"]; t != "" {
 			j.Topology.Level = t

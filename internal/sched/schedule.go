@@ -27,6 +27,7 @@ func (c *Core) Schedule(now int64) []Action {
 	acts := c.outbox
 	c.outbox = nil
 	acts = c.expire(acts)
+	c.reproject()
 	acts, blockedPrio := c.admit(acts)
 	acts = c.grow(acts, blockedPrio)
 	return acts
@@ -55,6 +56,39 @@ func (c *Core) expire(acts []Action) []Action {
 		}
 	}
 	return acts
+}
+
+// reproject moves the projected end of every job that has outrun its
+// runtime estimate: such a job is expected to run twice as long as the
+// projection it outran (so started + estimate × 2^k, the first such time
+// still ahead), and never past its hard limit (MaxSec) when it has one. Without it an overrun
+// job's end would stay in the past, and a reservation waiting on it would
+// be recomputed every cycle only to land on "now" again.
+func (c *Core) reproject() {
+	var late []*job
+	c.ends.Ascend(func(k endKey) bool {
+		if k.end > c.now {
+			return false
+		}
+		if k.j.state == jRunning {
+			late = append(late, k.j)
+		}
+		return true
+	})
+	for _, j := range late {
+		end := j.endAt
+		for end <= c.now && end > j.started {
+			end = j.started + 2*(end-j.started)
+		}
+		if j.MaxSec > 0 {
+			// At the limit it is stopped; one second on, a cycle sees it
+			// gone.
+			end = min(end, max(j.started+j.MaxSec, c.now+1))
+		}
+		if end > c.now {
+			c.setEnd(j, end)
+		}
+	}
 }
 
 // dropLeaving releases replicas whose shrink deadline passed; it reports
