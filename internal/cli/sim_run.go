@@ -5,7 +5,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -33,6 +35,7 @@ type simRunOpts struct {
 	noBackfill, noPreemption         bool
 	reportDir                        string
 	asJSON, quiet                    bool
+	cpuProfile                       string
 }
 
 func newSimRunCmd() *cobra.Command {
@@ -82,6 +85,7 @@ writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
 	fl.StringVar(&o.reportDir, "report", "", "write summary.json, jobs.csv, timeseries.csv and index.html into `DIR`")
 	fl.BoolVar(&o.asJSON, "json", false, "print the summary as JSON")
 	fl.BoolVar(&o.quiet, "quiet", false, "print no progress bar or notes on standard error")
+	fl.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (read it with go tool pprof)")
 	return c
 }
 
@@ -151,7 +155,7 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 			if qs == nil {
 				qs = traceQueues
 			}
-			src, done = tr, func() int64 { return cr.n }
+			src, done = tr, func() int64 { return cr.n.Load() }
 		}
 	} else {
 		if qs == nil {
@@ -197,8 +201,21 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		}
 	}
 
+	if o.cpuProfile != "" {
+		pf, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
 	start := time.Now()
 	res, err := sim.Run(cfg, f, qs, src)
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if bar != nil {
 		_ = bar.Finish()
 	}
@@ -239,11 +256,11 @@ func simIsTerminal(w io.Writer) bool {
 // simCountingReader counts the bytes read, for progress through a trace.
 type simCountingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64 // read by the progress bar while the trace is read ahead
 }
 
 func (c *simCountingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }

@@ -260,7 +260,9 @@ func runWith(cfg Config, f *fleet.Fleet, specs []quota.Spec, core Scheduler, src
 		return nil, err
 	}
 	e.core = core
-	if err := e.run(src); err != nil {
+	ahead := prefetch(src)
+	defer ahead.Close()
+	if err := e.run(ahead); err != nil {
 		return nil, err
 	}
 	return e.result(), nil
