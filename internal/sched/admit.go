@@ -131,7 +131,7 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 			continue
 		}
 		done := false
-		for _, ti := range c.opts(j, g) {
+		for _, ti := range c.typeOrder(j, g) {
 			var f int
 			var add int64
 			if ti >= 0 {
@@ -172,6 +172,69 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 	}
 	out.types, out.demand = types, demand
 	return true
+}
+
+// reclaimMemory is how long quota reclaimed on a flavor keeps borrowers
+// off it when they have another choice (see typeOrder).
+const reclaimMemory = 3600
+
+// typeOrder is the order in which gang g of j tries its accelerator types:
+// the job's own order, except that a type on which j would borrow quota
+// another queue is owed goes last when quota of it was reclaimed in the
+// last reclaimMemory seconds. Work that borrows where reclaims are going
+// on is the next to be preempted; on another of its types it can run to
+// the end. With no recent reclaim the job's order stands.
+func (c *Core) typeOrder(j *job, g int) []int {
+	opts := c.opts(j, g)
+	if len(opts) < 2 || len(c.reclaimedAt) == 0 {
+		return opts
+	}
+	var late []bool
+	for k, ti := range opts {
+		if ti < 0 || !c.borrowsContested(j, g, ti) {
+			continue
+		}
+		if late == nil {
+			late = make([]bool, len(opts))
+		}
+		late[k] = true
+	}
+	if late == nil {
+		return opts
+	}
+	out := make([]int, 0, len(opts))
+	for k, ti := range opts {
+		if !late[k] {
+			out = append(out, ti)
+		}
+	}
+	for k, ti := range opts {
+		if late[k] {
+			out = append(out, ti)
+		}
+	}
+	return out
+}
+
+// borrowsContested reports whether gang g of j, on type ti, would hold
+// quota another queue is owed (above the nominal of some queue on its path
+// while a sibling has a nominal claim) on a flavor reclaimed recently.
+func (c *Core) borrowsContested(j *job, g, ti int) bool {
+	f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
+	if f < 0 {
+		return false
+	}
+	at, ok := c.reclaimedAt[f]
+	if !ok || c.now-at > reclaimMemory {
+		return false
+	}
+	add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
+	for x := j.queue; x > 0; x = c.queues.Parent(x) {
+		if c.queues.Usage(x, f)+add > c.queues.Nominal(x, f) && c.queues.SiblingsOwed(x, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // fillAny places a one-replica gang that names no accelerator type (or

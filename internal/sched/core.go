@@ -156,6 +156,9 @@ type Core struct {
 	classes    map[string]int
 	preempting map[JobID]*job
 	elastic    map[JobID]*job
+	// reclaimedAt is, per flavor, the last time quota of it was reclaimed
+	// by preemption (see typeOrder).
+	reclaimedAt map[int]int64
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node
@@ -178,18 +181,19 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		}
 	}
 	c := &Core{
-		cfg:        cfg,
-		fleet:      f,
-		queues:     q,
-		jobs:       map[JobID]*job{},
-		classes:    map[string]int{},
-		keyIDs:     map[string]int{},
-		nominee:    map[int]*job{},
-		preempting: map[JobID]*job{},
-		elastic:    map[JobID]*job{},
-		running:    map[JobID]*job{},
-		ends:       btree.NewG(16, endLess),
-		wakes:      btree.NewG(8, wakeLess),
+		cfg:         cfg,
+		fleet:       f,
+		queues:      q,
+		jobs:        map[JobID]*job{},
+		classes:     map[string]int{},
+		keyIDs:      map[string]int{},
+		nominee:     map[int]*job{},
+		preempting:  map[JobID]*job{},
+		elastic:     map[JobID]*job{},
+		reclaimedAt: map[int]int64{},
+		running:     map[JobID]*job{},
+		ends:        btree.NewG(16, endLess),
+		wakes:       btree.NewG(8, wakeLess),
 	}
 	c.present = make([]bool, len(f.Catalog.Types))
 	// The policies' own stream ("policy"): the simulator seeds its

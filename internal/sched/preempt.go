@@ -139,6 +139,11 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 		reason := fmt.Sprintf("preempted for %s: higher priority in queue %s", j.ID, c.queues.Name(v.j.queue))
 		if scope >= 0 && !c.sharesAncestor(scope, v.j.queue) {
 			reason = fmt.Sprintf("preempted for %s: reclaiming quota that %s lent to queue %s", j.ID, c.queues.Name(scope), c.queues.Name(v.j.queue))
+			for f := range v.j.demand {
+				if f >= 0 {
+					c.reclaimedAt[f] = c.now
+				}
+			}
 		}
 		if v.shrink != nil {
 			var pairs [][2]int
@@ -228,13 +233,13 @@ func (c *Core) reclaimScope(j *job) int {
 	return -1
 }
 
-// reclaimable reports whether j, started now on its preferred types, would
-// hold capacity that another queue is owed: at some level of its path it
-// would be above its nominal while a sibling has a nominal claim on the
-// flavor. Such a job backs off after a preemption.
+// reclaimable reports whether j, started now on the types it would try
+// first (typeOrder), would hold capacity that another queue is owed: at
+// some level of its path it would be above its nominal while a sibling has
+// a nominal claim on the flavor. Such a job backs off after a preemption.
 func (c *Core) reclaimable(j *job) bool {
 	for g := range j.Gangs {
-		ti := c.opts(j, g)[0]
+		ti := c.typeOrder(j, g)[0]
 		if ti < 0 {
 			continue
 		}
