@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/gpufleet/gpufleet/internal/place"
@@ -24,7 +25,7 @@ type victim struct {
 // their minimum before any whole job is taken. It reports whether it acted.
 func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	scope := c.reclaimScope(j)
-	cands, hope := c.focus(j, c.victims(j, scope))
+	cands, hope := c.focus(j, c.victims(j, scope), res)
 	if len(cands) == 0 || !hope {
 		return acts, false
 	}
@@ -371,24 +372,20 @@ func (c *Core) victims(j *job, scope int) []victim {
 }
 
 // focus reorders the candidates so that those inside the one place where
-// j would need the fewest victims come first: the domain of j's required
+// j would need the cheapest victims come first: the domain of j's required
 // topology level, or the node for a one-replica job. Without it the
 // shortest prefix that lets j fit could take victims all over the fleet,
 // most of them of no use to j.
 //
 // It also reports whether preemption can help at all: false when no such
 // place has room enough even with every candidate gone.
-func (c *Core) focus(j *job, cands []victim) ([]victim, bool) {
+func (c *Core) focus(j *job, cands []victim, res holds) ([]victim, bool) {
 	g := &j.Gangs[0]
-	ti := c.opts(j, 0)[0]
-	if ti < 0 || g.Shape.Devices == 0 || len(cands) == 0 || len(j.Gangs) > 1 || len(c.opts(j, 0)) > 1 {
+	opts := c.opts(j, 0)
+	if opts[0] < 0 || g.Shape.Devices == 0 || len(cands) == 0 || len(j.Gangs) > 1 {
 		return cands, true
 	}
-	need, replicas := 0, 0
-	for k := range j.Gangs {
-		need += j.Gangs[k].Min() * j.Gangs[k].Shape.Devices
-		replicas += j.Gangs[k].Min()
-	}
+	replicas := g.Min()
 	lvl := -1
 	switch {
 	case j.Topology.Required && j.Topology.Level != "":
@@ -404,36 +401,103 @@ func (c *Core) focus(j *job, cands []victim) ([]victim, bool) {
 		}
 		return c.fleet.Ancestor(n, lvl)
 	}
-	// Room per place: free devices of the type plus what candidates hold.
-	room := map[int]int{}
-	var seen []int // places in the order of their first candidate
-	for _, v := range cands {
-		for _, r := range v.j.reps {
-			if c.idx.nodeType[r.node] == ti && r.choice.Milli == place.Whole {
-				p := where(r.node)
-				if _, ok := room[p]; !ok {
-					seen = append(seen, p)
+	size := g.Shape.Devices
+	// For each of j's types and each place with candidates: the victims the
+	// place would need, taken in the candidates' order (cheapest first)
+	// until its nodes of the type can take the gang: what they can take
+	// now (the domain's fit, from the index) plus what each node gains as
+	// candidates on it go. A node kept for another preemptor, or held by a
+	// reservation j may not use, gains nothing. The place chosen needs
+	// victims of the lowest priority, then the least work lost, then the
+	// fewest; ties go to the job's earlier type, then to the place of the
+	// first candidate.
+	type cost struct {
+		prio  int32
+		lost  float64
+		n     int
+		found bool
+	}
+	better := func(a, b cost) bool {
+		if a.found != b.found {
+			return a.found
+		}
+		if a.prio != b.prio {
+			return a.prio < b.prio
+		}
+		if a.lost != b.lost {
+			return a.lost < b.lost
+		}
+		return a.n < b.n
+	}
+	best, bestCost := -1, cost{}
+	for _, ti := range opts {
+		var order []int            // places in the order of their first candidate
+		byPlace := map[int][]int{} // place -> indices into cands
+		for k, v := range cands {
+			for _, r := range v.j.reps {
+				if c.idx.nodeType[r.node] != ti || r.choice.Milli != place.Whole {
+					continue
 				}
-				room[p] += len(r.choice.Devices)
+				p := where(r.node)
+				if _, ok := byPlace[p]; !ok {
+					order = append(order, p)
+				}
+				if l := byPlace[p]; len(l) == 0 || l[len(l)-1] != k {
+					byPlace[p] = append(l, k)
+				}
 			}
 		}
-	}
-	// The place with the most room already free, so the fewest victims;
-	// ties go to the place of the first candidate in preference order.
-	best, bestFree := -1, -1
-	for _, p := range seen {
-		held := room[p]
-		free := 0
-		if lvl == len(c.fleet.Levels) {
-			free = max(int(c.idx.whole[p]), 0)
-		} else {
-			free = c.idx.freeWholeIn(ti, p)
-		}
-		if free+held < need {
-			continue
-		}
-		if free > bestFree {
-			best, bestFree = p, free
+		for _, p := range order {
+			room := 0
+			if lvl == len(c.fleet.Levels) {
+				room = max(int(c.idx.whole[p]), 0) / size
+			} else {
+				room = int(c.idx.types[ti].fit(p, size))
+			}
+			freed := map[int]int{} // node -> devices freed so far
+			type repOf struct {
+				j *job
+				r int
+			}
+			gone := map[repOf]bool{} // replicas counted (shrinks, then the whole job)
+			cs := cost{prio: -1 << 31}
+			for _, k := range byPlace[p] {
+				if room >= replicas {
+					break
+				}
+				v := cands[k]
+				gain := 0
+				for ri, r := range v.j.reps {
+					n := r.node
+					if c.idx.nodeType[n] != ti || r.choice.Milli != place.Whole || c.idx.whole[n] < 0 || where(n) != p {
+						continue
+					}
+					if v.shrink != nil && !slices.Contains(v.shrink, ri) || gone[repOf{v.j, ri}] {
+						continue
+					}
+					gone[repOf{v.j, ri}] = true
+					if c.nominated.has(n) && c.nominee[n] != j || res.blocks(j, c.now, n) {
+						continue
+					}
+					free := int(c.idx.whole[n]) + freed[n]
+					gain += (free+len(r.choice.Devices))/size - free/size
+					freed[n] += len(r.choice.Devices)
+				}
+				if gain == 0 {
+					continue
+				}
+				room += gain
+				cs.prio = max(cs.prio, v.j.Priority)
+				cs.lost += v.lost
+				cs.n++
+			}
+			if room < replicas {
+				continue
+			}
+			cs.found = true
+			if better(cs, bestCost) {
+				best, bestCost = p, cs
+			}
 		}
 	}
 	if best < 0 {
