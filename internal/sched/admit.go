@@ -30,8 +30,16 @@ const domainTries = 8
 
 // plan tries to place job j (its gangs at their minimum sizes) and, on
 // success, leaves the replicas allocated in the index (not yet in the quota
-// tree). On failure nothing stays allocated.
-func (c *Core) plan(j *job, h holds) outcome {
+// tree). On failure nothing stays allocated, and why says in plain words
+// what stopped it.
+func (c *Core) plan(j *job, h holds) outcome { return c.planFor(j, h, true) }
+
+// probe is plan for what-if questions that only ask whether j fits: on
+// failure why is only a marker, which spares the search through the
+// fleet that a readable reason takes.
+func (c *Core) probe(j *job, h holds) outcome { return c.planFor(j, h, false) }
+
+func (c *Core) planFor(j *job, h holds, explain bool) outcome {
 	t := &try{j: j, hold: h}
 	out := outcome{t: t}
 	levels := []int{-1} // -1: the whole fleet
@@ -59,8 +67,10 @@ func (c *Core) plan(j *job, h holds) outcome {
 		out.fail("", nil)
 	}
 	if out.refusal == nil {
-		out.why = c.capacityReason(j, h)
-		out.refusal = nil
+		out.why = "no room"
+		if explain {
+			out.why = c.capacityReason(j, h)
+		}
 	}
 	return out
 }
@@ -317,12 +327,18 @@ func (c *Core) capacityReason(j *job, hs holds) string {
 	need := g.Min() * r.Devices
 	if j.Topology.Level != "" && j.Topology.Required {
 		lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
-		best, bestFree := -1, 0
-		for _, d := range c.idx.levelDoms[lvl] {
-			if f := c.idx.freeWholeIn(ti, int(d)); best < 0 || f > bestFree {
-				best, bestFree = int(d), f
+		// Among the domains that can take the most replicas of this size
+		// (read from the top of the index's ordered tree, at most 64 of
+		// them, rather than scanning the level) the one with the most free.
+		best, bestFree, seen := -1, 0, 0
+		c.idx.treeFor(ti, r.Devices, lvl).Descend(func(k domKey) bool {
+			f := c.idx.freeWholeIn(ti, int(k.dom))
+			if best < 0 || f > bestFree || f == bestFree && int(k.dom) < best {
+				best, bestFree = int(k.dom), f
 			}
-		}
+			seen++
+			return seen < 64
+		})
 		if best < 0 {
 			return fmt.Sprintf("needs %d %s in one %s; the fleet has no %s", need, tname, j.Topology.Level, j.Topology.Level)
 		}

@@ -53,7 +53,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	}
 	fits := func(n int) bool {
 		liftTo(n)
-		if p := c.plan(j, res); p.why == "" {
+		if p := c.probe(j, res); p.why == "" {
 			c.undo(p.t)
 			return true
 		}
@@ -91,7 +91,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	}
 	for i := len(lifted) - 2; i >= 0 && i >= len(lifted)-2-maxMinimize; i-- {
 		c.reinstate(lifted[i])
-		if p := c.plan(j, res); p.why == "" {
+		if p := c.probe(j, res); p.why == "" {
 			c.undo(p.t)
 			need[i] = false
 			continue
@@ -192,7 +192,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 		}
 	}
 	if immediate {
-		if p := c.plan(j, res); p.why == "" {
+		if p := c.probe(j, res); p.why == "" {
 			return c.commit(j, p, acts), true
 		}
 		return acts, true

@@ -192,7 +192,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				res = append(res, h)
 				continue
 			}
-			if o := c.plan(j, res); o.why == "" {
+			if o := c.probe(j, res); o.why == "" {
 				c.undo(o.t)
 				continue // it can start now; the loop will start it
 			}
@@ -217,7 +217,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		}
 		sort.Slice(ready, func(a, b int) bool { return ready[a].seq < ready[b].seq })
 		for _, j := range ready {
-			if o := c.plan(j, res); o.why == "" {
+			if o := c.probe(j, res); o.why == "" {
 				acts = c.commit(j, o, acts)
 				binds++
 			}
@@ -440,7 +440,7 @@ func (c *Core) reserve(j *job, others holds) *hold {
 	}
 	fits := func(n int) bool {
 		liftTo(n)
-		o := c.plan(j, others)
+		o := c.probe(j, others)
 		if o.why == "" {
 			c.undo(o.t)
 			return true
@@ -473,7 +473,7 @@ func (c *Core) reserve(j *job, others holds) *hold {
 		}
 	}
 	liftTo(hi)
-	o := c.plan(j, others)
+	o := c.probe(j, others)
 	var res *hold
 	if o.why == "" {
 		res = &hold{job: j, at: max(order[hi-1].end, c.now)}
@@ -516,7 +516,7 @@ func (c *Core) touches(v *job, types []bool) bool {
 func (c *Core) earliestStart(j *job) int64 {
 	state, _ := c.pcg.MarshalBinary()
 	defer func() { _ = c.pcg.UnmarshalBinary(state) }()
-	o := c.plan(j, nil)
+	o := c.probe(j, nil)
 	if o.why == "" {
 		c.undo(o.t)
 		return c.now
