@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -733,12 +734,9 @@ func (c *Core) Explain(id JobID) (Explanation, bool) {
 	ex := Explanation{Job: id, Reason: j.reason, EarliestStart: j.earliest}
 	if j.state == jPending && j.seen != c.cycle {
 		// Skipped in the last cycle because its shape found no room.
-		slot := &c.memo[j.keyID]
-		for k := range slot.cycle {
-			if slot.cycle[k] == c.cycle && c.cycle > 0 {
-				ex.Reason, ex.EarliestStart = slot.why[k], -1
-				j.blocked = true
-			}
+		if slot := &c.memo[j.keyID]; slot.cycle == c.cycle && c.cycle > 0 {
+			ex.Reason, ex.EarliestStart = slot.why, -1
+			j.blocked = true
 		}
 	}
 	switch j.state {
@@ -780,13 +778,42 @@ func shapeText(r *place.Request) string {
 	return fmt.Sprintf("cpu %dm, memory %dMi", r.CPUMilli, r.MemoryMiB)
 }
 
-// memoSlot remembers a shape's failure in one cycle: slot 0 for jobs no
-// reservation keeps out, slot 1 for those kept out by the reservations in
-// pat.
+// memoSlot remembers a shape's failures for want of room in one cycle,
+// by the reservations that kept the failing job out (holds.pattern). A job
+// kept out by those reservations and more sees no more nodes, so it fails
+// too and is not tried again: jobs of one shape differ in their runtime
+// estimates, so they are kept out by different sets of reservations, and
+// remembering only equal sets tried nearly every blocked training gang of
+// a long backlog in every cycle.
 type memoSlot struct {
-	cycle [2]uint64
-	why   [2]string
-	pat   [2]uint8
+	cycle  uint64
+	failed uint16 // bit p: failed when kept out by the reservations of pattern p
+	why    string // the reason of the last failure
+}
+
+// A pattern has a bit per reservation; failed has a bit per pattern.
+var _ [4 - maxReservations]struct{}
+
+// fails reports whether the shape failed this cycle when kept out by a
+// subset of the reservations of pat.
+func (s *memoSlot) fails(cycle uint64, pat uint8) bool {
+	if s.cycle != cycle {
+		return false
+	}
+	for f := s.failed; f != 0; f &= f - 1 {
+		if p := uint8(bits.TrailingZeros16(f)); p&^pat == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *memoSlot) record(cycle uint64, pat uint8, why string) {
+	if s.cycle != cycle {
+		s.cycle, s.failed = cycle, 0
+	}
+	s.failed |= 1 << pat
+	s.why = why
 }
 
 // wake is a future time at which some job's back-off ends.

@@ -250,11 +250,8 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				continue
 			}
 			pat := res.pattern(p.j, p.est, c.now)
-			slot, held := &c.memo[p.key], 0
-			if pat != 0 {
-				held = 1
-			}
-			if slot.cycle[held] == c.cycle && slot.pat[held] == pat && (len(c.nominee) == 0 || p.j.noms == nil) {
+			slot := &c.memo[p.key]
+			if slot.fails(c.cycle, pat) && (len(c.nominee) == 0 || p.j.noms == nil) {
 				if c.queues.Strict(turn.q) {
 					c.strictReasons(turn.q, p.j)
 					break
@@ -283,7 +280,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				c.unnominate(j)
 			}
 			if o.refusal == nil {
-				slot.cycle[held], slot.why[held], slot.pat[held] = c.cycle, o.why, pat
+				slot.record(c.cycle, pat, o.why)
 				if j.Priority > blockedPrio {
 					blockedPrio = j.Priority
 				}
@@ -305,7 +302,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 					if j.state == jRunning {
 						binds++
 						turn.share = c.queues.Share(turn.q)
-						slot.cycle[held] = 0
+						slot.cycle = 0
 					}
 					push(turn, false)
 					break
