@@ -1,0 +1,26 @@
+#!/bin/sh
+# The time-based simulation benchmark of docs/BENCHMARKS.md: generates
+# 1,000,000 jobs for the 10,000-node fleet of testdata/sim/fleet-10k.yaml
+# and replays them through the scheduling core with a cycle a virtual
+# minute, printing wall time, CPU time and peak memory of each step (GNU
+# time), then the run's summary.
+#
+# Usage: scripts/sim-1m.sh [JOBS]   (default 1000000; needs /usr/bin/time)
+# The trace (about 330 MB) goes to $TMPDIR and is removed at the end.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=${1:-1000000}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/gpufleet" ./cmd/gpufleet
+measure() {
+	/usr/bin/time -f '%e s wall, %U s user, %M KiB peak RSS' "$@"
+}
+echo "sim gen --jobs $jobs:"
+measure "$tmp/gpufleet" sim gen --jobs "$jobs" --tenants 8 --seed 1 \
+	--fleet testdata/sim/fleet-10k.yaml -o "$tmp/trace.jsonl"
+echo "sim run:"
+measure "$tmp/gpufleet" sim run --trace "$tmp/trace.jsonl" \
+	--fleet testdata/sim/fleet-10k.yaml --cycle 60 --quiet >"$tmp/summary.txt"
+cat "$tmp/summary.txt"
