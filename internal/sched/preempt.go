@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -282,57 +283,78 @@ func (c *Core) victims(j *job, scope int) []victim {
 			}
 		}
 	}
+	flavorList := make([]int, 0, len(flavors))
+	for f := range flavors {
+		if f >= 0 {
+			flavorList = append(flavorList, f)
+		}
+	}
+	relevant := c.relevantTypes(j)
+	// The candidates, filtered as the pools are read (a pool can hold
+	// thousands of jobs, few of them eligible); the orders below are total,
+	// so the pools' own order does not matter.
 	var run []*job
 	for q, pool := range c.pools {
 		if len(pool) == 0 || (q != j.queue && !reclaim) {
 			continue
 		}
-		if q != j.queue && !c.borrowsFrom(q, scope, flavors) {
-			continue // nothing in this queue may be reclaimed for j
-		}
-		for v := range pool {
-			run = append(run, v)
-		}
-	}
-	// Only work on nodes of a type j accepts can make room for it.
-	if relevant := c.relevantTypes(j); relevant != nil {
-		kept := run[:0]
-		for _, v := range run {
-			if c.touches(v, relevant) {
-				kept = append(kept, v)
-			}
-		}
-		run = kept
-	}
-	sort.Slice(run, func(a, b int) bool { return run[a].seq < run[b].seq })
-	var shrinks, whole []victim
-	for _, v := range run {
-		// Work admitted in this very cycle is not preempted in it: that would
-		// only thrash.
-		if v == j || v.state != jRunning || !v.Preemptible || v.started == c.now {
-			continue
-		}
-		ok := false
-		if v.queue == j.queue && v.Priority < j.Priority {
-			ok = true
-		}
 		// Reclaim: work outside the scope j is owed quota in, whose subtree
 		// borrows from the pool the scope shares with it: the victim's
 		// ancestor just below the two queues' common ancestor holds more
 		// than its nominal. Borrowing deeper inside the victim's own
-		// subtree takes nothing from the scope and does not count.
-		if reclaim && !c.sharesAncestor(scope, v.queue) {
-			if a := c.belowCommon(v.queue, scope); a > 0 {
-				for f := range v.demand {
-					if f >= 0 && flavors[f] && c.queues.Borrowing(a, f) > 0 {
-						ok = true
-					}
+		// subtree takes nothing from the scope and does not count. The
+		// flavors so borrowed are the same for every job of the queue.
+		var borrowed []int
+		if q != j.queue {
+			if c.sharesAncestor(scope, q) {
+				continue
+			}
+			a := c.belowCommon(q, scope)
+			if a <= 0 {
+				continue
+			}
+			for _, f := range flavorList {
+				if c.queues.Borrowing(a, f) > 0 {
+					borrowed = append(borrowed, f)
 				}
 			}
+			if borrowed == nil {
+				continue // nothing in this queue may be reclaimed for j
+			}
 		}
-		if !ok {
-			continue
+		for v := range pool {
+			// Work admitted in this very cycle is not preempted in it: that
+			// would only thrash.
+			if v == j || v.state != jRunning || !v.Preemptible || v.started == c.now {
+				continue
+			}
+			if q == j.queue {
+				// Its own queue: lower priority only (the scope always
+				// holds j's own queue, so there is no reclaim from it).
+				if v.Priority >= j.Priority {
+					continue
+				}
+			} else {
+				ok := false
+				for _, f := range borrowed {
+					if v.demand[f] > 0 {
+						ok = true
+						break
+					}
+				}
+				if !ok {
+					continue
+				}
+			}
+			// Only work on nodes of a type j accepts can make room for it.
+			if relevant != nil && !c.touches(v, relevant) {
+				continue
+			}
+			run = append(run, v)
 		}
+	}
+	var shrinks, whole []victim
+	for _, v := range run {
 		lost := c.workLost(v)
 		// One shrink candidate per surplus replica, highest index first, so
 		// the minimization keeps every replica it can.
@@ -341,29 +363,25 @@ func (c *Core) victims(j *job, scope int) []victim {
 		}
 		whole = append(whole, victim{j: v, lost: lost})
 	}
-	order := func(vs []victim) {
-		sort.SliceStable(vs, func(a, b int) bool {
-			x, y := vs[a], vs[b]
-			if x.j.Priority != y.j.Priority {
-				return x.j.Priority < y.j.Priority
-			}
-			if x.lost != y.lost {
-				return x.lost < y.lost
-			}
-			return x.j.seq > y.j.seq
-		})
-	}
-	sort.SliceStable(shrinks, func(a, b int) bool {
-		x, y := shrinks[a], shrinks[b]
+	// Both orders are total (job sequence numbers are unique).
+	slices.SortFunc(shrinks, func(x, y victim) int {
 		if x.j.Priority != y.j.Priority {
-			return x.j.Priority < y.j.Priority
+			return cmp.Compare(x.j.Priority, y.j.Priority)
 		}
 		if x.j.seq != y.j.seq {
-			return x.j.seq > y.j.seq
+			return cmp.Compare(y.j.seq, x.j.seq)
 		}
-		return x.j.reps[x.shrink[0]].idx > y.j.reps[y.shrink[0]].idx
+		return cmp.Compare(y.j.reps[y.shrink[0]].idx, x.j.reps[x.shrink[0]].idx)
 	})
-	order(whole)
+	slices.SortFunc(whole, func(x, y victim) int {
+		if x.j.Priority != y.j.Priority {
+			return cmp.Compare(x.j.Priority, y.j.Priority)
+		}
+		if x.lost != y.lost {
+			return cmp.Compare(x.lost, y.lost)
+		}
+		return cmp.Compare(y.j.seq, x.j.seq)
+	})
 	out := append(shrinks, whole...)
 	if len(out) > maxVictims {
 		out = out[:maxVictims]
@@ -523,24 +541,6 @@ func (c *Core) focus(j *job, cands []victim, res holds) ([]victim, bool) {
 		}
 	}
 	return out, true
-}
-
-// borrowsFrom reports whether queue q's subtree borrows one of the flavors
-// from the pool it shares with scope (see victims).
-func (c *Core) borrowsFrom(q, scope int, flavors map[int]bool) bool {
-	if scope < 0 || c.sharesAncestor(scope, q) {
-		return false
-	}
-	a := c.belowCommon(q, scope)
-	if a <= 0 {
-		return false
-	}
-	for f := range flavors {
-		if f >= 0 && c.queues.Borrowing(a, f) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // belowCommon returns the ancestor-or-self of queue q that is a child of
