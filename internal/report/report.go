@@ -149,6 +149,20 @@ func accelText(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// byTypeText lists utilization by accelerator type, by name.
+func byTypeText(m map[string]float64) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " " + pct(m[n])
+	}
+	return strings.Join(parts, ", ")
+}
+
 func distText(d sim.Dist) string {
 	if d.Count == 0 {
 		return "-"
@@ -167,6 +181,9 @@ func WriteText(w io.Writer, res *sim.Result) error {
 	p("jobs          %d finished, %d timed out, %d rejected, %d running and %d pending at the end\n",
 		s.Jobs.Finished, s.Jobs.TimedOut, s.Jobs.Rejected, s.Jobs.RunningAtEnd, s.Jobs.PendingAtEnd)
 	p("utilization   %s of available accelerator-time; fragmentation of free capacity %s\n", pct(s.Utilization), pct(s.Fragmentation))
+	if len(s.UtilizationByType) > 1 {
+		p("by type       %s\n", byTypeText(s.UtilizationByType))
+	}
 	p("\n%-14s %-26s %s\n", "", "wait p50 / p95 / p99", "completion p50 / p95 / p99")
 	p("%-14s %-26s %s\n", "all", distText(s.Wait.All), distText(s.Completion.All))
 	for _, k := range kindsPresent(res) {

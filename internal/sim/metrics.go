@@ -107,17 +107,21 @@ type Summary struct {
 	End          int64          `json:"end"`
 	// MakespanSec runs from the first arrival to the end of the last job
 	// that has a duration.
-	MakespanSec   int64         `json:"makespanSec"`
-	Jobs          JobCounts     `json:"jobs"`
-	Wait          Breakdown     `json:"wait"`
-	Completion    Breakdown     `json:"completion"`
-	Utilization   float64       `json:"utilization"`
-	Fragmentation float64       `json:"fragmentation"`
-	Tenants       []TenantShare `json:"tenants"`
-	Preemptions   int64         `json:"preemptions"`
-	Shrinks       int64         `json:"shrinks"`
-	Requeues      int64         `json:"requeues"`
-	NodeFailures  int64         `json:"nodeFailures"`
+	MakespanSec int64     `json:"makespanSec"`
+	Jobs        JobCounts `json:"jobs"`
+	Wait        Breakdown `json:"wait"`
+	Completion  Breakdown `json:"completion"`
+	Utilization float64   `json:"utilization"`
+	// UtilizationByType is the utilization of each accelerator type's
+	// available time: work that only some types can run loads them
+	// unevenly.
+	UtilizationByType map[string]float64 `json:"utilizationByType"`
+	Fragmentation     float64            `json:"fragmentation"`
+	Tenants           []TenantShare      `json:"tenants"`
+	Preemptions       int64              `json:"preemptions"`
+	Shrinks           int64              `json:"shrinks"`
+	Requeues          int64              `json:"requeues"`
+	NodeFailures      int64              `json:"nodeFailures"`
 	// FailureRequeues are the requeues caused by node failures.
 	FailureRequeues int64 `json:"failureRequeues"`
 	Rejections      int64 `json:"rejections"`
@@ -195,6 +199,17 @@ func (e *engine) result() *Result {
 	s.Completion = jcts.breakdown(kindNames, e.tenants)
 	if e.capInt > 0 {
 		s.Utilization = round6(e.busyInt / e.capInt)
+	}
+	busy, avail := map[string]float64{}, map[string]float64{}
+	for _, c := range e.classes {
+		busy[c.accel] += c.busyInt
+		avail[c.accel] += c.capInt
+	}
+	s.UtilizationByType = map[string]float64{}
+	for t, a := range avail {
+		if a > 0 {
+			s.UtilizationByType[t] = round6(busy[t] / a)
+		}
 	}
 	if span := float64(e.now - e.origin); span > 0 {
 		s.Fragmentation = round6(e.fragInt / span)

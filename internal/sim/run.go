@@ -152,6 +152,8 @@ type powerClass struct {
 	pue          float64
 	upAccels     int64
 	usedMilli    int64
+	// Integrals over time, in milli-seconds, for utilization by type.
+	busyInt, capInt float64
 }
 
 type engine struct {
@@ -1029,6 +1031,11 @@ func (e *engine) accumulate(t int64) {
 	e.itEnergyJ += it * dt
 	e.busyInt += float64(e.usedUp) * dt
 	e.capInt += float64(e.capUp) * dt
+	for i := range e.classes {
+		c := &e.classes[i]
+		c.busyInt += float64(c.usedMilli) * dt
+		c.capInt += float64(c.upAccels) * 1000 * dt
+	}
 	e.fragInt += e.fragmentation() * dt
 	e.lastAcc = t
 }

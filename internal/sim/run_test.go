@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"io"
+	"math"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -286,5 +287,38 @@ func TestRunUntil(t *testing.T) {
 	res := run(t, Config{Until: 500}, testFleet(t, "h100", 1), testQueues("h100", 8), gpuJob("a", 0, 1000, 1, 8))
 	if s := res.Summary; s.End != 500 || s.Jobs.RunningAtEnd != 1 || s.Utilization != 1 {
 		t.Errorf("end %d, running %d, utilization %v; want 500, 1, 1", s.End, s.Jobs.RunningAtEnd, s.Utilization)
+	}
+}
+
+// Utilization by type: work that names one type loads only that type, and
+// the fleet's utilization is the types' weighted by their capacity.
+func TestRunUtilizationByType(t *testing.T) {
+	var nodes []fleet.Node
+	for i, accel := range []string{"h100", "h100", "h100", "b200"} {
+		nodes = append(nodes, fleet.Node{
+			Name: fmt.Sprintf("n%d", i+1), Path: []string{"r", "z", "b", "rack1"},
+			Accel: accel, Count: 8, CPUMilli: 64000, MemoryMiB: 512 << 10,
+		})
+	}
+	f, err := fleet.New(nil, nil, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := []quota.Spec{
+		{Name: "acme", Quotas: map[string]quota.Limits{"h100": {Nominal: 24000}, "b200": {Nominal: 8000}}},
+		{Name: "acme-q", Parent: "acme"},
+	}
+	// One h100 node busy all the time: 2 jobs of 8 back to back.
+	a, b := gpuJob("a", 0, 500, 1, 8), gpuJob("b", 0, 500, 1, 8)
+	a.Gangs[0].Shape.Accel = []string{"h100"}
+	b.Gangs[0].Shape.Accel = []string{"h100"}
+	b.Arrival = 500
+	res := run(t, Config{}, f, qs, a, b)
+	by := res.Summary.UtilizationByType
+	if len(by) != 2 || by["b200"] != 0 || math.Abs(by["h100"]-1.0/3) > 1e-6 {
+		t.Fatalf("utilization by type %v, want h100 1/3 and b200 0", by)
+	}
+	if all := res.Summary.Utilization; math.Abs(all-(3*by["h100"]+by["b200"])/4) > 1e-6 {
+		t.Errorf("utilization %v is not the types' weighted by capacity (%v)", all, by)
 	}
 }
