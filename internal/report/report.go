@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -151,14 +153,9 @@ func accelText(m map[string]int) string {
 
 // byTypeText lists utilization by accelerator type, by name.
 func byTypeText(m map[string]float64) string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = n + " " + pct(m[n])
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, n+" "+pct(m[n]))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -29,8 +29,18 @@ func (l *jobList) Next() (Job, error) {
 // testFleet builds n nodes of 8 accelerators of type accel in one rack.
 func testFleet(t *testing.T, accel string, n int) *fleet.Fleet {
 	t.Helper()
+	accels := make([]string, n)
+	for i := range accels {
+		accels[i] = accel
+	}
+	return testFleetOf(t, accels...)
+}
+
+// testFleetOf builds one node of 8 accelerators per type given, in one rack.
+func testFleetOf(t *testing.T, accels ...string) *fleet.Fleet {
+	t.Helper()
 	var nodes []fleet.Node
-	for i := range n {
+	for i, accel := range accels {
 		nodes = append(nodes, fleet.Node{
 			Name: fmt.Sprintf("n%d", i+1), Path: []string{"r", "z", "b", "rack1"},
 			Accel: accel, Count: 8, CPUMilli: 64000, MemoryMiB: 512 << 10,
@@ -293,17 +303,7 @@ func TestRunUntil(t *testing.T) {
 // Utilization by type: work that names one type loads only that type, and
 // the fleet's utilization is the types' weighted by their capacity.
 func TestRunUtilizationByType(t *testing.T) {
-	var nodes []fleet.Node
-	for i, accel := range []string{"h100", "h100", "h100", "b200"} {
-		nodes = append(nodes, fleet.Node{
-			Name: fmt.Sprintf("n%d", i+1), Path: []string{"r", "z", "b", "rack1"},
-			Accel: accel, Count: 8, CPUMilli: 64000, MemoryMiB: 512 << 10,
-		})
-	}
-	f, err := fleet.New(nil, nil, nodes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := testFleetOf(t, "h100", "h100", "h100", "b200")
 	qs := []quota.Spec{
 		{Name: "acme", Quotas: map[string]quota.Limits{"h100": {Nominal: 24000}, "b200": {Nominal: 8000}}},
 		{Name: "acme-q", Parent: "acme"},
