@@ -145,14 +145,17 @@ func less(a, b api.ReplicaKey) bool {
 	return fmt.Sprint(a.Job, a.Attempt, a.Gang, a.Replica) < fmt.Sprint(b.Job, b.Attempt, b.Gang, b.Replica)
 }
 
-// sync waits for one loop iteration (and its commit) to pass.
+// sync waits for two loop iterations to pass whole: each answers only
+// after its commit, so the tick, cycle and commit of the iteration that
+// took it are done (the gauges refreshed, if the clock says it is time).
 func (h *harness) sync() {
 	h.t.Helper()
-	if _, err := exec(h.ctx(), h.s, func(l *loop, reply func(struct{})) { reply(struct{}{}) }); err != nil {
-		h.t.Fatal(err)
-	}
-	if _, err := exec(h.ctx(), h.s, func(l *loop, reply func(struct{})) { reply(struct{}{}) }); err != nil {
-		h.t.Fatal(err)
+	for range 2 {
+		if _, err := exec(h.ctx(), h.s, func(l *loop, reply func(struct{})) {
+			l.afterCommit(func(error) { reply(struct{}{}) })
+		}); err != nil {
+			h.t.Fatal(err)
+		}
 	}
 }
 

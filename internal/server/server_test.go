@@ -395,7 +395,11 @@ func TestMetrics(t *testing.T) {
 	h.node("n2")
 	h.submit(acme, gangJob)
 	blocked := h.submit(acme, strings.Replace(gangJob, "name: train", "name: second", 1))
-	h.clock.Advance(time.Second) // the gauges refresh once a second
+	// A submission is acknowledged once it is durable, which can be before
+	// the cycle that tries it: let that cycle pass before the gauges
+	// refresh (once a second, before the cycle of the loop's iteration).
+	h.sync()
+	h.clock.Advance(time.Second)
 	h.sync()
 	resp, err := http.Get(h.url + MetricsPath)
 	if err != nil {
