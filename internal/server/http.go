@@ -87,7 +87,7 @@ func (s *Server) Handler() http.Handler {
 	for _, rt := range s.routes() {
 		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
 	}
-	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(s.metrics.gatherer(s.reg), promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
 	})

@@ -2,15 +2,21 @@ package server
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 type metrics struct {
+	// refresh is held for writing while the gauges are reset and filled
+	// again, and for reading by each scrape, so that a scrape never sees
+	// a refresh half done.
+	refresh      sync.RWMutex
 	pending      *prometheus.GaugeVec
 	admissions   *prometheus.CounterVec
 	preemptions  *prometheus.CounterVec
@@ -52,9 +58,20 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 // core about.
 const maxExplained = 5000
 
+// gatherer reads the registry between refreshes of the gauges.
+func (m *metrics) gatherer(reg prometheus.Gatherer) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		m.refresh.RLock()
+		defer m.refresh.RUnlock()
+		return reg.Gather()
+	})
+}
+
 // updateGauges refreshes the gauges from the loop's state.
 func (l *loop) updateGauges() {
 	m := l.s.metrics
+	m.refresh.Lock()
+	defer m.refresh.Unlock()
 	m.pending.Reset()
 	explained := 0
 	for _, j := range l.jobs {

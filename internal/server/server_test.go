@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -442,4 +443,60 @@ func TestReasonClassKeepsLabelsFew(t *testing.T) {
 			t.Errorf("reasonClass(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// A scrape never sees a refresh of the gauges half done: while the loop
+// refreshes them over and over, every scrape still counts both nodes.
+func TestMetricsScrapeSeesWholeRefreshes(t *testing.T) {
+	h := start(t, "")
+	h.node("n1")
+	h.node("n2")
+	h.clock.Advance(time.Second)
+	h.sync()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			h.clock.Advance(time.Second)
+			h.sync()
+		}
+	}()
+	for scrapes := 0; ; scrapes++ {
+		select {
+		case <-done:
+			if scrapes == 0 {
+				t.Fatal("no scrape ran")
+			}
+			return
+		default:
+		}
+		resp, err := http.Get(h.url + MetricsPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// The nodes go down as the clock runs without heartbeats; in
+		// whatever state, there are two.
+		total := 0
+		for _, l := range strings.Split(grepLines(string(body), "gpufleet_nodes{"), "\n") {
+			if _, v, ok := strings.Cut(l, "} "); ok {
+				n, _ := strconv.Atoi(v)
+				total += n
+			}
+		}
+		if total != 2 {
+			t.Fatalf("scrape %d counts %d nodes, not 2:\n%s", scrapes, total, grepLines(string(body), "gpufleet_nodes"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
