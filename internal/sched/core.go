@@ -33,6 +33,31 @@ type replica struct {
 }
 
 // job is the core's record of one job.
+// jobSet is a set of jobs kept in a slice, for cheap iteration; each job
+// is in at most one set (its poolAt is its index there, -1 when in none).
+// Its order depends on history: readers that need an order sort.
+type jobSet struct{ list []*job }
+
+func (s *jobSet) add(j *job) {
+	if j.poolAt >= 0 {
+		return
+	}
+	j.poolAt = len(s.list)
+	s.list = append(s.list, j)
+}
+
+func (s *jobSet) remove(j *job) {
+	i := j.poolAt
+	if i < 0 || i >= len(s.list) || s.list[i] != j {
+		return
+	}
+	last := s.list[len(s.list)-1]
+	s.list[i], last.poolAt = last, i
+	s.list[len(s.list)-1] = nil
+	s.list = s.list[:len(s.list)-1]
+	j.poolAt = -1
+}
+
 type job struct {
 	Job
 	seq       uint64
@@ -69,6 +94,8 @@ type job struct {
 	noms []int
 	// never is set for jobs no node of the fleet could ever hold.
 	never string
+	// poolAt is the job's index in its queue's pool, -1 when in none.
+	poolAt int
 }
 
 func (j *job) finishesBy() int64 {
@@ -131,7 +158,7 @@ type Core struct {
 	running map[JobID]*job
 	// pools holds, per queue, its running preemptible jobs: the only
 	// candidates preemption ever looks at.
-	pools []map[*job]struct{}
+	pools []jobSet
 	// nominee[n] is the preemptor node n is being freed for; nominated
 	// marks those nodes for a cheap check on the placement path.
 	nominee   map[int]*job
@@ -217,10 +244,12 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 
 func (c *Core) resetPending() {
 	c.pending = make([]*btree.BTreeG[pend], c.queues.Len())
-	c.pools = make([]map[*job]struct{}, c.queues.Len())
-	for i := range c.pools {
-		c.pools[i] = map[*job]struct{}{}
+	for _, p := range c.pools {
+		for _, j := range p.list {
+			j.poolAt = -1
+		}
 	}
+	c.pools = make([]jobSet, c.queues.Len())
 	for i := range c.pending {
 		c.pending[i] = btree.NewG(8, pendingLess)
 	}
@@ -345,7 +374,7 @@ func (c *Core) newJob(spec Job) (*job, error) {
 	}
 	spec.Gangs = append([]Gang(nil), spec.Gangs...)
 	c.seq++
-	j := &job{Job: spec, seq: c.seq, queue: q, submitted: c.now, earliest: -1}
+	j := &job{Job: spec, seq: c.seq, queue: q, submitted: c.now, earliest: -1, poolAt: -1}
 	if spec.Topology.Level != "" && !contains(c.fleet.Levels, spec.Topology.Level) {
 		return nil, fmt.Errorf("job %q: topology level %q: want one of %s", spec.ID, spec.Topology.Level, strings.Join(c.fleet.Levels, ", "))
 	}
@@ -470,7 +499,7 @@ func (c *Core) release(j *job) {
 		c.queues.Add(j.queue, neg)
 	}
 	delete(c.running, j.ID)
-	delete(c.pools[j.queue], j)
+	c.pools[j.queue].remove(j)
 	delete(c.preempting, j.ID)
 	if j.endAt > 0 {
 		c.ends.Delete(endKey{end: j.endAt, seq: j.seq, j: j})
@@ -578,7 +607,7 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 		}
 		j.queue = q
 		if j.Preemptible && (j.state == jRunning || j.state == jPreempting) {
-			c.pools[q][j] = struct{}{}
+			c.pools[q].add(j)
 		}
 		if j.state == jPending {
 			c.pending[q].ReplaceOrInsert(pendOf(j))
@@ -718,7 +747,7 @@ func (c *Core) markRunning(j *job, start int64) {
 	j.earliest = -1
 	c.running[j.ID] = j
 	if j.Preemptible {
-		c.pools[j.queue][j] = struct{}{}
+		c.pools[j.queue].add(j)
 	}
 	if e := j.finishesBy(); e > 0 {
 		c.setEnd(j, e)

@@ -13,6 +13,9 @@ import (
 // index equal to the node states, and every queue within its limits. It is
 // meant for tests and for a driver's self-check; it costs O(fleet + jobs).
 func (c *Core) CheckInvariants() error {
+	if err := c.checkPools(); err != nil {
+		return err
+	}
 	used := make([][]int32, len(c.idx.nodes))
 	cpu := make([]int64, len(c.idx.nodes))
 	mem := make([]int64, len(c.idx.nodes))
@@ -189,6 +192,32 @@ func (c *Core) checkDomains() error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// checkPools: the pools hold exactly the running (or preempting)
+// preemptible jobs, each in its own queue's pool at the index it records.
+func (c *Core) checkPools() error {
+	in := 0
+	for q, p := range c.pools {
+		for i, j := range p.list {
+			if j.poolAt != i || j.queue != q || !j.Preemptible || (j.state != jRunning && j.state != jPreempting) {
+				return fmt.Errorf("pool of queue %d: job %s at %d records %d, queue %d, preemptible %v, state %d", q, j.ID, i, j.poolAt, j.queue, j.Preemptible, j.state)
+			}
+			in++
+		}
+	}
+	want := 0
+	for _, j := range c.jobs {
+		if j.Preemptible && (j.state == jRunning || j.state == jPreempting) {
+			want++
+		} else if j.poolAt >= 0 {
+			return fmt.Errorf("job %s (state %d) records pool index %d", j.ID, j.state, j.poolAt)
+		}
+	}
+	if in != want {
+		return fmt.Errorf("pools hold %d jobs, %d running jobs are preemptible", in, want)
 	}
 	return nil
 }

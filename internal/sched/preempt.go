@@ -295,7 +295,7 @@ func (c *Core) victims(j *job, scope int) []victim {
 	// so the pools' own order does not matter.
 	var run []*job
 	for q, pool := range c.pools {
-		if len(pool) == 0 || (q != j.queue && !reclaim) {
+		if len(pool.list) == 0 || (q != j.queue && !reclaim) {
 			continue
 		}
 		// Reclaim: work outside the scope j is owed quota in, whose subtree
@@ -322,7 +322,7 @@ func (c *Core) victims(j *job, scope int) []victim {
 				continue // nothing in this queue may be reclaimed for j
 			}
 		}
-		for v := range pool {
+		for _, v := range pool.list {
 			// Work admitted in this very cycle is not preempted in it: that
 			// would only thrash.
 			if v == j || v.state != jRunning || !v.Preemptible || v.started == c.now {
