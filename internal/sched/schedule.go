@@ -61,7 +61,8 @@ func (c *Core) expire(acts []Action) []Action {
 // reproject moves the projected end of every job that has outrun its
 // runtime estimate: such a job is expected to run twice as long as the
 // projection it outran (so started + estimate × 2^k, the first such time
-// still ahead), and never past its hard limit (MaxSec) when it has one. Without it an overrun
+// still ahead), and never past its hard limit (MaxSec) while that is
+// ahead. Without it an overrun
 // job's end would stay in the past, and a reservation waiting on it would
 // be recomputed every cycle only to land on "now" again.
 func (c *Core) reproject() {
@@ -80,10 +81,11 @@ func (c *Core) reproject() {
 		for end <= c.now && end > j.started {
 			end = j.started + 2*(end-j.started)
 		}
-		if j.MaxSec > 0 {
-			// At the limit it is stopped; one second on, a cycle sees it
-			// gone.
-			end = min(end, max(j.started+j.MaxSec, c.now+1))
+		if limit := j.started + j.MaxSec; j.MaxSec > 0 && limit > c.now {
+			// At its hard limit the driver stops it. A job still running
+			// past its limit (a driver that does not enforce limits) goes
+			// on doubling.
+			end = min(end, limit)
 		}
 		if end > c.now {
 			c.setEnd(j, end)
