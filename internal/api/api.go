@@ -161,6 +161,8 @@ const (
 	RoleAdmin  = "admin"
 	RoleTenant = "tenant"
 	RoleNode   = "node"
+	// RoleMetrics may only read the Prometheus metrics (a scraper's token).
+	RoleMetrics = "metrics"
 )
 
 // CreateToken is the body of POST /v1/tokens.

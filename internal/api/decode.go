@@ -217,12 +217,12 @@ func DecodeCreateToken(data []byte) (CreateToken, *Error) {
 		if err := CheckName("tenant", t.Tenant); err != nil {
 			return t, err
 		}
-	case RoleNode, RoleAdmin:
+	case RoleNode, RoleAdmin, RoleMetrics:
 		if t.Tenant != "" {
 			return t, Invalid("tenant", "only a tenant token names a tenant")
 		}
 	default:
-		return t, Invalid("role", "%q: want one of tenant, node, admin", t.Role)
+		return t, Invalid("role", "%q: want one of tenant, node, admin, metrics", t.Role)
 	}
 	return t, nil
 }

@@ -153,24 +153,31 @@ func newCreateQueueCmd() *cobra.Command {
 func newCreateTokenCmd() *cobra.Command {
 	var f *clientFlags
 	var tenant string
-	var node, admin bool
+	var node, admin, metrics bool
 	c := &cobra.Command{
-		Use:   "token (--tenant TENANT | --node | --admin)",
+		Use:   "token (--tenant TENANT | --node | --admin | --metrics)",
 		Short: "Create an access token; it is printed once and stored only as a hash",
 		Example: `  gpufleet admin create token --tenant acme
-  gpufleet admin create token --node`,
+  gpufleet admin create token --node
+  gpufleet admin create token --metrics   # for a Prometheus scraper`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := api.CreateToken{Role: api.RoleTenant, Tenant: tenant}
+			roles := 0
+			for _, set := range []bool{node, admin, metrics, tenant != ""} {
+				if set {
+					roles++
+				}
+			}
 			switch {
-			case node && admin, (node || admin) && tenant != "":
-				return fmt.Errorf("give one of --tenant, --node, --admin")
+			case roles != 1:
+				return fmt.Errorf("give one of --tenant TENANT, --node, --admin, --metrics")
 			case node:
 				req = api.CreateToken{Role: api.RoleNode}
 			case admin:
 				req = api.CreateToken{Role: api.RoleAdmin}
-			case tenant == "":
-				return fmt.Errorf("give one of --tenant TENANT, --node, --admin")
+			case metrics:
+				req = api.CreateToken{Role: api.RoleMetrics}
 			}
 			cl, err := f.client()
 			if err != nil {
@@ -186,6 +193,7 @@ func newCreateTokenCmd() *cobra.Command {
 	c.Flags().StringVar(&tenant, "tenant", "", "a token for `TENANT`: it sees and touches only that tenant's jobs and queues")
 	c.Flags().BoolVar(&node, "node", false, "a token for node agents")
 	c.Flags().BoolVar(&admin, "admin", false, "another admin token")
+	c.Flags().BoolVar(&metrics, "metrics", false, "a token that may only read /metrics (for a Prometheus scraper)")
 	f = addClientFlags(c)
 	return c
 }

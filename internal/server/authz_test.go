@@ -13,7 +13,8 @@ import (
 )
 
 // TestAnotherTenantCannotSeeOrTouch calls every route with another
-// tenant's token, with a node token and with none.
+// tenant's token, with a node token and with none; then every route but
+// the metrics with a metrics token.
 func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	h := start(t, "")
 	acme := h.client("acme")
@@ -61,7 +62,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	calls := map[string]call{
 		"GET /v1/openapi.yaml":      {status: 200, public: true},
 		"GET /v1/healthz":           {status: 200, public: true},
-		"GET " + MetricsPath:        {status: 200, public: true},
+		"GET " + MetricsPath:        {status: 403},
 		"POST /v1/jobs":             {body: gangJob, status: 422, check: asIfAbsent("POST /v1/jobs", "", gangJob)},
 		"GET /v1/jobs":              {status: 200, check: notMine},
 		"GET /v1/jobs/{id}":         {status: 404, check: asIfAbsent("GET /v1/jobs/{id}", "train-999", "")},
@@ -122,6 +123,23 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A scraper's token reads the metrics and nothing else.
+	scraper, err := h.admin.CreateToken(h.ctx(), api.CreateToken{Role: api.RoleMetrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for route, c := range calls {
+		want := http.StatusForbidden
+		switch {
+		case route == "GET "+MetricsPath:
+			want = http.StatusOK
+		case c.public:
+			continue
+		}
+		if status, body := do(t, route, scraper.Token, c.body); status != want {
+			t.Errorf("metrics token, %s: status %d, want %d: %s", route, status, want, body)
+		}
 	}
 	// Nothing the other tenant did changed the job, and its owner still
 	// sees it.

@@ -47,6 +47,8 @@ var (
 	users = []string{store.RoleAdmin, store.RoleTenant}
 	admin = []string{store.RoleAdmin}
 	nodes = []string{store.RoleAdmin, store.RoleNode}
+	// The metrics name every tenant's usage: not for tenant tokens.
+	scrapers = []string{store.RoleAdmin, store.RoleMetrics}
 )
 
 func (s *Server) routes() []route {
@@ -87,7 +89,10 @@ func (s *Server) Handler() http.Handler {
 	for _, rt := range s.routes() {
 		mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
 	}
-	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(s.metrics.gatherer(s.reg), promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.metrics.gatherer(s.reg), promhttp.HandlerOpts{})
+	mux.Handle("GET "+MetricsPath, s.wrap(route{"GET", MetricsPath, scrapers, func(w http.ResponseWriter, r *http.Request, _ principal) {
+		metrics.ServeHTTP(w, r)
+	}}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
 	})

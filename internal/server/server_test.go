@@ -402,12 +402,7 @@ func TestMetrics(t *testing.T) {
 	h.sync()
 	h.clock.Advance(time.Second)
 	h.sync()
-	resp, err := http.Get(h.url + MetricsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := h.scrape()
 	ex, err := acme.Job(h.ctx(), blocked.ID)
 	if err != nil || ex.Explanation == nil {
 		t.Fatalf("blocked job: %v", err)
@@ -470,12 +465,7 @@ func TestMetricsScrapeSeesWholeRefreshes(t *testing.T) {
 			return
 		default:
 		}
-		resp, err := http.Get(h.url + MetricsPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		body := h.scrape()
 		// The nodes go down as the clock runs without heartbeats; in
 		// whatever state, there are two.
 		total := 0
@@ -499,4 +489,24 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// scrape reads /metrics with an admin token.
+func (h *harness) scrape() []byte {
+	h.t.Helper()
+	req, err := http.NewRequest("GET", h.url+MetricsPath, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.s.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("GET %s: %s: %s", MetricsPath, resp.Status, body)
+	}
+	return body
 }

@@ -103,6 +103,8 @@ const (
 	RoleAdmin  = "admin"
 	RoleTenant = "tenant"
 	RoleNode   = "node"
+	// RoleMetrics may only read the Prometheus metrics.
+	RoleMetrics = "metrics"
 )
 
 // Token is an access token as stored: only its SHA-256 hash is kept.
