@@ -72,10 +72,19 @@ type Explanation struct {
 	Nodes         []string   `json:"nodes,omitempty" yaml:"nodes,omitempty"`
 }
 
-// JobList is the answer to GET /v1/jobs.
+// JobList is the answer to GET /v1/jobs: one page of jobs in submission
+// order. Next, when set, is the cursor to pass as "after" for the next
+// page; it is empty on the last page.
 type JobList struct {
-	Jobs []Job `json:"jobs" yaml:"jobs"`
+	Jobs []Job  `json:"jobs" yaml:"jobs"`
+	Next string `json:"next,omitempty" yaml:"next,omitempty"`
 }
+
+// Page sizes of GET /v1/jobs.
+const (
+	DefaultJobPage = 1000
+	MaxJobPage     = 10000
+)
 
 // Node is a registered node.
 type Node struct {

@@ -126,6 +126,24 @@ type JobFilter struct {
 
 // Jobs lists jobs the token may see.
 func (c *Client) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
+	var all []Job
+	after := ""
+	for {
+		l, err := c.JobsPage(ctx, f, after, 0)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, l.Jobs...)
+		if l.Next == "" {
+			return all, nil
+		}
+		after = l.Next
+	}
+}
+
+// JobsPage reads one page of the job list: up to limit jobs (0: the
+// server's default) after the cursor (empty: from the start).
+func (c *Client) JobsPage(ctx context.Context, f JobFilter, after string, limit int) (JobList, error) {
 	q := url.Values{}
 	if f.State != "" {
 		q.Set("state", f.State)
@@ -133,13 +151,19 @@ func (c *Client) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	if f.Queue != "" {
 		q.Set("queue", f.Queue)
 	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
 	path := "/v1/jobs"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
 	var l JobList
 	err := c.get(ctx, path, &l)
-	return l.Jobs, err
+	return l, err
 }
 
 // Job reads one job with the core's explanation.

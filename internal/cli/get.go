@@ -14,7 +14,8 @@ import (
 func init() { addCommand(newGetCmd) }
 
 func newGetCmd() *cobra.Command {
-	var state, queue string
+	var state, queue, after string
+	var limit int
 	var f *clientFlags
 	c := &cobra.Command{
 		Use:   "get jobs|nodes|queues|tenants",
@@ -23,6 +24,7 @@ func newGetCmd() *cobra.Command {
 queues and tenant; an admin's sees all.`,
 		Example: `  gpufleet get jobs
   gpufleet get jobs --state pending -o json
+  gpufleet get jobs --limit 50            # the first 50; the last line says how to go on
   gpufleet get nodes`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"jobs", "nodes", "queues", "tenants"},
@@ -34,11 +36,23 @@ queues and tenant; an admin's sees all.`,
 			ctx, w, now := cmd.Context(), cmd.OutOrStdout(), time.Now()
 			switch strings.TrimSuffix(args[0], "s") {
 			case "job":
-				jobs, err := cl.Jobs(ctx, api.JobFilter{State: state, Queue: queue})
+				filter := api.JobFilter{State: state, Queue: queue}
+				var list api.JobList
+				if limit > 0 || after != "" {
+					list, err = cl.JobsPage(ctx, filter, after, limit)
+				} else {
+					list.Jobs, err = cl.Jobs(ctx, filter)
+				}
 				if err != nil {
 					return err
 				}
-				return f.emit(w, api.JobList{Jobs: jobs}, func(tw *tabwriter.Writer) {
+				jobs := list.Jobs
+				defer func() {
+					if list.Next != "" && f.output == "table" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "more jobs: add --after %s\n", list.Next)
+					}
+				}()
+				return f.emit(w, list, func(tw *tabwriter.Writer) {
 					fmt.Fprintln(tw, "ID\tQUEUE\tSTATE\tREPLICAS\tATTEMPT\tAGE\tREASON")
 					for _, j := range jobs {
 						n := 0
@@ -87,6 +101,8 @@ queues and tenant; an admin's sees all.`,
 	}
 	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, succeeded, failed, cancelled)")
 	c.Flags().StringVar(&queue, "queue", "", "only jobs of `QUEUE`")
+	c.Flags().IntVar(&limit, "limit", 0, "list at most `N` jobs, one page (0: all)")
+	c.Flags().StringVar(&after, "after", "", "start after the page ending at `CURSOR` (printed when there are more)")
 	f = addClientFlags(c)
 	return c
 }

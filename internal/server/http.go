@@ -295,11 +295,38 @@ func (s *Server) queueHint(qi *queueIndex, p principal) string {
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 	q := r.URL.Query()
 	state, queue := q.Get("state"), q.Get("queue")
-	out := api.JobList{Jobs: []api.Job{}}
-	err := s.db.Jobs(func(j *store.Job) bool {
-		if p.sees(j.Tenant) && (state == "" || j.State == state) && (queue == "" || j.Queue == queue) {
-			out.Jobs = append(out.Jobs, jobView(j))
+	limit := api.DefaultJobPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxJobPage {
+			writeErr(w, api.Invalid("limit", "%q: want a page size of 1..%d (default %d)", v, api.MaxJobPage, api.DefaultJobPage))
+			return
 		}
+		limit = n
+	}
+	var after uint64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeErr(w, api.Invalid("after", "%q: want the \"next\" cursor of a previous page", v))
+			return
+		}
+		after = n
+	}
+	out := api.JobList{Jobs: []api.Job{}}
+	var last uint64
+	err := s.db.JobsAfter(after, func(j *store.Job) bool {
+		if !p.sees(j.Tenant) || (state != "" && j.State != state) || (queue != "" && j.Queue != queue) {
+			return true
+		}
+		if len(out.Jobs) == limit {
+			// One more matches: there is a next page, from the last one
+			// returned.
+			out.Next = strconv.FormatUint(last, 10)
+			return false
+		}
+		out.Jobs = append(out.Jobs, jobView(j))
+		last = j.Seq
 		return true
 	})
 	if err != nil {

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -509,4 +511,63 @@ func (h *harness) scrape() []byte {
 		h.t.Fatalf("GET %s: %s: %s", MetricsPath, resp.Status, body)
 	}
 	return body
+}
+
+// The job list comes a page at a time, in submission order: every job
+// once, "next" set until the last page, another tenant's jobs never
+// counted into a page; a bad page size or cursor names its parameter.
+func TestListJobsPages(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	globex := h.client("globex")
+	var want []string
+	for i := range 5 {
+		j := h.submit(acme, strings.Replace(gangJob, "name: train", fmt.Sprintf("name: t%d", i), 1))
+		want = append(want, j.ID)
+	}
+	for _, c := range []*api.Client{acme, h.admin} {
+		var got []string
+		after, pages := "", 0
+		for {
+			l, err := c.JobsPage(h.ctx(), api.JobFilter{}, after, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, j := range l.Jobs {
+				got = append(got, j.ID)
+			}
+			if l.Next == "" {
+				break
+			}
+			if len(l.Jobs) != 2 {
+				t.Fatalf("page %d has %d jobs and a next cursor", pages, len(l.Jobs))
+			}
+			after = l.Next
+		}
+		if pages != 3 || !slices.Equal(got, want) {
+			t.Errorf("%d pages of %v, want 3 pages of %v", pages, got, want)
+		}
+	}
+	if l, err := globex.JobsPage(h.ctx(), api.JobFilter{}, "", 2); err != nil || len(l.Jobs) != 0 || l.Next != "" {
+		t.Errorf("another tenant's page: %+v, %v; want empty and last", l, err)
+	}
+	if all, err := acme.Jobs(h.ctx(), api.JobFilter{}); err != nil || len(all) != 5 {
+		t.Errorf("all jobs through the pages: %d, %v", len(all), err)
+	}
+	for _, bad := range []struct{ query, field string }{
+		{"limit=0", "limit"}, {"limit=10001", "limit"}, {"limit=x", "limit"}, {"after=abc", "after"},
+	} {
+		req, _ := http.NewRequest("GET", h.url+"/v1/jobs?"+bad.query, nil)
+		req.Header.Set("Authorization", "Bearer "+h.s.AdminToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), `"field": "`+bad.field+`"`) && !strings.Contains(string(body), `"field":"`+bad.field+`"`) {
+			t.Errorf("?%s: %d %s; want 422 naming %s", bad.query, resp.StatusCode, body, bad.field)
+		}
+	}
 }

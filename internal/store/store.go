@@ -407,10 +407,14 @@ func (d *DB) Job(id string) (Job, error) {
 }
 
 // Jobs calls fn for every job in submission order until fn returns false.
-func (d *DB) Jobs(fn func(*Job) bool) error {
+func (d *DB) Jobs(fn func(*Job) bool) error { return d.JobsAfter(0, fn) }
+
+// JobsAfter is Jobs from the first job submitted after the one with
+// sequence number seq (0: from the start).
+func (d *DB) JobsAfter(seq uint64, fn func(*Job) bool) error {
 	return d.bolt.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketJobs).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(seq + 1)); k != nil; k, v = c.Next() {
 			var j Job
 			if err := json.Unmarshal(v, &j); err != nil {
 				return fmt.Errorf("job record %x: %w", k, err)
