@@ -25,6 +25,7 @@ func init() { addCommand(newServerCmd) }
 type serverFlags struct {
 	data, listen, addrFile           string
 	hbInterval, hbTimeout, stopGrace time.Duration
+	retain                           time.Duration
 	debug                            bool
 }
 
@@ -36,6 +37,7 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.hbInterval, "heartbeat-interval", time.Second, "how often node agents report")
 	c.Flags().DurationVar(&f.hbTimeout, "heartbeat-timeout", 10*time.Second, "a node silent this long is marked down and its jobs requeued")
 	c.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and failed jobs' replicas")
+	c.Flags().DurationVar(&f.retain, "retain", 30*24*time.Hour, "keep a finished job's record, idempotency key and logs this long after it ends (negative: for ever)")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	return f
 }
@@ -48,6 +50,7 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 	return server.Config{
 		DataDir: f.data, InitialQueues: queues,
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
+		Retain: f.retain,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -34,6 +36,10 @@ type loop struct {
 	// after runs once the pending writes are durable (err nil) or failed.
 	after    []func(err error)
 	lastTick time.Time
+	// lastPrune and pruneFrom pace the sweep for finished jobs past their
+	// retention (see prune).
+	lastPrune time.Time
+	pruneFrom uint64
 }
 
 type node struct {
@@ -89,6 +95,42 @@ func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
 	l.updateGauges()
+	if l.s.cfg.Retain > 0 && now.Sub(l.lastPrune) >= pruneEvery {
+		l.lastPrune = now
+		l.prune(now)
+	}
+}
+
+// pruneEvery is how often the loop looks for finished jobs past their
+// retention; pruneScan bounds the records one look reads, so a large store
+// is swept a slice at a time without holding up the loop.
+const (
+	pruneEvery = time.Minute
+	pruneScan  = 5000
+)
+
+// prune deletes finished jobs that ended more than Retain ago, with their
+// idempotency keys and logs. Only jobs the loop no longer tracks qualify:
+// ended, and no replica of any attempt still alive.
+func (l *loop) prune(now time.Time) {
+	before := now.Add(-l.s.cfg.Retain).UnixMilli()
+	gone, next, err := l.s.db.PruneJobs(l.pruneFrom, pruneScan, func(j *store.Job) bool {
+		_, live := l.jobs[j.ID]
+		return !live && store.Terminal(j.State) && !hasLive(j) && j.FinishedMs > 0 && j.FinishedMs < before
+	})
+	if err != nil {
+		l.log.Error("pruning finished jobs failed", "err", err)
+		return
+	}
+	l.pruneFrom = next
+	for _, j := range gone {
+		if err := os.RemoveAll(filepath.Join(l.s.logDir(), j.ID)); err != nil {
+			l.log.Warn("removing a pruned job's logs", "job", j.ID, "err", err)
+		}
+	}
+	if len(gone) > 0 {
+		l.log.Info("pruned finished jobs", "count", len(gone), "retain", l.s.cfg.Retain)
+	}
 }
 
 // cycle runs one scheduling cycle and carries out its actions.

@@ -52,6 +52,10 @@ type Config struct {
 	// others (default 2ms: about one fsync, so a lone client barely waits
 	// while a burst fills each commit).
 	BatchDelay time.Duration
+	// Retain is how long a finished job (its record, idempotency key and
+	// logs) is kept after it ends; negative keeps everything (default 30
+	// days).
+	Retain time.Duration
 	// NoGroupCommit commits every submission on its own (benchmarks).
 	NoGroupCommit bool
 	// Logger receives operational messages (default: discard).
@@ -72,6 +76,9 @@ func (c *Config) defaults() {
 	}
 	if c.Tick <= 0 {
 		c.Tick = time.Second
+	}
+	if c.Retain == 0 {
+		c.Retain = 30 * 24 * time.Hour
 	}
 	if c.BatchDelay <= 0 {
 		c.BatchDelay = 2 * time.Millisecond

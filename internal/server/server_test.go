@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -570,4 +572,83 @@ func TestListJobsPages(t *testing.T) {
 			t.Errorf("?%s: %d %s; want 422 naming %s", bad.query, resp.StatusCode, body, bad.field)
 		}
 	}
+}
+
+const oneJob = `name: one
+queue: acme-train
+kind: batch
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 1
+command: ["true"]
+`
+
+// A finished job is kept for the retention period, then its record, its
+// idempotency key and its logs go; a job still running is never pruned.
+func TestFinishedJobsArePrunedAfterRetention(t *testing.T) {
+	h := start(t, "", func(c *Config) { c.Retain = time.Hour })
+	acme := h.client("acme")
+	h.node("n1")
+	done, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(oneJob), "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := h.submit(acme, strings.Replace(oneJob, "name: one", "name: two", 1))
+	r := h.beat("n1")
+	if len(r.Run) != 2 {
+		t.Fatalf("%d assignments, want 2", len(r.Run))
+	}
+	var k api.ReplicaKey
+	for _, a := range r.Run {
+		if a.Job == done.ID {
+			k = a.ReplicaKey
+		}
+	}
+	if _, err := h.admin.Heartbeat(h.ctx(), api.HeartbeatRequest{Node: "n1",
+		Replicas: []api.ReplicaStatus{running(r.Run[0].ReplicaKey), running(r.Run[1].ReplicaKey)},
+		Logs:     []api.LogChunk{{ReplicaKey: k, Data: []byte("hello\n")}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.beat("n1", exited(k, 0, ""), running(otherKey(r.Run, k)))
+	if got := h.job(done.ID); got.State != store.Succeeded {
+		t.Fatalf("job state %q, want succeeded", got.State)
+	}
+	logs := filepath.Join(h.dir, "logs", done.ID)
+	if _, err := os.Stat(logs); err != nil {
+		t.Fatalf("logs of the finished job: %v", err)
+	}
+	// Within the retention period nothing goes.
+	h.clock.Advance(30 * time.Minute)
+	h.beat("n1", running(otherKey(r.Run, k)))
+	h.sync()
+	if _, err := acme.Job(h.ctx(), done.ID); err != nil {
+		t.Fatalf("job gone within its retention: %v", err)
+	}
+	// Past it, the record, the key and the logs go; the running job stays.
+	h.clock.Advance(31 * time.Minute)
+	h.beat("n1", running(otherKey(r.Run, k)))
+	h.sync()
+	if _, err := acme.Job(h.ctx(), done.ID); apiStatus(err) != http.StatusNotFound {
+		t.Errorf("pruned job: %v, want 404", err)
+	}
+	if _, err := os.Stat(logs); !os.IsNotExist(err) {
+		t.Errorf("logs of the pruned job: %v, want gone", err)
+	}
+	if got := h.job(kept.ID); got.State != store.Running {
+		t.Errorf("running job after the prune: %q", got.State)
+	}
+	again, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(oneJob), "key-1")
+	if err != nil || again.ID == done.ID {
+		t.Errorf("idempotency key after the prune: %v, %v; want a new job", again.ID, err)
+	}
+}
+
+func otherKey(run []api.Assignment, k api.ReplicaKey) api.ReplicaKey {
+	for _, a := range run {
+		if a.ReplicaKey != k {
+			return a.ReplicaKey
+		}
+	}
+	return k
 }

@@ -399,6 +399,55 @@ func (d *DB) DeleteJob(j *Job) error {
 	})
 }
 
+// PruneJobs deletes jobs for which done reports true, reading at most
+// scan records from the first job submitted after sequence number from.
+// It returns the jobs deleted and where the next call should start (0
+// when it reached the end, to start again from the beginning).
+func (d *DB) PruneJobs(from uint64, scan int, done func(*Job) bool) ([]Job, uint64, error) {
+	var gone []Job
+	next := uint64(0)
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		var keys [][]byte
+		c := jobs.Cursor()
+		n := 0
+		for k, v := c.Seek(seqKey(from + 1)); k != nil; k, v = c.Next() {
+			if n == scan {
+				next = binary.BigEndian.Uint64(k) - 1
+				break
+			}
+			n++
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("job record %x: %w", k, err)
+			}
+			if done(&j) {
+				gone = append(gone, j)
+				keys = append(keys, append([]byte(nil), k...))
+			}
+		}
+		for i, k := range keys {
+			j := &gone[i]
+			if err := jobs.Delete(k); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketJobIDs).Delete([]byte(j.ID)); err != nil {
+				return err
+			}
+			if j.IdempotencyKey != "" {
+				if err := tx.Bucket(bucketIdem).Delete([]byte(j.Tenant + "\x00" + j.IdempotencyKey)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, from, err
+	}
+	return gone, next, nil
+}
+
 // Job reads one job by id.
 func (d *DB) Job(id string) (Job, error) {
 	var j Job

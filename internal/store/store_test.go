@@ -141,3 +141,51 @@ func TestTokensAndDelete(t *testing.T) {
 		t.Errorf("key of a deleted job still replays")
 	}
 }
+
+// PruneJobs sweeps the store a slice at a time: it reads at most scan
+// records, deletes those done asks for (with their ids and keys), says
+// where to go on, and starts over after the end.
+func TestPruneJobsInSlices(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 7 {
+		if _, _, err := db.Submit(Submission{Tenant: "acme", Key: fmt.Sprint(i), Build: build("j")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	odd := func(j *Job) bool { return j.Seq%2 == 1 }
+	from := uint64(0)
+	for _, want := range []struct {
+		gone []string
+		next uint64
+	}{{[]string{"j-1", "j-3"}, 3}, {[]string{"j-5"}, 6}, {[]string{"j-7"}, 0}} {
+		gone, next, err := db.PruneJobs(from, 3, odd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, j := range gone {
+			ids = append(ids, j.ID)
+		}
+		if !cmp.Equal(ids, want.gone) || next != want.next {
+			t.Errorf("from %d: pruned %v, next %d; want %v, %d", from, ids, next, want.gone, want.next)
+		}
+		from = next
+	}
+	var left []string
+	if err := db.Jobs(func(j *Job) bool { left = append(left, j.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(left, []string{"j-2", "j-4", "j-6"}) {
+		t.Errorf("left %v", left)
+	}
+	if _, err := db.Job("j-3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("pruned job by id: %v, want not found", err)
+	}
+	if _, created, err := db.Submit(Submission{Tenant: "acme", Key: "0", Build: build("j")}); err != nil || !created {
+		t.Errorf("key of a pruned job: created %v, %v; want a new job", created, err)
+	}
+}
