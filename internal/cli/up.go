@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,8 +50,10 @@ func newUpCmd() *cobra.Command {
 directory and local node agents that each declare simulated accelerators;
 the processes that jobs start are real. A new data directory gets the
 default tenants and queues. Up writes the client config
-(~/.config/gpufleet/config.yaml) so the other commands find the server, and
-prints the admin token and a few commands to try.`,
+(~/.config/gpufleet/config.yaml) so the other commands find the server,
+unless that file names a server on another host (then it is left alone and
+up prints the variables to set instead), and prints the admin token and a
+few commands to try.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			out := cmd.OutOrStdout()
@@ -70,7 +74,7 @@ prints the admin token and a few commands to try.`,
 			if err != nil {
 				return err
 			}
-			cfgPath, err := writeConfig(clientConfig{Server: url, Token: adminTok})
+			cfgNote, err := upClientConfig(url, adminTok)
 			if err != nil {
 				return fmt.Errorf("write client config: %w", err)
 			}
@@ -119,7 +123,7 @@ prints the admin token and a few commands to try.`,
   Data:         %s
   Nodes:        %d local agents with %d simulated %s each
   Admin token:  %s
-  Client config written to %s
+  %s
 
 Try:
   gpufleet submit %s
@@ -127,7 +131,7 @@ Try:
   gpufleet logs -f ID        (ID as submit prints it, e.g. hello-1)
 
 Stop with Ctrl-C; running jobs are kept and picked up by the next gpufleet up.
-`, url, url, url, sf.data, nodes, count, accel, adminTok, cfgPath, example)
+`, url, url, url, sf.data, nodes, count, accel, adminTok, cfgNote, example)
 			wg.Wait()
 			close(errs)
 			var all []error
@@ -158,4 +162,34 @@ func localToken(s *server.Server, path, role, fresh string) (string, error) {
 		fresh = tok
 	}
 	return fresh, writeFileAtomic(path, []byte(fresh+"\n"), 0o600)
+}
+
+// upClientConfig points the client config at the local plane, unless it
+// names a server elsewhere: a config written for a real deployment is not
+// overwritten by a local try-out. It returns the line up prints about it.
+func upClientConfig(url, token string) (string, error) {
+	old, path, err := readConfig()
+	if err == nil && old.Server != "" && !loopbackURL(old.Server) {
+		return fmt.Sprintf("Client config %s names %s and is kept; for this plane set\n"+
+			"                GPUFLEET_SERVER=%s GPUFLEET_TOKEN=%s", path, old.Server, url, token), nil
+	}
+	path, err = writeConfig(clientConfig{Server: url, Token: token})
+	if err != nil {
+		return "", err
+	}
+	return "Client config written to " + path, nil
+}
+
+// loopbackURL reports whether a server URL names this machine.
+func loopbackURL(s string) bool {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
