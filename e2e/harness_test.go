@@ -95,7 +95,10 @@ func (p *plane) startServer() {
 	cmd := exec.Command(bin, "server", "--data", filepath.Join(p.dir, "data"), "--listen", p.listen,
 		"--addr-file", addrFile, "--admin-token-file", filepath.Join(p.dir, "admin-token"),
 		"--queues", filepath.Join(p.dir, "queues.yaml"), "--heartbeat-interval", heartbeat.String(),
-		"--heartbeat-timeout", hbTimeout.String(), "--stop-grace", "2s")
+		"--heartbeat-timeout", hbTimeout.String(), "--stop-grace", "2s",
+		// A job waits this long for room before it preempts (a minute by
+		// default).
+		"--preempt-after", "2s")
 	out := p.logFile("server")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

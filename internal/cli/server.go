@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/server"
 	"github.com/gpufleet/gpufleet/internal/spec"
 )
@@ -25,7 +26,7 @@ func init() { addCommand(newServerCmd) }
 type serverFlags struct {
 	data, listen, addrFile           string
 	hbInterval, hbTimeout, stopGrace time.Duration
-	retain                           time.Duration
+	retain, preemptAfter             time.Duration
 	debug                            bool
 }
 
@@ -38,6 +39,7 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.hbTimeout, "heartbeat-timeout", 10*time.Second, "a node silent this long is marked down and its jobs requeued")
 	c.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and failed jobs' replicas")
 	c.Flags().DurationVar(&f.retain, "retain", 30*24*time.Hour, "keep a finished job's record, idempotency key and logs this long after it ends (negative: for ever)")
+	c.Flags().DurationVar(&f.preemptAfter, "preempt-after", time.Minute, "how long a job waits for room before it may preempt (0: at once)")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	return f
 }
@@ -51,6 +53,7 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 		DataDir: f.data, InitialQueues: queues,
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
 		Retain: f.retain,
+		Sched:  sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
@@ -142,4 +145,13 @@ state from the store: every acknowledged job is still there.`,
 	c.Flags().StringVar(&tokenFile, "admin-token-file", "", "write the first admin token to `FILE` (mode 0600) instead of printing it")
 	c.Flags().StringVar(&queuesFile, "queues", "", "queue tree `FILE` to create in a new data directory")
 	return c
+}
+
+// preemptAfterSec turns a --preempt-after duration into the core's setting
+// (whose 0 means its default): 0 or less preempts at once.
+func preemptAfterSec(d time.Duration) int64 {
+	if d <= 0 {
+		return -1
+	}
+	return max(int64(d/time.Second), 1)
 }

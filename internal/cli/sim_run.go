@@ -33,6 +33,7 @@ type simRunOpts struct {
 	failures                         float64
 	cycle, sample                    int64
 	noBackfill, noPreemption         bool
+	preemptAfter                     time.Duration
 	reportDir                        string
 	asJSON, quiet                    bool
 	cpuProfile                       string
@@ -82,6 +83,7 @@ writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
 	fl.Int64Var(&o.sample, "sample", 600, "interval of the time series in `SEC` seconds")
 	fl.BoolVar(&o.noBackfill, "no-backfill", false, "turn off backfill reservations")
 	fl.BoolVar(&o.noPreemption, "no-preemption", false, "turn off preemption")
+	fl.DurationVar(&o.preemptAfter, "preempt-after", time.Minute, "how long a job waits for room before it may preempt (0: at once)")
 	fl.StringVar(&o.reportDir, "report", "", "write summary.json, jobs.csv, timeseries.csv and index.html into `DIR`")
 	fl.BoolVar(&o.asJSON, "json", false, "print the summary as JSON")
 	fl.BoolVar(&o.quiet, "quiet", false, "print no progress bar or notes on standard error")
@@ -172,7 +174,7 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 	}
 
 	cfg := sim.Config{
-		Sched:              sched.Config{NoBackfill: o.noBackfill, NoPreemption: o.noPreemption, Seed: o.seed},
+		Sched:              sched.Config{NoBackfill: o.noBackfill, NoPreemption: o.noPreemption, PreemptAfterSec: preemptAfterSec(o.preemptAfter), Seed: o.seed},
 		Seed:               o.seed,
 		FailuresPerNodeDay: o.failures,
 		SampleSec:          o.sample,

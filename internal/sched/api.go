@@ -31,6 +31,11 @@ type Config struct {
 	// up to the base if that is longer). 0 means 60 s; negative turns the
 	// back-off off.
 	RequeueBackoffSec int64 `json:"requeueBackoffSec,omitempty"`
+	// PreemptAfterSec is how long a job waits for room (since it last
+	// became pending) before it may preempt anything, to reclaim quota or
+	// by priority: jobs end all the time, and room that turns up on its own
+	// costs no one their work. 0 means 60 s; negative preempts at once.
+	PreemptAfterSec int64 `json:"preemptAfterSec,omitempty"`
 	// Seed drives every random choice the policies make.
 	Seed uint64 `json:"seed,omitempty"`
 	// Workload is the target workload that fragmentation-aware scorers plan

@@ -96,6 +96,9 @@ type job struct {
 	never string
 	// poolAt is the job's index in its queue's pool, -1 when in none.
 	poolAt int
+	// pendingSince is when the job last became pending; preemptAt, when
+	// set, is when it may first preempt (PreemptAfterSec).
+	pendingSince, preemptAt int64
 }
 
 func (j *job) finishesBy() int64 {
@@ -460,6 +463,7 @@ func (c *Core) addProfile(n *fleet.Node) {
 
 func (c *Core) enqueue(j *job) {
 	j.state = jPending
+	j.pendingSince = c.now
 	j.reps = nil
 	j.gangType = nil
 	j.demand = nil

@@ -25,6 +25,12 @@ type victim struct {
 // own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
 // their minimum before any whole job is taken. It reports whether it acted.
 func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
+	j.preemptAt = 0
+	if at := j.pendingSince + c.preemptWait(); at > c.now {
+		// Room may yet turn up on its own.
+		j.preemptAt = at
+		return acts, false
+	}
 	scope := c.reclaimScope(j)
 	cands, hope := c.focus(j, c.victims(j, scope), res)
 	if len(cands) == 0 || !hope {
@@ -203,6 +209,18 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	j.reason = fmt.Sprintf("waiting for the jobs preempted for it (%d) to release their resources by t=%d", n, last)
 	j.earliest = last
 	return acts, true
+}
+
+// preemptWait is Config.PreemptAfterSec with its default.
+func (c *Core) preemptWait() int64 {
+	switch w := c.cfg.PreemptAfterSec; {
+	case w == 0:
+		return 60
+	case w < 0:
+		return 0
+	default:
+		return w
+	}
 }
 
 // reclaimScope finds the queue on j's path (its own leaf first, then its

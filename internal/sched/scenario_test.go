@@ -21,7 +21,9 @@ import (
 // diff.
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, filepath.Join("testdata", "scenarios"), func(t *testing.T, path string) {
-		s := &scenario{}
+		// Preemption happens at once unless a file asks for a wait
+		// (config preempt-after=N), so each file shows one mechanism.
+		s := &scenario{cfg: sched.Config{PreemptAfterSec: -1}}
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			out, err := s.run(d)
 			if err != nil {
@@ -172,6 +174,7 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 		_, s.cfg.NoBackfill = a["nobackfill"]
 		_, s.cfg.NoPreemption = a["nopreemption"]
 		s.cfg.Candidates = int(num(a, "candidates", 0))
+		s.cfg.PreemptAfterSec = num(a, "preempt-after", -1)
 		return "", nil
 	case "submit":
 		if err := s.ensure(); err != nil {

@@ -292,7 +292,13 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				preemptTries++
 				var done bool
 				acts, done = c.preempt(j, res, acts)
-				if !done {
+				switch {
+				case !done && j.preemptAt > c.now:
+					// It may preempt once it has waited long enough:
+					// search then.
+					j.awaiting = j.preemptAt
+					c.wakeAt(j.awaiting, j)
+				case !done:
 					// Nothing preemptible would let it start: back off, so
 					// a job that cannot win does not search every cycle.
 					j.backoff = min(max(2*j.backoff, preemptBackoff), maxPreemptBackoff)

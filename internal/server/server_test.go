@@ -197,7 +197,8 @@ command: [sleep, "1"]
 `
 
 func TestPreemptionWithNotice(t *testing.T) {
-	h := start(t, "")
+	// Heartbeats may lapse while the clock jumps a minute.
+	h := start(t, "", func(c *Config) { c.HeartbeatTimeout = time.Hour })
 	globex := h.client("globex")
 	h.node("n1")
 	h.node("n2")
@@ -207,6 +208,11 @@ func TestPreemptionWithNotice(t *testing.T) {
 	h.beat("n2", running(k2))
 	h.clock.Advance(time.Second) // the core does not preempt work it admitted in the same second
 	urgent := h.submit(globex, urgentJob)
+	h.sync()
+	if got := h.job(low.ID); got.State != store.Running {
+		t.Fatalf("victim state %q before the urgent job waited a minute, want running", got.State)
+	}
+	h.clock.Advance(time.Minute) // a job waits a minute for room before it preempts
 	h.sync()
 	if got := h.job(low.ID); got.State != store.Preempting {
 		t.Fatalf("victim state %q (%s), want preempting; urgent: %+v", got.State, got.Reason, h.job(urgent.ID).Explanation)

@@ -155,13 +155,14 @@ func TestRunPreemptionLosesWorkSinceTheLastCheckpoint(t *testing.T) {
 	high := gpuJob("high", 100, 50, 2, 8)
 	high.Priority = 100
 	res := run(t, Config{}, testFleet(t, "h100", 2), testQueues("h100", 16), low, high)
-	// low runs 0..110 (notice of 10 s from t=100); its checkpoints at 30,
-	// 60 and 90 keep 90 s of work, so 20 s on 16 accelerators are lost.
-	// high runs 110..160; low restarts at 160 with 910 s left: ends 1070.
+	// high arrives at 100 and waits the core's 60 s for room before it
+	// preempts at 160; low runs 0..170 (notice of 10 s); its checkpoints
+	// every 30 s keep 150 s of work, so 20 s on 16 accelerators are lost.
+	// high runs 170..220; low restarts at 220 with 850 s left: ends 1070.
 	want := []timeline{
 		{ID: "low", Start: 0, End: 1070, Status: StatusFinished, Preemptions: 1, Requeues: 1,
-			AccelHours: round6(16 * (110 + 910) / 3600.0), Lost: round6(16 * 20 / 3600.0)},
-		{ID: "high", Start: 110, End: 160, Status: StatusFinished, AccelHours: round6(16 * 50 / 3600.0)},
+			AccelHours: round6(16 * (170 + 850) / 3600.0), Lost: round6(16 * 20 / 3600.0)},
+		{ID: "high", Start: 170, End: 220, Status: StatusFinished, AccelHours: round6(16 * 50 / 3600.0)},
 	}
 	if diff := cmp.Diff(want, timelines(res)); diff != "" {
 		t.Errorf("jobs (-want +got):\n%s", diff)
@@ -258,14 +259,15 @@ func TestRunElasticJobShrinksForHigherPriority(t *testing.T) {
 	h := gpuJob("h", 200, 50, 1, 6)
 	h.Priority = 100
 	res := run(t, Config{}, testFleet(t, "h100", 1), testQueues("h100", 8), a, e, h)
-	// As above until t=200, when h needs 6 of the 4 free accelerators: e
-	// gives back 2 replicas at once (no notice) and runs at half speed
-	// until h ends at 250, then grows back. Work: 49.5 by 100, 149.5 by
-	// 200, 174.5 by 250; the 225.5 s left take 226 s.
+	// As above until t=200, when h needs 6 of the 4 free accelerators; it
+	// waits the core's 60 s for room, then e gives back 2 replicas at once
+	// (no notice) and runs at half speed until h ends at 310, then grows
+	// back. Work: 49.5 by 100, 209.5 by 260, 234.5 by 310; the 165.5 s
+	// left take 166 s.
 	want := []timeline{
 		{ID: "a", Start: 0, End: 100, Status: StatusFinished, AccelHours: round6(600 / 3600.0)},
-		{ID: "e", Start: 1, End: 476, Status: StatusFinished, AccelHours: round6((2*99 + 4*100 + 2*50 + 4*226) / 3600.0)},
-		{ID: "h", Start: 200, End: 250, Status: StatusFinished, AccelHours: round6(300 / 3600.0)},
+		{ID: "e", Start: 1, End: 476, Status: StatusFinished, AccelHours: round6((2*99 + 4*160 + 2*50 + 4*166) / 3600.0)},
+		{ID: "h", Start: 260, End: 310, Status: StatusFinished, AccelHours: round6(300 / 3600.0)},
 	}
 	if diff := cmp.Diff(want, timelines(res)); diff != "" {
 		t.Errorf("jobs (-want +got):\n%s", diff)
