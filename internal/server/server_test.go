@@ -580,27 +580,17 @@ func TestListJobsPages(t *testing.T) {
 	}
 }
 
-const oneJob = `name: one
-queue: acme-train
-kind: batch
-gangs:
-  - replicas: 1
-    accelerators: h100
-    count: 1
-command: ["true"]
-`
-
 // A finished job is kept for the retention period, then its record, its
 // idempotency key and its logs go; a job still running is never pruned.
 func TestFinishedJobsArePrunedAfterRetention(t *testing.T) {
 	h := start(t, "", func(c *Config) { c.Retain = time.Hour })
 	acme := h.client("acme")
 	h.node("n1")
-	done, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(oneJob), "key-1")
+	done, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(benchJob), "key-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := h.submit(acme, strings.Replace(oneJob, "name: one", "name: two", 1))
+	kept := h.submit(acme, strings.Replace(benchJob, "name: bench", "name: two", 1))
 	r := h.beat("n1")
 	if len(r.Run) != 2 {
 		t.Fatalf("%d assignments, want 2", len(r.Run))
@@ -644,7 +634,7 @@ func TestFinishedJobsArePrunedAfterRetention(t *testing.T) {
 	if got := h.job(kept.ID); got.State != store.Running {
 		t.Errorf("running job after the prune: %q", got.State)
 	}
-	again, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(oneJob), "key-1")
+	again, _, err := acme.Submit(h.ctx(), "job.yaml", []byte(benchJob), "key-1")
 	if err != nil || again.ID == done.ID {
 		t.Errorf("idempotency key after the prune: %v, %v; want a new job", again.ID, err)
 	}
