@@ -273,6 +273,9 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				break
 			}
 			j.reason, j.earliest = o.why, -1
+			if j.preemptAt > c.now && j.noms == nil {
+				j.reason = preemptWaitReason(j)
+			}
 			if j.noms != nil && j.awaiting > c.now {
 				j.reason, j.earliest = fmt.Sprintf("waiting for the jobs preempted for it to release their resources by t=%d", j.awaiting), j.awaiting
 			}
@@ -296,6 +299,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 				case !done && j.preemptAt > c.now:
 					// It may preempt once it has waited long enough:
 					// search then.
+					j.reason = preemptWaitReason(j)
 					j.awaiting = j.preemptAt
 					c.wakeAt(j.awaiting, j)
 				case !done:
@@ -341,6 +345,12 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 	}
 	c.reserved = append(c.reserved[:0], res...)
 	return acts, blockedPrio
+}
+
+// preemptWaitReason adds to a blocked job's reason that it waits for room
+// before it may preempt (Config.PreemptAfterSec).
+func preemptWaitReason(j *job) string {
+	return fmt.Sprintf("%s; waits for room on its own until t=%d, then may preempt", j.reason, j.preemptAt)
 }
 
 // maxReservations bounds the backfill reservations of one cycle.
