@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
+	"maps"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -118,6 +120,24 @@ func utilizationChart(res *sim.Result) (*plot.Plot, error) {
 	}
 	if err := addLine(p, "fragmentation of free capacity", series(res, scale, func(s *sim.Sample) float64 { return 100 * s.Fragmentation }), 1); err != nil {
 		return nil, err
+	}
+	return p, nil
+}
+
+// typeChart is utilization per accelerator type, for fleets of several:
+// work that only some types can run loads them unevenly.
+func typeChart(res *sim.Result) (*plot.Plot, error) {
+	types := slices.Sorted(maps.Keys(res.Summary.UtilizationByType))
+	if len(types) < 2 {
+		return nil, nil
+	}
+	label, scale := timeAxis(res)
+	p := newPlot("Utilization by accelerator type", label, "share of its capacity (%)")
+	p.Y.Min, p.Y.Max = 0, 100
+	for i, t := range types {
+		if err := addLine(p, t, series(res, scale, func(s *sim.Sample) float64 { return 100 * s.UtilizationByType[t] }), i); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -251,6 +271,7 @@ func charts(res *sim.Result) ([]chart, error) {
 		f         func(*sim.Result) (*plot.Plot, error)
 	}{
 		{"utilization", "Utilization over time", utilizationChart},
+		{"types", "Utilization by accelerator type", typeChart},
 		{"queue", "Queue length over time", queueChart},
 		{"wait", "Wait-time distribution", waitChart},
 		{"tenants", "Tenant share against entitlement", tenantChart},
@@ -258,6 +279,9 @@ func charts(res *sim.Result) ([]chart, error) {
 		p, err := c.f(res)
 		if err != nil {
 			return nil, fmt.Errorf("chart %s: %w", c.id, err)
+		}
+		if p == nil {
+			continue // nothing to show for this run
 		}
 		// Headroom above the data for the legend in the top corner.
 		p.Y.Max = p.Y.Min + (p.Y.Max-p.Y.Min)*1.35

@@ -103,14 +103,28 @@ func WriteJobsCSV(w io.Writer, res *sim.Result) error {
 // WriteTimeseriesCSV writes one row per sample.
 func WriteTimeseriesCSV(w io.Writer, res *sim.Result) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write([]string{"t", "hours", "utilization", "fragmentation", "pending", "running", "busy_accels", "capacity_accels", "power_kw"}); err != nil {
+	// One utilization column per accelerator type after the fixed ones,
+	// when the fleet has several.
+	types := slices.Sorted(maps.Keys(res.Summary.UtilizationByType))
+	if len(types) < 2 {
+		types = nil
+	}
+	header := []string{"t", "hours", "utilization", "fragmentation", "pending", "running", "busy_accels", "capacity_accels", "power_kw"}
+	for _, t := range types {
+		header = append(header, "utilization_"+t)
+	}
+	if err := cw.Write(header); err != nil {
 		return err
 	}
 	for _, s := range res.Samples {
 		hours := float64(s.T-res.Summary.Start) / 3600
-		if err := cw.Write([]string{strconv.FormatInt(s.T, 10), strconv.FormatFloat(hours, 'f', 4, 64),
+		row := []string{strconv.FormatInt(s.T, 10), strconv.FormatFloat(hours, 'f', 4, 64),
 			ftoa(s.Utilization), ftoa(s.Fragmentation), strconv.Itoa(s.Pending), strconv.Itoa(s.Running),
-			ftoa(s.BusyAccels), ftoa(s.CapacityAccels), ftoa(s.PowerKW)}); err != nil {
+			ftoa(s.BusyAccels), ftoa(s.CapacityAccels), ftoa(s.PowerKW)}
+		for _, t := range types {
+			row = append(row, ftoa(s.UtilizationByType[t]))
+		}
+		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}

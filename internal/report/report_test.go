@@ -65,13 +65,18 @@ func TestWriteDir(t *testing.T) {
 	}
 
 	html := string(read(IndexFile))
-	for _, id := range []string{"utilization", "queue", "wait", "tenants"} {
+	// The built-in fleet has three accelerator types, so utilization by
+	// type is charted too.
+	for _, id := range []string{"utilization", "types", "queue", "wait", "tenants"} {
 		if !strings.Contains(html, `<figure id="`+id+`">`) {
 			t.Errorf("%s: no %s chart", IndexFile, id)
 		}
 	}
-	if n := strings.Count(html, "<svg"); n != 4 {
-		t.Errorf("%s: %d inline SVG charts, want 4", IndexFile, n)
+	if n := strings.Count(html, "<svg"); n != 5 {
+		t.Errorf("%s: %d inline SVG charts, want 5", IndexFile, n)
+	}
+	if !strings.Contains(rows[0][len(rows[0])-1], "utilization_") {
+		t.Errorf("%s: header %v has no utilization by type", TimeseriesFile, rows[0])
 	}
 	if strings.Contains(html, "<?xml") || strings.Contains(html, "&lt;svg") {
 		t.Errorf("%s: an SVG is not inlined as markup", IndexFile)

@@ -26,12 +26,14 @@ type Sample struct {
 	// Fragmentation is the share of free accelerator capacity that lies on
 	// nodes already partly in use, so that a job wanting whole nodes cannot
 	// have it.
-	Fragmentation  float64 `json:"fragmentation"`
-	Pending        int     `json:"pending"`
-	Running        int     `json:"running"`
-	BusyAccels     float64 `json:"busyAccels"`
-	CapacityAccels float64 `json:"capacityAccels"`
-	PowerKW        float64 `json:"powerKW"`
+	Fragmentation float64 `json:"fragmentation"`
+	// UtilizationByType is Utilization for each accelerator type.
+	UtilizationByType map[string]float64 `json:"utilizationByType,omitempty"`
+	Pending           int                `json:"pending"`
+	Running           int                `json:"running"`
+	BusyAccels        float64            `json:"busyAccels"`
+	CapacityAccels    float64            `json:"capacityAccels"`
+	PowerKW           float64            `json:"powerKW"`
 }
 
 // JobRecord is one job's story in a run. Times are virtual seconds; -1
@@ -237,6 +239,9 @@ func (e *engine) result() *Result {
 	for i := range r.Samples {
 		p := &r.Samples[i]
 		p.Utilization, p.Fragmentation = round6(p.Utilization), round6(p.Fragmentation)
+		for t, u := range p.UtilizationByType {
+			p.UtilizationByType[t] = round6(u)
+		}
 		p.BusyAccels, p.CapacityAccels, p.PowerKW = round6(p.BusyAccels), round6(p.CapacityAccels), round6(p.PowerKW)
 	}
 	return r

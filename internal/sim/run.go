@@ -152,8 +152,10 @@ type powerClass struct {
 	pue          float64
 	upAccels     int64
 	usedMilli    int64
-	// Integrals over time, in milli-seconds, for utilization by type.
-	busyInt, capInt float64
+	// Integrals over time, in milli-seconds, for utilization by type, and
+	// their values at the last sample.
+	busyInt, capInt       float64
+	sampleBusy, sampleCap float64
 }
 
 type engine struct {
@@ -1062,6 +1064,21 @@ func (e *engine) record(at int64) {
 		s.BusyAccels = (e.busyInt - e.sampleBusy) / span / 1000
 	}
 	s.CapacityAccels = float64(e.capUp) / 1000
+	busy, avail := map[string]float64{}, map[string]float64{}
+	for i := range e.classes {
+		c := &e.classes[i]
+		busy[c.accel] += c.busyInt - c.sampleBusy
+		avail[c.accel] += c.capInt - c.sampleCap
+		c.sampleBusy, c.sampleCap = c.busyInt, c.capInt
+	}
+	if len(avail) > 1 {
+		s.UtilizationByType = map[string]float64{}
+		for t, a := range avail {
+			if a > 0 {
+				s.UtilizationByType[t] = busy[t] / a
+			}
+		}
+	}
 	e.sampleBusy, e.sampleCap, e.sampleFrag, e.sampleEnerg = e.busyInt, e.capInt, e.fragInt, e.energyJ
 	e.samples = append(e.samples, s)
 }
