@@ -463,7 +463,7 @@ func (c *Core) addProfile(n *fleet.Node) {
 
 func (c *Core) enqueue(j *job) {
 	j.state = jPending
-	j.pendingSince = c.now
+	j.pendingSince, j.preemptAt = c.now, 0
 	j.reps = nil
 	j.gangType = nil
 	j.demand = nil

@@ -62,9 +62,9 @@ func (c *Core) expire(acts []Action) []Action {
 // runtime estimate: such a job is expected to run twice as long as the
 // projection it outran (so started + estimate × 2^k, the first such time
 // still ahead), and never past its hard limit (MaxSec) while that is
-// ahead. Without it an overrun
-// job's end would stay in the past, and a reservation waiting on it would
-// be recomputed every cycle only to land on "now" again.
+// ahead. Without it an overrun job's end would stay in the past, and a
+// reservation waiting on it would be recomputed every cycle only to land
+// on "now" again.
 func (c *Core) reproject() {
 	var late []*job
 	c.ends.Ascend(func(k endKey) bool {
