@@ -235,16 +235,7 @@ func (c *Core) borrowsContested(j *job, g, ti int) bool {
 		return false
 	}
 	at, ok := c.reclaimedAt[f]
-	if !ok || c.now-at > reclaimMemory {
-		return false
-	}
-	add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
-	for x := j.queue; x > 0; x = c.queues.Parent(x) {
-		if c.queues.Usage(x, f)+add > c.queues.Nominal(x, f) && c.queues.SiblingsOwed(x, f) {
-			return true
-		}
-	}
-	return false
+	return ok && c.now-at <= reclaimMemory && c.holdsOwed(j, g, f)
 }
 
 // fillAny places a one-replica gang that names no accelerator type (or

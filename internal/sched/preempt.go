@@ -259,19 +259,23 @@ func (c *Core) reclaimScope(j *job) int {
 // a nominal claim on the flavor. Such a job backs off after a preemption.
 func (c *Core) reclaimable(j *job) bool {
 	for g := range j.Gangs {
-		ti := c.typeOrder(j, g)[0]
-		if ti < 0 {
-			continue
-		}
-		f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
-		if f < 0 {
-			continue
-		}
-		add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
-		for x := j.queue; x > 0; x = c.queues.Parent(x) {
-			if c.queues.Usage(x, f)+add > c.queues.Nominal(x, f) && c.queues.SiblingsOwed(x, f) {
+		if ti := c.typeOrder(j, g)[0]; ti >= 0 {
+			if f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier)); f >= 0 && c.holdsOwed(j, g, f) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// holdsOwed reports whether gang g of j, started on flavor f, would hold
+// quota another queue is owed: at some level of j's path it would be above
+// its nominal while a sibling has a nominal claim on the flavor.
+func (c *Core) holdsOwed(j *job, g, f int) bool {
+	add := int64(j.Gangs[g].Min()) * j.Gangs[g].Shape.GPUMilli()
+	for x := j.queue; x > 0; x = c.queues.Parent(x) {
+		if c.queues.Usage(x, f)+add > c.queues.Nominal(x, f) && c.queues.SiblingsOwed(x, f) {
+			return true
 		}
 	}
 	return false

@@ -202,16 +202,9 @@ func (e *engine) result() *Result {
 	if e.capInt > 0 {
 		s.Utilization = round6(e.busyInt / e.capInt)
 	}
-	busy, avail := map[string]float64{}, map[string]float64{}
-	for _, c := range e.classes {
-		busy[c.accel] += c.busyInt
-		avail[c.accel] += c.capInt
-	}
-	s.UtilizationByType = map[string]float64{}
-	for t, a := range avail {
-		if a > 0 {
-			s.UtilizationByType[t] = round6(busy[t] / a)
-		}
+	s.UtilizationByType = e.utilizationByType(false)
+	for t, u := range s.UtilizationByType {
+		s.UtilizationByType[t] = round6(u)
 	}
 	if span := float64(e.now - e.origin); span > 0 {
 		s.Fragmentation = round6(e.fragInt / span)

@@ -1003,6 +1003,38 @@ func (e *engine) setUp(ni int32, up bool) {
 	}
 }
 
+// severalTypes reports whether the fleet has more than one accelerator
+// type.
+func (e *engine) severalTypes() bool {
+	for _, c := range e.classes {
+		if c.accel != e.classes[0].accel {
+			return true
+		}
+	}
+	return false
+}
+
+// utilizationByType is busy over available accelerator-time for each
+// accelerator type: since the last sample, or over the whole run.
+func (e *engine) utilizationByType(sinceSample bool) map[string]float64 {
+	busy, avail := map[string]float64{}, map[string]float64{}
+	for _, c := range e.classes {
+		b, a := c.busyInt, c.capInt
+		if sinceSample {
+			b, a = b-c.sampleBusy, a-c.sampleCap
+		}
+		busy[c.accel] += b
+		avail[c.accel] += a
+	}
+	out := map[string]float64{}
+	for t, a := range avail {
+		if a > 0 {
+			out[t] = busy[t] / a
+		}
+	}
+	return out
+}
+
 // power is the facility power draw now, in watts, and the IT part of it.
 func (e *engine) power() (facility, it float64) {
 	for i := range e.classes {
@@ -1064,20 +1096,12 @@ func (e *engine) record(at int64) {
 		s.BusyAccels = (e.busyInt - e.sampleBusy) / span / 1000
 	}
 	s.CapacityAccels = float64(e.capUp) / 1000
-	busy, avail := map[string]float64{}, map[string]float64{}
+	if e.severalTypes() {
+		s.UtilizationByType = e.utilizationByType(true)
+	}
 	for i := range e.classes {
 		c := &e.classes[i]
-		busy[c.accel] += c.busyInt - c.sampleBusy
-		avail[c.accel] += c.capInt - c.sampleCap
 		c.sampleBusy, c.sampleCap = c.busyInt, c.capInt
-	}
-	if len(avail) > 1 {
-		s.UtilizationByType = map[string]float64{}
-		for t, a := range avail {
-			if a > 0 {
-				s.UtilizationByType[t] = busy[t] / a
-			}
-		}
 	}
 	e.sampleBusy, e.sampleCap, e.sampleFrag, e.sampleEnerg = e.busyInt, e.capInt, e.fragInt, e.energyJ
 	e.samples = append(e.samples, s)

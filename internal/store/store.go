@@ -385,18 +385,21 @@ func (d *DB) PutJobs(jobs []*Job) error {
 // DeleteJob removes a job and its idempotency record (a submission the
 // core refused).
 func (d *DB) DeleteJob(j *Job) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketJobs).Delete(seqKey(j.Seq)); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketJobIDs).Delete([]byte(j.ID)); err != nil {
-			return err
-		}
-		if j.IdempotencyKey != "" {
-			return tx.Bucket(bucketIdem).Delete([]byte(j.Tenant + "\x00" + j.IdempotencyKey))
-		}
-		return nil
-	})
+	return d.bolt.Update(func(tx *bolt.Tx) error { return deleteJob(tx, j) })
+}
+
+// deleteJob removes a job's record, its id and its idempotency key.
+func deleteJob(tx *bolt.Tx, j *Job) error {
+	if err := tx.Bucket(bucketJobs).Delete(seqKey(j.Seq)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketJobIDs).Delete([]byte(j.ID)); err != nil {
+		return err
+	}
+	if j.IdempotencyKey != "" {
+		return tx.Bucket(bucketIdem).Delete([]byte(j.Tenant + "\x00" + j.IdempotencyKey))
+	}
+	return nil
 }
 
 // PruneJobs deletes jobs for which done reports true, reading at most
@@ -407,9 +410,7 @@ func (d *DB) PruneJobs(from uint64, scan int, done func(*Job) bool) ([]Job, uint
 	var gone []Job
 	next := uint64(0)
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		jobs := tx.Bucket(bucketJobs)
-		var keys [][]byte
-		c := jobs.Cursor()
+		c := tx.Bucket(bucketJobs).Cursor()
 		n := 0
 		for k, v := c.Seek(seqKey(from + 1)); k != nil; k, v = c.Next() {
 			if n == scan {
@@ -423,21 +424,12 @@ func (d *DB) PruneJobs(from uint64, scan int, done func(*Job) bool) ([]Job, uint
 			}
 			if done(&j) {
 				gone = append(gone, j)
-				keys = append(keys, append([]byte(nil), k...))
 			}
 		}
-		for i, k := range keys {
-			j := &gone[i]
-			if err := jobs.Delete(k); err != nil {
+		// Deleted after the walk: a cursor's bucket must not change under it.
+		for i := range gone {
+			if err := deleteJob(tx, &gone[i]); err != nil {
 				return err
-			}
-			if err := tx.Bucket(bucketJobIDs).Delete([]byte(j.ID)); err != nil {
-				return err
-			}
-			if j.IdempotencyKey != "" {
-				if err := tx.Bucket(bucketIdem).Delete([]byte(j.Tenant + "\x00" + j.IdempotencyKey)); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
