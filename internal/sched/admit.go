@@ -349,27 +349,34 @@ func (c *Core) capacityReason(j *job, hs holds) string {
 }
 
 // commit makes a successful plan real: quota, node lists, Bind actions.
-func (c *Core) commit(j *job, o outcome, acts []Action) []Action {
+func (c *Core) commit(j *job, o outcome) {
 	c.unnominate(j)
 	c.pending[j.queue].Delete(pendOf(j))
+	j.attempt++
+	j.nextRep = make([]int, len(j.Gangs))
+	for g := range j.Gangs {
+		j.nextRep[g] = j.Gangs[g].Min()
+	}
 	j.reps = append([]replica(nil), o.t.reps...)
+	for i := range j.reps {
+		j.reps[i].since = c.now
+	}
 	j.gangType = o.types
 	j.demand = o.demand
 	c.queues.Add(j.queue, j.demand)
 	for _, r := range j.reps {
 		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
-		acts = append(acts, c.bindAction(j, r))
+		c.emit(c.bindAction(j, r))
 	}
 	c.markRunning(j, c.now)
 	if c.isElastic(j) {
 		c.elastic[j.ID] = j
 	}
-	return acts
 }
 
 func (c *Core) bindAction(j *job, r replica) Action {
 	return Bind{Job: j.ID, Gang: r.gang, Replica: r.idx, Node: c.fleet.Nodes[r.node].Name,
-		Devices: append([]int(nil), r.choice.Devices...), Milli: r.choice.Milli}
+		Devices: append([]int(nil), r.choice.Devices...), Milli: r.choice.Milli, Attempt: j.attempt, Since: r.since}
 }
 
 func (c *Core) isElastic(j *job) bool {

@@ -36,6 +36,10 @@ type Config struct {
 	// by priority: jobs end all the time, and room that turns up on its own
 	// costs no one their work. 0 means 60 s; negative preempts at once.
 	PreemptAfterSec int64 `json:"preemptAfterSec,omitempty"`
+	// SiteLevel is the topology level whose domains are the sites (data
+	// centers) named in usage records; empty means "zone" when the fleet
+	// has that level, else its first level.
+	SiteLevel string `json:"siteLevel,omitempty"`
 	// Seed drives every random choice the policies make.
 	Seed uint64 `json:"seed,omitempty"`
 	// Workload is the target workload that fragmentation-aware scorers plan

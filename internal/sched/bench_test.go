@@ -105,7 +105,7 @@ func benchSchedule(b *testing.B, nodes int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	next := 0
 	submit := func() {
-		if err := c.Apply(JobSubmitted{Job: benchJob(rng, next)}); err != nil {
+		if _, err := c.Apply(JobSubmitted{Job: benchJob(rng, next)}); err != nil {
 			b.Fatal(err)
 		}
 		next++
@@ -125,7 +125,7 @@ func benchSchedule(b *testing.B, nodes int) {
 			runtime.ReadMemStats(&ms)
 			before := ms.Mallocs
 			start := time.Now()
-			acts := c.Schedule(now)
+			acts := c.Schedule(now).Actions
 			d := time.Since(start)
 			runtime.ReadMemStats(&ms)
 			mallocs += ms.Mallocs - before
@@ -147,7 +147,7 @@ func benchSchedule(b *testing.B, nodes int) {
 		}
 		b.StopTimer()
 		for _, id := range running {
-			if err := c.Apply(JobFinished{ID: id}); err != nil {
+			if _, err := c.Apply(JobFinished{ID: id}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -183,11 +183,11 @@ func benchPlace(b *testing.B, nodes int) {
 	for used < total*7/10 {
 		j := benchJob(rng, next)
 		next++
-		if err := c.Apply(JobSubmitted{Job: j}); err != nil {
+		if _, err := c.Apply(JobSubmitted{Job: j}); err != nil {
 			b.Fatal(err)
 		}
 		now++
-		for _, a := range c.Schedule(now) {
+		for _, a := range c.Schedule(now).Actions {
 			if bd, ok := a.(Bind); ok {
 				used += len(bd.Devices)
 			}
@@ -201,17 +201,17 @@ func benchPlace(b *testing.B, nodes int) {
 	for b.Loop() {
 		j := benchJob(rng, next)
 		next++
-		if err := c.Apply(JobSubmitted{Job: j}); err != nil {
+		if _, err := c.Apply(JobSubmitted{Job: j}); err != nil {
 			b.Fatal(err)
 		}
 		now++
-		acts := c.Schedule(now)
+		acts := c.Schedule(now).Actions
 		if len(acts) > 0 {
 			placed++
-			if err := c.Apply(JobFinished{ID: j.ID}); err != nil {
+			if _, err := c.Apply(JobFinished{ID: j.ID}); err != nil {
 				b.Fatal(err)
 			}
-		} else if err := c.Apply(JobCancelled{ID: j.ID}); err != nil {
+		} else if _, err := c.Apply(JobCancelled{ID: j.ID}); err != nil {
 			b.Fatal(err)
 		}
 	}

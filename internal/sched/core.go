@@ -30,6 +30,8 @@ type replica struct {
 	choice    place.Choice
 	// leaving is the deadline of a shrink in progress; 0 otherwise.
 	leaving int64
+	// since is when the replica was bound.
+	since int64
 }
 
 // job is the core's record of one job.
@@ -60,7 +62,13 @@ func (s *jobSet) remove(j *job) {
 
 type job struct {
 	Job
-	seq       uint64
+	seq uint64
+	// attempt counts the job's starts; nextRep is, per gang, the replica
+	// index the next replica bound will get (indices are never reused
+	// within an attempt, so a grown replica is never taken for one that
+	// was given back).
+	attempt   int
+	nextRep   []int
 	queue     int
 	state     jobState
 	submitted int64
@@ -173,12 +181,16 @@ type Core struct {
 	wakes *btree.BTreeG[wake]
 	// keyIDs interns shape keys; memo remembers, per key and cycle, that a
 	// shape found no room (the second slot: with a reservation held out).
-	keyIDs     map[string]int
-	memo       []memoSlot
-	cycle      uint64
-	ends       *btree.BTreeG[endKey] // running jobs with runtime estimates
-	nodeJobs   [][]*job
-	outbox     []Action
+	keyIDs   map[string]int
+	memo     []memoSlot
+	cycle    uint64
+	ends     *btree.BTreeG[endKey] // running jobs with runtime estimates
+	nodeJobs [][]*job
+	// out collects what the current Apply or Schedule call decides.
+	out Ready
+	// sites names each node's site for usage records.
+	sites      []string
+	siteLevel  int
 	profiles   []profile
 	present    []bool // catalog types some node carries
 	typesVer   int
@@ -190,6 +202,11 @@ type Core struct {
 	// reclaimedAt is, per flavor, the last time quota of it was reclaimed
 	// by preemption (see typeOrder).
 	reclaimedAt map[int]int64
+	// grace holds, per (queue, flavor) an administrator's change left above
+	// its limit, the occupation it may still have: running work is not
+	// stopped for a quota change, and nothing new is admitted until the
+	// queue is back within its limit (see tighten).
+	grace map[[2]int]int64
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node
@@ -227,6 +244,16 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		wakes:       btree.NewG(8, wakeLess),
 	}
 	c.present = make([]bool, len(f.Catalog.Types))
+	switch lvl, err := f.LevelIndex(cfg.SiteLevel); {
+	case cfg.SiteLevel != "" && err != nil:
+		return nil, fmt.Errorf("site level: %w", err)
+	case cfg.SiteLevel != "":
+		c.siteLevel = lvl
+	default:
+		if lvl, err := f.LevelIndex("zone"); err == nil {
+			c.siteLevel = lvl
+		}
+	}
 	// The policies' own stream ("policy"): the simulator seeds its
 	// reference runs the same way.
 	c.pcg = rand.NewPCG(cfg.Seed, 0x706f6c696379)
@@ -270,8 +297,19 @@ func (c *Core) Now() int64 { return c.now }
 // NodeState returns the allocatable state of node i (read-only).
 func (c *Core) NodeState(i int) *place.Node { return c.idx.nodes[i] }
 
-// Apply records one event. It decides nothing; Schedule decides.
-func (c *Core) Apply(ev Event) error {
+// Apply records one event and returns what it decided at once: the
+// rejection of a job that no node could ever hold, the requeues of the jobs
+// on a failed node, the usage records of the holdings the event ended. It
+// places nothing; Schedule does.
+func (c *Core) Apply(ev Event) (Ready, error) {
+	c.out = Ready{}
+	err := c.apply(ev)
+	out := c.out
+	c.out = Ready{}
+	return out, err
+}
+
+func (c *Core) apply(ev Event) error {
 	switch e := ev.(type) {
 	case JobSubmitted:
 		return c.submit(e.Job)
@@ -280,7 +318,7 @@ func (c *Core) Apply(ev Event) error {
 		if err != nil {
 			return err
 		}
-		c.retire(j)
+		c.retire(j, Cancelled)
 		return nil
 	case JobFinished:
 		j, err := c.lookup(e.ID)
@@ -290,7 +328,7 @@ func (c *Core) Apply(ev Event) error {
 		if j.state != jRunning && j.state != jPreempting {
 			return fmt.Errorf("job %s: finished but it is not running", e.ID)
 		}
-		c.retire(j)
+		c.retire(j, Finished)
 		return nil
 	case JobFailed:
 		j, err := c.lookup(e.ID)
@@ -301,15 +339,15 @@ func (c *Core) Apply(ev Event) error {
 			return fmt.Errorf("job %s: failed but it is not running", e.ID)
 		}
 		if !e.Requeue {
-			c.retire(j)
+			c.retire(j, Failed)
 			return nil
 		}
-		wasPreempted := j.state == jPreempting
-		c.release(j)
-		if wasPreempted {
+		if j.state == jPreempting {
+			c.release(j, Preempted)
 			c.requeuePreempted(j, e.Reason)
 			return nil
 		}
+		c.release(j, Failed)
 		j.reason = "requeued: " + e.Reason
 		c.enqueue(j)
 		return nil
@@ -339,9 +377,17 @@ func (c *Core) Apply(ev Event) error {
 		if q < 0 {
 			return fmt.Errorf("queue %q: not in the queue tree", e.Queue)
 		}
-		return c.queues.SetLimits(q, e.Flavor, e.Quota)
+		if err := c.queues.SetLimits(q, e.Flavor, e.Quota); err != nil {
+			return err
+		}
+		c.noteGrace()
+		return nil
 	case QueuesChanged:
-		return c.replaceQueues(e.Specs)
+		if err := c.replaceQueues(e.Specs); err != nil {
+			return err
+		}
+		c.noteGrace()
+		return nil
 	case JobRestored:
 		return c.restore(e)
 	case TimeAdvanced:
@@ -353,6 +399,9 @@ func (c *Core) Apply(ev Event) error {
 	return fmt.Errorf("event %T: not known to the core", ev)
 }
 
+// emit records an action of the current call.
+func (c *Core) emit(a Action) { c.out.Actions = append(c.out.Actions, a) }
+
 func (c *Core) lookup(id JobID) (*job, error) {
 	j, ok := c.jobs[id]
 	if !ok {
@@ -361,7 +410,10 @@ func (c *Core) lookup(id JobID) (*job, error) {
 	return j, nil
 }
 
-func (c *Core) newJob(spec Job) (*job, error) {
+// newJob checks a job and makes its record. A running job being restored
+// may name a queue that was removed while it ran: it runs on, charged to no
+// queue, as it did before the restart (restoring set).
+func (c *Core) newJob(spec Job, restoring bool) (*job, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("job %q: %w", spec.ID, err)
 	}
@@ -369,10 +421,13 @@ func (c *Core) newJob(spec Job) (*job, error) {
 		return nil, fmt.Errorf("job %q: already known", spec.ID)
 	}
 	q := c.queues.Queue(spec.Queue)
-	if q < 0 || !c.queues.IsLeaf(q) {
+	switch {
+	case (q < 0 || !c.queues.IsLeaf(q)) && restoring:
+		q = 0
+	case q < 0 || !c.queues.IsLeaf(q):
 		return nil, fmt.Errorf("job %q: queue %q is not a leaf queue of the tree", spec.ID, spec.Queue)
 	}
-	if spec.Tenant != "" && c.queues.Tenant(q) != spec.Tenant {
+	if spec.Tenant != "" && q > 0 && c.queues.Tenant(q) != spec.Tenant {
 		return nil, fmt.Errorf("job %q: queue %q belongs to tenant %q, not %q", spec.ID, spec.Queue, c.queues.Tenant(q), spec.Tenant)
 	}
 	spec.Gangs = append([]Gang(nil), spec.Gangs...)
@@ -394,7 +449,7 @@ func (c *Core) newJob(spec Job) (*job, error) {
 }
 
 func (c *Core) submit(spec Job) error {
-	j, err := c.newJob(spec)
+	j, err := c.newJob(spec, false)
 	if err != nil {
 		return err
 	}
@@ -403,7 +458,7 @@ func (c *Core) submit(spec Job) error {
 	if j.never != "" {
 		j.state = jDone
 		j.reason = j.never
-		c.outbox = append(c.outbox, Reject{Job: j.ID, Reason: j.never})
+		c.emit(Reject{Job: j.ID, Reason: j.never})
 		delete(c.jobs, j.ID)
 		return nil
 	}
@@ -461,17 +516,28 @@ func (c *Core) addProfile(n *fleet.Node) {
 	}
 }
 
-func (c *Core) enqueue(j *job) {
+// enqueue makes j pending. A job whose queue was removed while it ran has
+// nowhere to wait: it is rejected, and enqueue reports false.
+func (c *Core) enqueue(j *job) bool {
+	if j.queue == 0 {
+		c.unnominate(j)
+		j.state = jDone
+		delete(c.jobs, j.ID)
+		c.emit(Reject{Job: j.ID, Reason: fmt.Sprintf("queue %q was removed while the job ran; it cannot wait for another start", j.Queue)})
+		return false
+	}
 	j.state = jPending
 	j.pendingSince, j.preemptAt = c.now, 0
 	j.reps = nil
 	j.gangType = nil
 	j.demand = nil
 	c.pending[j.queue].ReplaceOrInsert(pendOf(j))
+	return true
 }
 
-// requeuePreempted puts a preempted job back to pending with its back-off.
-func (c *Core) requeuePreempted(j *job, reason string) {
+// requeuePreempted puts a preempted job back to pending with its back-off;
+// it reports false when the job was rejected instead (see enqueue).
+func (c *Core) requeuePreempted(j *job, reason string) bool {
 	j.evictions++
 	base := c.cfg.RequeueBackoffSec
 	if base == 0 {
@@ -484,16 +550,17 @@ func (c *Core) requeuePreempted(j *job, reason string) {
 		reason = fmt.Sprintf("%s; preempted %d time(s), may start again from t=%d", reason, j.evictions, j.after)
 	}
 	j.reason = "requeued: " + reason
-	c.enqueue(j)
+	return c.enqueue(j)
 }
 
-// release frees everything a placed job holds and forgets its placement.
-func (c *Core) release(j *job) {
+// release frees everything a placed job holds and forgets its placement;
+// why ends its replicas' usage.
+func (c *Core) release(j *job, why EndReason) {
 	if j.state != jRunning && j.state != jPreempting {
 		return
 	}
 	for i := range j.reps {
-		c.releaseReplica(j, &j.reps[i])
+		c.releaseReplica(j, &j.reps[i], why)
 	}
 	if j.demand != nil {
 		neg := quota.Demand{}
@@ -501,6 +568,7 @@ func (c *Core) release(j *job) {
 			neg[f] = -v
 		}
 		c.queues.Add(j.queue, neg)
+		c.tighten()
 	}
 	delete(c.running, j.ID)
 	c.pools[j.queue].remove(j)
@@ -513,8 +581,9 @@ func (c *Core) release(j *job) {
 	j.state = jPending
 }
 
-func (c *Core) releaseReplica(j *job, r *replica) {
+func (c *Core) releaseReplica(j *job, r *replica, why EndReason) {
 	c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, -1)
+	c.out.Usage = append(c.out.Usage, c.usage(j, r, c.now, why))
 	js := c.nodeJobs[r.node]
 	for k, x := range js {
 		if x == j {
@@ -548,13 +617,13 @@ func (c *Core) unnominate(j *job) {
 }
 
 // retire ends a job for good, whatever its state.
-func (c *Core) retire(j *job) {
+func (c *Core) retire(j *job, why EndReason) {
 	c.unnominate(j)
 	switch j.state {
 	case jPending:
 		c.pending[j.queue].Delete(pendOf(j))
 	case jRunning, jPreempting:
-		c.release(j)
+		c.release(j, why)
 	}
 	j.state = jDone
 	delete(c.jobs, j.ID)
@@ -575,10 +644,11 @@ func (c *Core) nodeDown(name string, st fleet.NodeState, reason string) error {
 			continue
 		}
 		seen[j] = true
-		c.release(j)
+		c.release(j, Requeued)
 		j.reason = "requeued: " + reason
-		c.enqueue(j)
-		c.outbox = append(c.outbox, Requeue{Job: j.ID, Reason: reason})
+		if c.enqueue(j) {
+			c.emit(Requeue{Job: j.ID, Reason: reason})
+		}
 	}
 	return nil
 }
@@ -602,7 +672,7 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 		if q < 0 || !t.IsLeaf(q) {
 			if j.state == jPending {
 				oldPending[j.queue].Delete(pendOf(j))
-				c.outbox = append(c.outbox, Reject{Job: j.ID, Reason: fmt.Sprintf("queue %q was removed", j.Queue)})
+				c.emit(Reject{Job: j.ID, Reason: fmt.Sprintf("queue %q was removed", j.Queue)})
 				j.state = jDone
 				delete(c.jobs, j.ID)
 				continue
@@ -617,8 +687,12 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 			c.pending[q].ReplaceOrInsert(pendOf(j))
 			continue
 		}
-		if j.demand != nil && q > 0 {
+		// A running job's usage moves to its queue in the new tree; one
+		// whose queue is gone runs on charged to none.
+		j.demand = nil
+		if q > 0 {
 			j.demand = c.demandFor(j, j.gangType)
+			delete(j.demand, -1)
 			c.queues.Add(q, j.demand)
 		}
 	}
@@ -652,7 +726,7 @@ func (c *Core) demandFor(j *job, types []int) quota.Demand {
 }
 
 func (c *Core) restore(e JobRestored) error {
-	j, err := c.newJob(e.Job)
+	j, err := c.newJob(e.Job, true)
 	if err != nil {
 		return err
 	}
@@ -694,7 +768,16 @@ func (c *Core) restore(e JobRestored) error {
 			j.gangType[b.Gang] = ti
 		}
 		c.idx.take(n, r, ch, +1)
-		done = append(done, replica{gang: b.Gang, idx: b.Replica, node: n, choice: ch})
+		since := b.Since
+		if since == 0 {
+			since = e.Start
+		}
+		done = append(done, replica{gang: b.Gang, idx: b.Replica, node: n, choice: ch, since: since})
+	}
+	j.attempt = max(e.Attempt, 1)
+	j.nextRep = make([]int, len(j.Gangs))
+	for _, r := range done {
+		j.nextRep[r.gang] = max(j.nextRep[r.gang], r.idx+1)
 	}
 	for g := range j.gangType {
 		if j.gangType[g] == -2 {
@@ -708,7 +791,12 @@ func (c *Core) restore(e JobRestored) error {
 	}
 	j.demand = c.demandFor(j, j.gangType)
 	delete(j.demand, -1)
-	c.queues.Add(j.queue, j.demand)
+	if j.queue > 0 {
+		c.queues.Add(j.queue, j.demand)
+		c.graceFor(j.queue, j.demand)
+	} else {
+		j.demand = nil
+	}
 	c.markRunning(j, e.Start)
 	return nil
 }
@@ -758,28 +846,25 @@ func (c *Core) markRunning(j *job, start int64) {
 	}
 }
 
-// Explain reports a job's state and pending reason.
+// Explain reports a job's state, its current pending reason and the nodes
+// it occupies. It reads the core's state and writes nothing: the reason of
+// a job the last cycle skipped, because a job of the same shape found no
+// room before it, is that job's. EarliestStart is the cycle's reservation
+// when the job holds one; EarliestStart(id) computes one on demand.
 func (c *Core) Explain(id JobID) (Explanation, bool) {
 	j, ok := c.jobs[id]
 	if !ok {
 		return Explanation{}, false
 	}
 	ex := Explanation{Job: id, Reason: j.reason, EarliestStart: j.earliest}
-	if j.state == jPending && j.seen != c.cycle {
-		// Skipped in the last cycle because its shape found no room.
-		if slot := &c.memo[j.keyID]; slot.cycle == c.cycle && c.cycle > 0 {
-			ex.Reason, ex.EarliestStart = slot.why, -1
-			j.blocked = true
-		}
+	if c.skipped(j) {
+		ex.Reason, ex.EarliestStart = c.memo[j.keyID].why, -1
 	}
 	switch j.state {
 	case jPending:
 		ex.State = StatePending
 		if ex.Reason == "" {
 			ex.Reason = "waiting for the next scheduling cycle"
-		}
-		if ex.EarliestStart < 0 && !c.cfg.NoBackfill && j.blocked {
-			ex.EarliestStart = c.earliestStart(j)
 		}
 	case jRunning:
 		ex.State = StateRunning
@@ -795,6 +880,33 @@ func (c *Core) Explain(id JobID) (Explanation, bool) {
 		}
 	}
 	return ex, true
+}
+
+// skipped reports whether pending job j was passed over in the last cycle
+// because a job of its shape found no room before it.
+func (c *Core) skipped(j *job) bool {
+	return j.state == jPending && j.seen != c.cycle && c.cycle > 0 && c.memo[j.keyID].cycle == c.cycle
+}
+
+// EarliestStart predicts when a pending job that waits for capacity could
+// start if running jobs end when their estimates say: the time of its
+// backfill reservation, or a what-if search run now (lifting running jobs
+// in order of their projected ends). It returns -1 when the job is not
+// waiting for capacity or no prediction can be made. The search changes
+// the core's state while it runs and restores it exactly, random state
+// included, so later decisions are the same whether or not it was asked.
+func (c *Core) EarliestStart(id JobID) int64 {
+	j, ok := c.jobs[id]
+	if !ok || j.state != jPending {
+		return -1
+	}
+	if j.earliest >= 0 && !c.skipped(j) {
+		return j.earliest
+	}
+	if c.cfg.NoBackfill || !(j.blocked || c.skipped(j)) {
+		return -1
+	}
+	return c.earliestStart(j)
 }
 
 func shapeText(r *place.Request) string {
@@ -897,4 +1009,66 @@ func (c *Core) Wake() int64 {
 		}
 	}
 	return best
+}
+
+// limitOf is the most queue q may occupy of flavor f: nominal plus
+// borrowing limit, and the pool's nominal at the root.
+func (c *Core) limitOf(q, f int) int64 {
+	nom, borrow, _ := c.queues.Limits(q, f)
+	if q == 0 {
+		return nom
+	}
+	return min(quota.Unlimited, nom+borrow)
+}
+
+// noteGrace records the queues an administrator's change left above their
+// limits, with what they hold now.
+func (c *Core) noteGrace() {
+	c.grace = nil
+	for q := range c.queues.Len() {
+		for f := range c.queues.Flavors() {
+			if occ := c.queues.Occupation(q, f); occ > c.limitOf(q, f) {
+				if c.grace == nil {
+					c.grace = map[[2]int]int64{}
+				}
+				c.grace[[2]int{q, f}] = occ
+			}
+		}
+	}
+}
+
+// graceFor extends the grace of queue q's path for a restored job's
+// demand: running work comes back whatever the limits say now.
+func (c *Core) graceFor(q int, d quota.Demand) {
+	for x := q; x >= 0; x = c.queues.Parent(x) {
+		for f := range d {
+			if f < 0 {
+				continue
+			}
+			if occ := c.queues.Occupation(x, f); occ > c.limitOf(x, f) {
+				if c.grace == nil {
+					c.grace = map[[2]int]int64{}
+				}
+				c.grace[[2]int{x, f}] = max(c.grace[[2]int{x, f}], occ)
+			}
+		}
+		if x == 0 {
+			break
+		}
+	}
+}
+
+// tighten lowers the grace of queues above their limits as their work
+// ends, so that what a queue gave back is never admitted again above its
+// limit.
+func (c *Core) tighten() {
+	for k, g := range c.grace {
+		occ, lim := c.queues.Occupation(k[0], k[1]), c.limitOf(k[0], k[1])
+		switch {
+		case occ <= lim:
+			delete(c.grace, k)
+		case occ < g:
+			c.grace[k] = occ
+		}
+	}
 }

@@ -84,8 +84,8 @@ func (c *Core) CheckInvariants() error {
 				return fmt.Errorf("queue %s flavor %s: usage %d, running jobs hold %d", c.queues.Name(q), c.queues.Flavors()[f], c.queues.Usage(q, f), usage[[2]int{q, f}])
 			}
 			nom, borrow, _ := c.queues.Limits(q, f)
-			if occ := c.queues.Occupation(q, f); occ > min(quota.Unlimited, nom+borrow) {
-				return fmt.Errorf("queue %s flavor %s: occupation %d above nominal %d + borrowing limit %d", c.queues.Name(q), c.queues.Flavors()[f], occ, nom, borrow)
+			if occ := c.queues.Occupation(q, f); occ > max(min(quota.Unlimited, nom+borrow), c.grace[[2]int{q, f}]) {
+				return fmt.Errorf("queue %s flavor %s: occupation %d above nominal %d + borrowing limit %d (grace after an administrator's change: %d)", c.queues.Name(q), c.queues.Flavors()[f], occ, nom, borrow, c.grace[[2]int{q, f}])
 			}
 		}
 	}
@@ -101,7 +101,7 @@ func (c *Core) CheckInvariants() error {
 		return err
 	}
 	for f := range c.queues.Flavors() {
-		if occ, nom := c.queues.Occupation(0, f), c.queues.Nominal(0, f); occ > nom {
+		if occ, nom := c.queues.Occupation(0, f), c.queues.Nominal(0, f); occ > max(nom, c.grace[[2]int{0, f}]) {
 			return fmt.Errorf("flavor %s: the tree holds %d, the pool is %d", c.queues.Flavors()[f], occ, nom)
 		}
 	}

@@ -24,17 +24,17 @@ type victim struct {
 // no more than its nominal share (reclaim), and lower-priority work of j's
 // own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
 // their minimum before any whole job is taken. It reports whether it acted.
-func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
+func (c *Core) preempt(j *job, res holds) bool {
 	j.preemptAt = 0
 	if at := j.pendingSince + c.preemptWait(); at > c.now {
 		// Room may yet turn up on its own.
 		j.preemptAt = at
-		return acts, false
+		return false
 	}
 	scope := c.reclaimScope(j)
 	cands, hope := c.focus(j, c.victims(j, scope), res)
 	if len(cands) == 0 || !hope {
-		return acts, false
+		return false
 	}
 	// What if these were gone? Lift candidates in order: j is tried after
 	// 1, 2, 4, ... of them, then the shortest prefix that lets it fit is
@@ -80,7 +80,7 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	}
 	if hi < 0 {
 		liftTo(0)
-		return acts, false
+		return false
 	}
 	for hi-lo > 1 {
 		if mid := (lo + hi) / 2; fits(mid) {
@@ -159,15 +159,15 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 				v.j.reps[k].leaving = max(deadline, 1)
 				pairs = append(pairs, [2]int{v.j.reps[k].gang, v.j.reps[k].idx})
 			}
-			if k := len(acts) - 1; k >= 0 {
-				if p, ok := acts[k].(Preempt); ok && p.Job == v.j.ID && len(p.Replicas) > 0 && p.Deadline == deadline {
+			if k := len(c.out.Actions) - 1; k >= 0 {
+				if p, ok := c.out.Actions[k].(Preempt); ok && p.Job == v.j.ID && len(p.Replicas) > 0 && p.Deadline == deadline {
 					p.Replicas = append(p.Replicas, pairs...)
-					acts[k] = p
+					c.out.Actions[k] = p
 					pairs = nil
 				}
 			}
 			if pairs != nil {
-				acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
+				c.emit(Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
 			}
 			c.preempting[v.j.ID] = v.j
 			if deadline <= c.now {
@@ -179,11 +179,12 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 			}
 			continue
 		}
-		acts = append(acts, Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason})
+		c.emit(Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason})
 		if deadline <= c.now {
-			c.release(v.j)
-			c.requeuePreempted(v.j, reason)
-			acts = append(acts, Requeue{Job: v.j.ID, Reason: reason})
+			c.release(v.j, Preempted)
+			if c.requeuePreempted(v.j, reason) {
+				c.emit(Requeue{Job: v.j.ID, Reason: reason})
+			}
 			continue
 		}
 		immediate = false
@@ -200,15 +201,16 @@ func (c *Core) preempt(j *job, res holds, acts []Action) ([]Action, bool) {
 	}
 	if immediate {
 		if p := c.probe(j, res); p.why == "" {
-			return c.commit(j, p, acts), true
+			c.commit(j, p)
+			return true
 		}
-		return acts, true
+		return true
 	}
 	c.nominate(j, nodes)
 	j.awaiting = last
 	j.reason = fmt.Sprintf("waiting for the jobs preempted for it (%d) to release their resources by t=%d", n, last)
 	j.earliest = last
-	return acts, true
+	return true
 }
 
 // preemptWait is Config.PreemptAfterSec with its default.
@@ -676,9 +678,9 @@ func (c *Core) setEnd(j *job, t int64) {
 // grow lets elastic jobs take capacity that nothing waiting needs: only in
 // a cycle where no job failed for want of capacity and no preemption is in
 // flight.
-func (c *Core) grow(acts []Action, blockedPrio int32) []Action {
+func (c *Core) grow(blockedPrio int32) {
 	if len(c.elastic) == 0 || blockedPrio != -1<<31 || len(c.preempting) > 0 {
-		return acts
+		return
 	}
 	js := make([]*job, 0, len(c.elastic))
 	for _, j := range c.elastic {
@@ -686,13 +688,15 @@ func (c *Core) grow(acts []Action, blockedPrio int32) []Action {
 	}
 	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
 	for _, j := range js {
-		if j.state != jRunning {
+		if j.state != jRunning || j.queue == 0 {
+			// Over, or running on after its queue was removed: it takes
+			// nothing more.
 			delete(c.elastic, j.ID)
 			continue
 		}
 		full := true
 		for g := range j.Gangs {
-			acts = c.growGang(j, g, acts)
+			c.growGang(j, g)
 			if c.count(j, g) < j.Gangs[g].Replicas {
 				full = false
 			}
@@ -701,7 +705,6 @@ func (c *Core) grow(acts []Action, blockedPrio int32) []Action {
 			delete(c.elastic, j.ID)
 		}
 	}
-	return acts
 }
 
 func (c *Core) count(j *job, g int) int {
@@ -714,7 +717,7 @@ func (c *Core) count(j *job, g int) int {
 	return n
 }
 
-func (c *Core) growGang(j *job, g int, acts []Action) []Action {
+func (c *Core) growGang(j *job, g int) {
 	gang := &j.Gangs[g]
 	ti := j.gangType[g]
 	for c.count(j, g) < gang.Replicas {
@@ -724,7 +727,7 @@ func (c *Core) growGang(j *job, g int, acts []Action) []Action {
 			f = c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
 			d = quota.Demand{f: gang.Shape.GPUMilli()}
 			if c.queues.Check(j.queue, d) != nil {
-				return acts
+				return
 			}
 		}
 		dom := 0
@@ -732,24 +735,22 @@ func (c *Core) growGang(j *job, g int, acts []Action) []Action {
 			lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
 			dom = c.fleet.Ancestor(j.reps[0].node, lvl)
 		}
-		next := 0
-		for _, r := range j.reps {
-			if r.gang == g && r.idx >= next {
-				next = r.idx + 1
-			}
-		}
+		// A grown replica gets a fresh index: one given back in a shrink
+		// may still be stopping under its old one.
+		next := j.nextRep[g]
 		t := &try{j: j}
 		if c.placeGang(t, g, ti, dom, next, 1) == 0 {
-			return acts
+			return
 		}
+		j.nextRep[g]++
 		r := t.reps[0]
+		r.since = c.now
 		j.reps = append(j.reps, r)
 		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
 		if f >= 0 {
 			c.queues.Add(j.queue, d)
 			j.demand[f] += d[f]
 		}
-		acts = append(acts, c.bindAction(j, r))
+		c.emit(c.bindAction(j, r))
 	}
-	return acts
 }

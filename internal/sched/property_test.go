@@ -1,7 +1,10 @@
 package sched
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -66,17 +69,23 @@ func genWorld(t *rapid.T) world {
 	return w
 }
 
-// script is a random sequence of events and cycles.
+// step is one event or cycle of a random script.
 type step struct {
 	kind string
 	job  Job
 	id   int
 	arg  int
 	flag bool
+	// specs is the new queue tree of a "queues" step; flavor and limits
+	// the change of a "quota" step; node the node a "addnode" step adds.
+	specs  []quota.Spec
+	flavor string
+	limits quota.Limits
+	node   fleet.Node
 }
 
 func genJob(t *rapid.T, i int) Job {
-	j := Job{ID: JobID(fmt.Sprintf("j%d", i)), Queue: fmt.Sprintf("t%d-q%d", rapid.IntRange(0, 1).Draw(t, "tenant"), rapid.IntRange(0, 1).Draw(t, "queue")),
+	j := Job{ID: JobID(fmt.Sprintf("j%d", i)), Queue: fmt.Sprintf("t%d-q%d", rapid.IntRange(0, 1).Draw(t, "tenant"), rapid.IntRange(0, 2).Draw(t, "queue")),
 		Priority:      int32(rapid.IntRange(0, 3).Draw(t, "prio")),
 		Preemptible:   rapid.Bool().Draw(t, "preemptible"),
 		NoticeSec:     int64(rapid.SampledFrom([]int{0, 0, 10, 50}).Draw(t, "notice")),
@@ -105,11 +114,66 @@ func genJob(t *rapid.T, i int) Job {
 	return j
 }
 
+func genLimits(t *rapid.T) quota.Limits {
+	nom := int64(rapid.IntRange(0, 16).Draw(t, "nominal")) * 1000
+	lim := quota.Limits{Nominal: nom}
+	if rapid.Bool().Draw(t, "hasBorrow") {
+		b := int64(rapid.IntRange(0, 16).Draw(t, "borrow")) * 1000
+		lim.Borrow = &b
+	}
+	if rapid.Bool().Draw(t, "hasLend") {
+		x := int64(rapid.IntRange(0, int(nom/1000)).Draw(t, "lend")) * 1000
+		lim.Lend = &x
+	}
+	return lim
+}
+
+// genQueues changes the tree an administrator would: a leaf's quota or
+// weight, a leaf removed, a leaf added.
+func genQueues(t *rapid.T, specs []quota.Spec) []quota.Spec {
+	out := make([]quota.Spec, 0, len(specs)+1)
+	for _, sp := range specs {
+		sp.Quotas = maps.Clone(sp.Quotas)
+		out = append(out, sp)
+	}
+	var leaves []int
+	for i, sp := range out {
+		if sp.Parent != "" {
+			leaves = append(leaves, i)
+		}
+	}
+	switch rapid.IntRange(0, 2).Draw(t, "treeChange") {
+	case 0:
+		if len(leaves) == 0 {
+			break
+		}
+		i := rapid.SampledFrom(leaves).Draw(t, "leaf")
+		out[i].Weight = float64(rapid.IntRange(1, 3).Draw(t, "weight"))
+		out[i].Quotas[rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "flavor")] = genLimits(t)
+	case 1:
+		if len(leaves) < 2 {
+			break
+		}
+		i := rapid.SampledFrom(leaves).Draw(t, "leaf")
+		out = append(out[:i], out[i+1:]...)
+	case 2:
+		name := fmt.Sprintf("t%d-q%d", rapid.IntRange(0, 1).Draw(t, "tenant"), rapid.IntRange(0, 2).Draw(t, "queue"))
+		if slices.ContainsFunc(out, func(sp quota.Spec) bool { return sp.Name == name }) {
+			break
+		}
+		out = append(out, quota.Spec{Name: name, Parent: name[:2], Weight: 1,
+			Quotas: map[string]quota.Limits{"h100": genLimits(t), "h200": genLimits(t)}})
+	}
+	return out
+}
+
 func genScript(t *rapid.T, w world) []step {
 	n := rapid.IntRange(5, 60).Draw(t, "steps")
 	var out []step
+	specs := w.specs
+	added := 0
 	for i := range n {
-		switch rapid.IntRange(0, 9).Draw(t, "kind") {
+		switch rapid.IntRange(0, 13).Draw(t, "kind") {
 		case 0, 1, 2, 3:
 			out = append(out, step{kind: "submit", job: genJob(t, i)})
 		case 4:
@@ -120,6 +184,29 @@ func genScript(t *rapid.T, w world) []step {
 			out = append(out, step{kind: "fail", id: rapid.IntRange(0, n).Draw(t, "id"), flag: rapid.Bool().Draw(t, "requeue")})
 		case 7:
 			out = append(out, step{kind: rapid.SampledFrom([]string{"nodefail", "drain", "return"}).Draw(t, "nodeop"), arg: rapid.IntRange(0, len(w.nodes)-1).Draw(t, "node")})
+		case 8:
+			specs = genQueues(t, specs)
+			out = append(out, step{kind: "queues", specs: specs})
+		case 9:
+			var leaves []string
+			for _, sp := range specs {
+				if sp.Parent != "" {
+					leaves = append(leaves, sp.Name)
+				}
+			}
+			out = append(out, step{kind: "quota", specs: []quota.Spec{{Name: rapid.SampledFrom(leaves).Draw(t, "queue")}},
+				flavor: rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "flavor"), limits: genLimits(t)})
+		case 10:
+			added++
+			z := rapid.IntRange(1, 2).Draw(t, "zone")
+			out = append(out, step{kind: "addnode", node: fleet.Node{
+				Name:  fmt.Sprintf("new%d", added),
+				Path:  []string{"reg", fmt.Sprintf("z%d", z), fmt.Sprintf("z%d-b9", z), fmt.Sprintf("z%d-b9-r%d", z, rapid.IntRange(0, 1).Draw(t, "rack"))},
+				Accel: rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "type"), Count: rapid.SampledFrom([]int{4, 8}).Draw(t, "count"),
+				CPUMilli: 32000, MemoryMiB: 256 * 1024,
+			}})
+		case 11:
+			out = append(out, step{kind: "restart"})
 		default:
 			out = append(out, step{kind: "schedule", arg: rapid.IntRange(1, 120).Draw(t, "dt")})
 		}
@@ -127,12 +214,209 @@ func genScript(t *rapid.T, w world) []step {
 	return append(out, step{kind: "schedule", arg: 1})
 }
 
+// holdKey names one replica's holding.
+type holdKey struct {
+	job           JobID
+	attempt, g, r int
+}
+
+// driver is what a driver of the core knows from the actions and usage
+// records alone: the replicas bound, and the holdings not yet metered.
+type driver struct {
+	t     *rapid.T
+	log   *strings.Builder
+	bound map[JobID]map[[2]int]Bind
+	open  map[holdKey]Bind
+	// stopping are jobs the core preempted: they hold until they are
+	// requeued.
+	stopping map[JobID]bool
+}
+
+func (d *driver) fail(format string, args ...any) {
+	d.t.Fatalf(format+"\nactions so far:\n%s", append(args, d.log.String())...)
+}
+
+// take carries out what one call decided at time now.
+func (d *driver) take(c *Core, r Ready, now int64) {
+	fresh := map[JobID]bool{}
+	for _, a := range r.Actions {
+		fmt.Fprintln(d.log, a)
+		switch a := a.(type) {
+		case Bind:
+			if d.bound[a.Job] == nil {
+				d.bound[a.Job] = map[[2]int]Bind{}
+				fresh[a.Job] = true
+			}
+			if _, dup := d.bound[a.Job][[2]int{a.Gang, a.Replica}]; dup {
+				d.fail("job %s gang %d replica %d bound twice", a.Job, a.Gang, a.Replica)
+			}
+			d.bound[a.Job][[2]int{a.Gang, a.Replica}] = a
+			k := holdKey{a.Job, a.Attempt, a.Gang, a.Replica}
+			if _, dup := d.open[k]; dup {
+				d.fail("holding %v bound twice", k)
+			}
+			if a.Since != now {
+				d.fail("bind %v: since %d, the cycle is at %d", a, a.Since, now)
+			}
+			d.open[k] = a
+		case Requeue:
+			delete(d.bound, a.Job)
+			delete(d.stopping, a.Job)
+		case Reject:
+			// A job of a removed queue is rejected when it would have
+			// been requeued; its holdings ended in the same call.
+			d.ended(a.Job)
+		case Preempt:
+			if len(a.Replicas) == 0 {
+				d.stopping[a.Job] = true
+			}
+			for _, r := range a.Replicas {
+				delete(d.bound[a.Job], r) // counted as gone once the deadline passes; removing early is conservative for the overlap check
+			}
+		}
+	}
+	for _, u := range r.Usage {
+		k := holdKey{u.Job, u.Attempt, u.Gang, u.Replica}
+		b, ok := d.open[k]
+		switch {
+		case !ok:
+			d.fail("usage %v: no such holding is open", u)
+		case u.From != b.Since || u.To != now || !slices.Equal(u.Devices, b.Devices) || u.Milli != b.Milli || u.Node != b.Node:
+			d.fail("usage %v does not match its bind %v (now %d)", u, b, now)
+		case u.End == Open:
+			d.fail("usage %v: a closed record says it is open", u)
+		}
+		delete(d.open, k)
+	}
+	// Gangs start whole: a job bound for the first time in this call got
+	// at least its minimum in every gang.
+	for id := range fresh {
+		j := c.jobs[id]
+		if j == nil || d.bound[id] == nil {
+			continue
+		}
+		per := map[int]int{}
+		for k := range d.bound[id] {
+			per[k[0]]++
+		}
+		for g := range j.Gangs {
+			if per[g] < j.Gangs[g].Min() {
+				d.fail("job %s gang %d started with %d replicas, minimum %d", id, g, per[g], j.Gangs[g].Min())
+			}
+		}
+	}
+}
+
+// ended drops a job the driver reported over.
+func (d *driver) ended(id JobID) {
+	delete(d.bound, id)
+	delete(d.stopping, id)
+}
+
+// checkHoldings compares the core's open holdings with the driver's.
+func (d *driver) checkHoldings(c *Core) {
+	seen := map[holdKey]bool{}
+	c.Holdings(func(u Usage) bool {
+		k := holdKey{u.Job, u.Attempt, u.Gang, u.Replica}
+		b, ok := d.open[k]
+		if !ok || u.From != b.Since || u.End != Open || u.To != c.now {
+			d.fail("open holding %v: the driver holds %v (%v)", u, b, ok)
+		}
+		seen[k] = true
+		return true
+	})
+	for k := range d.open {
+		if !seen[k] {
+			d.fail("holding %v is open for the driver, not in the core's holdings", k)
+		}
+	}
+}
+
+// restart builds a new core from the driver's view, as the live server does
+// from its store: the queue tree, the nodes and their states, running jobs
+// with their exact bindings, then pending jobs in submission order. Jobs
+// being preempted are reported stopped at once.
+func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
+	f, err := fleet.New(nil, nil, nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	q, err := quota.New(specs)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	c, err := New(w.cfg, f, q)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	now := old.now
+	must := func(r Ready, err error) {
+		if err != nil {
+			d.fail("restart: %v", err)
+		}
+		d.take(c, r, now)
+	}
+	must(c.Apply(TimeAdvanced{Now: now}))
+	for i, n := range old.fleet.Nodes {
+		must(c.Apply(NodeAdded{Node: n}))
+		switch n.State {
+		case fleet.Down:
+			must(c.Apply(NodeFailed{Node: n.Name, Reason: "x"}))
+		case fleet.Draining:
+			must(c.Apply(NodeDrained{Node: n.Name}))
+		}
+		_ = i
+	}
+	js := make([]*job, 0, len(old.jobs))
+	for _, j := range old.jobs {
+		js = append(js, j)
+	}
+	sortJobs(js)
+	var pending []*job
+	for _, j := range js {
+		if j.state == jPending {
+			pending = append(pending, j)
+			continue
+		}
+		var binds []Bind
+		for _, b := range d.bound[j.ID] {
+			binds = append(binds, b)
+		}
+		slices.SortFunc(binds, func(a, b Bind) int { return cmp.Or(cmp.Compare(a.Gang, b.Gang), cmp.Compare(a.Replica, b.Replica)) })
+		// Shrinking replicas are over: the driver saw them stop.
+		for k, b := range d.open {
+			if k.job == j.ID && !slices.ContainsFunc(binds, func(x Bind) bool { return x.Gang == b.Gang && x.Replica == b.Replica }) {
+				delete(d.open, k)
+			}
+		}
+		for _, b := range binds {
+			delete(d.open, holdKey{b.Job, b.Attempt, b.Gang, b.Replica})
+		}
+		r, err := c.Apply(JobRestored{Job: j.Job, Binds: binds, Start: j.started, Attempt: j.attempt})
+		if err != nil {
+			d.fail("restore %s: %v", j.ID, err)
+		}
+		for _, b := range binds {
+			d.open[holdKey{b.Job, b.Attempt, b.Gang, b.Replica}] = b
+		}
+		d.take(c, r, now)
+		if d.stopping[j.ID] {
+			must(c.Apply(JobFailed{ID: j.ID, Reason: "preempted", Requeue: true}))
+			d.ended(j.ID)
+		}
+	}
+	for _, j := range pending {
+		must(c.Apply(JobSubmitted{Job: j.Job}))
+	}
+	return c
+}
+
 // play runs a script and returns the actions as text; it checks the core's
-// invariants and the driver-visible ones after every cycle.
+// invariants and the driver-visible ones after every step.
 //
-// With explain set it also asks Explain about every job after every cycle:
-// Explain runs what-if probes on the live state and must leave every later
-// decision unchanged.
+// With explain set it also asks Explain, and for every pending job its
+// earliest start, about every job after every cycle: the what-if probes
+// must leave every later decision unchanged.
 func play(t *rapid.T, w world, script []step, explain bool) string {
 	f, err := fleet.New(nil, nil, w.nodes)
 	if err != nil {
@@ -147,112 +431,99 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		t.Fatal(err)
 	}
 	var log strings.Builder
+	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]bool{}}
 	now := int64(0)
-	bound := map[JobID]map[[2]int]Bind{} // the driver's view
+	specs := w.specs
 	for _, s := range script {
+		var r Ready
 		var err error
+		id := JobID(fmt.Sprintf("j%d", s.id))
 		switch s.kind {
 		case "submit":
-			err = c.Apply(JobSubmitted{Job: s.job})
+			r, err = c.Apply(JobSubmitted{Job: s.job})
 		case "finish":
-			err = c.Apply(JobFinished{ID: JobID(fmt.Sprintf("j%d", s.id))})
-			if err == nil {
-				delete(bound, JobID(fmt.Sprintf("j%d", s.id)))
+			if r, err = c.Apply(JobFinished{ID: id}); err == nil {
+				d.ended(id)
 			}
 		case "cancel":
-			err = c.Apply(JobCancelled{ID: JobID(fmt.Sprintf("j%d", s.id))})
-			if err == nil {
-				delete(bound, JobID(fmt.Sprintf("j%d", s.id)))
+			if r, err = c.Apply(JobCancelled{ID: id}); err == nil {
+				d.ended(id)
 			}
 		case "fail":
-			err = c.Apply(JobFailed{ID: JobID(fmt.Sprintf("j%d", s.id)), Reason: "x", Requeue: s.flag})
-			if err == nil {
-				delete(bound, JobID(fmt.Sprintf("j%d", s.id)))
+			if r, err = c.Apply(JobFailed{ID: id, Reason: "x", Requeue: s.flag}); err == nil {
+				d.ended(id)
 			}
 		case "nodefail":
-			err = c.Apply(NodeFailed{Node: w.nodes[s.arg].Name, Reason: "x"})
+			r, err = c.Apply(NodeFailed{Node: w.nodes[s.arg].Name, Reason: "x"})
 		case "drain":
-			err = c.Apply(NodeDrained{Node: w.nodes[s.arg].Name})
+			r, err = c.Apply(NodeDrained{Node: w.nodes[s.arg].Name})
 		case "return":
-			err = c.Apply(NodeReturned{Node: w.nodes[s.arg].Name})
+			r, err = c.Apply(NodeReturned{Node: w.nodes[s.arg].Name})
+		case "queues":
+			if r, err = c.Apply(QueuesChanged{Specs: s.specs}); err == nil {
+				specs = s.specs
+			}
+		case "quota":
+			r, err = c.Apply(QuotaChanged{Queue: s.specs[0].Name, Flavor: s.flavor, Quota: s.limits})
+			if err == nil {
+				specs = slices.Clone(specs)
+				for i := range specs {
+					if specs[i].Name == s.specs[0].Name {
+						specs[i].Quotas = maps.Clone(specs[i].Quotas)
+						if specs[i].Quotas == nil {
+							specs[i].Quotas = map[string]quota.Limits{}
+						}
+						specs[i].Quotas[s.flavor] = s.limits
+					}
+				}
+			}
+		case "addnode":
+			r, err = c.Apply(NodeAdded{Node: s.node})
+		case "restart":
+			c = d.restart(c, w, specs)
 		case "schedule":
 			now += int64(s.arg)
-			acts := c.Schedule(now)
-			fresh := map[JobID]bool{}
-			for _, a := range acts {
-				fmt.Fprintln(&log, a)
-				switch a := a.(type) {
-				case Bind:
-					if bound[a.Job] == nil {
-						bound[a.Job] = map[[2]int]Bind{}
-						fresh[a.Job] = true
-					}
-					bound[a.Job][[2]int{a.Gang, a.Replica}] = a
-				case Requeue:
-					delete(bound, a.Job)
-				case Preempt:
-					for _, r := range a.Replicas {
-						delete(bound[a.Job], r) // counted as gone once the deadline passes; removing early is conservative for the overlap check below
-					}
-				}
-			}
-			// Gangs start whole: a job bound for the first time in this
-			// cycle got at least its minimum in every gang.
-			for id := range fresh {
-				j := c.jobs[id]
-				if j == nil || bound[id] == nil {
-					continue
-				}
-				per := map[int]int{}
-				for k := range bound[id] {
-					per[k[0]]++
-				}
-				for g := range j.Gangs {
-					if per[g] < j.Gangs[g].Min() {
-						t.Fatalf("job %s gang %d started with %d replicas, minimum %d\n%s", id, g, per[g], j.Gangs[g].Min(), log.String())
-					}
-				}
-			}
-			if err := c.CheckInvariants(); err != nil {
-				t.Fatalf("after cycle at t=%d: %v\nactions so far:\n%s", now, err, log.String())
-			}
-			if explain {
-				ids := make([]string, 0, len(c.jobs))
-				for id := range c.jobs {
-					ids = append(ids, string(id))
-				}
-				sort.Strings(ids)
-				for _, id := range ids {
-					c.Explain(JobID(id))
-				}
-				if err := c.CheckInvariants(); err != nil {
-					t.Fatalf("after Explain at t=%d: %v", now, err)
-				}
-			}
-			continue
+			r = c.Schedule(now)
 		}
 		if err != nil {
 			fmt.Fprintf(&log, "error: %v\n", err)
 		}
+		d.take(c, r, c.now)
 		if err := c.CheckInvariants(); err != nil {
-			t.Fatalf("after %s: %v", s.kind, err)
+			d.fail("after %s at t=%d: %v", s.kind, now, err)
+		}
+		d.checkHoldings(c)
+		if explain && s.kind == "schedule" {
+			ids := make([]string, 0, len(c.jobs))
+			for id := range c.jobs {
+				ids = append(ids, string(id))
+			}
+			sort.Strings(ids)
+			for _, id := range ids {
+				if ex, ok := c.Explain(JobID(id)); ok && ex.State == StatePending {
+					c.EarliestStart(JobID(id))
+				}
+			}
+			if err := c.CheckInvariants(); err != nil {
+				d.fail("after Explain at t=%d: %v", now, err)
+			}
 		}
 	}
 	// No device is bound twice in the driver's view: the binds it holds
 	// never add up to more than a device.
 	use := map[string]int32{}
-	ids := make([]string, 0, len(bound))
-	for id := range bound {
+	ids := make([]string, 0, len(d.bound))
+	for id := range d.bound {
 		ids = append(ids, string(id))
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		for _, b := range bound[JobID(id)] {
-			for _, d := range b.Devices {
-				k := fmt.Sprintf("%s/%d", b.Node, d)
+		for _, b := range d.bound[JobID(id)] {
+			for _, dv := range b.Devices {
+				k := fmt.Sprintf("%s/%d", b.Node, dv)
 				use[k] += b.Milli
 				if use[k] > place.Whole {
-					t.Fatalf("device %s bound for %d milli", k, use[k])
+					d.fail("device %s bound for %d milli", k, use[k])
 				}
 			}
 		}
@@ -273,7 +544,7 @@ func TestPropertyDeterminism(t *testing.T) {
 		s := genScript(t, w)
 		a, b := play(t, w, s, false), play(t, w, s, true)
 		if a != b {
-			t.Fatalf("same events, different actions (the second run also asked Explain about every job):\n%s\n---\n%s", a, b)
+			t.Fatalf("same events, different actions (the second run also asked Explain and EarliestStart about every job):\n%s\n---\n%s", a, b)
 		}
 	})
 }

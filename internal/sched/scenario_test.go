@@ -3,6 +3,7 @@ package sched_test
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,11 +36,12 @@ func TestScenarios(t *testing.T) {
 }
 
 type scenario struct {
-	nodes  []fleet.Node
-	specs  []quota.Spec
-	cfg    sched.Config
-	core   *sched.Core
-	levels []string
+	records []sched.Usage
+	nodes   []fleet.Node
+	specs   []quota.Spec
+	cfg     sched.Config
+	core    *sched.Core
+	levels  []string
 }
 
 func (s *scenario) ensure() error {
@@ -58,28 +60,71 @@ func (s *scenario) ensure() error {
 	return err
 }
 
-func args(d *datadriven.TestData) map[string]string {
-	m := map[string]string{}
-	for _, a := range d.CmdArgs {
-		m[a.Key] = strings.Join(a.Vals, ",")
-	}
-	return m
+// commandKeys lists, per command, the arguments it takes: a misspelt key
+// is an error, not a silently ignored option.
+var commandKeys = map[string][]string{
+	"fleet":       {"levels"},
+	"queues":      {},
+	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after"},
+	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel"},
+	"schedule":    {"now"},
+	"restore":     {"id", "queue", "gpus", "milli", "cpu", "mem", "accel", "binds", "start"},
+	"wake":        {},
+	"finish":      {"id"},
+	"cancel":      {"id"},
+	"fail":        {"id", "requeue"},
+	"node-fail":   {"node"},
+	"node-drain":  {"node"},
+	"node-return": {"node"},
+	"quota":       {"queue", "flavor", "limits"},
+	"explain":     {"id"},
+	"usage":       {},
+	"records":     {},
+	"free":        {},
 }
 
-func kv(line string) map[string]string {
+// lineKeys lists the keys of the input lines of fleet and of gang lines.
+var lineKeys = map[string][]string{
+	"fleet":  {"nodes", "accel", "count", "cpu", "mem", "prefix"},
+	"gang":   {"replicas", "min", "gpus", "milli", "cpu", "mem", "accel"},
+	"queues": {"parent", "weight", "strict"},
+}
+
+func args(d *datadriven.TestData) (map[string]string, error) {
+	allowed, ok := commandKeys[d.Cmd]
+	if !ok {
+		return nil, fmt.Errorf("unknown command %q", d.Cmd)
+	}
 	m := map[string]string{}
+	for _, a := range d.CmdArgs {
+		if !slices.Contains(allowed, a.Key) {
+			return nil, fmt.Errorf("%s: unknown argument %q: want one of %s", d.Cmd, a.Key, strings.Join(allowed, ", "))
+		}
+		m[a.Key] = strings.Join(a.Vals, ",")
+	}
+	return m, nil
+}
+
+// kv reads the key=value fields of an input line; the first field is
+// returned under "_" when it is a bare word. Keys outside allowed are an
+// error unless flavor is set, which also admits any quota flavor of the
+// catalog (type or type:tier).
+func kv(line string, allowed []string, flavor bool) (map[string]string, error) {
+	m := map[string]string{}
+	cat := fleet.DefaultCatalog()
 	for i, f := range strings.Fields(line) {
 		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			m[f] = ""
-			if i == 0 {
-				m["_"] = f
-			}
+		if !ok && i == 0 {
+			m["_"] = f
 			continue
+		}
+		ty, _, _ := strings.Cut(k, ":")
+		if !slices.Contains(allowed, k) && !(flavor && ok && cat.Index(ty) >= 0) {
+			return nil, fmt.Errorf("line %q: unknown key %q: want one of %s", line, k, strings.Join(allowed, ", "))
 		}
 		m[k] = v
 	}
-	return m
+	return m, nil
 }
 
 func num(m map[string]string, k string, def int64) int64 {
@@ -124,8 +169,34 @@ func gang(m map[string]string) sched.Gang {
 	return g
 }
 
+// run carries out one command and, after it, checks the core's
+// invariants.
 func (s *scenario) run(d *datadriven.TestData) (string, error) {
-	a := args(d)
+	out, err := s.command(d)
+	if err == nil && s.core != nil {
+		if ierr := s.core.CheckInvariants(); ierr != nil {
+			return out, fmt.Errorf("invariants broken after %s: %w", d.Pos, ierr)
+		}
+	}
+	return out, err
+}
+
+// show prints what one call decided; the usage records are kept for the
+// records command.
+func (s *scenario) show(r sched.Ready, err error) (string, error) {
+	s.records = append(s.records, r.Usage...)
+	var b strings.Builder
+	for _, act := range r.Actions {
+		fmt.Fprintln(&b, act)
+	}
+	return b.String(), err
+}
+
+func (s *scenario) command(d *datadriven.TestData) (string, error) {
+	a, err := args(d)
+	if err != nil {
+		return "", err
+	}
 	switch d.Cmd {
 	case "fleet":
 		// Each line: PATH nodes=N accel=T count=C [cpu=] [mem=] [prefix=]
@@ -133,7 +204,10 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			s.levels = strings.Split(l, ",")
 		}
 		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
-			m := kv(line)
+			m, err := kv(line, lineKeys["fleet"], false)
+			if err != nil {
+				return "", err
+			}
 			path := strings.Split(strings.Fields(line)[0], "/")
 			prefix := m["prefix"]
 			if prefix == "" {
@@ -148,7 +222,10 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 	case "queues":
 		// Each line: NAME [parent=P] [weight=W] [strict] [FLAVOR=nominal/borrow/lend ...]
 		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
-			m := kv(line)
+			m, err := kv(line, lineKeys["queues"], true)
+			if err != nil {
+				return "", err
+			}
 			sp := quota.Spec{Name: strings.Fields(line)[0], Parent: m["parent"], Quotas: map[string]quota.Limits{}}
 			_, sp.Strict = m["strict"]
 			if w := m["weight"]; w != "" {
@@ -189,21 +266,21 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 		}
 		if in := strings.TrimSpace(d.Input); in != "" {
 			for _, line := range strings.Split(in, "\n") {
-				j.Gangs = append(j.Gangs, gang(kv(line)))
+				m, err := kv(line, lineKeys["gang"], false)
+				if err != nil {
+					return "", err
+				}
+				j.Gangs = append(j.Gangs, gang(m))
 			}
 		} else {
 			j.Gangs = []sched.Gang{gang(a)}
 		}
-		return "", s.core.Apply(sched.JobSubmitted{Job: j})
+		return s.show(s.core.Apply(sched.JobSubmitted{Job: j}))
 	case "schedule":
 		if err := s.ensure(); err != nil {
 			return "", err
 		}
-		var b strings.Builder
-		for _, act := range s.core.Schedule(num(a, "now", 0)) {
-			fmt.Fprintln(&b, act)
-		}
-		return b.String(), nil
+		return s.show(s.core.Schedule(num(a, "now", 0)), nil)
 	case "restore":
 		// restore id=J queue=Q gpus=N [milli=M] binds=NODE:DEV+DEV,NODE:DEV
 		if err := s.ensure(); err != nil {
@@ -224,24 +301,32 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			binds = append(binds, bd)
 		}
 		j.Gangs[0].Replicas = len(binds)
-		return "", s.core.Apply(sched.JobRestored{Job: j, Binds: binds, Start: num(a, "start", 0)})
+		return s.show(s.core.Apply(sched.JobRestored{Job: j, Binds: binds, Start: num(a, "start", 0)}))
 	case "wake":
 		return fmt.Sprintf("next wake t=%d\n", s.core.Wake()), nil
 	case "finish":
-		return "", s.core.Apply(sched.JobFinished{ID: sched.JobID(a["id"])})
+		return s.show(s.core.Apply(sched.JobFinished{ID: sched.JobID(a["id"])}))
 	case "cancel":
-		return "", s.core.Apply(sched.JobCancelled{ID: sched.JobID(a["id"])})
+		return s.show(s.core.Apply(sched.JobCancelled{ID: sched.JobID(a["id"])}))
 	case "fail":
 		_, rq := a["requeue"]
-		return "", s.core.Apply(sched.JobFailed{ID: sched.JobID(a["id"]), Reason: "exit 1", Requeue: rq})
+		return s.show(s.core.Apply(sched.JobFailed{ID: sched.JobID(a["id"]), Reason: "exit 1", Requeue: rq}))
 	case "node-fail":
-		return "", s.core.Apply(sched.NodeFailed{Node: a["node"], Reason: "heartbeat lost"})
+		return s.show(s.core.Apply(sched.NodeFailed{Node: a["node"], Reason: "heartbeat lost"}))
 	case "node-drain":
-		return "", s.core.Apply(sched.NodeDrained{Node: a["node"]})
+		return s.show(s.core.Apply(sched.NodeDrained{Node: a["node"]}))
 	case "node-return":
-		return "", s.core.Apply(sched.NodeReturned{Node: a["node"]})
+		return s.show(s.core.Apply(sched.NodeReturned{Node: a["node"]}))
 	case "quota":
-		return "", s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])})
+		return s.show(s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])}))
+	case "records":
+		// The usage records decided since the last records command.
+		var b strings.Builder
+		for _, u := range s.records {
+			fmt.Fprintln(&b, u)
+		}
+		s.records = nil
+		return b.String(), nil
 	case "explain":
 		ids := strings.Split(a["id"], ",")
 		var b strings.Builder
@@ -254,6 +339,9 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			fmt.Fprintf(&b, "%s: %s", id, ex.State)
 			if ex.Reason != "" {
 				fmt.Fprintf(&b, ": %s", ex.Reason)
+			}
+			if ex.State == sched.StatePending {
+				ex.EarliestStart = s.core.EarliestStart(sched.JobID(id))
 			}
 			if ex.EarliestStart >= 0 {
 				fmt.Fprintf(&b, " (earliest start t=%d)", ex.EarliestStart)
@@ -288,5 +376,5 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 		}
 		return b.String(), nil
 	}
-	return "", fmt.Errorf("unknown command %q", d.Cmd)
+	return "", fmt.Errorf("command %q: not handled", d.Cmd)
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
 
-// Schedule runs one cycle at time now and returns the actions decided, in
-// the order they were decided. The phases:
+// Schedule runs one cycle at time now and returns what it decided: the
+// actions in the order they were decided and the usage records of the
+// holdings that ended (preemption notices run out, shrinks done). The
+// phases:
 //
 //  1. expire: preemption notices that have run out free their resources,
 //     and the victims are requeued;
@@ -20,21 +22,21 @@ import (
 //     priority work of its own queue); the first job that fails for want of
 //     capacity gets a backfill reservation that later jobs may not delay;
 //  3. grow: elastic jobs take free capacity no waiting job could use.
-func (c *Core) Schedule(now int64) []Action {
+func (c *Core) Schedule(now int64) Ready {
 	if now > c.now {
 		c.now = now
 	}
-	acts := c.outbox
-	c.outbox = nil
-	acts = c.expire(acts)
+	c.out = Ready{}
+	c.expire()
 	c.reproject()
-	acts, blockedPrio := c.admit(acts)
-	acts = c.grow(acts, blockedPrio)
-	return acts
+	c.grow(c.admit())
+	out := c.out
+	c.out = Ready{}
+	return out
 }
 
 // expire ends preemption notices whose deadline has passed.
-func (c *Core) expire(acts []Action) []Action {
+func (c *Core) expire() {
 	var due []*job
 	for _, j := range c.preempting {
 		due = append(due, j)
@@ -43,9 +45,10 @@ func (c *Core) expire(acts []Action) []Action {
 	for _, j := range due {
 		if j.state == jPreempting && j.deadline <= c.now {
 			delete(c.preempting, j.ID)
-			c.release(j)
-			c.requeuePreempted(j, j.reason)
-			acts = append(acts, Requeue{Job: j.ID, Reason: "preempted: notice period over"})
+			c.release(j, Preempted)
+			if c.requeuePreempted(j, j.reason) {
+				c.emit(Requeue{Job: j.ID, Reason: "preempted: notice period over"})
+			}
 			continue
 		}
 		if j.state != jPreempting {
@@ -55,7 +58,6 @@ func (c *Core) expire(acts []Action) []Action {
 			}
 		}
 	}
-	return acts
 }
 
 // reproject moves the projected end of every job that has outrun its
@@ -101,7 +103,7 @@ func (c *Core) dropLeaving(j *job) bool {
 	freed := quota.Demand{}
 	for _, r := range j.reps {
 		if r.leaving > 0 && r.leaving <= c.now {
-			c.releaseReplica(j, &r)
+			c.releaseReplica(j, &r, Shrunk)
 			if rd, ok := c.replicaDemand(j, &r); ok {
 				for f, v := range rd {
 					freed[f] -= v
@@ -118,9 +120,12 @@ func (c *Core) dropLeaving(j *job) bool {
 		c.elastic[j.ID] = j // it may grow back later
 	}
 	j.reps = kept
-	c.queues.Add(j.queue, freed)
-	for f, v := range freed {
-		j.demand[f] += v
+	if j.queue > 0 {
+		c.queues.Add(j.queue, freed)
+		c.tighten()
+		for f, v := range freed {
+			j.demand[f] += v
+		}
 	}
 	return !left
 }
@@ -162,7 +167,7 @@ func (h *queueHeap) Pop() any {
 
 const maxPreemptionsPerCycle = 4
 
-func (c *Core) admit(acts []Action) ([]Action, int32) {
+func (c *Core) admit() int32 {
 	h := &queueHeap{}
 	push := func(turn *queueTurn, fresh bool) {
 		turn.next = c.nextPending(turn)
@@ -220,7 +225,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		sort.Slice(ready, func(a, b int) bool { return ready[a].seq < ready[b].seq })
 		for _, j := range ready {
 			if o := c.probe(j, res); o.why == "" {
-				acts = c.commit(j, o, acts)
+				c.commit(j, o)
 				binds++
 			}
 		}
@@ -266,7 +271,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			j.blocked = false
 			o := c.plan(j, res)
 			if o.why == "" {
-				acts = c.commit(j, o, acts)
+				c.commit(j, o)
 				binds++
 				turn.share = c.queues.Share(turn.q)
 				push(turn, false)
@@ -294,7 +299,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 			if !c.cfg.NoPreemption && preemptTries < maxPreemptionsPerCycle && !preemptedIn[turn.q] && j.awaiting <= c.now {
 				preemptTries++
 				var done bool
-				acts, done = c.preempt(j, res, acts)
+				done = c.preempt(j, res)
 				switch {
 				case !done && j.preemptAt > c.now:
 					// It may preempt once it has waited long enough:
@@ -344,7 +349,7 @@ func (c *Core) admit(acts []Action) ([]Action, int32) {
 		}
 	}
 	c.reserved = append(c.reserved[:0], res...)
-	return acts, blockedPrio
+	return blockedPrio
 }
 
 // preemptWaitReason adds to a blocked job's reason that it waits for room

@@ -190,6 +190,8 @@ type JobRestored struct {
 	Binds []Bind
 	// Start is when the job started running (for backfill estimates).
 	Start int64
+	// Attempt is the attempt the bindings belong to (1 when 0).
+	Attempt int
 }
 
 // TimeAdvanced moves the core's clock; Schedule also takes the time.
@@ -219,6 +221,12 @@ type Bind struct {
 	Node    string
 	Devices []int // device indices on the node
 	Milli   int32 // milli on each device: 1000 for whole devices
+	// Attempt numbers the job's starts (1 for its first); a replica's
+	// identity is (Job, Attempt, Gang, Replica), never reused.
+	Attempt int
+	// Since is when the replica was bound (the cycle's time). A driver
+	// restoring a job passes it back, so that usage keeps its start.
+	Since int64
 }
 
 // Preempt asks a running job (or, with Replicas set, some replicas of an
@@ -262,3 +270,89 @@ func (a Preempt) String() string {
 
 func (a Reject) String() string  { return fmt.Sprintf("reject %s reason=%q", a.Job, a.Reason) }
 func (a Requeue) String() string { return fmt.Sprintf("requeue %s reason=%q", a.Job, a.Reason) }
+
+// Ready is everything one call to Apply or Schedule decided, in the style
+// of etcd raft's Ready: the actions, in the order they were decided, and
+// the usage records of every holding that ended.
+type Ready struct {
+	Actions []Action
+	Usage   []Usage
+}
+
+// Empty reports whether nothing was decided.
+func (r Ready) Empty() bool { return len(r.Actions) == 0 && len(r.Usage) == 0 }
+
+// EndReason says why a replica stopped holding what it held.
+type EndReason uint8
+
+const (
+	// Open marks a holding that has not ended (Core.Holdings).
+	Open EndReason = iota
+	Finished
+	Failed
+	Cancelled
+	Preempted
+	// Shrunk: an elastic job gave the replica back.
+	Shrunk
+	// Requeued: the node under it failed or was drained, or the driver
+	// requeued the job after a failure.
+	Requeued
+)
+
+var endNames = [...]string{"open", "finished", "failed", "cancelled", "preempted", "shrunk", "requeued"}
+
+func (e EndReason) String() string {
+	if int(e) < len(endNames) {
+		return endNames[e]
+	}
+	return fmt.Sprintf("EndReason(%d)", e)
+}
+
+// Usage is one replica's holding over one interval: what a job held, where,
+// from when to when, and why it ended. The core emits one when a holding
+// ends; summed over a run, the records are every accelerator-second the
+// fleet gave to jobs. (Job, Attempt, Gang, Replica) names the holding; it
+// never repeats, so a consumer that meters open holdings (Core.Holdings)
+// and later the closed record counts each second once.
+type Usage struct {
+	Job     JobID
+	Attempt int
+	Tenant  string
+	Queue   string
+	Kind    Kind
+	Gang    int
+	Replica int
+	// Type is the accelerator type held ("" for a CPU-only replica); with
+	// Tier it names the quota flavor.
+	Type      string
+	Tier      string
+	Node      string
+	Site      string // the node's domain at Config.SiteLevel, as a path
+	Devices   []int
+	Milli     int32 // milli of each device held: 1000 for whole devices
+	CPUMilli  int64
+	MemoryMiB int64
+	From, To  int64
+	End       EndReason
+}
+
+// AccelMilliSeconds is the accelerator time the record covers, in
+// milli-accelerator-seconds.
+func (u *Usage) AccelMilliSeconds() int64 {
+	return (u.To - u.From) * int64(len(u.Devices)) * int64(u.Milli)
+}
+
+func (u Usage) String() string {
+	return fmt.Sprintf("usage %s attempt=%d gang=%d replica=%d %s node=%s devices=%v milli=%d from=%d to=%d end=%s",
+		u.Job, u.Attempt, u.Gang, u.Replica, flavorName(u.Type, u.Tier), u.Node, u.Devices, u.Milli, u.From, u.To, u.End)
+}
+
+func flavorName(ty, tier string) string {
+	if ty == "" {
+		ty = "cpu"
+	}
+	if tier == "" {
+		return ty
+	}
+	return ty + ":" + tier
+}

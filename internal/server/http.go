@@ -258,11 +258,21 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	live := job
 	// The job is durable: hand it to the core even if the client leaves.
 	refused, err := exec(context.WithoutCancel(r.Context()), s, func(l *loop, reply func(error)) {
-		if err := l.core.Apply(sched.JobSubmitted{Job: live.Spec}); err != nil {
+		r, err := l.core.Apply(sched.JobSubmitted{Job: live.Spec})
+		if err != nil {
 			reply(err)
 			return
 		}
+		for _, a := range r.Actions {
+			if rej, ok := a.(sched.Reject); ok && rej.Job == live.Spec.ID {
+				// The core refused it for good (no node could ever hold
+				// it): the client hears why at once.
+				reply(fmt.Errorf("%s", rej.Reason))
+				return
+			}
+		}
 		l.jobs[live.ID] = &live
+		l.take(r, l.now())
 		reply(nil)
 	})
 	if err != nil {
@@ -363,6 +373,9 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 		a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
 			ex, ok := l.core.Explain(sched.JobID(j.ID))
+			if ok && ex.State == sched.StatePending {
+				ex.EarliestStart = l.core.EarliestStart(sched.JobID(j.ID))
+			}
 			reply(answer{ex, ok})
 		})
 		if err != nil {
@@ -558,12 +571,13 @@ func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
 			reply(api.Invalid("", "%v", err))
 			return
 		}
-		if err := l.core.Apply(sched.QueuesChanged{Specs: specs}); err != nil {
+		r, err := l.core.Apply(sched.QueuesChanged{Specs: specs})
+		if err != nil {
 			reply(api.Invalid("", "%v", err))
 			return
 		}
 		if err := s.db.PutQueues(specs); err != nil {
-			if rerr := l.core.Apply(sched.QueuesChanged{Specs: l.specs}); rerr != nil {
+			if _, rerr := l.core.Apply(sched.QueuesChanged{Specs: l.specs}); rerr != nil {
 				l.log.Error("restore queue tree", "err", rerr)
 			}
 			reply(api.Internal("store queues: %v", err))
@@ -571,6 +585,7 @@ func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
 		}
 		l.specs = specs
 		s.queues.Store(newQueueIndex(specs))
+		l.take(r, l.now())
 		reply(nil)
 	})
 	if err != nil {

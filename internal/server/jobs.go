@@ -12,6 +12,16 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
+// apply hands an event to the core and carries out what it decided.
+func (l *loop) apply(ev sched.Event, now time.Time) error {
+	r, err := l.core.Apply(ev)
+	l.take(r, now)
+	return err
+}
+
+// take carries out what one call of the core decided.
+func (l *loop) take(r sched.Ready, now time.Time) { l.handle(r.Actions, now) }
+
 // handle carries out one cycle's actions. Binds are grouped per job so a
 // gang's ranks are numbered over all of its replicas at once.
 func (l *loop) handle(acts []sched.Action, now time.Time) {
@@ -168,7 +178,7 @@ func (l *loop) requeue(id, reason string, now time.Time) {
 	l.stopAttempt(j, now)
 	if j.Stopping != nil && !j.Stopping.Requeue {
 		// The job was failing when the core requeued it: it stays failed.
-		if err := l.core.Apply(sched.JobCancelled{ID: sched.JobID(id)}); err != nil {
+		if err := l.apply(sched.JobCancelled{ID: sched.JobID(id)}, now); err != nil {
 			l.log.Warn("drop failed job from the core", "job", id, "err", err)
 		}
 		j.State, j.Reason, j.FinishedMs, j.Stopping = store.Failed, j.Stopping.Reason, now.UnixMilli(), nil
@@ -226,7 +236,7 @@ func (l *loop) finishStop(j *store.Job, now time.Time) {
 	if st.Preempted {
 		reason = "preempted"
 	}
-	if err := l.core.Apply(sched.JobFailed{ID: sched.JobID(j.ID), Reason: reason, Requeue: st.Requeue}); err != nil {
+	if err := l.apply(sched.JobFailed{ID: sched.JobID(j.ID), Reason: reason, Requeue: st.Requeue}, now); err != nil {
 		l.log.Warn("core refused a job's end", "job", j.ID, "err", err)
 	}
 	switch {
@@ -260,7 +270,7 @@ func (l *loop) replicaExited(j *store.Job, r *store.Replica, st api.ReplicaStatu
 				return
 			}
 		}
-		if err := l.core.Apply(sched.JobFinished{ID: sched.JobID(j.ID)}); err != nil {
+		if err := l.apply(sched.JobFinished{ID: sched.JobID(j.ID)}, now); err != nil {
 			l.log.Warn("core refused a job's success", "job", j.ID, "err", err)
 		}
 		j.State, j.Reason, j.FinishedMs = store.Succeeded, "", now.UnixMilli()
@@ -303,7 +313,7 @@ func (l *loop) cancel(j *store.Job, now time.Time) *api.Error {
 		l.markJob(j)
 		return nil
 	}
-	if err := l.core.Apply(sched.JobCancelled{ID: sched.JobID(j.ID)}); err != nil {
+	if err := l.apply(sched.JobCancelled{ID: sched.JobID(j.ID)}, now); err != nil {
 		return api.Conflict("cancel %s: %v", j.ID, err)
 	}
 	j.State, j.Reason, j.FinishedMs, j.Stopping = store.Cancelled, "cancelled by request", now.UnixMilli(), nil

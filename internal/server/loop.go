@@ -136,9 +136,9 @@ func (l *loop) prune(now time.Time) {
 // cycle runs one scheduling cycle and carries out its actions.
 func (l *loop) cycle(now time.Time) {
 	start := time.Now()
-	acts := l.core.Schedule(now.Unix())
+	r := l.core.Schedule(now.Unix())
 	l.s.metrics.schedLatency.Observe(time.Since(start).Seconds())
-	l.handle(acts, now)
+	l.take(r, now)
 }
 
 func (l *loop) commit() error {
@@ -234,7 +234,7 @@ func restore(s *Server) (*loop, error) {
 	for _, rec := range nodes {
 		fn, err := fleetNode(rec.Info)
 		if err == nil {
-			err = core.Apply(sched.NodeAdded{Node: fn})
+			_, err = core.Apply(sched.NodeAdded{Node: fn})
 		}
 		if err != nil {
 			s.log.Warn("restore: node left out", "node", rec.Info.Name, "err", err)
@@ -248,7 +248,7 @@ func restore(s *Server) (*loop, error) {
 	err = s.db.Jobs(func(j *store.Job) bool {
 		switch j.State {
 		case store.Running, store.Preempting, store.Cancelling:
-			if err := core.Apply(sched.JobRestored{Job: j.Spec, Binds: restoreBinds(j), Start: j.StartedMs / 1000}); err != nil {
+			if _, err := core.Apply(sched.JobRestored{Job: j.Spec, Binds: restoreBinds(j), Start: j.StartedMs / 1000, Attempt: j.Attempt}); err != nil {
 				s.log.Warn("restore: running job requeued", "job", j.ID, "err", err)
 				l.stopAttempt(j, now)
 				j.State, j.Reason, j.Stopping = store.Pending, "requeued: bindings could not be restored: "+err.Error(), nil
@@ -275,7 +275,7 @@ func restore(s *Server) (*loop, error) {
 		return nil, fmt.Errorf("restore jobs: %w", err)
 	}
 	for _, j := range pending {
-		if err := core.Apply(sched.JobSubmitted{Job: j.Spec}); err != nil {
+		if err := l.apply(sched.JobSubmitted{Job: j.Spec}, now); err != nil {
 			s.log.Warn("restore: pending job refused", "job", j.ID, "err", err)
 			j.State, j.Reason, j.FinishedMs = store.Failed, "refused on restore: "+err.Error(), now.UnixMilli()
 			l.markJob(j)
@@ -294,7 +294,8 @@ func restoreBinds(j *store.Job) []sched.Bind {
 		if r.Shrunk {
 			continue
 		}
-		out = append(out, sched.Bind{Job: sched.JobID(j.ID), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli})
+		out = append(out, sched.Bind{Job: sched.JobID(j.ID), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli,
+			Attempt: j.Attempt, Since: j.StartedMs / 1000})
 	}
 	return out
 }

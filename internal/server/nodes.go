@@ -30,7 +30,7 @@ func (l *loop) register(info api.NodeInfo, now time.Time) *api.Error {
 	if err != nil {
 		return err.(*api.Error)
 	}
-	if err := l.core.Apply(sched.NodeAdded{Node: fn}); err != nil {
+	if _, err := l.core.Apply(sched.NodeAdded{Node: fn}); err != nil {
 		return api.Invalid("", "node %s: %v", info.Name, err)
 	}
 	n := &node{rec: store.Node{Info: info, State: fleet.Ready.String(), Registered: now.Unix()}, lastSeen: now}
@@ -43,7 +43,7 @@ func (l *loop) nodeBack(n *node) {
 	if n.rec.State != fleet.Down.String() {
 		return
 	}
-	if err := l.core.Apply(sched.NodeReturned{Node: n.rec.Info.Name}); err != nil {
+	if _, err := l.core.Apply(sched.NodeReturned{Node: n.rec.Info.Name}); err != nil {
 		l.log.Warn("core refused a node's return", "node", n.rec.Info.Name, "err", err)
 		return
 	}
@@ -67,10 +67,23 @@ func (l *loop) checkNodes(now time.Time) {
 
 func (l *loop) nodeDown(n *node, reason string, now time.Time) {
 	name := n.rec.Info.Name
-	if err := l.core.Apply(sched.NodeFailed{Node: name, Reason: reason}); err != nil {
+	r, err := l.core.Apply(sched.NodeFailed{Node: name, Reason: reason})
+	if err != nil {
 		l.log.Error("core refused a node failure", "node", name, "err", err)
 		return
 	}
+	// The core requeued what ran on the node (Requeue actions); mirror it
+	// per job once its replicas there are marked lost.
+	requeued := map[string]sched.Requeue{}
+	var other []sched.Action
+	for _, a := range r.Actions {
+		if rq, ok := a.(sched.Requeue); ok {
+			requeued[string(rq.Job)] = rq
+			continue
+		}
+		other = append(other, a)
+	}
+	l.handle(other, now)
 	n.rec.State = fleet.Down.String()
 	l.markNode(n)
 	for _, id := range slices.Sorted(maps.Keys(l.onNode[name])) {
@@ -90,8 +103,7 @@ func (l *loop) nodeDown(n *node, reason string, now time.Time) {
 		if len(lost) == 0 {
 			continue
 		}
-		// The core requeues what ran on the node; mirror it.
-		if ex, ok := l.core.Explain(sched.JobID(id)); ok && ex.State == sched.StatePending && !store.Terminal(j.State) && j.State != store.Pending {
+		if _, ok := requeued[id]; ok && !store.Terminal(j.State) && j.State != store.Pending {
 			l.requeue(id, "node "+name+" is down: "+reason, now)
 		}
 		l.finishStop(j, now)

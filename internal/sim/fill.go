@@ -113,13 +113,13 @@ func Fill(nodes []*place.Node, tasks []place.Request, policy string, seed uint64
 		r := &tasks[t]
 		arrived += r.GPUMilli()
 		id := sched.JobID(strconv.Itoa(i))
-		err := core.Apply(sched.JobSubmitted{Job: sched.Job{ID: id, Queue: fillQueue,
+		_, err := core.Apply(sched.JobSubmitted{Job: sched.Job{ID: id, Queue: fillQueue,
 			Gangs: []sched.Gang{{Replicas: 1, Shape: *r, AnyType: true}}}})
 		if err != nil {
 			return nil, fmt.Errorf("fill: task %d: %w", t, err)
 		}
 		placed := false
-		for _, a := range core.Schedule(int64(i)) {
+		for _, a := range core.Schedule(int64(i)).Actions {
 			if _, ok := a.(sched.Bind); ok {
 				placed = true
 			}
@@ -131,7 +131,7 @@ func Fill(nodes []*place.Node, tasks []place.Request, policy string, seed uint64
 			res.Failed++
 			// A task that finds no room is dropped, not kept waiting.
 			if _, pending := core.Explain(id); pending {
-				if err := core.Apply(sched.JobCancelled{ID: id}); err != nil {
+				if _, err := core.Apply(sched.JobCancelled{ID: id}); err != nil {
 					return nil, err
 				}
 			}

@@ -13,8 +13,8 @@ import (
 
 // Scheduler is the part of the scheduling core the engine drives.
 type Scheduler interface {
-	Apply(ev sched.Event) error
-	Schedule(now int64) []sched.Action
+	Apply(ev sched.Event) (sched.Ready, error)
+	Schedule(now int64) sched.Ready
 }
 
 // Source yields a workload's jobs in arrival order and io.EOF after the
@@ -222,6 +222,18 @@ type engine struct {
 	rng      *rand.Rand
 	starting []int32
 	c        counters
+	// deferred holds what events decided at once (a node failure's
+	// requeues, a rejection at submission) until the next cycle carries
+	// them out with its own actions.
+	deferred []sched.Action
+}
+
+// apply hands an event to the core and keeps what it decided for the next
+// cycle.
+func (e *engine) apply(ev sched.Event) error {
+	r, err := e.core.Apply(ev)
+	e.deferred = append(e.deferred, r.Actions...)
+	return err
 }
 
 type counters struct {
@@ -402,7 +414,7 @@ func (e *engine) run(src Source) error {
 			e.sampleUpTo(t)
 			e.accumulate(t)
 			e.now = t
-			if err := e.core.Apply(sched.TimeAdvanced{Now: t}); err != nil {
+			if err := e.apply(sched.TimeAdvanced{Now: t}); err != nil {
 				return err
 			}
 		}
@@ -496,7 +508,7 @@ func (e *engine) handle(ev event) error {
 			return nil
 		}
 		e.stop(ev.job, false)
-		if err := e.core.Apply(sched.JobFailed{ID: j.id, Reason: "preempted", Requeue: true}); err != nil {
+		if err := e.apply(sched.JobFailed{ID: j.id, Reason: "preempted", Requeue: true}); err != nil {
 			return fmt.Errorf("job %s: %w", j.id, err)
 		}
 		e.dirty = true
@@ -522,7 +534,7 @@ func (e *engine) handle(ev event) error {
 			return nil
 		}
 		e.c.nodeFailures++
-		if err := e.core.Apply(sched.NodeFailed{Node: e.nodes[n].name, Reason: "simulated failure"}); err != nil {
+		if err := e.apply(sched.NodeFailed{Node: e.nodes[n].name, Reason: "simulated failure"}); err != nil {
 			return err
 		}
 		e.setUp(n, false)
@@ -532,7 +544,7 @@ func (e *engine) handle(ev event) error {
 		}
 		e.dirty = true
 	case evRepair:
-		if err := e.core.Apply(sched.NodeReturned{Node: e.nodes[ev.node].name}); err != nil {
+		if err := e.apply(sched.NodeReturned{Node: e.nodes[ev.node].name}); err != nil {
 			return err
 		}
 		e.setUp(ev.node, true)
@@ -550,7 +562,7 @@ func (e *engine) submit(w *Job) error {
 	if _, dup := e.byID[w.ID]; dup {
 		return fmt.Errorf("job %s (arrival %d): the id is already in use", w.ID, w.Arrival)
 	}
-	if err := e.core.Apply(sched.JobSubmitted{Job: w.Job}); err != nil {
+	if err := e.apply(sched.JobSubmitted{Job: w.Job}); err != nil {
 		return fmt.Errorf("job %s (arrival %d): %w", w.ID, w.Arrival, err)
 	}
 	tenant := w.Tenant
@@ -607,7 +619,8 @@ func (e *engine) cycle(t int64) error {
 	}
 	for round := 0; e.dirty && round < 8; round++ {
 		e.dirty = false
-		acts := e.core.Schedule(t)
+		acts := append(e.deferred, e.core.Schedule(t).Actions...)
+		e.deferred = nil
 		e.c.scheduleCalls++
 		e.c.actions += int64(len(acts))
 		e.starting = e.starting[:0]
@@ -831,7 +844,7 @@ func (e *engine) complete(ji int32) error {
 	j := &e.jobs[ji]
 	e.advanceJob(j, e.now)
 	if j.work >= float64(j.duration)-1e-6 {
-		if err := e.core.Apply(sched.JobFinished{ID: j.id}); err != nil {
+		if err := e.apply(sched.JobFinished{ID: j.id}); err != nil {
 			return fmt.Errorf("job %s: %w", j.id, err)
 		}
 		e.releaseAll(j)
@@ -839,7 +852,7 @@ func (e *engine) complete(ji int32) error {
 		e.done(ji, StatusFinished)
 	} else {
 		reason := fmt.Sprintf("ran past its maxSec of %d seconds", j.maxSec)
-		if err := e.core.Apply(sched.JobFailed{ID: j.id, Reason: reason}); err != nil {
+		if err := e.apply(sched.JobFailed{ID: j.id, Reason: reason}); err != nil {
 			return fmt.Errorf("job %s: %w", j.id, err)
 		}
 		e.releaseAll(j)

@@ -136,7 +136,7 @@ func newGreedyFit(f *fleet.Fleet) *greedyFit {
 	return g
 }
 
-func (g *greedyFit) Apply(ev sched.Event) error {
+func (g *greedyFit) Apply(ev sched.Event) (sched.Ready, error) {
 	switch e := ev.(type) {
 	case sched.JobSubmitted:
 		g.pending = append(g.pending, e.Job)
@@ -145,7 +145,7 @@ func (g *greedyFit) Apply(ev sched.Event) error {
 	case sched.JobFailed:
 		g.release(e.ID)
 	}
-	return nil
+	return sched.Ready{}, nil
 }
 
 func (g *greedyFit) release(id sched.JobID) {
@@ -155,7 +155,7 @@ func (g *greedyFit) release(id sched.JobID) {
 	delete(g.held, id)
 }
 
-func (g *greedyFit) Schedule(int64) []sched.Action {
+func (g *greedyFit) Schedule(int64) sched.Ready {
 	acts := g.out[:0]
 	for len(g.pending) > 0 {
 		j := g.pending[0]
@@ -194,5 +194,5 @@ func (g *greedyFit) Schedule(int64) []sched.Action {
 		g.pending = g.pending[1:]
 	}
 	g.out = acts
-	return acts
+	return sched.Ready{Actions: acts}
 }
