@@ -583,7 +583,17 @@ func (c *Core) release(j *job, why EndReason) {
 
 func (c *Core) releaseReplica(j *job, r *replica, why EndReason) {
 	c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, -1)
-	c.out.Usage = append(c.out.Usage, c.usage(j, r, c.now, why))
+	// A replica told to stop by a deadline is charged until it stops or
+	// the deadline passes, whichever comes first, even when the cycle
+	// that frees it runs later.
+	to := c.now
+	switch {
+	case why == Shrunk && r.leaving > 0:
+		to = min(to, r.leaving)
+	case why == Preempted && j.state == jPreempting:
+		to = min(to, j.deadline)
+	}
+	c.out.Usage = append(c.out.Usage, c.usage(j, r, max(to, r.since), why))
 	js := c.nodeJobs[r.node]
 	for k, x := range js {
 		if x == j {

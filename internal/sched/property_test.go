@@ -227,9 +227,11 @@ type driver struct {
 	log   *strings.Builder
 	bound map[JobID]map[[2]int]Bind
 	open  map[holdKey]Bind
-	// stopping are jobs the core preempted: they hold until they are
-	// requeued.
-	stopping map[JobID]bool
+	// stopping are jobs the core preempted, with their deadlines: they
+	// hold until they are requeued; shrinking are replicas given back,
+	// with theirs.
+	stopping  map[JobID]int64
+	shrinking map[[3]any]int64
 }
 
 func (d *driver) fail(format string, args ...any) {
@@ -261,16 +263,17 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			d.open[k] = a
 		case Requeue:
 			delete(d.bound, a.Job)
-			delete(d.stopping, a.Job)
+			defer delete(d.stopping, a.Job) // after its usage is checked
 		case Reject:
 			// A job of a removed queue is rejected when it would have
 			// been requeued; its holdings ended in the same call.
 			d.ended(a.Job)
 		case Preempt:
 			if len(a.Replicas) == 0 {
-				d.stopping[a.Job] = true
+				d.stopping[a.Job] = a.Deadline
 			}
 			for _, r := range a.Replicas {
+				d.shrinking[[3]any{a.Job, r[0], r[1]}] = a.Deadline
 				delete(d.bound[a.Job], r) // counted as gone once the deadline passes; removing early is conservative for the overlap check
 			}
 		}
@@ -281,8 +284,14 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 		switch {
 		case !ok:
 			d.fail("usage %v: no such holding is open", u)
-		case u.From != b.Since || u.To != now || !slices.Equal(u.Devices, b.Devices) || u.Milli != b.Milli || u.Node != b.Node:
+		case u.From != b.Since || !slices.Equal(u.Devices, b.Devices) || u.Milli != b.Milli || u.Node != b.Node:
 			d.fail("usage %v does not match its bind %v (now %d)", u, b, now)
+		case u.End == Shrunk && u.To != min(now, max(d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], u.From)):
+			d.fail("usage %v of a shrink: want it to end at its deadline %d (now %d)", u, d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], now)
+		case u.End == Preempted && u.To != min(now, max(d.stopping[u.Job], u.From)):
+			d.fail("usage %v of a preemption: want it to end at its deadline %d (now %d)", u, d.stopping[u.Job], now)
+		case u.End != Shrunk && u.End != Preempted && u.To != now:
+			d.fail("usage %v: want it to end now (%d)", u, now)
 		case u.End == Open:
 			d.fail("usage %v: a closed record says it is open", u)
 		}
@@ -400,7 +409,7 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 			d.open[holdKey{b.Job, b.Attempt, b.Gang, b.Replica}] = b
 		}
 		d.take(c, r, now)
-		if d.stopping[j.ID] {
+		if _, ok := d.stopping[j.ID]; ok {
 			must(c.Apply(JobFailed{ID: j.ID, Reason: "preempted", Requeue: true}))
 			d.ended(j.ID)
 		}
@@ -431,27 +440,28 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		t.Fatal(err)
 	}
 	var log strings.Builder
-	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]bool{}}
+	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{}}
 	now := int64(0)
 	specs := w.specs
 	for _, s := range script {
 		var r Ready
 		var err error
+		var over JobID // a job the driver reported over
 		id := JobID(fmt.Sprintf("j%d", s.id))
 		switch s.kind {
 		case "submit":
 			r, err = c.Apply(JobSubmitted{Job: s.job})
 		case "finish":
 			if r, err = c.Apply(JobFinished{ID: id}); err == nil {
-				d.ended(id)
+				over = id
 			}
 		case "cancel":
 			if r, err = c.Apply(JobCancelled{ID: id}); err == nil {
-				d.ended(id)
+				over = id
 			}
 		case "fail":
 			if r, err = c.Apply(JobFailed{ID: id, Reason: "x", Requeue: s.flag}); err == nil {
-				d.ended(id)
+				over = id
 			}
 		case "nodefail":
 			r, err = c.Apply(NodeFailed{Node: w.nodes[s.arg].Name, Reason: "x"})
@@ -489,6 +499,9 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 			fmt.Fprintf(&log, "error: %v\n", err)
 		}
 		d.take(c, r, c.now)
+		if over != "" {
+			d.ended(over)
+		}
 		if err := c.CheckInvariants(); err != nil {
 			d.fail("after %s at t=%d: %v", s.kind, now, err)
 		}

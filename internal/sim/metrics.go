@@ -13,6 +13,12 @@ type Result struct {
 	Summary Summary     `json:"summary"`
 	Samples []Sample    `json:"samples"`
 	Jobs    []JobRecord `json:"-"`
+	// metered is the core's usage stream summed per tenant, accelerator
+	// milli-seconds, open holdings counted up to the end.
+	metered map[string]int64
+	// measured is what the engine measured from the actions per tenant,
+	// accelerator milli-seconds.
+	measured map[string]float64
 }
 
 // Sample is the fleet's state over one interval of the time series; the
@@ -142,7 +148,10 @@ type Summary struct {
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
 
 func (e *engine) result() *Result {
-	r := &Result{Samples: e.samples}
+	r := &Result{Samples: e.samples, metered: e.usageMS, measured: map[string]float64{}}
+	for t, ms := range e.tenantMS {
+		r.measured[e.tenants[t]] += ms
+	}
 	s := &r.Summary
 	s.Policy = strings.Join(e.cfg.Sched.Placement, ",")
 	if s.Policy == "" {

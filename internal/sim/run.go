@@ -222,18 +222,36 @@ type engine struct {
 	rng      *rand.Rand
 	starting []int32
 	c        counters
-	// deferred holds what events decided at once (a node failure's
-	// requeues, a rejection at submission) until the next cycle carries
-	// them out with its own actions.
-	deferred []sched.Action
+	// usageMS sums the core's usage records per tenant (accelerator
+	// milli-seconds): the same figure tenantMS measures from the actions.
+	usageMS map[string]int64
 }
 
-// apply hands an event to the core and keeps what it decided for the next
-// cycle.
+// apply hands an event to the core and carries out at once what it
+// decided (a node failure's requeues).
 func (e *engine) apply(ev sched.Event) error {
 	r, err := e.core.Apply(ev)
-	e.deferred = append(e.deferred, r.Actions...)
-	return err
+	if err != nil {
+		return err
+	}
+	return e.take1(r)
+}
+
+// take1 carries out one call's actions and sums its usage records.
+func (e *engine) take1(r sched.Ready) error {
+	for _, a := range r.Actions {
+		if err := e.act(a); err != nil {
+			return err
+		}
+	}
+	e.meter(r.Usage)
+	return nil
+}
+
+func (e *engine) meter(us []sched.Usage) {
+	for i := range us {
+		e.usageMS[us[i].Tenant] += us[i].AccelMilliSeconds()
+	}
 }
 
 type counters struct {
@@ -303,6 +321,7 @@ func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
 		tree:       tree,
 		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x5eed5eed)),
 		tickAt:     -1,
+		usageMS:    map[string]int64{},
 	}
 	classOf := map[[2]any]int32{}
 	for i := range f.Nodes {
@@ -534,10 +553,12 @@ func (e *engine) handle(ev event) error {
 			return nil
 		}
 		e.c.nodeFailures++
+		// Down first: the requeues the core decides at once are carried
+		// out as failures of the jobs on it.
+		e.setUp(n, false)
 		if err := e.apply(sched.NodeFailed{Node: e.nodes[n].name, Reason: "simulated failure"}); err != nil {
 			return err
 		}
-		e.setUp(n, false)
 		if repair > 0 {
 			e.repairs++
 			e.q.push(event{t: e.now + repair, kind: evRepair, node: n, job: -1})
@@ -562,7 +583,8 @@ func (e *engine) submit(w *Job) error {
 	if _, dup := e.byID[w.ID]; dup {
 		return fmt.Errorf("job %s (arrival %d): the id is already in use", w.ID, w.Arrival)
 	}
-	if err := e.apply(sched.JobSubmitted{Job: w.Job}); err != nil {
+	r, err := e.core.Apply(sched.JobSubmitted{Job: w.Job})
+	if err != nil {
 		return fmt.Errorf("job %s (arrival %d): %w", w.ID, w.Arrival, err)
 	}
 	tenant := w.Tenant
@@ -603,7 +625,8 @@ func (e *engine) submit(w *Job) error {
 	if e.cfg.Progress != nil && e.arrived%1000 == 0 {
 		e.cfg.Progress(e.arrived)
 	}
-	return nil
+	// A job no node could ever hold is rejected on submission.
+	return e.take1(r)
 }
 
 // cycle runs scheduling cycles at t until one changes nothing that needs
@@ -619,8 +642,9 @@ func (e *engine) cycle(t int64) error {
 	}
 	for round := 0; e.dirty && round < 8; round++ {
 		e.dirty = false
-		acts := append(e.deferred, e.core.Schedule(t).Actions...)
-		e.deferred = nil
+		r := e.core.Schedule(t)
+		e.meter(r.Usage)
+		acts := r.Actions
 		e.c.scheduleCalls++
 		e.c.actions += int64(len(acts))
 		e.starting = e.starting[:0]
@@ -1132,6 +1156,13 @@ func (e *engine) finish() {
 	for t := range e.tenants {
 		e.tenantMS[t] += float64(e.tenantUsed[t]) * float64(e.now-e.tenantLast[t])
 		e.tenantLast[t] = e.now
+	}
+	if h, ok := e.core.(interface{ Holdings(func(sched.Usage) bool) }); ok {
+		h.Holdings(func(u sched.Usage) bool {
+			u.To = e.now
+			e.usageMS[u.Tenant] += u.AccelMilliSeconds()
+			return true
+		})
 	}
 	for i := range e.jobs {
 		j := &e.jobs[i]
