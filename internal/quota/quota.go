@@ -320,7 +320,9 @@ func (t *Tree) Occupation(i, f int) int64 { return t.qs[i].occ[f] }
 // Demand is an amount of milli-accelerators per flavor index.
 type Demand map[int]int64
 
-// Refusal says which queue's limit a demand would break.
+// Refusal says which queue's limit a demand would break, with the figures
+// its text is made of (taken when the check ran, so the text says what the
+// check saw even if it is read later).
 type Refusal struct {
 	Queue  int
 	Flavor int
@@ -330,7 +332,36 @@ type Refusal struct {
 	// own nominal quota: others are borrowing what it is owed, so taking it
 	// back by preemption is allowed.
 	WithinNominal bool
-	Reason        string
+
+	leaf, at    string // the requesting leaf and the queue that refuses
+	flavor      string
+	amount      int64 // milli asked
+	usage       int64 // the leaf's usage
+	nominal     int64 // the leaf's nominal
+	borrow      int64 // the leaf's borrowing limit
+	atOcc       int64 // the refusing queue's occupation, nominal and limit
+	atNom       int64
+	atBorrow    int64
+	atLimited   bool
+	left        int64 // unused in the fleet's pool
+	refusedLeaf bool
+}
+
+// Text is the refusal in plain words.
+func (r *Refusal) Text() string {
+	switch {
+	case r.refusedLeaf:
+		return fmt.Sprintf("queue %s would use %s %s, above nominal %s + borrowing limit %s",
+			r.leaf, milliText(r.usage+r.amount), r.flavor, milliText(r.nominal), milliText(r.borrow))
+	case r.atLimited:
+		return fmt.Sprintf("queue %s (above %s) would hold %s %s, above its nominal %s + borrowing limit %s",
+			r.at, r.leaf, milliText(r.atOcc+r.amount), r.flavor, milliText(r.atNom), milliText(r.atBorrow))
+	case r.usage+r.amount <= r.nominal:
+		return fmt.Sprintf("queue %s needs %s %s within its nominal quota (%s of %s in use), but other queues borrow it; %s left in the fleet's pool",
+			r.leaf, milliText(r.amount), r.flavor, milliText(r.usage), milliText(r.nominal), milliText(r.left))
+	}
+	return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); the fleet's pool has %s left to lend",
+		r.leaf, milliText(r.usage), milliText(r.nominal), r.flavor, milliText(r.amount), milliText(r.left))
 }
 
 // Check reports whether leaf q may add d. It changes nothing.
@@ -356,7 +387,6 @@ func (t *Tree) check(leaf, f int, amount int64) *Refusal {
 	if amount <= 0 {
 		return nil
 	}
-	within := t.qs[leaf].usage[f]+amount <= t.qs[leaf].nominal[f]
 	// newOcc walks up: the occupation each ancestor would have.
 	i := leaf
 	newOcc := t.qs[i].occ[f] + amount
@@ -364,14 +394,12 @@ func (t *Tree) check(leaf, f int, amount int64) *Refusal {
 		q := &t.qs[i]
 		if i == 0 {
 			if newOcc > q.nominal[f] {
-				return &Refusal{Queue: leaf, Flavor: f, AtRoot: true, WithinNominal: within,
-					Reason: t.refusalText(leaf, f, amount, 0)}
+				return t.refusal(leaf, f, amount, 0)
 			}
 			return nil
 		}
 		if limit := sat(q.nominal[f] + q.borrow[f]); newOcc > limit {
-			return &Refusal{Queue: i, Flavor: f, WithinNominal: within && i != leaf,
-				Reason: t.refusalText(leaf, f, amount, i)}
+			return t.refusal(leaf, f, amount, i)
 		}
 		reserved := max(0, q.nominal[f]-q.lend[f])
 		oldHeld := max(q.occ[f], reserved)
@@ -392,25 +420,22 @@ func milliText(v int64) string {
 	return fmt.Sprintf("%.3g", float64(v)/1000)
 }
 
-func (t *Tree) refusalText(leaf, f int, amount int64, at int) string {
+// refusal records why leaf's demand of amount of flavor f is refused at
+// queue at (0: the fleet's pool).
+func (t *Tree) refusal(leaf, f int, amount int64, at int) *Refusal {
 	q := &t.qs[leaf]
-	fl := t.flavors[f]
-	if at == leaf {
-		return fmt.Sprintf("queue %s would use %s %s, above nominal %s + borrowing limit %s",
-			q.name, milliText(q.usage[f]+amount), fl, milliText(q.nominal[f]), milliText(q.borrow[f]))
+	r := &Refusal{Queue: at, Flavor: f, leaf: q.name, flavor: t.flavors[f], amount: amount,
+		usage: q.usage[f], nominal: q.nominal[f], borrow: q.borrow[f], refusedLeaf: at == leaf,
+		left: max(0, t.qs[0].nominal[f]-t.qs[0].occ[f])}
+	if at == 0 {
+		r.Queue, r.AtRoot = leaf, true
 	}
-	if at != 0 && t.qs[at].borrow[f] < Unlimited {
+	r.WithinNominal = q.usage[f]+amount <= q.nominal[f] && at != leaf
+	if at != 0 && at != leaf && t.qs[at].borrow[f] < Unlimited {
 		a := &t.qs[at]
-		return fmt.Sprintf("queue %s (above %s) would hold %s %s, above its nominal %s + borrowing limit %s",
-			a.name, q.name, milliText(a.occ[f]+amount), fl, milliText(a.nominal[f]), milliText(a.borrow[f]))
+		r.at, r.atOcc, r.atNom, r.atBorrow, r.atLimited = a.name, a.occ[f], a.nominal[f], a.borrow[f], true
 	}
-	left := max(0, t.qs[0].nominal[f]-t.qs[0].occ[f])
-	if q.usage[f]+amount <= q.nominal[f] {
-		return fmt.Sprintf("queue %s needs %s %s within its nominal quota (%s of %s in use), but other queues borrow it; %s left in the fleet's pool",
-			q.name, milliText(amount), fl, milliText(q.usage[f]), milliText(q.nominal[f]), milliText(left))
-	}
-	return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); the fleet's pool has %s left to lend",
-		q.name, milliText(q.usage[f]), milliText(q.nominal[f]), fl, milliText(amount), milliText(left))
+	return r
 }
 
 // Add records usage (negative amounts release it) on leaf q.

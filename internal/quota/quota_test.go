@@ -54,11 +54,11 @@ func TestCheck(t *testing.T) {
 			r := q.Check(q.Queue(tc.queue), Demand{f: tc.amount})
 			switch {
 			case tc.refuse == "" && r != nil:
-				t.Fatalf("refused: %s", r.Reason)
+				t.Fatalf("refused: %s", r.Text())
 			case tc.refuse != "" && r == nil:
 				t.Fatalf("admitted, want a refusal with %q", tc.refuse)
-			case r != nil && !strings.Contains(r.Reason, tc.refuse):
-				t.Fatalf("refusal %q, want it to contain %q", r.Reason, tc.refuse)
+			case r != nil && !strings.Contains(r.Text(), tc.refuse):
+				t.Fatalf("refusal %q, want it to contain %q", r.Text(), tc.refuse)
 			case r != nil && r.WithinNominal != tc.within:
 				t.Fatalf("WithinNominal = %v, want %v", r.WithinNominal, tc.within)
 			}

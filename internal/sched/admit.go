@@ -3,6 +3,7 @@ package sched
 import (
 	"fmt"
 
+	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
 
@@ -11,32 +12,32 @@ type outcome struct {
 	t      *try
 	types  []int
 	demand quota.Demand
-	// why is the reason the job could not be placed, in plain words.
-	why string
-	// refusal is set when the queue tree, not capacity, stopped the job.
-	refusal *quota.Refusal
-	// set is true once the first (most preferred) option's failure is
-	// recorded: that is the reason users see.
-	set bool
+	// status is Fits on success; otherwise what stopped the job, as the
+	// job's most preferred option saw it (the reason users see).
+	status Status
+	set    bool
 }
 
-func (o *outcome) fail(why string, r *quota.Refusal) {
+func (o *outcome) fail(s Status) {
 	if !o.set {
-		o.set, o.why, o.refusal = true, why, r
+		o.set, o.status = true, s
 	}
 }
+
+// ok reports whether the job was placed.
+func (o *outcome) ok() bool { return o.status.Code == Fits }
 
 const domainTries = 8
 
 // plan tries to place job j (its gangs at their minimum sizes) and, on
 // success, leaves the replicas allocated in the index (not yet in the quota
-// tree). On failure nothing stays allocated, and why says in plain words
-// what stopped it.
+// tree). On failure nothing stays allocated, and the status says what
+// stopped it, with the figures of its reason.
 func (c *Core) plan(j *job, h holds) outcome { return c.planFor(j, h, true) }
 
-// probe is plan for what-if questions that only ask whether j fits: on
-// failure why is only a marker, which spares the search through the
-// fleet that a readable reason takes.
+// probe is plan for what-if questions that only ask whether j fits: a
+// capacity failure's status carries no figures, which spares the search
+// through the fleet that a reason takes.
 func (c *Core) probe(j *job, h holds) outcome { return c.planFor(j, h, false) }
 
 func (c *Core) planFor(j *job, h holds, explain bool) outcome {
@@ -58,19 +59,14 @@ func (c *Core) planFor(j *job, h holds, explain bool) outcome {
 	for _, lvl := range levels {
 		for _, d := range c.candidateDomains(j, lvl) {
 			if c.fillJob(j, t, d, &out) {
-				out.why, out.refusal = "", nil
+				out.status = Status{Code: Fits}
 				return out
 			}
 		}
 	}
-	if !out.set {
-		out.fail("", nil)
-	}
-	if out.refusal == nil {
-		out.why = "no room"
-		if explain {
-			out.why = c.capacityReason(j, h)
-		}
+	out.fail(Status{Code: NoCapacity})
+	if out.status.capacity() && explain {
+		out.status = c.capacityStatus(j, h)
 	}
 	return out
 }
@@ -145,12 +141,10 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 			var f int
 			var add int64
 			if ti >= 0 {
-				fl := quota.Flavor(c.fleet.Catalog.Types[ti].Name, j.Tier)
-				f = c.queues.FlavorIndex(fl)
+				f = c.flavor(ti, j.Tier)
 				add = int64(gang.Min()) * gang.Shape.GPUMilli()
 				if f < 0 {
-					why := fmt.Sprintf("no queue has quota for flavor %s", fl)
-					out.fail(why, &quota.Refusal{Queue: j.queue, Flavor: -1, Reason: why})
+					out.fail(Status{Code: NoFlavor, Flavor: c.flavorName(ti, j.Tier)})
 					continue
 				}
 				trial := quota.Demand{}
@@ -159,7 +153,7 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 				}
 				trial[f] += add
 				if r := c.queues.Check(j.queue, trial); r != nil {
-					out.fail(r.Reason, r)
+					out.fail(Status{Code: OverQuota, Quota: r})
 					continue
 				}
 			}
@@ -173,7 +167,7 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 				break
 			}
 			c.undoTo(t, mark)
-			out.fail("", nil)
+			out.fail(Status{Code: NoCapacity})
 		}
 		if !done {
 			c.undo(t)
@@ -230,7 +224,7 @@ func (c *Core) typeOrder(j *job, g int) []int {
 // quota another queue is owed (above the nominal of some queue on its path
 // while a sibling has a nominal claim) on a flavor reclaimed recently.
 func (c *Core) borrowsContested(j *job, g, ti int) bool {
-	f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
+	f := c.flavor(ti, j.Tier)
 	if f < 0 {
 		return false
 	}
@@ -255,8 +249,7 @@ func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outco
 	clear(t.anyOK)
 	some := false
 	for _, ti := range opts {
-		fl := quota.Flavor(c.fleet.Catalog.Types[ti].Name, j.Tier)
-		f := c.queues.FlavorIndex(fl)
+		f := c.flavor(ti, j.Tier)
 		if f < 0 {
 			continue
 		}
@@ -277,7 +270,7 @@ func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outco
 	}
 	c.alloc(t, g, 0, ch)
 	ti = c.idx.nodeType[ch.Node]
-	return ti, c.queues.FlavorIndex(quota.Flavor(c.fleet.Catalog.Types[ti].Name, j.Tier)), true
+	return ti, c.flavor(ti, j.Tier), true
 }
 
 func (c *Core) undoTo(t *try, mark int) {
@@ -288,8 +281,9 @@ func (c *Core) undoTo(t *try, mark int) {
 	t.reps = t.reps[:mark]
 }
 
-// capacityReason explains in plain words why the fleet could not hold j.
-func (c *Core) capacityReason(j *job, hs holds) string {
+// capacityStatus says, with figures, why the fleet could not hold j: about
+// its largest gang on its most preferred type.
+func (c *Core) capacityStatus(j *job, hs holds) Status {
 	g := &j.Gangs[0]
 	for gi := range j.Gangs {
 		if j.Gangs[gi].Shape.Devices*j.Gangs[gi].Min() > g.Shape.Devices*g.Min() {
@@ -297,27 +291,31 @@ func (c *Core) capacityReason(j *job, hs holds) string {
 		}
 	}
 	r := &g.Shape
+	st := Status{Code: NoCapacity, Replicas: g.Min(), Devices: r.Devices, Milli: r.Milli, CPUMilli: r.CPUMilli, MemoryMiB: r.MemoryMiB}
 	ti := c.typeOptions(r)[0]
 	if ti < 0 {
-		return fmt.Sprintf("needs %d replicas of %s; no schedulable node has that CPU and memory free", g.Min(), shapeText(r))
+		st.Room = RoomHost
+		return st
 	}
-	tname := c.fleet.Catalog.Types[ti].Name
-	held := ""
-	var h *hold
+	st.Type = c.fleet.Catalog.Types[ti].Name
 	for _, x := range hs {
 		if x.job != j {
-			h = x
-			held = fmt.Sprintf(" (some free capacity is held until t=%d for %s, which waits longer)", h.at, h.job.ID)
+			st.Holder, st.HeldUntil = x.job.ID, x.at
 			break
 		}
 	}
+	tx := c.idx.types[ti]
 	if r.Devices == 0 {
-		return fmt.Sprintf("needs %d milli of one %s (x%d replicas); no schedulable device has that much free with cpu %dm and memory %dMi%s",
-			r.Milli, tname, g.Min(), r.CPUMilli, r.MemoryMiB, held)
+		st.Room = RoomFraction
+		if v := tx.partialVals.next(int(r.Milli)); v >= 0 && v < place.Whole || c.mostWhole(ti) > 0 {
+			st.Most = 1
+		}
+		return st
 	}
 	need := g.Min() * r.Devices
 	if j.Topology.Level != "" && j.Topology.Required {
 		lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
+		st.Room, st.Level = RoomDomain, j.Topology.Level
 		// Among the domains that can take the most replicas of this size
 		// (read from the top of the index's ordered tree, at most 64 of
 		// them, rather than scanning the level) the one with the most free.
@@ -330,22 +328,35 @@ func (c *Core) capacityReason(j *job, hs holds) string {
 			seen++
 			return seen < 64
 		})
-		if best < 0 {
-			return fmt.Sprintf("needs %d %s in one %s; the fleet has no %s", need, tname, j.Topology.Level, j.Topology.Level)
+		if best >= 0 {
+			st.Domain, st.Free = c.fleet.DomainPath(best), bestFree
 		}
-		return fmt.Sprintf("needs %d %s in one %s; the best %s (%s) has %d free%s",
-			need, tname, j.Topology.Level, j.Topology.Level, c.fleet.DomainPath(best), bestFree, held)
+		return st
 	}
-	free := c.idx.freeWholeIn(ti, 0)
-	if free >= need && held != "" {
-		return fmt.Sprintf("needs %d x %d %s; %d are free, but held for %s's backfill reservation at t=%d, which this job would delay",
-			g.Min(), r.Devices, tname, free, h.job.ID, h.at)
+	st.Free, st.Most = c.idx.freeWholeIn(ti, 0), c.mostWhole(ti)
+	switch {
+	case st.Free >= need && st.Holder != "":
+		st.Room = RoomHeld
+	case st.Free >= need && st.Most >= r.Devices:
+		st.Room = RoomHostResources
+	case st.Free >= need:
+		st.Room = RoomScattered
+	default:
+		st.Room = RoomShort
 	}
-	if free >= need {
-		return fmt.Sprintf("needs %d x %d %s; %d %s are free but not %d together on nodes with cpu %dm and memory %dMi free per replica%s",
-			g.Min(), r.Devices, tname, free, tname, r.Devices, r.CPUMilli, r.MemoryMiB, held)
+	return st
+}
+
+// mostWhole is the most fully free devices of type ti on one schedulable
+// node.
+func (c *Core) mostWhole(ti int) int {
+	tx := c.idx.types[ti]
+	for f := maxDev; f > 0; f-- {
+		if tx.byFree[f].n > 0 {
+			return f
+		}
 	}
-	return fmt.Sprintf("needs %d %s (%d x %d); the fleet has %d free%s", need, tname, g.Min(), r.Devices, free, held)
+	return 0
 }
 
 // commit makes a successful plan real: quota, node lists, Bind actions.

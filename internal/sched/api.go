@@ -51,8 +51,10 @@ type Config struct {
 type Explanation struct {
 	Job   JobID  `json:"job"`
 	State string `json:"state"`
-	// Reason is the current pending reason in plain words, or why the job
-	// stopped; empty while running.
+	// Status is why the job waits, typed, with the figures of its reason;
+	// Reason is it in plain words (times in virtual form, see Status.Text),
+	// empty while running.
+	Status Status `json:"-"`
 	Reason string `json:"reason,omitempty"`
 	// EarliestStart is the start the backfill reservation predicts from
 	// running jobs' estimated runtimes; -1 when unknown.
@@ -66,4 +68,7 @@ const (
 	StatePending    = "pending"
 	StateRunning    = "running"
 	StatePreempting = "preempting"
+	// StateUnschedulable: pending, but the fleet as it is could never
+	// hold the job; it waits for the fleet to grow.
+	StateUnschedulable = "unschedulable"
 )

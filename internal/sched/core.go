@@ -78,7 +78,10 @@ type job struct {
 	demand    quota.Demand
 	deadline  int64 // end of the preemption notice
 	endAt     int64 // key of the job in Core.ends, 0 when absent
-	reason    string
+	// status is why the job waits (or stops), as the last cycle that
+	// tried it saw it; victims counts the jobs preempted for it.
+	status    Status
+	victims   int
 	earliest  int64
 	// awaiting is when the victims preempted for this job leave; while it
 	// lies in the future the job does not preempt again.
@@ -100,8 +103,8 @@ type job struct {
 	// noms are the nodes this job's preemptions are freeing for it: no
 	// other job may take them while it waits.
 	noms []int
-	// never is set for jobs no node of the fleet could ever hold.
-	never string
+	// never is set for jobs the fleet could never hold as it is.
+	never *Status
 	// poolAt is the job's index in its queue's pool, -1 when in none.
 	poolAt int
 	// pendingSince is when the job last became pending; preemptAt, when
@@ -191,7 +194,6 @@ type Core struct {
 	// sites names each node's site for usage records.
 	sites      []string
 	siteLevel  int
-	profiles   []profile
 	present    []bool // catalog types some node carries
 	typesVer   int
 	pcg        *rand.PCG
@@ -202,6 +204,19 @@ type Core struct {
 	// reclaimedAt is, per flavor, the last time quota of it was reclaimed
 	// by preemption (see typeOrder).
 	reclaimedAt map[int]int64
+	// profiles are the distinct kinds of node; profOf is each node's,
+	// profIn counts per domain the nodes of each profile below it; fits
+	// caches, per shape key, what the fleet could hold at most (see
+	// impossible), until the fleet grows.
+	profiles []profile
+	profOf   []int
+	profIn   [][]int32
+	fits     map[int]*Status
+	// waitingForFleet are jobs the fleet cannot hold yet that asked to
+	// wait for it to grow (Job.WaitForCapacity).
+	waitingForFleet []*job
+	// flavors caches the queue tree's flavor index per type and tier.
+	flavors map[flavorKey]int
 	// grace holds, per (queue, flavor) an administrator's change left above
 	// its limit, the occupation it may still have: running work is not
 	// stopped for a quota change, and nothing new is admitted until the
@@ -261,7 +276,7 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 	c.idx = newIndex(f)
 	c.nodeJobs = make([][]*job, len(f.Nodes))
 	for i := range f.Nodes {
-		c.addProfile(&f.Nodes[i])
+		c.addProfile(i)
 	}
 	c.resetPending()
 	pipe, err := c.buildPipeline(cfg.Placement)
@@ -318,7 +333,7 @@ func (c *Core) apply(ev Event) error {
 		if err != nil {
 			return err
 		}
-		c.retire(j, Cancelled)
+		c.retire(j, EndCancelled)
 		return nil
 	case JobFinished:
 		j, err := c.lookup(e.ID)
@@ -328,7 +343,7 @@ func (c *Core) apply(ev Event) error {
 		if j.state != jRunning && j.state != jPreempting {
 			return fmt.Errorf("job %s: finished but it is not running", e.ID)
 		}
-		c.retire(j, Finished)
+		c.retire(j, EndFinished)
 		return nil
 	case JobFailed:
 		j, err := c.lookup(e.ID)
@@ -339,16 +354,16 @@ func (c *Core) apply(ev Event) error {
 			return fmt.Errorf("job %s: failed but it is not running", e.ID)
 		}
 		if !e.Requeue {
-			c.retire(j, Failed)
+			c.retire(j, EndFailed)
 			return nil
 		}
 		if j.state == jPreempting {
-			c.release(j, Preempted)
+			c.release(j, EndPreempted)
 			c.requeuePreempted(j, e.Reason)
 			return nil
 		}
-		c.release(j, Failed)
-		j.reason = "requeued: " + e.Reason
+		c.release(j, EndFailed)
+		j.status = Status{Code: Requeued, Detail: e.Reason}
 		c.enqueue(j)
 		return nil
 	case NodeAdded:
@@ -358,7 +373,8 @@ func (c *Core) apply(ev Event) error {
 		}
 		c.idx.addNode(i)
 		c.nodeJobs = append(c.nodeJobs, nil)
-		c.addProfile(&c.fleet.Nodes[i])
+		c.addProfile(i)
+		c.fleetGrew()
 		return nil
 	case NodeFailed:
 		return c.nodeDown(e.Node, fleet.Down, "node "+e.Node+" failed: "+e.Reason)
@@ -380,6 +396,7 @@ func (c *Core) apply(ev Event) error {
 		if err := c.queues.SetLimits(q, e.Flavor, e.Quota); err != nil {
 			return err
 		}
+		c.flavors = nil // the change may add a flavor to the tree
 		c.noteGrace()
 		return nil
 	case QueuesChanged:
@@ -436,7 +453,6 @@ func (c *Core) newJob(spec Job, restoring bool) (*job, error) {
 	if spec.Topology.Level != "" && !contains(c.fleet.Levels, spec.Topology.Level) {
 		return nil, fmt.Errorf("job %q: topology level %q: want one of %s", spec.ID, spec.Topology.Level, strings.Join(c.fleet.Levels, ", "))
 	}
-	j.never = c.impossible(j)
 	key := shapeKey(j)
 	id, ok := c.keyIDs[key]
 	if !ok {
@@ -445,6 +461,7 @@ func (c *Core) newJob(spec Job, restoring bool) (*job, error) {
 		c.memo = append(c.memo, memoSlot{})
 	}
 	j.keyID = id
+	j.never = c.impossible(j)
 	return j, nil
 }
 
@@ -455,65 +472,18 @@ func (c *Core) submit(spec Job) error {
 	}
 	c.jobs[j.ID] = j
 	c.observe(j)
-	if j.never != "" {
+	if j.never != nil && !j.WaitForCapacity {
 		j.state = jDone
-		j.reason = j.never
-		c.emit(Reject{Job: j.ID, Reason: j.never})
+		j.status = *j.never
+		c.emit(Reject{Job: j.ID, Reason: j.never.Reason()})
 		delete(c.jobs, j.ID)
 		return nil
 	}
 	c.enqueue(j)
+	if j.never != nil {
+		c.waitingForFleet = append(c.waitingForFleet, j)
+	}
 	return nil
-}
-
-// impossible says why no node of the fleet could ever hold one replica of
-// some gang, or "" when one could. It checks the distinct node profiles, so
-// its cost does not grow with the fleet.
-func (c *Core) impossible(j *job) string {
-	for gi := range j.Gangs {
-		r := &j.Gangs[gi].Shape
-		for _, a := range r.Accel {
-			if c.fleet.Catalog.Index(a) < 0 {
-				return fmt.Sprintf("gang %d: accelerator type %q is not in the catalog (%v)", gi, a, c.fleet.Catalog.Names())
-			}
-		}
-		if len(c.profiles) == 0 {
-			continue // an empty fleet may still grow
-		}
-		ok := false
-		for _, p := range c.profiles {
-			if r.Accepts(p.accel) && p.cpu >= r.CPUMilli && p.mem >= r.MemoryMiB && p.count >= r.Devices &&
-				(r.Devices != 0 || r.Milli <= 0 || p.count != 0) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return fmt.Sprintf("no node in the fleet can ever hold one replica of gang %d (%s)", gi, shapeText(r))
-		}
-	}
-	return ""
-}
-
-// profile is one distinct kind of node in the fleet.
-type profile struct {
-	accel    string
-	count    int
-	cpu, mem int64
-}
-
-func (c *Core) addProfile(n *fleet.Node) {
-	p := profile{accel: n.Accel, count: n.Count, cpu: n.CPUMilli, mem: n.MemoryMiB}
-	for _, q := range c.profiles {
-		if q == p {
-			return
-		}
-	}
-	c.profiles = append(c.profiles, p)
-	if ti := c.fleet.Catalog.Index(n.Accel); ti >= 0 && n.Count > 0 && !c.present[ti] {
-		c.present[ti] = true
-		c.typesVer++
-	}
 }
 
 // enqueue makes j pending. A job whose queue was removed while it ran has
@@ -547,9 +517,11 @@ func (c *Core) requeuePreempted(j *job, reason string) bool {
 		wait := min(base<<min(j.evictions-1, 16), max(base, 3600))
 		j.after = c.now + wait
 		c.wakeAt(j.after, j)
-		reason = fmt.Sprintf("%s; preempted %d time(s), may start again from t=%d", reason, j.evictions, j.after)
 	}
-	j.reason = "requeued: " + reason
+	j.status = Status{Code: Requeued, Detail: reason}
+	if base > 0 {
+		j.status.Count, j.status.At = j.evictions, j.after
+	}
 	return c.enqueue(j)
 }
 
@@ -588,9 +560,9 @@ func (c *Core) releaseReplica(j *job, r *replica, why EndReason) {
 	// that frees it runs later.
 	to := c.now
 	switch {
-	case why == Shrunk && r.leaving > 0:
+	case why == EndShrunk && r.leaving > 0:
 		to = min(to, r.leaving)
-	case why == Preempted && j.state == jPreempting:
+	case why == EndPreempted && j.state == jPreempting:
 		to = min(to, j.deadline)
 	}
 	c.out.Usage = append(c.out.Usage, c.usage(j, r, max(to, r.since), why))
@@ -654,8 +626,8 @@ func (c *Core) nodeDown(name string, st fleet.NodeState, reason string) error {
 			continue
 		}
 		seen[j] = true
-		c.release(j, Requeued)
-		j.reason = "requeued: " + reason
+		c.release(j, EndRequeued)
+		j.status = Status{Code: Requeued, Detail: reason}
 		if c.enqueue(j) {
 			c.emit(Requeue{Job: j.ID, Reason: reason})
 		}
@@ -669,6 +641,7 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 		return err
 	}
 	c.queues = t
+	c.flavors = nil
 	oldPending := c.pending
 	c.resetPending()
 	// Running jobs keep running; their usage moves to the new tree.
@@ -729,7 +702,7 @@ func (c *Core) demandFor(j *job, types []int) quota.Demand {
 		if types[g] < 0 {
 			continue
 		}
-		f := c.queues.FlavorIndex(quota.Flavor(c.fleet.Catalog.Types[types[g]].Name, j.Tier))
+		f := c.flavor(types[g], j.Tier)
 		d[f] += int64(counts[g]) * j.Gangs[g].Shape.GPUMilli()
 	}
 	return d
@@ -845,7 +818,7 @@ func (c *Core) markRunning(j *job, start int64) {
 	j.backoff = 0
 	j.state = jRunning
 	j.started = start
-	j.reason = ""
+	j.status = Status{}
 	j.earliest = -1
 	c.running[j.ID] = j
 	if j.Preemptible {
@@ -854,69 +827,6 @@ func (c *Core) markRunning(j *job, start int64) {
 	if e := j.finishesBy(); e > 0 {
 		c.setEnd(j, e)
 	}
-}
-
-// Explain reports a job's state, its current pending reason and the nodes
-// it occupies. It reads the core's state and writes nothing: the reason of
-// a job the last cycle skipped, because a job of the same shape found no
-// room before it, is that job's. EarliestStart is the cycle's reservation
-// when the job holds one; EarliestStart(id) computes one on demand.
-func (c *Core) Explain(id JobID) (Explanation, bool) {
-	j, ok := c.jobs[id]
-	if !ok {
-		return Explanation{}, false
-	}
-	ex := Explanation{Job: id, Reason: j.reason, EarliestStart: j.earliest}
-	if c.skipped(j) {
-		ex.Reason, ex.EarliestStart = c.memo[j.keyID].why, -1
-	}
-	switch j.state {
-	case jPending:
-		ex.State = StatePending
-		if ex.Reason == "" {
-			ex.Reason = "waiting for the next scheduling cycle"
-		}
-	case jRunning:
-		ex.State = StateRunning
-		ex.Reason = ""
-	case jPreempting:
-		ex.State = StatePreempting
-	}
-	seen := map[int]bool{}
-	for _, r := range j.reps {
-		if !seen[r.node] {
-			seen[r.node] = true
-			ex.Nodes = append(ex.Nodes, c.fleet.Nodes[r.node].Name)
-		}
-	}
-	return ex, true
-}
-
-// skipped reports whether pending job j was passed over in the last cycle
-// because a job of its shape found no room before it.
-func (c *Core) skipped(j *job) bool {
-	return j.state == jPending && j.seen != c.cycle && c.cycle > 0 && c.memo[j.keyID].cycle == c.cycle
-}
-
-// EarliestStart predicts when a pending job that waits for capacity could
-// start if running jobs end when their estimates say: the time of its
-// backfill reservation, or a what-if search run now (lifting running jobs
-// in order of their projected ends). It returns -1 when the job is not
-// waiting for capacity or no prediction can be made. The search changes
-// the core's state while it runs and restores it exactly, random state
-// included, so later decisions are the same whether or not it was asked.
-func (c *Core) EarliestStart(id JobID) int64 {
-	j, ok := c.jobs[id]
-	if !ok || j.state != jPending {
-		return -1
-	}
-	if j.earliest >= 0 && !c.skipped(j) {
-		return j.earliest
-	}
-	if c.cfg.NoBackfill || !(j.blocked || c.skipped(j)) {
-		return -1
-	}
-	return c.earliestStart(j)
 }
 
 func shapeText(r *place.Request) string {
@@ -943,7 +853,7 @@ func shapeText(r *place.Request) string {
 type memoSlot struct {
 	cycle  uint64
 	failed uint16 // bit p: failed when kept out by the reservations of pattern p
-	why    string // the reason of the last failure
+	status Status // the last failure
 }
 
 // A pattern has a bit per reservation; failed has a bit per pattern.
@@ -963,12 +873,12 @@ func (s *memoSlot) fails(cycle uint64, pat uint8) bool {
 	return false
 }
 
-func (s *memoSlot) record(cycle uint64, pat uint8, why string) {
+func (s *memoSlot) record(cycle uint64, pat uint8, st Status) {
 	if s.cycle != cycle {
 		s.cycle, s.failed = cycle, 0
 	}
 	s.failed |= 1 << pat
-	s.why = why
+	s.status = st
 }
 
 // wake is a future time at which some job's back-off ends.

@@ -42,7 +42,7 @@ func (c *Core) CheckInvariants() error {
 				counts[r.gang]++
 			}
 			if ti := j.gangType[r.gang]; ti >= 0 {
-				usage[[2]int{j.queue, c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))}] += s.GPUMilli()
+				usage[[2]int{j.queue, c.flavor(ti, j.Tier)}] += s.GPUMilli()
 			}
 		}
 		for g := range j.Gangs {

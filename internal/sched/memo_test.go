@@ -6,7 +6,7 @@ import "testing"
 // finds none while kept out by those and more, in the same cycle only.
 func TestMemoSlotSubsets(t *testing.T) {
 	var s memoSlot
-	s.record(7, 0b0101, "no room")
+	s.record(7, 0b0101, Status{Code: NoCapacity, Free: 1})
 	tests := []struct {
 		cycle uint64
 		pat   uint8
@@ -25,14 +25,14 @@ func TestMemoSlotSubsets(t *testing.T) {
 			t.Errorf("after a failure with 0101 in cycle 7: fails(%d, %04b) = %v, want %v", tc.cycle, tc.pat, got, tc.want)
 		}
 	}
-	s.record(7, 0b0010, "no room either")
+	s.record(7, 0b0010, Status{Code: NoCapacity, Free: 2})
 	if !s.fails(7, 0b1010) || !s.fails(7, 0b0111) || s.fails(7, 0b1000) {
 		t.Error("a second failure with 0010 is not remembered beside the first")
 	}
-	if s.why != "no room either" {
-		t.Errorf("why = %q, want the last reason", s.why)
+	if s.status.Free != 2 {
+		t.Errorf("status = %+v, want the last failure's", s.status)
 	}
-	s.record(8, 0b1000, "next cycle")
+	s.record(8, 0b1000, Status{Code: NoCapacity, Free: 3})
 	if s.fails(8, 0b0101) || !s.fails(8, 0b1000) {
 		t.Error("a new cycle does not start the memo afresh")
 	}

@@ -60,7 +60,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 	}
 	fits := func(n int) bool {
 		liftTo(n)
-		if p := c.probe(j, res); p.why == "" {
+		if p := c.probe(j, res); p.ok() {
 			c.undo(p.t)
 			return true
 		}
@@ -98,7 +98,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 	}
 	for i := len(lifted) - 2; i >= 0 && i >= len(lifted)-2-maxMinimize; i-- {
 		c.reinstate(lifted[i])
-		if p := c.probe(j, res); p.why == "" {
+		if p := c.probe(j, res); p.ok() {
 			c.undo(p.t)
 			need[i] = false
 			continue
@@ -181,7 +181,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 		}
 		c.emit(Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason})
 		if deadline <= c.now {
-			c.release(v.j, Preempted)
+			c.release(v.j, EndPreempted)
 			if c.requeuePreempted(v.j, reason) {
 				c.emit(Requeue{Job: v.j.ID, Reason: reason})
 			}
@@ -191,7 +191,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 		c.setEnd(v.j, deadline)
 		v.j.state = jPreempting
 		v.j.deadline = deadline
-		v.j.reason = reason
+		v.j.status = Status{Code: Preempting, Detail: reason, At: deadline}
 		c.preempting[v.j.ID] = v.j
 	}
 	for _, v := range shrunkNow {
@@ -200,7 +200,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 		}
 	}
 	if immediate {
-		if p := c.probe(j, res); p.why == "" {
+		if p := c.probe(j, res); p.ok() {
 			c.commit(j, p)
 			return true
 		}
@@ -208,7 +208,8 @@ func (c *Core) preempt(j *job, res holds) bool {
 	}
 	c.nominate(j, nodes)
 	j.awaiting = last
-	j.reason = fmt.Sprintf("waiting for the jobs preempted for it (%d) to release their resources by t=%d", n, last)
+	j.victims = n
+	j.status = Status{Code: AwaitingVictims, Count: n, At: last}
 	j.earliest = last
 	return true
 }
@@ -238,7 +239,7 @@ func (c *Core) reclaimScope(j *job) int {
 			if opts[0] < 0 {
 				continue
 			}
-			f := c.queues.FlavorIndex(flavorOf(c, opts[0], j.Tier))
+			f := c.flavor(opts[0], j.Tier)
 			if f < 0 {
 				return -1
 			}
@@ -262,7 +263,7 @@ func (c *Core) reclaimScope(j *job) int {
 func (c *Core) reclaimable(j *job) bool {
 	for g := range j.Gangs {
 		if ti := c.typeOrder(j, g)[0]; ti >= 0 {
-			if f := c.queues.FlavorIndex(flavorOf(c, ti, j.Tier)); f >= 0 && c.holdsOwed(j, g, f) {
+			if f := c.flavor(ti, j.Tier); f >= 0 && c.holdsOwed(j, g, f) {
 				return true
 			}
 		}
@@ -299,20 +300,7 @@ const (
 // checkpoint (least first), newest first.
 func (c *Core) victims(j *job, scope int) []victim {
 	reclaim := scope >= 0
-	flavors := map[int]bool{}
-	for g := range j.Gangs {
-		for _, ti := range c.opts(j, g) {
-			if ti >= 0 {
-				flavors[c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))] = true
-			}
-		}
-	}
-	flavorList := make([]int, 0, len(flavors))
-	for f := range flavors {
-		if f >= 0 {
-			flavorList = append(flavorList, f)
-		}
-	}
+	flavorList := c.flavorsOf(j)
 	relevant := c.relevantTypes(j)
 	// The candidates, filtered as the pools are read (a pool can hold
 	// thousands of jobs, few of them eligible); the orders below are total,
@@ -724,7 +712,7 @@ func (c *Core) growGang(j *job, g int) {
 		var d quota.Demand
 		f := -1
 		if ti >= 0 {
-			f = c.queues.FlavorIndex(flavorOf(c, ti, j.Tier))
+			f = c.flavor(ti, j.Tier)
 			d = quota.Demand{f: gang.Shape.GPUMilli()}
 			if c.queues.Check(j.queue, d) != nil {
 				return

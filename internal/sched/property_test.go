@@ -286,13 +286,13 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			d.fail("usage %v: no such holding is open", u)
 		case u.From != b.Since || !slices.Equal(u.Devices, b.Devices) || u.Milli != b.Milli || u.Node != b.Node:
 			d.fail("usage %v does not match its bind %v (now %d)", u, b, now)
-		case u.End == Shrunk && u.To != min(now, max(d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], u.From)):
+		case u.End == EndShrunk && u.To != min(now, max(d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], u.From)):
 			d.fail("usage %v of a shrink: want it to end at its deadline %d (now %d)", u, d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], now)
-		case u.End == Preempted && u.To != min(now, max(d.stopping[u.Job], u.From)):
+		case u.End == EndPreempted && u.To != min(now, max(d.stopping[u.Job], u.From)):
 			d.fail("usage %v of a preemption: want it to end at its deadline %d (now %d)", u, d.stopping[u.Job], now)
-		case u.End != Shrunk && u.End != Preempted && u.To != now:
+		case u.End != EndShrunk && u.End != EndPreempted && u.To != now:
 			d.fail("usage %v: want it to end now (%d)", u, now)
-		case u.End == Open:
+		case u.End == EndOpen:
 			d.fail("usage %v: a closed record says it is open", u)
 		}
 		delete(d.open, k)
@@ -328,7 +328,7 @@ func (d *driver) checkHoldings(c *Core) {
 	c.Holdings(func(u Usage) bool {
 		k := holdKey{u.Job, u.Attempt, u.Gang, u.Replica}
 		b, ok := d.open[k]
-		if !ok || u.From != b.Since || u.End != Open || u.To != c.now {
+		if !ok || u.From != b.Since || u.End != EndOpen || u.To != c.now {
 			d.fail("open holding %v: the driver holds %v (%v)", u, b, ok)
 		}
 		seen[k] = true

@@ -66,7 +66,7 @@ var commandKeys = map[string][]string{
 	"fleet":       {"levels"},
 	"queues":      {},
 	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after"},
-	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel"},
+	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel", "wait"},
 	"schedule":    {"now"},
 	"restore":     {"id", "queue", "gpus", "milli", "cpu", "mem", "accel", "binds", "start"},
 	"wake":        {},
@@ -76,6 +76,7 @@ var commandKeys = map[string][]string{
 	"node-fail":   {"node"},
 	"node-drain":  {"node"},
 	"node-return": {"node"},
+	"node-add":    {"name", "path", "accel", "count", "cpu", "mem"},
 	"quota":       {"queue", "flavor", "limits"},
 	"explain":     {"id"},
 	"usage":       {},
@@ -260,6 +261,7 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		j := sched.Job{ID: sched.JobID(a["id"]), Queue: a["queue"], Priority: int32(num(a, "prio", 0)),
 			NoticeSec: num(a, "notice", 0), CheckpointSec: num(a, "ckpt", 0), EstimatedSec: num(a, "est", 0), MaxSec: num(a, "max", 0), Tier: a["tier"]}
 		_, j.Preemptible = a["preemptible"]
+		_, j.WaitForCapacity = a["wait"]
 		if t := a["topo"]; t != "" {
 			j.Topology.Level = t
 			_, j.Topology.Required = a["required"]
@@ -317,6 +319,9 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		return s.show(s.core.Apply(sched.NodeDrained{Node: a["node"]}))
 	case "node-return":
 		return s.show(s.core.Apply(sched.NodeReturned{Node: a["node"]}))
+	case "node-add":
+		return s.show(s.core.Apply(sched.NodeAdded{Node: fleet.Node{Name: a["name"], Path: strings.Split(a["path"], "/"),
+			Accel: a["accel"], Count: int(num(a, "count", 8)), CPUMilli: num(a, "cpu", 64000), MemoryMiB: num(a, "mem", 512*1024)}}))
 	case "quota":
 		return s.show(s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])}))
 	case "records":

@@ -2,7 +2,7 @@ package sched
 
 import (
 	"container/heap"
-	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/gpufleet/gpufleet/internal/quota"
@@ -45,8 +45,8 @@ func (c *Core) expire() {
 	for _, j := range due {
 		if j.state == jPreempting && j.deadline <= c.now {
 			delete(c.preempting, j.ID)
-			c.release(j, Preempted)
-			if c.requeuePreempted(j, j.reason) {
+			c.release(j, EndPreempted)
+			if c.requeuePreempted(j, j.status.Detail) {
 				c.emit(Requeue{Job: j.ID, Reason: "preempted: notice period over"})
 			}
 			continue
@@ -103,7 +103,7 @@ func (c *Core) dropLeaving(j *job) bool {
 	freed := quota.Demand{}
 	for _, r := range j.reps {
 		if r.leaving > 0 && r.leaving <= c.now {
-			c.releaseReplica(j, &r, Shrunk)
+			c.releaseReplica(j, &r, EndShrunk)
 			if rd, ok := c.replicaDemand(j, &r); ok {
 				for f, v := range rd {
 					freed[f] -= v
@@ -199,7 +199,7 @@ func (c *Core) admit() int32 {
 				res = append(res, h)
 				continue
 			}
-			if o := c.probe(j, res); o.why == "" {
+			if o := c.probe(j, res); o.ok() {
 				c.undo(o.t)
 				continue // it can start now; the loop will start it
 			}
@@ -224,7 +224,7 @@ func (c *Core) admit() int32 {
 		}
 		sort.Slice(ready, func(a, b int) bool { return ready[a].seq < ready[b].seq })
 		for _, j := range ready {
-			if o := c.probe(j, res); o.why == "" {
+			if o := c.probe(j, res); o.ok() {
 				c.commit(j, o)
 				binds++
 			}
@@ -256,6 +256,11 @@ func (c *Core) admit() int32 {
 				turn.next = c.nextPending(turn)
 				continue
 			}
+			if p.j.never != nil {
+				// Unschedulable until the fleet grows.
+				turn.next = c.nextPending(turn)
+				continue
+			}
 			pat := res.pattern(p.j, p.est, c.now)
 			slot := &c.memo[p.key]
 			if slot.fails(c.cycle, pat) && (len(c.nominee) == 0 || p.j.noms == nil) {
@@ -270,27 +275,27 @@ func (c *Core) admit() int32 {
 			j.seen = c.cycle
 			j.blocked = false
 			o := c.plan(j, res)
-			if o.why == "" {
+			if o.ok() {
 				c.commit(j, o)
 				binds++
 				turn.share = c.queues.Share(turn.q)
 				push(turn, false)
 				break
 			}
-			j.reason, j.earliest = o.why, -1
+			j.status, j.earliest = o.status, -1
 			if j.preemptAt > c.now && j.noms == nil {
-				j.reason = preemptWaitReason(j)
+				j.status.PreemptAt = j.preemptAt
 			}
 			if j.noms != nil && j.awaiting > c.now {
-				j.reason, j.earliest = fmt.Sprintf("waiting for the jobs preempted for it to release their resources by t=%d", j.awaiting), j.awaiting
+				j.status, j.earliest = Status{Code: AwaitingVictims, At: j.awaiting, Count: j.victims}, j.awaiting
 			}
 			if j.noms != nil && j.awaiting <= c.now {
 				// Its victims are gone and it still cannot start: the
 				// nodes kept for it go back to everyone.
 				c.unnominate(j)
 			}
-			if o.refusal == nil {
-				slot.record(c.cycle, pat, o.why)
+			if o.status.capacity() {
+				slot.record(c.cycle, pat, o.status)
 				if j.Priority > blockedPrio {
 					blockedPrio = j.Priority
 				}
@@ -304,7 +309,7 @@ func (c *Core) admit() int32 {
 				case !done && j.preemptAt > c.now:
 					// It may preempt once it has waited long enough:
 					// search then.
-					j.reason = preemptWaitReason(j)
+					j.status.PreemptAt = j.preemptAt
 					j.awaiting = j.preemptAt
 					c.wakeAt(j.awaiting, j)
 				case !done:
@@ -325,7 +330,7 @@ func (c *Core) admit() int32 {
 					break
 				}
 			}
-			j.blocked = o.refusal == nil || o.refusal.AtRoot
+			j.blocked = o.status.capacity() || o.status.Code == OverQuota && o.status.Quota.AtRoot
 			for _, h := range res {
 				if h.job == j {
 					j.earliest = h.at
@@ -352,12 +357,6 @@ func (c *Core) admit() int32 {
 	return blockedPrio
 }
 
-// preemptWaitReason adds to a blocked job's reason that it waits for room
-// before it may preempt (Config.PreemptAfterSec).
-func preemptWaitReason(j *job) string {
-	return fmt.Sprintf("%s; waits for room on its own until t=%d, then may preempt", j.reason, j.preemptAt)
-}
-
 // maxReservations bounds the backfill reservations of one cycle.
 const maxReservations = 4
 
@@ -373,7 +372,7 @@ func (c *Core) strictReasons(q int, head *job) {
 	c.pending[q].AscendGreaterOrEqual(pendOf(head), func(p pend) bool {
 		if j := p.j; j != head {
 			j.seen = c.cycle
-			j.reason = fmt.Sprintf("queue %s is strict FIFO and its head %s cannot start", c.queues.Name(q), head.ID)
+			j.status = Status{Code: StrictHead, Holder: head.ID, Detail: c.queues.Name(q)}
 		}
 		return true
 	})
@@ -461,7 +460,7 @@ func (c *Core) reserve(j *job, others holds) *hold {
 	fits := func(n int) bool {
 		liftTo(n)
 		o := c.probe(j, others)
-		if o.why == "" {
+		if o.ok() {
 			c.undo(o.t)
 			return true
 		}
@@ -495,7 +494,7 @@ func (c *Core) reserve(j *job, others holds) *hold {
 	liftTo(hi)
 	o := c.probe(j, others)
 	var res *hold
-	if o.why == "" {
+	if o.ok() {
 		res = &hold{job: j, at: max(order[hi-1].end, c.now)}
 		for _, r := range o.t.reps {
 			res.nodes.set(r.node)
@@ -537,7 +536,7 @@ func (c *Core) earliestStart(j *job) int64 {
 	state, _ := c.pcg.MarshalBinary()
 	defer func() { _ = c.pcg.UnmarshalBinary(state) }()
 	o := c.probe(j, nil)
-	if o.why == "" {
+	if o.ok() {
 		c.undo(o.t)
 		return c.now
 	}
@@ -596,7 +595,7 @@ func (c *Core) replicaDemand(j *job, r *replica) (quota.Demand, bool) {
 	if ti < 0 {
 		return nil, false
 	}
-	return quota.Demand{c.queues.FlavorIndex(flavorOf(c, ti, j.Tier)): j.Gangs[r.gang].Shape.GPUMilli()}, true
+	return quota.Demand{c.flavor(ti, j.Tier): j.Gangs[r.gang].Shape.GPUMilli()}, true
 }
 
 // addReplicas adds (sign +1) or removes (-1) the quota the listed replicas
@@ -613,6 +612,46 @@ func (c *Core) addReplicas(j *job, reps []replica, idx []int, sign int64) {
 	c.queues.Add(j.queue, d)
 }
 
-func flavorOf(c *Core, ti int, tier string) string {
+// flavorKey names a quota flavor by catalog type and tier.
+type flavorKey struct {
+	ti   int
+	tier string
+}
+
+// flavor is the queue tree's index of the flavor of catalog type ti in a
+// tier, -1 when no queue has quota for it; cached until the tree changes.
+func (c *Core) flavor(ti int, tier string) int {
+	k := flavorKey{ti, tier}
+	if f, ok := c.flavors[k]; ok {
+		return f
+	}
+	f := c.queues.FlavorIndex(c.flavorName(ti, tier))
+	if c.flavors == nil {
+		c.flavors = map[flavorKey]int{}
+	}
+	c.flavors[k] = f
+	return f
+}
+
+// flavorName is the name of the flavor of catalog type ti in a tier.
+func (c *Core) flavorName(ti int, tier string) string {
 	return quota.Flavor(c.fleet.Catalog.Types[ti].Name, tier)
+}
+
+// flavorsOf lists the flavors of every type j's gangs accept, in index
+// order, without those no queue has quota for.
+func (c *Core) flavorsOf(j *job) []int {
+	var out []int
+	for g := range j.Gangs {
+		for _, ti := range c.opts(j, g) {
+			if ti < 0 {
+				continue
+			}
+			if f := c.flavor(ti, j.Tier); f >= 0 && !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

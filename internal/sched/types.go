@@ -96,6 +96,10 @@ type Job struct {
 	// EstimatedSec and MaxSec are runtime estimates; 0 means unknown.
 	EstimatedSec int64 `json:"estimatedSec,omitempty"`
 	MaxSec       int64 `json:"maxSec,omitempty"`
+	// WaitForCapacity keeps a job the fleet as it is could never hold
+	// (unschedulable) until nodes are added that let it fit, instead of
+	// rejecting it on submission.
+	WaitForCapacity bool `json:"waitForCapacity,omitempty"`
 }
 
 // Validate checks a job's own fields (not its queue or the fleet).
@@ -286,17 +290,16 @@ func (r Ready) Empty() bool { return len(r.Actions) == 0 && len(r.Usage) == 0 }
 type EndReason uint8
 
 const (
-	// Open marks a holding that has not ended (Core.Holdings).
-	Open EndReason = iota
-	Finished
-	Failed
-	Cancelled
-	Preempted
-	// Shrunk: an elastic job gave the replica back.
-	Shrunk
-	// Requeued: the node under it failed or was drained, or the driver
-	// requeued the job after a failure.
-	Requeued
+	// EndOpen marks a holding that has not ended (Core.Holdings).
+	EndOpen EndReason = iota
+	EndFinished
+	EndFailed
+	EndCancelled
+	EndPreempted
+	// EndShrunk: an elastic job gave the replica back.
+	EndShrunk
+	// EndRequeued: the node under it failed or was drained.
+	EndRequeued
 )
 
 var endNames = [...]string{"open", "finished", "failed", "cancelled", "preempted", "shrunk", "requeued"}

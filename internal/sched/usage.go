@@ -47,7 +47,7 @@ func (c *Core) Holdings(fn func(Usage) bool) {
 	sortJobs(js)
 	for _, j := range js {
 		for i := range j.reps {
-			if !fn(c.usage(j, &j.reps[i], c.now, Open)) {
+			if !fn(c.usage(j, &j.reps[i], c.now, EndOpen)) {
 				return
 			}
 		}
