@@ -80,9 +80,9 @@ type job struct {
 	endAt     int64 // key of the job in Core.ends, 0 when absent
 	// status is why the job waits (or stops), as the last cycle that
 	// tried it saw it; victims counts the jobs preempted for it.
-	status    Status
-	victims   int
-	earliest  int64
+	status   Status
+	victims  int
+	earliest int64
 	// awaiting is when the victims preempted for this job leave; while it
 	// lies in the future the job does not preempt again.
 	awaiting int64
