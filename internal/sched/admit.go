@@ -41,7 +41,7 @@ func (c *Core) plan(j *job, h holds) outcome { return c.planFor(j, h, true) }
 func (c *Core) probe(j *job, h holds) outcome { return c.planFor(j, h, false) }
 
 func (c *Core) planFor(j *job, h holds, explain bool) outcome {
-	t := &try{j: j, hold: h}
+	t := &try{c: c, j: j, hold: h}
 	out := outcome{t: t}
 	levels := []int{-1} // -1: the whole fleet
 	if j.Topology.Level != "" {
@@ -89,24 +89,15 @@ func (c *Core) candidateDomains(j *job, lvl int) []int {
 		if ti < 0 {
 			return c.allDomains(lvl)
 		}
-		tr := c.idx.treeFor(ti, gsize, lvl)
 		n := 0
-		add := func(k domKey) bool {
-			if k.fit < need {
-				return false
-			}
+		c.pipe.order.domains(c.idx.treeFor(ti, gsize, lvl), need, func(k domKey) bool {
 			if !seen[int(k.dom)] {
 				seen[int(k.dom)] = true
 				out = append(out, int(k.dom))
 			}
 			n++
 			return n < domainTries
-		}
-		if c.pipe.spread {
-			tr.Descend(add)
-		} else {
-			tr.AscendGreaterOrEqual(domKey{fit: need}, add)
-		}
+		})
 	}
 	return out
 }

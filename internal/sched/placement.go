@@ -8,83 +8,6 @@ import (
 	"github.com/gpufleet/gpufleet/internal/place"
 )
 
-// The placement chain. Stages run in this order, whatever order the
-// configuration lists them in:
-//
-//  1. filters, always on, because they are what makes a placement valid:
-//     "ready" (node schedulable), "accelerator" (type accepted),
-//     "resources" (devices, CPU, memory free), "reservation" (nodes held by
-//     a backfill reservation are skipped by jobs that would outlast it);
-//  2. the candidate order: "bestfit" (least free capacity that fits first,
-//     tightest domain first) or "spread" (most free first);
-//  3. scorers, compared in the order configured, each breaking the ties of
-//     the one before: "fragmentation" (keep large domains whole: prefer
-//     nodes in the fullest rack) and every scorer of package place by name
-//     (random, dotprod, clustering, packing, fgd, ...). The candidate order
-//     breaks the last ties.
-var filterStages = []string{"ready", "accelerator", "resources", "reservation"}
-
-// DefaultPlacement is the chain used when the configuration names none.
-var DefaultPlacement = []string{"ready", "accelerator", "resources", "reservation", "bestfit", "fragmentation"}
-
-// Stages lists every stage name the placement chain accepts.
-func Stages() []string {
-	out := append([]string(nil), filterStages...)
-	out = append(out, "bestfit", "spread", "fragmentation")
-	for _, n := range place.Names() {
-		if n != "bestfit" && n != "spread" {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-type pipeline struct {
-	spread        bool
-	fragmentation bool
-	scorers       []place.Scorer
-	names         []string
-	k             int
-}
-
-func (c *Core) buildPipeline(names []string) (*pipeline, error) {
-	if len(names) == 0 {
-		names = DefaultPlacement
-	}
-	p := &pipeline{k: c.cfg.Candidates, names: names}
-	if p.k == 0 {
-		p.k = 8
-	}
-	order := ""
-	for _, n := range names {
-		switch {
-		case contains(filterStages, n):
-		case n == "bestfit" || n == "spread":
-			if order != "" && order != n {
-				return nil, fmt.Errorf("placement: %q and %q both set the candidate order; choose one", order, n)
-			}
-			order = n
-			p.spread = n == "spread"
-			// The literature's best-fit scorer, when registered, also ranks
-			// candidates so that policies compare like for like.
-			if n == "bestfit" && c.cfg.Candidates < 0 {
-				if s, err := place.New(n, c.placeEnv()); err == nil {
-					p.scorers = append(p.scorers, s)
-				}
-			}
-		case n == "fragmentation":
-			p.fragmentation = true
-		default:
-			s, err := place.New(n, c.placeEnv())
-			if err != nil {
-				return nil, fmt.Errorf("placement stage %q: want one of %s", n, strings.Join(Stages(), ", "))
-			}
-			p.scorers = append(p.scorers, s)
-		}
-	}
-	return p, nil
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -92,14 +15,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func (c *Core) placeEnv() *place.Env {
-	w := c.cfg.Workload
-	if w == nil {
-		w = &c.workload
-	}
-	return &place.Env{Nodes: c.idx.nodes, Workload: w, Rand: c.rng}
 }
 
 // observe adds a job's replica shapes to the workload the fragmentation
@@ -172,13 +87,16 @@ func (hs holds) has(j *job) bool {
 
 type cand struct {
 	choice place.Choice
-	score  [4]float64
-	order  int
+	// score holds the scorers' scores and, last, the device the
+	// candidate order prefers for a fraction.
+	score [maxScorers + 1]float64
+	order int
 }
 
 // try is the state of one placement attempt: what has been allocated so far
 // (so it can be undone) and why it failed.
 type try struct {
+	c    *Core
 	j    *job
 	hold holds
 	reps []replica
@@ -203,29 +121,41 @@ func (c *Core) undo(t *try) {
 	t.reps = t.reps[:0]
 }
 
-// usable reports whether node n can take request r of job j now.
+// usable reports whether node n can take request r of job j now: the
+// filters of the chain. The built-in ones are applied inline, fused (the
+// same checks as readyFilter, accelFilter, resourceFilter and
+// reservationFilter, in that order), because every candidate of every
+// placement passes through them.
 func (c *Core) usable(t *try, n int, r *place.Request) bool {
 	if !place.Fits(c.idx.nodes[n], r) {
 		return false
 	}
 	if c.nominated.has(n) {
-		// Kept for a preemptor: only it may use the node, whatever holds.
-		return c.nominee[n] == t.j
+		if c.nominee[n] != t.j {
+			return false
+		}
+	} else if t.hold.blocks(t.j, c.now, n) {
+		return false
 	}
-	return !t.hold.blocks(t.j, c.now, n)
+	for _, f := range c.pipe.filters {
+		if !f.feasible(t, n, r) {
+			return false
+		}
+	}
+	return true
 }
 
 // best ranks the choices on the collected candidate nodes and returns the
 // winner.
-func (c *Core) best(nodes []int, r *place.Request) (place.Choice, bool) {
-	if c.pipe.k < 0 && !c.pipe.fragmentation && len(c.pipe.scorers) == 1 {
+func (c *Core) best(t *try, nodes []int, r *place.Request) (place.Choice, bool) {
+	if c.pipe.only != nil {
 		// Full ranking by one scorer: exactly place.Select, the selection
 		// the fragmentation experiments measure.
 		c.pnodes = c.pnodes[:0]
 		for _, n := range nodes {
 			c.pnodes = append(c.pnodes, c.idx.nodes[n])
 		}
-		ch, ok := place.Select(c.pnodes, r, c.pipe.scorers[0], c.choiceBuf[:0])
+		ch, ok := place.Select(c.pnodes, r, c.pipe.only, c.choiceBuf[:0])
 		return ch, ok
 	}
 	c.cand = c.cand[:0]
@@ -235,25 +165,14 @@ func (c *Core) best(nodes []int, r *place.Request) (place.Choice, bool) {
 		for _, ch := range buf {
 			cd := cand{choice: ch, order: order}
 			k := 0
-			if c.pipe.fragmentation {
-				cd.score[k] = -float64(c.rackFree(n))
-				k++
-			}
 			for _, s := range c.pipe.scorers {
-				if k == len(cd.score) {
-					break
-				}
-				cd.score[k] = s.Score(c.idx.nodes[n], r, ch)
+				cd.score[k] = s.score(t, n, r, ch)
 				k++
 			}
-			if r.Milli > 0 && r.Devices == 0 && k < len(cd.score) {
-				// Best fit among a node's devices: the least free that fits.
-				f := float64(c.idx.nodes[n].Free[ch.Devices[0]])
-				if c.pipe.spread {
-					cd.score[k] = f
-				} else {
-					cd.score[k] = -f
-				}
+			if r.Milli > 0 && r.Devices == 0 {
+				// Among a node's devices, the candidate order picks: the
+				// least free that fits with best fit.
+				cd.score[k] = c.pipe.order.rank(int(c.idx.nodes[n].Free[ch.Devices[0]]))
 			}
 			c.cand = append(c.cand, cd)
 		}
@@ -304,7 +223,7 @@ func (c *Core) inDomain(n, d int) bool {
 // or CPU-only) below domain d, from the index in candidate order.
 func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool) {
 	limit := c.pipe.k
-	if len(c.pipe.scorers) == 0 && !c.pipe.fragmentation {
+	if len(c.pipe.scorers) == 0 {
 		limit = 1
 	}
 	var nodes []int
@@ -370,30 +289,28 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 	if len(nodes) == 0 {
 		return place.Choice{}, false
 	}
-	return c.best(nodes, r)
+	return c.best(t, nodes, r)
 }
 
 // scanWhole visits nodes with at least g fully free devices in candidate
 // order.
 func (c *Core) scanWhole(ti, g int, visit func(int) bool) {
 	tx := c.idx.types[ti]
-	for k := 0; k <= maxDev-g; k++ {
-		f := g + k
-		if c.pipe.spread {
-			f = maxDev - k
-		}
+	c.pipe.order.buckets(g, maxDev, func(f int) bool {
 		b := &tx.byFree[f]
 		for n := b.next(0); n >= 0; n = b.next(n + 1) {
 			if !visit(n) {
-				return
+				return false
 			}
 		}
-	}
+		return true
+	})
 }
 
 // scanFraction visits nodes that can take m milli of one device: with best
 // fit, partly used devices with the least room first, then nodes by fewest
-// whole free devices; with spread, the emptiest nodes first.
+// whole free devices; with spread, the emptiest nodes first (the candidate
+// order's buckets and partialFirst).
 func (c *Core) scanFraction(ti int, m int32, visit func(int) bool) {
 	tx := c.idx.types[ti]
 	seen := map[int]bool{}
@@ -416,21 +333,20 @@ func (c *Core) scanFraction(ti int, m int32, visit func(int) bool) {
 		return true
 	}
 	whole := func() bool {
-		for k := 1; k <= maxDev; k++ {
-			f := k
-			if c.pipe.spread {
-				f = maxDev + 1 - k
-			}
+		more := true
+		c.pipe.order.buckets(1, maxDev, func(f int) bool {
 			b := &tx.byFree[f]
 			for n := b.next(0); n >= 0; n = b.next(n + 1) {
 				if !once(n) {
+					more = false
 					return false
 				}
 			}
-		}
-		return true
+			return true
+		})
+		return more
 	}
-	if c.pipe.spread {
+	if !c.pipe.order.partialFirst() {
 		if whole() {
 			partial()
 		}
@@ -481,16 +397,11 @@ func (c *Core) descend(t *try, g, ti, d, first, count int) int {
 			if len(nodes) == 0 {
 				break
 			}
-			if !c.pipe.spread {
-				sort.SliceStable(nodes, func(a, b int) bool {
-					return c.idx.whole[nodes[a]] < c.idx.whole[nodes[b]]
-				})
-			} else {
-				sort.SliceStable(nodes, func(a, b int) bool {
-					return c.idx.whole[nodes[a]] > c.idx.whole[nodes[b]]
-				})
-			}
-			ch, ok := c.best(nodes, r)
+			o := c.pipe.order
+			sort.SliceStable(nodes, func(a, b int) bool {
+				return o.rank(int(c.idx.whole[nodes[a]])) > o.rank(int(c.idx.whole[nodes[b]]))
+			})
+			ch, ok := c.best(t, nodes, r)
 			if !ok {
 				break
 			}
@@ -517,7 +428,7 @@ func (c *Core) descend(t *try, g, ti, d, first, count int) int {
 			if k.fit < rem {
 				continue
 			}
-			if pick < 0 || (!c.pipe.spread && k.fit < kids[pick].fit) || (c.pipe.spread && k.fit > kids[pick].fit) {
+			if pick < 0 || c.pipe.order.rank(int(k.fit)) > c.pipe.order.rank(int(kids[pick].fit)) {
 				pick = i
 			}
 		}

@@ -726,7 +726,7 @@ func (c *Core) growGang(j *job, g int) {
 		// A grown replica gets a fresh index: one given back in a shrink
 		// may still be stopping under its old one.
 		next := j.nextRep[g]
-		t := &try{j: j}
+		t := &try{c: c, j: j}
 		if c.placeGang(t, g, ti, dom, next, 1) == 0 {
 			return
 		}
