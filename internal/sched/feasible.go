@@ -251,3 +251,17 @@ func (c *Core) nodeShort(gi int, r *place.Request) string {
 	}
 	return fmt.Sprintf("%s: memory is short; the most on a node with the accelerators and CPU is %dMi", head, bestMem.mem)
 }
+
+func shapeText(r *place.Request) string {
+	acc := "any accelerator"
+	if len(r.Accel) > 0 {
+		acc = fmt.Sprint(r.Accel)
+	}
+	switch {
+	case r.Devices > 0:
+		return fmt.Sprintf("%d x %s, cpu %dm, memory %dMi", r.Devices, acc, r.CPUMilli, r.MemoryMiB)
+	case r.Milli > 0:
+		return fmt.Sprintf("%d milli of one %s, cpu %dm, memory %dMi", r.Milli, acc, r.CPUMilli, r.MemoryMiB)
+	}
+	return fmt.Sprintf("cpu %dm, memory %dMi", r.CPUMilli, r.MemoryMiB)
+}

@@ -4,10 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/gpufleet/gpufleet/internal/place"
-	"github.com/gpufleet/gpufleet/internal/quota"
 )
 
 // victim is a candidate for preemption: a whole job, or only the replicas
@@ -589,156 +587,9 @@ func (c *Core) workLost(j *job) float64 {
 	return float64(since) * float64(milli) / 1000
 }
 
-// excess lists the replicas of an elastic job above its gangs' minimums
-// (highest replica indices first go).
-func (c *Core) excess(j *job) []int {
-	var out []int
-	for g := range j.Gangs {
-		var idx []int
-		for k, r := range j.reps {
-			if r.gang == g && r.leaving == 0 {
-				idx = append(idx, k)
-			}
-		}
-		extra := len(idx) - j.Gangs[g].Min()
-		if extra <= 0 {
-			continue
-		}
-		sort.Slice(idx, func(a, b int) bool { return j.reps[idx[a]].idx > j.reps[idx[b]].idx })
-		out = append(out, idx[:extra]...)
-	}
-	return out
-}
-
-// liftVictim takes a victim's resources out for a what-if probe; replicas
-// already lifted as shrinks of the same job are not lifted twice.
-func (c *Core) liftVictim(v victim, gone map[*job]map[int]bool) *saved {
-	if gone[v.j] == nil {
-		gone[v.j] = map[int]bool{}
-	}
-	if v.shrink == nil && len(gone[v.j]) == 0 {
-		for k := range v.j.reps {
-			gone[v.j][k] = true
-		}
-		return c.lift(v.j)
-	}
-	only := v.shrink
-	if only == nil {
-		for k := range v.j.reps {
-			if !gone[v.j][k] {
-				only = append(only, k)
-			}
-		}
-		if only == nil {
-			only = []int{}
-		}
-	}
-	for _, k := range only {
-		gone[v.j][k] = true
-	}
-	s := &saved{j: v.j, reps: v.j.reps, only: only}
-	c.relift(s)
-	return s
-}
-
-// relift takes a saved victim's resources out again after a reinstate.
-func (c *Core) relift(s *saved) {
-	if s.only == nil {
-		c.lift(s.j)
-		return
-	}
-	for _, k := range s.only {
-		r := s.reps[k]
-		c.idx.take(r.node, &s.j.Gangs[r.gang].Shape, r.choice, -1)
-	}
-	c.addReplicas(s.j, s.reps, s.only, -1)
-}
-
-// setEnd moves a running job's projected end (for backfill) to t.
-func (c *Core) setEnd(j *job, t int64) {
-	if j.endAt > 0 {
-		c.ends.Delete(endKey{end: j.endAt, seq: j.seq, j: j})
-	}
-	j.endAt = t
-	c.ends.ReplaceOrInsert(endKey{end: t, seq: j.seq, j: j})
-}
-
-// grow lets elastic jobs take capacity that nothing waiting needs: only in
-// a cycle where no job failed for want of capacity and no preemption is in
-// flight.
-func (c *Core) grow(blockedPrio int32) {
-	if len(c.elastic) == 0 || blockedPrio != -1<<31 || len(c.preempting) > 0 {
-		return
-	}
-	js := make([]*job, 0, len(c.elastic))
-	for _, j := range c.elastic {
-		js = append(js, j)
-	}
-	sort.Slice(js, func(a, b int) bool { return js[a].seq < js[b].seq })
-	for _, j := range js {
-		if j.state != jRunning || j.queue == 0 {
-			// Over, or running on after its queue was removed: it takes
-			// nothing more.
-			delete(c.elastic, j.ID)
-			continue
-		}
-		full := true
-		for g := range j.Gangs {
-			c.growGang(j, g)
-			if c.count(j, g) < j.Gangs[g].Replicas {
-				full = false
-			}
-		}
-		if full {
-			delete(c.elastic, j.ID)
-		}
-	}
-}
-
-func (c *Core) count(j *job, g int) int {
-	n := 0
-	for _, r := range j.reps {
-		if r.gang == g && r.leaving == 0 {
-			n++
-		}
-	}
-	return n
-}
-
-func (c *Core) growGang(j *job, g int) {
-	gang := &j.Gangs[g]
-	ti := j.gangType[g]
-	for c.count(j, g) < gang.Replicas {
-		var d quota.Demand
-		f := -1
-		if ti >= 0 {
-			f = c.flavor(ti, j.Tier)
-			d = quota.Demand{f: gang.Shape.GPUMilli()}
-			if c.queues.Check(j.queue, d) != nil {
-				return
-			}
-		}
-		dom := 0
-		if j.Topology.Level != "" && j.Topology.Required && len(j.reps) > 0 {
-			lvl, _ := c.fleet.LevelIndex(j.Topology.Level)
-			dom = c.fleet.Ancestor(j.reps[0].node, lvl)
-		}
-		// A grown replica gets a fresh index: one given back in a shrink
-		// may still be stopping under its old one.
-		next := j.nextRep[g]
-		t := &try{c: c, j: j}
-		if c.placeGang(t, g, ti, dom, next, 1) == 0 {
-			return
-		}
-		j.nextRep[g]++
-		r := t.reps[0]
-		r.since = c.now
-		j.reps = append(j.reps, r)
-		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
-		if f >= 0 {
-			c.queues.Add(j.queue, d)
-			j.demand[f] += d[f]
-		}
-		c.emit(c.bindAction(j, r))
-	}
-}
+// A job whose preemption search found no victim set waits preemptBackoff
+// seconds before it searches again, doubling up to maxPreemptBackoff.
+const (
+	preemptBackoff    = 30
+	maxPreemptBackoff = 600
+)
