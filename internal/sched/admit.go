@@ -166,194 +166,285 @@ func (h *queueHeap) Pop() any {
 
 const maxPreemptionsPerCycle = 4
 
+// noneBlocked is the blocked priority of a cycle in which no job failed
+// for want of capacity.
+const noneBlocked = int32(-1 << 31)
+
+// admission is the state of one admission pass: the queue turns, the
+// backfill reservations of the cycle and what the pass has done so far.
+type admission struct {
+	c            *Core
+	turns        queueHeap
+	res          holds
+	binds        int
+	preemptTries int
+	preemptedIn  map[int]bool
+	// blockedPrio is the highest priority of a job that failed for want
+	// of capacity (noneBlocked when none did): elastic growth waits for
+	// such jobs.
+	blockedPrio int32
+}
+
+// verdict is how one job's attempt leaves its queue's turn.
+type verdict uint8
+
+const (
+	// passedOver: the job was not tried (backing off, unschedulable, or
+	// its shape already found no room this cycle); the next is.
+	passedOver verdict = iota
+	// failed: the job was tried and cannot start; the next is tried
+	// unless the queue yields.
+	failed
+	// turnOver: the queue's turn is over (a job started or preempted, or
+	// a strict queue's head is blocked).
+	turnOver
+)
+
+// admit is phase 2 of the cycle. Its steps:
+//
+//  1. reservations: the jobs that held a backfill reservation last cycle
+//     keep theirs first, so a reservation does not wander between blocked
+//     jobs as shares shift;
+//  2. preemptors: jobs whose victims are gone start before any other job
+//     can take the quota or the nodes their victims gave back;
+//  3. turns: queues take turns by weighted dominant share until none has
+//     a job left to try. It returns the blocked priority (see admission).
 func (c *Core) admit() int32 {
-	h := &queueHeap{}
-	push := func(turn *queueTurn, fresh bool) {
-		turn.next = c.nextPending(turn)
-		if turn.next.j == nil {
-			return
-		}
-		turn.borrow = !c.withinNominal(turn.next.j)
-		if fresh {
-			*h = append(*h, turn)
-			return
-		}
-		heap.Push(h, turn)
-	}
-	// Backfill reservations: the jobs that held one last cycle keep theirs
-	// first (so a reservation does not wander between blocked jobs as
-	// shares shift), then the first blocked jobs of this cycle, up to
-	// maxReservations. A reservation outlives its cycle: its nodes stay
-	// kept from work that would outlast it, so it stays sound until its
-	// time comes; it is recomputed then, if its job still cannot start.
-	var res holds
-	blockedPrio := int32(-1 << 31)
-	if !c.cfg.NoBackfill {
-		for _, h := range c.reserved {
-			j := h.job
-			if j.state != jPending || len(res) == maxReservations {
-				continue
-			}
-			if h.at > c.now {
-				res = append(res, h)
-				continue
-			}
-			if o := c.probe(j, res); o.ok() {
-				c.undo(o.t)
-				continue // it can start now; the loop will start it
-			}
-			if h := c.reserve(j, res); h != nil {
-				res = append(res, h)
-				j.earliest = h.at
-			}
-		}
-	}
+	a := &admission{c: c, preemptedIn: map[int]bool{}, blockedPrio: noneBlocked}
+	a.keepReservations()
 	c.cycle++
-	// Preemptors whose victims are gone start first, before any other job
-	// can take the quota or the nodes their victims gave back.
-	binds := 0
-	if len(c.nominee) > 0 {
-		var ready []*job
-		seen := map[*job]bool{}
-		for _, j := range c.nominee {
-			if !seen[j] && j.awaiting <= c.now {
-				seen[j] = true
-				ready = append(ready, j)
-			}
+	a.startPreemptors()
+	a.takeTurns()
+	c.reserved = append(c.reserved[:0], a.res...)
+	return a.blockedPrio
+}
+
+// keepReservations carries last cycle's reservations over, up to
+// maxReservations. A reservation outlives its cycle: its nodes stay kept
+// from work that would outlast it, so it stays sound until its time comes;
+// it is recomputed then, if its job still cannot start.
+func (a *admission) keepReservations() {
+	c := a.c
+	if c.cfg.NoBackfill {
+		return
+	}
+	for _, h := range c.reserved {
+		j := h.job
+		if j.state != jPending || len(a.res) == maxReservations {
+			continue
 		}
-		sort.Slice(ready, func(a, b int) bool { return ready[a].seq < ready[b].seq })
-		for _, j := range ready {
-			if o := c.probe(j, res); o.ok() {
-				c.commit(j, o)
-				binds++
-			}
+		if h.at > c.now {
+			a.res = append(a.res, h)
+			continue
+		}
+		if o := c.probe(j, a.res); o.ok() {
+			c.undo(o.t, 0)
+			continue // it can start now; the turns will start it
+		}
+		if h := c.reserve(j, a.res); h != nil {
+			a.res = append(a.res, h)
+			j.earliest = h.at
 		}
 	}
+}
+
+// startPreemptors starts the jobs whose victims have left, in submission
+// order.
+func (a *admission) startPreemptors() {
+	c := a.c
+	if len(c.nominee) == 0 {
+		return
+	}
+	var ready []*job
+	seen := map[*job]bool{}
+	for _, j := range c.nominee {
+		if !seen[j] && j.awaiting <= c.now {
+			seen[j] = true
+			ready = append(ready, j)
+		}
+	}
+	sort.Slice(ready, func(x, y int) bool { return ready[x].seq < ready[y].seq })
+	for _, j := range ready {
+		if o := c.probe(j, a.res); o.ok() {
+			c.commit(j, o)
+			a.binds++
+		}
+	}
+}
+
+// push puts a queue (back) in line with its next job, if it has one.
+func (a *admission) push(turn *queueTurn, fresh bool) {
+	turn.next = a.c.nextPending(turn)
+	if turn.next.j == nil {
+		return
+	}
+	turn.borrow = !a.c.withinNominal(turn.next.j)
+	if fresh {
+		a.turns = append(a.turns, turn)
+		return
+	}
+	heap.Push(&a.turns, turn)
+}
+
+// takeTurns runs the queues' turns. A queue keeps its turn while its jobs
+// fail: failing changes no share, so it would be first again anyway. It
+// yields after an admission, or when its next job would borrow while
+// another queue still has a job within its nominal share.
+func (a *admission) takeTurns() {
+	c := a.c
 	for q, p := range c.pending {
 		if p.Len() > 0 {
-			push(&queueTurn{q: q, share: c.queues.Share(q)}, true)
+			a.push(&queueTurn{q: q, share: c.queues.Share(q)}, true)
 		}
 	}
-	heap.Init(h)
-	preemptTries := 0
-	preemptedIn := map[int]bool{}
-	for h.Len() > 0 {
-		if c.cfg.MaxBindsPerCycle > 0 && binds >= c.cfg.MaxBindsPerCycle {
-			break
+	heap.Init(&a.turns)
+	for a.turns.Len() > 0 {
+		if c.cfg.MaxBindsPerCycle > 0 && a.binds >= c.cfg.MaxBindsPerCycle {
+			return
 		}
-		turn := heap.Pop(h).(*queueTurn)
-		// The queue keeps its turn while its jobs fail: failing changes no
-		// share, so it would be first again anyway. It yields after an
-		// admission, or when its next job would borrow while another queue
-		// still has a job within its nominal share.
+		turn := heap.Pop(&a.turns).(*queueTurn)
 		for p := turn.next; p.j != nil; p = turn.next {
 			turn.cursor = p
-			if p.after > c.now && c.reclaimable(p.j) {
-				// Backing off after a preemption: a job that would hold
-				// capacity another queue is owed is not put back only to
-				// be reclaimed at once. One that would not need not wait.
-				turn.next = c.nextPending(turn)
-				continue
-			}
-			if p.j.never != nil {
-				// Unschedulable until the fleet grows.
-				turn.next = c.nextPending(turn)
-				continue
-			}
-			pat := res.pattern(p.j, p.est, c.now)
-			slot := &c.memo[p.key]
-			if slot.fails(c.cycle, pat) && (len(c.nominee) == 0 || p.j.noms == nil) {
-				if c.queues.Strict(turn.q) {
-					c.strictReasons(turn.q, p.j)
-					break
-				}
-				turn.next = c.nextPending(turn)
-				continue
-			}
-			j := p.j
-			j.seen = c.cycle
-			j.blocked = false
-			o := c.plan(j, res)
-			if o.ok() {
-				c.commit(j, o)
-				binds++
-				turn.share = c.queues.Share(turn.q)
-				push(turn, false)
-				break
-			}
-			j.status, j.earliest = o.status, -1
-			if j.preemptAt > c.now && j.noms == nil {
-				j.status.PreemptAt = j.preemptAt
-			}
-			if j.noms != nil && j.awaiting > c.now {
-				j.status, j.earliest = Status{Code: AwaitingVictims, At: j.awaiting, Count: j.victims}, j.awaiting
-			}
-			if j.noms != nil && j.awaiting <= c.now {
-				// Its victims are gone and it still cannot start: the
-				// nodes kept for it go back to everyone.
-				c.unnominate(j)
-			}
-			if o.status.capacity() {
-				slot.record(c.cycle, pat, o.status)
-				if j.Priority > blockedPrio {
-					blockedPrio = j.Priority
-				}
-			}
-			// Preemption: at most one attempt per queue per cycle.
-			if !c.cfg.NoPreemption && preemptTries < maxPreemptionsPerCycle && !preemptedIn[turn.q] && j.awaiting <= c.now {
-				preemptTries++
-				var done bool
-				done = c.preempt(j, res)
-				switch {
-				case !done && j.preemptAt > c.now:
-					// It may preempt once it has waited long enough:
-					// search then.
-					j.status.PreemptAt = j.preemptAt
-					j.awaiting = j.preemptAt
-					c.wakeAt(j.awaiting, j)
-				case !done:
-					// Nothing preemptible would let it start: back off, so
-					// a job that cannot win does not search every cycle.
-					j.backoff = min(max(2*j.backoff, preemptBackoff), maxPreemptBackoff)
-					j.awaiting = c.now + j.backoff
-					c.wakeAt(j.awaiting, j)
-				}
-				if done {
-					preemptedIn[turn.q] = true
-					if j.state == jRunning {
-						binds++
-						turn.share = c.queues.Share(turn.q)
-						slot.cycle = 0
-					}
-					push(turn, false)
-					break
-				}
-			}
-			j.blocked = o.status.capacity() || o.status.Code == OverQuota && o.status.Quota.AtRoot
-			for _, h := range res {
-				if h.job == j {
-					j.earliest = h.at
-				}
-			}
-			if j.blocked && len(res) < maxReservations && !res.has(j) && !c.cfg.NoBackfill {
-				if h := c.reserve(j, res); h != nil {
-					res = append(res, h)
-					j.earliest = h.at
-				}
-			}
-			if c.queues.Strict(turn.q) {
-				c.strictReasons(turn.q, j)
+			v := a.attempt(turn, p)
+			if v == turnOver {
 				break
 			}
 			turn.next = c.nextPending(turn)
-			if turn.next.j != nil && !turn.borrow && h.Len() > 0 && !(*h)[0].borrow && !c.withinNominal(turn.next.j) {
-				push(turn, false)
+			if v == failed && a.yields(turn) {
+				a.push(turn, false)
 				break
 			}
 		}
 	}
-	c.reserved = append(c.reserved[:0], res...)
-	return blockedPrio
+}
+
+// yields reports whether a queue whose job just failed gives its turn up:
+// its next job would borrow while the queue first in line has a job
+// within its nominal share.
+func (a *admission) yields(turn *queueTurn) bool {
+	return turn.next.j != nil && !turn.borrow && a.turns.Len() > 0 && !a.turns[0].borrow && !a.c.withinNominal(turn.next.j)
+}
+
+// attempt tries one pending job of a queue's turn.
+func (a *admission) attempt(turn *queueTurn, p pend) verdict {
+	c := a.c
+	j := p.j
+	if p.after > c.now && c.reclaimable(j) {
+		// Backing off after a preemption: a job that would hold capacity
+		// another queue is owed is not put back only to be reclaimed at
+		// once. One that would not need not wait.
+		return passedOver
+	}
+	if j.never != nil {
+		return passedOver // unschedulable until the fleet grows
+	}
+	pat := a.res.pattern(j, p.est, c.now)
+	slot := &c.memo[p.key]
+	if slot.fails(c.cycle, pat) && (len(c.nominee) == 0 || j.noms == nil) {
+		// A job of this shape, kept out by no more reservations, found no
+		// room in this cycle.
+		if c.queues.Strict(turn.q) {
+			c.strictReasons(turn.q, j)
+			return turnOver
+		}
+		return passedOver
+	}
+	j.seen = c.cycle
+	j.blocked = false
+	o := c.plan(j, a.res)
+	if o.ok() {
+		c.commit(j, o)
+		a.binds++
+		turn.share = c.queues.Share(turn.q)
+		a.push(turn, false)
+		return turnOver
+	}
+	a.failed(j, o, slot, pat)
+	if a.mayPreempt(turn, j) && a.preempt(turn, j, slot) {
+		return turnOver
+	}
+	a.backfill(j, o)
+	if c.queues.Strict(turn.q) {
+		c.strictReasons(turn.q, j)
+		return turnOver
+	}
+	return failed
+}
+
+// failed records why j could not start: its status, the memo of its
+// shape, the cycle's blocked priority; and gives back the nodes kept for
+// it when its victims are gone and it still cannot start.
+func (a *admission) failed(j *job, o outcome, slot *memoSlot, pat uint8) {
+	c := a.c
+	j.status, j.earliest = o.status, -1
+	if j.preemptAt > c.now && j.noms == nil {
+		j.status.PreemptAt = j.preemptAt
+	}
+	if j.noms != nil && j.awaiting > c.now {
+		j.status, j.earliest = Status{Code: AwaitingVictims, At: j.awaiting, Count: j.victims}, j.awaiting
+	}
+	if j.noms != nil && j.awaiting <= c.now {
+		c.unnominate(j)
+	}
+	if o.status.capacity() {
+		slot.record(c.cycle, pat, o.status)
+		a.blockedPrio = max(a.blockedPrio, j.Priority)
+	}
+}
+
+// mayPreempt reports whether j may search for victims now: at most one
+// search per queue and maxPreemptionsPerCycle in all per cycle, and none
+// while its own victims are still leaving.
+func (a *admission) mayPreempt(turn *queueTurn, j *job) bool {
+	return !a.c.cfg.NoPreemption && a.preemptTries < maxPreemptionsPerCycle && !a.preemptedIn[turn.q] && j.awaiting <= a.c.now
+}
+
+// preempt runs j's preemption search and reports whether it acted (the
+// queue's turn is then over). A search that could not act backs j off: it
+// waits out Config.PreemptAfterSec, or, when nothing preemptible would let
+// it start, searches again only after an exponential back-off.
+func (a *admission) preempt(turn *queueTurn, j *job, slot *memoSlot) bool {
+	c := a.c
+	a.preemptTries++
+	if c.preempt(j, a.res) {
+		a.preemptedIn[turn.q] = true
+		if j.state == jRunning {
+			a.binds++
+			turn.share = c.queues.Share(turn.q)
+			slot.cycle = 0
+		}
+		a.push(turn, false)
+		return true
+	}
+	if j.preemptAt > c.now {
+		// It may preempt once it has waited long enough: search then.
+		j.status.PreemptAt = j.preemptAt
+		j.awaiting = j.preemptAt
+	} else {
+		j.backoff = min(max(2*j.backoff, preemptBackoff), maxPreemptBackoff)
+		j.awaiting = c.now + j.backoff
+	}
+	c.wakeAt(j.awaiting, j)
+	return false
+}
+
+// backfill gives a job blocked by capacity (or by the fleet's whole quota
+// pool) its earliest start and, while fewer than maxReservations are held,
+// a reservation that later jobs may not delay.
+func (a *admission) backfill(j *job, o outcome) {
+	c := a.c
+	j.blocked = o.status.capacity() || o.status.Code == OverQuota && o.status.Quota.AtRoot
+	for _, h := range a.res {
+		if h.job == j {
+			j.earliest = h.at
+		}
+	}
+	if j.blocked && len(a.res) < maxReservations && !a.res.has(j) && !c.cfg.NoBackfill {
+		if h := c.reserve(j, a.res); h != nil {
+			a.res = append(a.res, h)
+			j.earliest = h.at
+		}
+	}
 }
 
 // A pattern has a bit per reservation; failed has a bit per pattern.

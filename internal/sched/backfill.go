@@ -130,35 +130,15 @@ func (c *Core) reserve(j *job, others holds) *hold {
 		liftTo(n)
 		o := c.probe(j, others)
 		if o.ok() {
-			c.undo(o.t)
+			c.undo(o.t, 0)
 			return true
 		}
 		return false
 	}
-	lo, hi := 0, 0 // fits(lo) is false; fits(hi) is true once found
-	for step := 1; ; step *= 2 {
-		more(min(step, maxEnds))
-		n := min(step, len(order), maxEnds)
-		if n == 0 {
-			return nil
-		}
-		if fits(n) {
-			hi = n
-			break
-		}
-		lo = n
-		if n < step || n == maxEnds {
-			liftTo(0)
-			return nil
-		}
-	}
-	for hi-lo > 1 {
-		mid := (lo + hi) / 2
-		if fits(mid) {
-			hi = mid
-		} else {
-			lo = mid
-		}
+	hi := shortestPrefix(maxEnds, func(n int) int { more(n); return len(order) }, fits)
+	if hi == 0 {
+		liftTo(0)
+		return nil
 	}
 	liftTo(hi)
 	o := c.probe(j, others)
@@ -168,7 +148,7 @@ func (c *Core) reserve(j *job, others holds) *hold {
 		for _, r := range o.t.reps {
 			res.nodes.set(r.node)
 		}
-		c.undo(o.t)
+		c.undo(o.t, 0)
 	}
 	liftTo(0)
 	return res
@@ -206,7 +186,7 @@ func (c *Core) earliestStart(j *job) int64 {
 	defer func() { _ = c.pcg.UnmarshalBinary(state) }()
 	o := c.probe(j, nil)
 	if o.ok() {
-		c.undo(o.t)
+		c.undo(o.t, 0)
 		return c.now
 	}
 	if r := c.reserve(j, nil); r != nil {

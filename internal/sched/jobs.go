@@ -369,6 +369,7 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 		q := t.Queue(j.Queue)
 		if q < 0 || !t.IsLeaf(q) {
 			if j.state == jPending {
+				c.unnominate(j)
 				oldPending[j.queue].Delete(pendOf(j))
 				c.emit(Reject{Job: j.ID, Reason: fmt.Sprintf("queue %q was removed", j.Queue)})
 				j.state = jDone
@@ -403,10 +404,9 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 func (c *Core) demandFor(j *job, types []int) quota.Demand {
 	d := quota.Demand{}
 	counts := make([]int, len(j.Gangs))
+	// Replicas given back in a shrink hold their quota until they leave.
 	for _, r := range j.reps {
-		if r.leaving == 0 {
-			counts[r.gang]++
-		}
+		counts[r.gang]++
 	}
 	if len(j.reps) == 0 {
 		for g := range j.Gangs {

@@ -72,13 +72,7 @@ func (c *Core) alloc(t *try, g, ridx int, ch place.Choice) {
 	t.reps = append(t.reps, replica{gang: g, idx: ridx, node: ch.Node, choice: ch})
 }
 
-func (c *Core) undo(t *try) {
-	for i := len(t.reps) - 1; i >= 0; i-- {
-		r := t.reps[i]
-		c.idx.take(r.node, &t.j.Gangs[r.gang].Shape, r.choice, -1)
-	}
-	t.reps = t.reps[:0]
-}
+
 
 // usable reports whether node n can take request r of job j now: the
 // filters of the chain. The built-in ones are applied inline, fused (the
@@ -596,11 +590,11 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 				done = true
 				break
 			}
-			c.undoTo(t, mark)
+			c.undo(t, mark)
 			out.fail(Status{Code: NoCapacity})
 		}
 		if !done {
-			c.undo(t)
+			c.undo(t, 0)
 			return false
 		}
 	}
@@ -703,7 +697,9 @@ func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outco
 	return ti, c.flavor(ti, j.Tier), true
 }
 
-func (c *Core) undoTo(t *try, mark int) {
+// undo takes back what attempt t allocated after its first mark replicas
+// (all of it with mark 0).
+func (c *Core) undo(t *try, mark int) {
 	for i := len(t.reps) - 1; i >= mark; i-- {
 		r := t.reps[i]
 		c.idx.take(r.node, &t.j.Gangs[r.gang].Shape, r.choice, -1)

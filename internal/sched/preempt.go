@@ -59,33 +59,15 @@ func (c *Core) preempt(j *job, res holds) bool {
 	fits := func(n int) bool {
 		liftTo(n)
 		if p := c.probe(j, res); p.ok() {
-			c.undo(p.t)
+			c.undo(p.t, 0)
 			return true
 		}
 		return false
 	}
-	lo, hi := 0, -1
-	for step := 1; ; step *= 2 {
-		n := min(step, len(cands))
-		if fits(n) {
-			hi = n
-			break
-		}
-		lo = n
-		if n == len(cands) {
-			break
-		}
-	}
-	if hi < 0 {
+	hi := shortestPrefix(len(cands), func(int) int { return len(cands) }, fits)
+	if hi == 0 {
 		liftTo(0)
 		return false
-	}
-	for hi-lo > 1 {
-		if mid := (lo + hi) / 2; fits(mid) {
-			hi = mid
-		} else {
-			lo = mid
-		}
 	}
 	liftTo(hi)
 	// Minimize: put back every victim j can do without, newest choice
@@ -97,7 +79,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 	for i := len(lifted) - 2; i >= 0 && i >= len(lifted)-2-maxMinimize; i-- {
 		c.reinstate(lifted[i])
 		if p := c.probe(j, res); p.ok() {
-			c.undo(p.t)
+			c.undo(p.t, 0)
 			need[i] = false
 			continue
 		}

@@ -267,7 +267,7 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 		case Reject:
 			// A job of a removed queue is rejected when it would have
 			// been requeued; its holdings ended in the same call.
-			d.ended(a.Job)
+			defer d.ended(a.Job) // after its usage is checked
 		case Preempt:
 			if len(a.Replicas) == 0 {
 				d.stopping[a.Job] = a.Deadline

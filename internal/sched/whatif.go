@@ -111,3 +111,36 @@ func (c *Core) relift(s *saved) {
 	}
 	c.addReplicas(s.j, s.reps, s.only, -1)
 }
+
+// shortestPrefix finds the shortest prefix of a list of what-if changes
+// (running jobs lifted in order) after which fits holds: it tries prefixes
+// of 1, 2, 4, ... items, then bisects between the longest that failed and
+// the first that fitted, so a search costs O(log n) calls of fits, which
+// must be monotone in the prefix's length. size(n) makes up to n items
+// available and returns how many there are (fewer than n: the list ends
+// there). It returns 0 when no prefix of at most limit items fits.
+func shortestPrefix(limit int, size func(n int) int, fits func(n int) bool) int {
+	lo, hi := 0, 0 // fits(lo) is false; fits(hi) is true once found
+	for step := 1; ; step *= 2 {
+		n := min(step, size(min(step, limit)), limit)
+		if n == 0 {
+			return 0
+		}
+		if fits(n) {
+			hi = n
+			break
+		}
+		lo = n
+		if n < step || n == limit {
+			return 0
+		}
+	}
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; fits(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
+}
