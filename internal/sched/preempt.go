@@ -22,6 +22,17 @@ type victim struct {
 // no more than its nominal share (reclaim), and lower-priority work of j's
 // own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
 // their minimum before any whole job is taken. It reports whether it acted.
+// The phases:
+//
+//  1. wait: a job preempts only once it has waited Config.PreemptAfterSec
+//     for room to turn up on its own;
+//  2. candidates: the eligible victims in the order they are taken
+//     (victims), the ones in the cheapest place first (focus);
+//  3. search: the shortest prefix of them whose removal lets j fit, then
+//     every victim it can do without put back (victimSet);
+//  4. notice: each victim is told to stop by its notice deadline (notify);
+//  5. j starts at once when every notice was zero, or waits for its victims
+//     with their nodes kept for it.
 func (c *Core) preempt(j *job, res holds) bool {
 	j.preemptAt = 0
 	if at := j.pendingSince + c.preemptWait(); at > c.now {
@@ -34,9 +45,45 @@ func (c *Core) preempt(j *job, res holds) bool {
 	if len(cands) == 0 || !hope {
 		return false
 	}
-	// What if these were gone? Lift candidates in order: j is tried after
-	// 1, 2, 4, ... of them, then the shortest prefix that lets it fit is
-	// found by bisection, so a search costs O(log n) placement probes.
+	chosen := c.victimSet(j, cands, res)
+	if chosen == nil {
+		return false
+	}
+	// The victims' nodes, read before their replicas are released: kept
+	// for j while it waits.
+	var nodes []int
+	for _, v := range chosen {
+		if v.shrink != nil {
+			for _, k := range v.shrink {
+				nodes = append(nodes, v.j.reps[k].node)
+			}
+			continue
+		}
+		for _, r := range v.j.reps {
+			nodes = append(nodes, r.node)
+		}
+	}
+	n, last, immediate := c.notify(j, scope, chosen)
+	if immediate {
+		if p := c.probe(j, res); p.ok() {
+			c.commit(j, p)
+		}
+		return true
+	}
+	c.nominate(j, nodes)
+	j.awaiting = last
+	j.victims = n
+	j.status = Status{Code: AwaitingVictims, Count: n, At: last}
+	j.earliest = last
+	return true
+}
+
+// victimSet asks "what if these were gone?": it lifts candidates in order
+// and finds the shortest prefix that lets j fit (shortestPrefix), then puts
+// back every victim j can do without, newest choice first (bounded, for
+// very long prefixes). It leaves the core as it found it and returns the
+// victims needed, in candidate order; nil when no prefix lets j start.
+func (c *Core) victimSet(j *job, cands []victim, res holds) []victim {
 	var lifted []*saved
 	taken := map[*job]map[int]bool{}
 	liftTo := func(n int) {
@@ -67,11 +114,9 @@ func (c *Core) preempt(j *job, res holds) bool {
 	hi := shortestPrefix(len(cands), func(int) int { return len(cands) }, fits)
 	if hi == 0 {
 		liftTo(0)
-		return false
+		return nil
 	}
 	liftTo(hi)
-	// Minimize: put back every victim j can do without, newest choice
-	// first (bounded, for very long prefixes).
 	need := make([]bool, len(lifted))
 	for i := range need {
 		need[i] = true
@@ -90,35 +135,31 @@ func (c *Core) preempt(j *job, res holds) bool {
 			c.reinstate(lifted[i])
 		}
 	}
-	// The victims' nodes, read before their replicas are released: kept
-	// for j while it waits.
-	var nodes []int
+	var out []victim
 	for i, v := range cands[:len(lifted)] {
-		if !need[i] {
-			continue
-		}
-		if v.shrink != nil {
-			for _, k := range v.shrink {
-				nodes = append(nodes, v.j.reps[k].node)
-			}
-			continue
-		}
-		for _, r := range v.j.reps {
-			nodes = append(nodes, r.node)
+		if need[i] {
+			out = append(out, v)
 		}
 	}
-	wholeNeeded := map[*job]bool{}
-	for i, v := range cands[:len(lifted)] {
-		if need[i] && v.shrink == nil {
-			wholeNeeded[v.j] = true
+	return out
+}
+
+// notify preempts the chosen victims for j: each gets a Preempt with its
+// notice deadline (a shrink takes only the surplus replicas of an elastic
+// job, unless the whole job is taken too). A victim whose notice is zero
+// is released at once. It returns how many victims were told, the last
+// deadline, and whether all of them are gone already.
+func (c *Core) notify(j *job, scope int, chosen []victim) (n int, last int64, immediate bool) {
+	whole := map[*job]bool{}
+	for _, v := range chosen {
+		if v.shrink == nil {
+			whole[v.j] = true
 		}
 	}
-	immediate := true
-	var last int64
+	immediate = true
 	var shrunkNow []*job
-	n := 0
-	for i, v := range cands[:len(lifted)] {
-		if !need[i] || (v.shrink != nil && wholeNeeded[v.j]) {
+	for _, v := range chosen {
+		if v.shrink != nil && whole[v.j] {
 			continue
 		}
 		n++
@@ -134,23 +175,7 @@ func (c *Core) preempt(j *job, res holds) bool {
 			}
 		}
 		if v.shrink != nil {
-			var pairs [][2]int
-			for _, k := range v.shrink {
-				v.j.reps[k].leaving = max(deadline, 1)
-				pairs = append(pairs, [2]int{v.j.reps[k].gang, v.j.reps[k].idx})
-			}
-			if k := len(c.out.Actions) - 1; k >= 0 {
-				if p, ok := c.out.Actions[k].(Preempt); ok && p.Job == v.j.ID && len(p.Replicas) > 0 && p.Deadline == deadline {
-					p.Replicas = append(p.Replicas, pairs...)
-					c.out.Actions[k] = p
-					pairs = nil
-				}
-			}
-			if pairs != nil {
-				c.emit(Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
-			}
-			c.preempting[v.j.ID] = v.j
-			if deadline <= c.now {
+			if c.shrink(v, deadline, reason) {
 				// Released after the loop: dropping replicas now would
 				// shift the indices the job's other shrinks refer to.
 				shrunkNow = append(shrunkNow, v.j)
@@ -179,19 +204,30 @@ func (c *Core) preempt(j *job, res holds) bool {
 			delete(c.preempting, v.ID)
 		}
 	}
-	if immediate {
-		if p := c.probe(j, res); p.ok() {
-			c.commit(j, p)
-			return true
-		}
-		return true
+	return n, last, immediate
+}
+
+// shrink tells an elastic victim to give back the replicas of v by the
+// deadline, merging with the Preempt just emitted for the same job and
+// deadline. It reports whether the deadline has already come.
+func (c *Core) shrink(v victim, deadline int64, reason string) bool {
+	var pairs [][2]int
+	for _, k := range v.shrink {
+		v.j.reps[k].leaving = max(deadline, 1)
+		pairs = append(pairs, [2]int{v.j.reps[k].gang, v.j.reps[k].idx})
 	}
-	c.nominate(j, nodes)
-	j.awaiting = last
-	j.victims = n
-	j.status = Status{Code: AwaitingVictims, Count: n, At: last}
-	j.earliest = last
-	return true
+	if k := len(c.out.Actions) - 1; k >= 0 {
+		if p, ok := c.out.Actions[k].(Preempt); ok && p.Job == v.j.ID && len(p.Replicas) > 0 && p.Deadline == deadline {
+			p.Replicas = append(p.Replicas, pairs...)
+			c.out.Actions[k] = p
+			pairs = nil
+		}
+	}
+	if pairs != nil {
+		c.emit(Preempt{Job: v.j.ID, Deadline: deadline, Reason: reason, Replicas: pairs})
+	}
+	c.preempting[v.j.ID] = v.j
+	return deadline <= c.now
 }
 
 // preemptWait is Config.PreemptAfterSec with its default.
@@ -279,83 +315,91 @@ const (
 // then whole jobs by priority (lowest first), work lost since the last
 // checkpoint (least first), newest first.
 func (c *Core) victims(j *job, scope int) []victim {
-	reclaim := scope >= 0
-	flavorList := c.flavorsOf(j)
+	out := rankVictims(c, c.eligible(j, scope))
+	if len(out) > maxVictims {
+		out = out[:maxVictims]
+	}
+	return out
+}
+
+// eligible lists the running jobs j may preempt, filtered as the pools are
+// read (a pool can hold thousands of jobs, few of them eligible), in the
+// pools' order: rankVictims' orders are total, so it does not matter.
+// Work admitted in this very cycle is never a victim in it (that would only
+// thrash), nor work on nodes of a type j does not accept (it makes no room
+// for j).
+func (c *Core) eligible(j *job, scope int) []*job {
+	flavors := c.flavorsOf(j)
 	relevant := c.relevantTypes(j)
-	// The candidates, filtered as the pools are read (a pool can hold
-	// thousands of jobs, few of them eligible); the orders below are total,
-	// so the pools' own order does not matter.
 	var run []*job
 	for q, pool := range c.pools {
-		if len(pool.list) == 0 || (q != j.queue && !reclaim) {
+		if len(pool.list) == 0 || (q != j.queue && scope < 0) {
 			continue
 		}
-		// Reclaim: work outside the scope j is owed quota in, whose subtree
-		// borrows from the pool the scope shares with it: the victim's
-		// ancestor just below the two queues' common ancestor holds more
-		// than its nominal. Borrowing deeper inside the victim's own
-		// subtree takes nothing from the scope and does not count. The
-		// flavors so borrowed are the same for every job of the queue.
 		var borrowed []int
 		if q != j.queue {
-			if c.sharesAncestor(scope, q) {
-				continue
-			}
-			a := c.belowCommon(q, scope)
-			if a <= 0 {
-				continue
-			}
-			for _, f := range flavorList {
-				if c.queues.Borrowing(a, f) > 0 {
-					borrowed = append(borrowed, f)
-				}
-			}
-			if borrowed == nil {
+			if borrowed = c.reclaimFrom(q, scope, flavors); borrowed == nil {
 				continue // nothing in this queue may be reclaimed for j
 			}
 		}
 		for _, v := range pool.list {
-			// Work admitted in this very cycle is not preempted in it: that
-			// would only thrash.
 			if v == j || v.state != jRunning || !v.Preemptible || v.started == c.now {
 				continue
 			}
-			if q == j.queue {
+			if q == j.queue && v.Priority >= j.Priority {
 				// Its own queue: lower priority only (the scope always
 				// holds j's own queue, so there is no reclaim from it).
-				if v.Priority >= j.Priority {
-					continue
-				}
-			} else {
-				ok := false
-				for _, f := range borrowed {
-					if v.demand[f] > 0 {
-						ok = true
-						break
-					}
-				}
-				if !ok {
-					continue
-				}
+				continue
 			}
-			// Only work on nodes of a type j accepts can make room for it.
+			if q != j.queue && !slices.ContainsFunc(borrowed, func(f int) bool { return v.demand[f] > 0 }) {
+				continue
+			}
 			if relevant != nil && !c.touches(v, relevant) {
 				continue
 			}
 			run = append(run, v)
 		}
 	}
+	return run
+}
+
+// reclaimFrom lists the flavors (of those j accepts) that the work of
+// queue q may be preempted for, to give scope back what it is owed: q lies
+// outside scope and its subtree borrows the flavor from the pool it shares
+// with scope (q's ancestor just below the two queues' common ancestor holds
+// more than its nominal). Borrowing deeper inside q's own subtree takes
+// nothing from scope and does not count. The flavors are the same for
+// every job of the queue. Nil when nothing of q may be reclaimed.
+func (c *Core) reclaimFrom(q, scope int, flavors []int) []int {
+	if c.sharesAncestor(scope, q) {
+		return nil
+	}
+	a := c.belowCommon(q, scope)
+	if a <= 0 {
+		return nil
+	}
+	var borrowed []int
+	for _, f := range flavors {
+		if c.queues.Borrowing(a, f) > 0 {
+			borrowed = append(borrowed, f)
+		}
+	}
+	return borrowed
+}
+
+// rankVictims orders the candidates: one shrink candidate per surplus
+// replica of an elastic job (highest index first, so the minimization keeps
+// every replica it can), then every job whole. Both orders are total (job
+// sequence numbers are unique).
+func rankVictims(c *Core, run []*job) []victim {
 	var shrinks, whole []victim
 	for _, v := range run {
 		lost := c.workLost(v)
-		// One shrink candidate per surplus replica, highest index first, so
-		// the minimization keeps every replica it can.
 		for _, k := range c.excess(v) {
 			shrinks = append(shrinks, victim{j: v, shrink: []int{k}, lost: lost})
 		}
 		whole = append(whole, victim{j: v, lost: lost})
 	}
-	// Both orders are total (job sequence numbers are unique).
 	slices.SortFunc(shrinks, func(x, y victim) int {
 		if x.j.Priority != y.j.Priority {
 			return cmp.Compare(x.j.Priority, y.j.Priority)
@@ -374,11 +418,7 @@ func (c *Core) victims(j *job, scope int) []victim {
 		}
 		return cmp.Compare(y.j.seq, x.j.seq)
 	})
-	out := append(shrinks, whole...)
-	if len(out) > maxVictims {
-		out = out[:maxVictims]
-	}
-	return out
+	return append(shrinks, whole...)
 }
 
 // focus reorders the candidates so that those inside the one place where
@@ -395,127 +435,22 @@ func (c *Core) focus(j *job, cands []victim, res holds) ([]victim, bool) {
 	if opts[0] < 0 || g.Shape.Devices == 0 || len(cands) == 0 || len(j.Gangs) > 1 {
 		return cands, true
 	}
-	replicas := g.Min()
-	lvl := -1
+	f := focusOn{c: c, j: j, cands: cands, res: res, replicas: g.Min(), size: g.Shape.Devices}
 	switch {
 	case j.Topology.Required && j.Topology.Level != "":
-		lvl, _ = c.fleet.LevelIndex(j.Topology.Level)
-	case replicas == 1:
-		lvl = len(c.fleet.Levels) // the node itself
+		f.lvl, _ = c.fleet.LevelIndex(j.Topology.Level)
+	case f.replicas == 1:
+		f.lvl = len(c.fleet.Levels) // the node itself
 	default:
 		return cands, true
 	}
-	where := func(n int) int {
-		if lvl == len(c.fleet.Levels) {
-			return n
-		}
-		return c.fleet.Ancestor(n, lvl)
-	}
-	size := g.Shape.Devices
-	// For each of j's types and each place with candidates: the victims the
-	// place would need, taken in the candidates' order (cheapest first)
-	// until its nodes of the type can take the gang: what they can take
-	// now (the domain's fit, from the index) plus what each node gains as
-	// candidates on it go. A node kept for another preemptor, or held by a
-	// reservation j may not use, gains nothing. The place chosen needs
-	// victims of the lowest priority, then the least work lost, then the
-	// fewest; ties go to the job's earlier type, then to the place of the
-	// first candidate.
-	type cost struct {
-		prio  int32
-		lost  float64
-		n     int
-		found bool
-	}
-	better := func(a, b cost) bool {
-		if a.found != b.found {
-			return a.found
-		}
-		if a.prio != b.prio {
-			return a.prio < b.prio
-		}
-		if a.lost != b.lost {
-			return a.lost < b.lost
-		}
-		return a.n < b.n
-	}
-	best, bestCost := -1, cost{}
-	for _, ti := range opts {
-		var order []int            // places in the order of their first candidate
-		byPlace := map[int][]int{} // place -> indices into cands
-		for k, v := range cands {
-			for _, r := range v.j.reps {
-				if c.idx.nodeType[r.node] != ti || r.choice.Milli != place.Whole {
-					continue
-				}
-				p := where(r.node)
-				if _, ok := byPlace[p]; !ok {
-					order = append(order, p)
-				}
-				if l := byPlace[p]; len(l) == 0 || l[len(l)-1] != k {
-					byPlace[p] = append(l, k)
-				}
-			}
-		}
-		for _, p := range order {
-			room := 0
-			if lvl == len(c.fleet.Levels) {
-				room = max(int(c.idx.whole[p]), 0) / size
-			} else {
-				room = int(c.idx.types[ti].fit(p, size))
-			}
-			freed := map[int]int{} // node -> devices freed so far
-			type repOf struct {
-				j *job
-				r int
-			}
-			gone := map[repOf]bool{} // replicas counted (shrinks, then the whole job)
-			cs := cost{prio: -1 << 31}
-			for _, k := range byPlace[p] {
-				if room >= replicas {
-					break
-				}
-				v := cands[k]
-				gain := 0
-				for ri, r := range v.j.reps {
-					n := r.node
-					if c.idx.nodeType[n] != ti || r.choice.Milli != place.Whole || c.idx.whole[n] < 0 || where(n) != p {
-						continue
-					}
-					if v.shrink != nil && !slices.Contains(v.shrink, ri) || gone[repOf{v.j, ri}] {
-						continue
-					}
-					gone[repOf{v.j, ri}] = true
-					if c.nominated.has(n) && c.nominee[n] != j || res.blocks(j, c.now, n) {
-						continue
-					}
-					free := int(c.idx.whole[n]) + freed[n]
-					gain += (free+len(r.choice.Devices))/size - free/size
-					freed[n] += len(r.choice.Devices)
-				}
-				if gain == 0 {
-					continue
-				}
-				room += gain
-				cs.prio = max(cs.prio, v.j.Priority)
-				cs.lost += v.lost
-				cs.n++
-			}
-			if room < replicas {
-				continue
-			}
-			cs.found = true
-			if better(cs, bestCost) {
-				best, bestCost = p, cs
-			}
-		}
-	}
+	best := f.cheapest(opts)
 	if best < 0 {
 		return cands, false
 	}
 	inside := func(v victim) bool {
 		for _, r := range v.j.reps {
-			if where(r.node) != best {
+			if f.where(r.node) != best {
 				return false
 			}
 		}
@@ -533,6 +468,143 @@ func (c *Core) focus(j *job, cands []victim, res holds) ([]victim, bool) {
 		}
 	}
 	return out, true
+}
+
+// focusOn is one focus question: which place (domain of level lvl, or node
+// when lvl is the number of levels) could hold replicas of size devices of
+// job j with the cheapest victims among cands.
+type focusOn struct {
+	c              *Core
+	j              *job
+	cands          []victim
+	res            holds
+	lvl            int
+	replicas, size int
+}
+
+func (f *focusOn) where(n int) int {
+	if f.lvl == len(f.c.fleet.Levels) {
+		return n
+	}
+	return f.c.fleet.Ancestor(n, f.lvl)
+}
+
+// placeCost is what a place's victims cost: their highest priority, the
+// work they lose, their number; found is false when even every candidate
+// there would not make room.
+type placeCost struct {
+	prio  int32
+	lost  float64
+	n     int
+	found bool
+}
+
+// cheaper orders costs: found first, then the lowest priority, the least
+// work lost, the fewest victims.
+func (a placeCost) cheaper(b placeCost) bool {
+	if a.found != b.found {
+		return a.found
+	}
+	if a.prio != b.prio {
+		return a.prio < b.prio
+	}
+	if a.lost != b.lost {
+		return a.lost < b.lost
+	}
+	return a.n < b.n
+}
+
+// cheapest finds, over j's types and every place with candidates, the
+// place whose victims cost least (ties: the job's earlier type, then the
+// place of the first candidate); -1 when none has room enough.
+func (f *focusOn) cheapest(opts []int) int {
+	best, bestCost := -1, placeCost{}
+	for _, ti := range opts {
+		order, byPlace := f.places(ti)
+		for _, p := range order {
+			if cs := f.cost(ti, p, byPlace[p]); cs.found && cs.cheaper(bestCost) {
+				best, bestCost = p, cs
+			}
+		}
+	}
+	return best
+}
+
+// places groups the candidates with whole devices of type ti by place:
+// the places in the order of their first candidate, and per place the
+// candidates' indices.
+func (f *focusOn) places(ti int) ([]int, map[int][]int) {
+	var order []int
+	byPlace := map[int][]int{}
+	for k, v := range f.cands {
+		for _, r := range v.j.reps {
+			if f.c.idx.nodeType[r.node] != ti || r.choice.Milli != place.Whole {
+				continue
+			}
+			p := f.where(r.node)
+			if _, ok := byPlace[p]; !ok {
+				order = append(order, p)
+			}
+			if l := byPlace[p]; len(l) == 0 || l[len(l)-1] != k {
+				byPlace[p] = append(l, k)
+			}
+		}
+	}
+	return order, byPlace
+}
+
+// cost takes place p's candidates (of type ti) in the candidates' order,
+// cheapest first, until its nodes of the type can take the gang: what they
+// can take now (the domain's fit, from the index) plus what each node gains
+// as candidates on it go. A node kept for another preemptor, or held by a
+// reservation j may not use, gains nothing.
+func (f *focusOn) cost(ti, p int, idx []int) placeCost {
+	c := f.c
+	room := 0
+	if f.lvl == len(c.fleet.Levels) {
+		room = max(int(c.idx.whole[p]), 0) / f.size
+	} else {
+		room = int(c.idx.types[ti].fit(p, f.size))
+	}
+	freed := map[int]int{} // node -> devices freed so far
+	type repOf struct {
+		j *job
+		r int
+	}
+	gone := map[repOf]bool{} // replicas counted (shrinks, then the whole job)
+	cs := placeCost{prio: noneBlocked}
+	for _, k := range idx {
+		if room >= f.replicas {
+			break
+		}
+		v := f.cands[k]
+		gain := 0
+		for ri, r := range v.j.reps {
+			n := r.node
+			if c.idx.nodeType[n] != ti || r.choice.Milli != place.Whole || c.idx.whole[n] < 0 || f.where(n) != p {
+				continue
+			}
+			if v.shrink != nil && !slices.Contains(v.shrink, ri) || gone[repOf{v.j, ri}] {
+				continue
+			}
+			gone[repOf{v.j, ri}] = true
+			if c.nominated.has(n) && c.nominee[n] != f.j || f.res.blocks(f.j, c.now, n) {
+				continue
+			}
+			free := int(c.idx.whole[n]) + freed[n]
+			gain += (free+len(r.choice.Devices))/f.size - free/f.size
+			freed[n] += len(r.choice.Devices)
+		}
+		if gain == 0 {
+			continue
+		}
+		room += gain
+		cs.prio = max(cs.prio, v.j.Priority)
+		cs.lost += v.lost
+		cs.n++
+	}
+	cs.found = room >= f.replicas
+	return cs
 }
 
 // belowCommon returns the ancestor-or-self of queue q that is a child of
