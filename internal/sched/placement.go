@@ -72,8 +72,6 @@ func (c *Core) alloc(t *try, g, ridx int, ch place.Choice) {
 	t.reps = append(t.reps, replica{gang: g, idx: ridx, node: ch.Node, choice: ch})
 }
 
-
-
 // usable reports whether node n can take request r of job j now: the
 // filters of the chain. The built-in ones are applied inline, fused (the
 // same checks as readyFilter, accelFilter, resourceFilter and
