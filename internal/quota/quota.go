@@ -360,6 +360,10 @@ func (r *Refusal) Text() string {
 		return fmt.Sprintf("queue %s needs %s %s within its nominal quota (%s of %s in use), but other queues borrow it; %s left in the fleet's pool",
 			r.leaf, milliText(r.amount), r.flavor, milliText(r.usage), milliText(r.nominal), milliText(r.left))
 	}
+	if r.usage > r.nominal {
+		return fmt.Sprintf("queue %s holds %s %s, above its nominal %s, and needs %s more; the fleet's pool has %s left to lend",
+			r.leaf, milliText(r.usage), r.flavor, milliText(r.nominal), milliText(r.amount), milliText(r.left))
+	}
 	return fmt.Sprintf("queue %s at nominal quota (%s of %s %s in use, needs %s more); the fleet's pool has %s left to lend",
 		r.leaf, milliText(r.usage), milliText(r.nominal), r.flavor, milliText(r.amount), milliText(r.left))
 }

@@ -12,17 +12,14 @@ func (c *Core) Explain(id JobID) (Explanation, bool) {
 	}
 	ex := Explanation{Job: id, Status: j.status, EarliestStart: j.earliest}
 	if c.skipped(j) {
-		ex.Status, ex.EarliestStart = c.memo[j.keyID].status, -1
+		ex.EarliestStart = -1
 	}
 	switch j.state {
 	case jPending:
 		ex.State = StatePending
-		if ex.Status.Code == Fits {
-			ex.Status = Status{Code: NotTried}
-		}
+		ex.Status = c.pendingStatus(j)
 		if j.never != nil {
-			ex.State, ex.Status = StateUnschedulable, *j.never
-			ex.Status.Code = Unschedulable
+			ex.State = StateUnschedulable
 		}
 	case jRunning:
 		ex.State = StateRunning
@@ -113,4 +110,52 @@ func (c *Core) noPreemption(j *job) string {
 		}
 	}
 	return "no preemptible work of other queues borrows the quota its queue is owed (theirs is within their own quota), and no lower-priority preemptible work runs in its queue"
+}
+
+// Waiting is one pending job as its queue holds it.
+type Waiting struct {
+	Job   JobID
+	Queue string
+	// Position is the job's place in its queue's order (priority, then
+	// submission), from 1.
+	Position int
+	// Status is why it waits, as Explain says (without the what-if
+	// questions Explain may also ask: see EarliestStart).
+	Status Status
+}
+
+// Pending calls fn for every pending job, queue by queue in the tree's
+// order and in each queue's own order, until fn returns false. It reads
+// the core's state only, at O(1) per job: the status of every pending job
+// is kept up to date by the cycles, so metrics and dashboards read it for
+// free.
+func (c *Core) Pending(fn func(Waiting) bool) {
+	for q, p := range c.pending {
+		pos := 0
+		more := true
+		p.Ascend(func(x pend) bool {
+			pos++
+			more = fn(Waiting{Job: x.j.ID, Queue: c.queues.Name(q), Position: pos, Status: c.pendingStatus(x.j)})
+			return more
+		})
+		if !more {
+			return
+		}
+	}
+}
+
+// pendingStatus is a pending job's status as Explain reports it.
+func (c *Core) pendingStatus(j *job) Status {
+	st := j.status
+	if c.skipped(j) {
+		st = c.memo[j.keyID].status
+	}
+	if st.Code == Fits {
+		st = Status{Code: NotTried}
+	}
+	if j.never != nil {
+		st = *j.never
+		st.Code = Unschedulable
+	}
+	return st
 }

@@ -79,6 +79,7 @@ var commandKeys = map[string][]string{
 	"node-add":    {"name", "path", "accel", "count", "cpu", "mem"},
 	"quota":       {"queue", "flavor", "limits"},
 	"explain":     {"id"},
+	"pending":     {},
 	"usage":       {},
 	"records":     {},
 	"free":        {},
@@ -324,6 +325,14 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 			Accel: a["accel"], Count: int(num(a, "count", 8)), CPUMilli: num(a, "cpu", 64000), MemoryMiB: num(a, "mem", 512*1024)}}))
 	case "quota":
 		return s.show(s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])}))
+	case "pending":
+		// Every pending job with its place in its queue and its status.
+		var b strings.Builder
+		s.core.Pending(func(w sched.Waiting) bool {
+			fmt.Fprintf(&b, "%s #%d %s: %s: %s\n", w.Queue, w.Position, w.Job, w.Status.Code, w.Status.Reason())
+			return true
+		})
+		return b.String(), nil
 	case "records":
 		// The usage records decided since the last records command.
 		var b strings.Builder
