@@ -31,6 +31,10 @@ type randomFit struct{ ties }
 
 func (s *randomFit) Prepare(*Request) { s.next() }
 
+// Key is node i's draw for the decision: it decides between nodes; the
+// device draw only within one.
+func (s *randomFit) Key(i int) uint64 { return uint64(s.node(i)) }
+
 func (s *randomFit) Score(n *Node, r *Request, c Choice) float64 {
 	var dev uint32
 	if len(c.Devices) == 1 && c.Milli < Whole {
@@ -177,3 +181,9 @@ func (bestFit) Score(n *Node, r *Request, c Choice) float64 {
 	points := int64((1 - left) * 100)
 	return rank(points, 0, bestFitMark(n, c))
 }
+
+// Local: the score depends on the node and the request alone.
+func (dotProd) Local()    {}
+func (clustering) Local() {}
+func (*packing) Local()   {}
+func (bestFit) Local()    {}

@@ -169,3 +169,6 @@ func (fc *fragCache) one(d int) []int {
 	fc.dev[0] = d
 	return fc.dev[:]
 }
+
+// Local: the score depends on the node and the request alone.
+func (*fgd) Local() {}

@@ -196,3 +196,23 @@ func Apply(n *Node, r *Request, c Choice, sign int) {
 type Scorer interface {
 	Score(n *Node, r *Request, c Choice) float64
 }
+
+// Ranked is implemented by scorers that, once prepared for a decision
+// (Preparer), give each node a key that orders nodes as their best scores
+// do: a node with a higher key scores higher, whatever choice either takes;
+// nodes with equal keys must be scored to be told apart. A caller choosing
+// among many nodes then needs to check only the nodes whose key beats the
+// best feasible one seen so far.
+type Ranked interface {
+	Scorer
+	Key(node int) uint64
+}
+
+// Local is implemented by scorers whose score depends only on the node's
+// own state and the request: no per-decision draw, nothing of other nodes
+// that changes. A caller may keep such a node's scores for a request shape
+// for as long as the node does not change.
+type Local interface {
+	Scorer
+	Local()
+}

@@ -20,6 +20,13 @@ func Select(nodes []*Node, r *Request, s Scorer, buf []Choice) (Choice, bool) {
 	if p, ok := s.(Preparer); ok {
 		p.Prepare(r)
 	}
+	return Choose(nodes, r, s, buf)
+}
+
+// Choose is Select for a scorer already prepared for this decision: a
+// caller that asked a Ranked scorer for keys, or kept Local scores, hands
+// the nodes left in the running to Choose, which draws nothing new.
+func Choose(nodes []*Node, r *Request, s Scorer, buf []Choice) (Choice, bool) {
 	var (
 		found     bool
 		bestScore float64

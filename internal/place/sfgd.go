@@ -148,3 +148,6 @@ func (s *sfgd) strand(g, cpu, mem float64) float64 {
 	}
 	return v
 }
+
+// Local: the score depends on the node and the request alone.
+func (*sfgd) Local() {}

@@ -40,6 +40,10 @@ type Config struct {
 	// centers) named in usage records; empty means "zone" when the fleet
 	// has that level, else its first level.
 	SiteLevel string `json:"siteLevel,omitempty"`
+	// NoScoreboards turns off the scoreboards of chains that rank every
+	// feasible node with one local scorer (see scoreboard.go): for tests
+	// that compare them with the plain scan.
+	NoScoreboards bool `json:"-"`
 	// Seed drives every random choice the policies make.
 	Seed uint64 `json:"seed,omitempty"`
 	// Workload is the target workload that fragmentation-aware scorers plan

@@ -87,6 +87,9 @@ type Core struct {
 	// stopped for a quota change, and nothing new is admitted until the
 	// queue is back within its limit (see tighten).
 	grace map[[2]int]int64
+	// boards are the scoreboards of a chain with a local scorer, per
+	// request shape and eligible types.
+	boards map[boardKey]*scoreboard
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node

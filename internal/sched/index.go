@@ -55,6 +55,12 @@ type index struct {
 	schedulable bitset
 	levelDoms   [][]int32 // domain IDs per level
 	ancestors   [][]int32 // per node: domain IDs from the lowest level up to the root
+	// ofType lists the nodes of each catalog type, in index order.
+	ofType [][]int32
+	// ver counts each node's changes; changed, when not nil, logs the
+	// nodes that changed, in order, for the scoreboards (see scoreboard).
+	ver     []uint64
+	changed *changeLog
 }
 
 func newIndex(f *fleet.Fleet) *index {
@@ -106,6 +112,12 @@ func (x *index) addNode(i int) {
 	x.nodeType = append(x.nodeType, x.f.Catalog.Index(n.Accel))
 	if n.Count == 0 {
 		x.nodeType[i] = -1
+	}
+	if ti := x.nodeType[i]; ti >= 0 {
+		for len(x.ofType) <= ti {
+			x.ofType = append(x.ofType, nil)
+		}
+		x.ofType[ti] = append(x.ofType[ti], int32(i))
 	}
 	x.whole = append(x.whole, -1)
 	var anc []int32
@@ -162,6 +174,13 @@ func (x *index) detach(i int) {
 
 // refresh brings the index in line with node i's current state.
 func (x *index) refresh(i int) {
+	for len(x.ver) <= i {
+		x.ver = append(x.ver, 0)
+	}
+	x.ver[i]++
+	if x.changed != nil {
+		x.changed.add(i)
+	}
 	n := x.nodes[i]
 	ti := x.nodeType[i]
 	if n.Schedulable {

@@ -190,6 +190,14 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 		}
 		return limit < 0 || len(nodes)-base < max(limit, 1) && scanned < scanLimit
 	}
+	if limit < 0 {
+		if b, k := c.boardFor(t, r, ti, d); b != nil {
+			return c.pick(b, k, r)
+		}
+		if rk, ok := c.pipe.only.(place.Ranked); ok && !c.cfg.NoScoreboards && c.plainCandidates(t, d) && (ti != anyType || len(t.anyOK) <= 64) && ti < 64 {
+			return c.pickRanked(t, rk, r, ti, d)
+		}
+	}
 	switch {
 	case ti == anyType && limit < 0:
 		// One replica that takes any of several types, every feasible
@@ -551,12 +559,20 @@ func (c *Core) fillJob(j *job, t *try, d int, out *outcome) bool {
 	demand := quota.Demand{}
 	for g := range j.Gangs {
 		gang := &j.Gangs[g]
-		if ti, f, ok := c.fillAny(j, t, g, d, demand, out); ok {
+		ti, f, ok, exhausted := c.fillAny(j, t, g, d, demand)
+		if ok {
 			types[g] = ti
 			if ti >= 0 {
 				demand[f] += gang.Shape.GPUMilli()
 			}
 			continue
+		}
+		if exhausted {
+			// Every type it accepts was ranked together and none has a
+			// node: the types one by one would find none either.
+			out.fail(Status{Code: NoCapacity})
+			c.undo(t, 0)
+			return false
 		}
 		done := false
 		for _, ti := range c.typeOrder(j, g) {
@@ -659,20 +675,24 @@ func (c *Core) borrowsContested(j *job, g, ti int) bool {
 // ranking the nodes of every type its queue has quota for together, rather
 // than trying the types in catalog order. It reports the type and flavor
 // used; ok is false when the gang is not of that kind or found no node.
-func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outcome) (ti, f int, ok bool) {
+// exhausted reports a search that ranked every node of every type the gang
+// accepts (every type within quota, every feasible node ranked) and found
+// none: trying the types one by one cannot do better.
+func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand) (ti, f int, ok, exhausted bool) {
 	gang := &j.Gangs[g]
 	opts := c.opts(j, g)
 	if (len(gang.Shape.Accel) > 0 && !gang.AnyType) || gang.Min() != 1 || len(opts) < 2 || opts[0] < 0 {
-		return 0, 0, false
+		return 0, 0, false, false
 	}
 	if t.anyOK == nil {
 		t.anyOK = make([]bool, len(c.idx.types))
 	}
 	clear(t.anyOK)
-	some := false
+	some, all := false, true
 	for _, ti := range opts {
 		f := c.flavor(ti, j.Tier)
 		if f < 0 {
+			all = false
 			continue
 		}
 		trial := quota.Demand{f: gang.Shape.GPUMilli()}
@@ -681,18 +701,20 @@ func (c *Core) fillAny(j *job, t *try, g, d int, demand quota.Demand, out *outco
 		}
 		if c.queues.Check(j.queue, trial) == nil {
 			t.anyOK[ti], some = true, true
+		} else {
+			all = false
 		}
 	}
 	if !some {
-		return 0, 0, false // the per-type loop records the reasons
+		return 0, 0, false, false // the per-type loop records the reasons
 	}
 	ch, found := c.pickOne(t, &gang.Shape, anyType, d)
 	if !found {
-		return 0, 0, false
+		return 0, 0, false, all && c.pipe.k < 0
 	}
 	c.alloc(t, g, 0, ch)
 	ti = c.idx.nodeType[ch.Node]
-	return ti, c.flavor(ti, j.Tier), true
+	return ti, c.flavor(ti, j.Tier), true, false
 }
 
 // undo takes back what attempt t allocated after its first mark replicas

@@ -123,8 +123,10 @@ type pipeline struct {
 	k int
 	// only is the single place scorer of a chain that ranks every
 	// feasible node with it alone: exactly place.Select, the selection the
-	// fragmentation experiments measure.
-	only place.Scorer
+	// fragmentation experiments measure. local is only when it is
+	// place.Local: its scores are kept on scoreboards.
+	only  place.Scorer
+	local place.Scorer
 }
 
 func (c *Core) buildPipeline(names []string) (*pipeline, error) {
@@ -180,6 +182,9 @@ func (c *Core) buildPipeline(names []string) (*pipeline, error) {
 	if len(p.scorers) == 1 && p.k < 0 {
 		if ps, ok := p.scorers[0].(placeScorer); ok {
 			p.only = ps.s
+			if _, ok := ps.s.(place.Local); ok && !c.cfg.NoScoreboards {
+				p.local = ps.s
+			}
 		}
 	}
 	return p, nil

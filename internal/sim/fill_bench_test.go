@@ -53,7 +53,7 @@ func BenchmarkFillOpenb(b *testing.B) {
 		for i := range ts {
 			tasks[i] = ts[i].Req
 		}
-		for _, policy := range []string{"fgd", "sfgd"} {
+		for _, policy := range []string{"fgd", "sfgd", "random", "bestfit"} {
 			b.Run(list+"/"+policy, func(b *testing.B) {
 				for b.Loop() {
 					if _, err := Fill(nodes, tasks, policy, 42, 1.3); err != nil {

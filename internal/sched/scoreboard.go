@@ -1,0 +1,287 @@
+package sched
+
+import (
+	"math"
+	"strings"
+
+	"github.com/gpufleet/gpufleet/internal/place"
+)
+
+// Scoreboards. A chain that ranks every feasible node with one scorer
+// (Config.Candidates -1, as the fragmentation experiments do) scores every
+// node of the fleet for every replica: O(nodes) scorer calls a placement.
+// When the scorer is place.Local (its score depends on the node's own state
+// and the request alone), a node's score for a request shape stays right
+// for as long as the node does not change, and a placement changes one
+// node. A scoreboard keeps, per request shape and set of eligible types,
+// every node's best score and a tournament tree over the nodes, so a
+// placement rescoring only the nodes changed since the shape was last
+// placed, and reading the winner at the root: O(changed x log nodes).
+//
+// It answers exactly as place.Select over the candidates pickOne would
+// collect: the highest score wins; equal scores go to the lowest node
+// index, then (within the node, recomputed for the winner only) to the
+// lowest device. It is used only where those candidates are every
+// schedulable node of the eligible types that fits the request: no
+// reservation or kept node in play, no filter beyond the built-in ones.
+
+// changeLog records the nodes that changed, in order, so a board can catch
+// up on what changed since it last looked. It keeps the last maxChanges
+// entries; a board further behind rescans by node versions.
+type changeLog struct {
+	base  uint64 // sequence number of nodes[0]
+	nodes []int32
+}
+
+const maxChanges = 1 << 16
+
+func (l *changeLog) add(n int) {
+	if len(l.nodes) == maxChanges {
+		keep := copy(l.nodes, l.nodes[maxChanges/2:])
+		l.nodes = l.nodes[:keep]
+		l.base += maxChanges / 2
+	}
+	l.nodes = append(l.nodes, int32(n))
+}
+
+func (l *changeLog) end() uint64 { return l.base + uint64(len(l.nodes)) }
+
+// boardKey names what a board ranks: a request shape and its eligible
+// nodes (mode all: every schedulable node; otherwise those whose type is
+// in the mask).
+type boardKey struct {
+	devices   int
+	milli     int32
+	cpu, mem  int64
+	accel     string
+	all       bool
+	typesMask uint64
+}
+
+// scoreboard is the ranking of every node for one boardKey.
+type scoreboard struct {
+	seen   uint64   // the change log's end when the board last caught up
+	ver    []uint64 // each node's version when scored
+	score  []float64
+	tree   []int32 // tournament: tree[1] the winner, leaves at size+node
+	size   int
+	primed bool
+}
+
+// boardFor returns the board for request r on the eligible nodes, or nil
+// when the chain or the attempt cannot use one.
+func (c *Core) boardFor(t *try, r *place.Request, ti, d int) (*scoreboard, boardKey) {
+	if c.pipe.local == nil || !c.plainCandidates(t, d) {
+		return nil, boardKey{}
+	}
+	k := boardKey{devices: r.Devices, milli: r.Milli, cpu: r.CPUMilli, mem: r.MemoryMiB, accel: strings.Join(r.Accel, "|")}
+	switch {
+	case ti == anyType:
+		for ty, ok := range t.anyOK {
+			if ok {
+				if ty >= 64 {
+					return nil, boardKey{}
+				}
+				k.typesMask |= 1 << ty
+			}
+		}
+	case ti < 0:
+		k.all = true
+	default:
+		if ti >= 64 {
+			return nil, boardKey{}
+		}
+		k.typesMask = 1 << ti
+	}
+	if c.boards == nil {
+		c.boards = map[boardKey]*scoreboard{}
+		c.idx.changed = &changeLog{}
+	}
+	b := c.boards[k]
+	if b == nil {
+		b = &scoreboard{}
+		c.boards[k] = b
+	}
+	return b, k
+}
+
+// plainCandidates reports whether the candidates of attempt t below domain
+// d are every schedulable node of the eligible types that fits: the whole
+// fleet, no node kept for a preemptor, no reservation, no added filter.
+func (c *Core) plainCandidates(t *try, d int) bool {
+	return d == 0 && len(c.pipe.filters) == 0 && c.nominated.n == 0 && len(t.hold) == 0
+}
+
+// boardEligible reports whether node n is one a board of key k ranks.
+func (c *Core) boardEligible(k *boardKey, n int) bool {
+	if !c.idx.nodes[n].Schedulable {
+		return false
+	}
+	if k.all {
+		return true
+	}
+	nt := c.idx.nodeType[n]
+	return nt >= 0 && nt < 64 && k.typesMask&(1<<nt) != 0
+}
+
+// pick is pickOne through board b: it brings the board up to date and
+// returns the winner's best choice.
+func (c *Core) pick(b *scoreboard, k boardKey, r *place.Request) (place.Choice, bool) {
+	if p, ok := c.pipe.local.(place.Preparer); ok {
+		p.Prepare(r)
+	}
+	nodes := len(c.idx.nodes)
+	if b.size < nodes {
+		b.grow(nodes)
+	}
+	log := c.idx.changed
+	if !b.primed || b.seen < log.base {
+		// New, or further behind than the log reaches: every node whose
+		// version moved.
+		for n := range nodes {
+			if !b.primed || b.ver[n] != c.idx.ver[n] {
+				c.rescore(b, &k, n, r)
+			}
+		}
+		b.primed = true
+	} else {
+		for _, n := range log.nodes[b.seen-log.base:] {
+			if b.ver[n] != c.idx.ver[n] {
+				c.rescore(b, &k, int(n), r)
+			}
+		}
+	}
+	b.seen = log.end()
+	w := b.tree[1]
+	if w < 0 || math.IsInf(b.score[w], -1) {
+		return place.Choice{}, false
+	}
+	c.pnodes = append(c.pnodes[:0], c.idx.nodes[w])
+	return place.Choose(c.pnodes, r, c.pipe.local, c.choiceBuf[:0])
+}
+
+// grow makes room for nodes added since the board was made.
+func (b *scoreboard) grow(nodes int) {
+	size := 1
+	for size < nodes {
+		size *= 2
+	}
+	old := b.score
+	b.ver = append(b.ver, make([]uint64, nodes-len(b.ver))...)
+	b.score = append(b.score, make([]float64, nodes-len(b.score))...)
+	for n := len(old); n < nodes; n++ {
+		b.score[n] = math.Inf(-1)
+	}
+	b.size = size
+	b.tree = make([]int32, 2*size)
+	for i := range b.tree {
+		b.tree[i] = -1
+	}
+	for n := range nodes {
+		b.tree[size+n] = int32(n)
+	}
+	for i := size - 1; i >= 1; i-- {
+		b.tree[i] = b.winner(b.tree[2*i], b.tree[2*i+1])
+	}
+}
+
+// winner of two tournament entries: the higher score, the lower node
+// index on a tie.
+func (b *scoreboard) winner(x, y int32) int32 {
+	switch {
+	case x < 0:
+		return y
+	case y < 0:
+		return x
+	case b.score[y] > b.score[x] || b.score[y] == b.score[x] && y < x:
+		return y
+	}
+	return x
+}
+
+// rescore scores node n afresh (its best choice for r; -Inf when it is not
+// eligible or cannot take r) and replays its path of the tournament.
+func (c *Core) rescore(b *scoreboard, k *boardKey, n int, r *place.Request) {
+	b.ver[n] = c.idx.ver[n]
+	best := math.Inf(-1)
+	if c.boardEligible(k, n) && place.Fits(c.idx.nodes[n], r) {
+		c.choiceBuf = place.Choices(c.idx.nodes[n], r, c.choiceBuf[:0])
+		for _, ch := range c.choiceBuf {
+			best = max(best, c.pipe.local.Score(c.idx.nodes[n], r, ch))
+		}
+	}
+	b.score[n] = best
+	for i := (b.size + n) / 2; i >= 1; i /= 2 {
+		b.tree[i] = b.winner(b.tree[2*i], b.tree[2*i+1])
+	}
+}
+
+// pickRanked is pickOne for a chain whose one scorer ranks every feasible
+// node and is place.Ranked (the random policy): one pass over the eligible
+// nodes reads each node's key and checks whether it fits only when its key
+// is at least the best feasible key so far; then the nodes that share the
+// best key are scored as place.Select scores them. It answers exactly as
+// Select over every feasible node, at the cost of a key a node instead of
+// a fit check, its choices and their scores.
+func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) (place.Choice, bool) {
+	// The plain scan draws the decision's numbers only when some node is a
+	// candidate; the keys need them first, so a pass that finds none puts
+	// the source back as it was.
+	saved := *c.pcg
+	if p, ok := rk.(place.Preparer); ok {
+		p.Prepare(r)
+	}
+	var k boardKey
+	switch {
+	case ti == anyType:
+		k.typesMask = 0
+		for ty, ok := range t.anyOK {
+			if ok {
+				k.typesMask |= 1 << ty
+			}
+		}
+	case ti < 0:
+		k.all = true
+	default:
+		k.typesMask = 1 << ti
+	}
+	best, found := uint64(0), false
+	ties := c.pnodes[:0]
+	consider := func(n int) {
+		key := rk.Key(n)
+		if found && key < best || !place.Fits(c.idx.nodes[n], r) {
+			return
+		}
+		if !found || key > best {
+			best, found, ties = key, true, ties[:0]
+		}
+		ties = append(ties, c.idx.nodes[n])
+	}
+	s := &c.idx.schedulable
+	switch {
+	case k.all:
+		for n := s.next(0); n >= 0; n = s.next(n + 1) {
+			consider(n)
+		}
+	case ti >= 0:
+		if ti < len(c.idx.ofType) {
+			for _, n := range c.idx.ofType[ti] {
+				if s.has(int(n)) {
+					consider(int(n))
+				}
+			}
+		}
+	default:
+		for n := s.next(0); n >= 0; n = s.next(n + 1) {
+			if nt := c.idx.nodeType[n]; nt >= 0 && k.typesMask&(1<<nt) != 0 {
+				consider(n)
+			}
+		}
+	}
+	c.pnodes = ties
+	if !found {
+		*c.pcg = saved
+		return place.Choice{}, false
+	}
+	return place.Choose(ties, r, rk, c.choiceBuf[:0])
+}
