@@ -52,7 +52,7 @@ type Gpufleet struct {
 
 	// samples of the recent arrivals, oldest first, for BudgetWindow.
 	samples []arrivals
-	// needs of the last hold time, oldest first.
+	// needs of the last maxHorizon, oldest first.
 	needs []need
 	// coldStarts are the last measured cold starts, oldest first.
 	coldStarts []time.Duration
@@ -143,14 +143,16 @@ func (g *Gpufleet) Step(o Observation) Decision {
 		want = max(want, 1)
 	}
 
+	// Needs are kept for the longest hold there can be, since a measured
+	// cold start may lengthen the hold after the fact.
 	hold := min(max(g.spec.ScaleDownGrace, L), maxHorizon)
 	g.needs = append(g.needs, need{at: o.Now, n: want})
-	for len(g.needs) > 1 && g.needs[0].at <= o.Now-hold {
+	for len(g.needs) > 1 && g.needs[0].at <= o.Now-max(g.spec.ScaleDownGrace, maxHorizon) {
 		g.needs = g.needs[1:]
 	}
 	desired := 0
-	for _, x := range g.needs {
-		desired = max(desired, x.n)
+	for i := len(g.needs) - 1; i >= 0 && g.needs[i].at > o.Now-hold; i-- {
+		desired = max(desired, g.needs[i].n)
 	}
 	switch {
 	case len(o.Starting) > 0 && desired < o.Ready+len(o.Starting):
@@ -167,8 +169,8 @@ func (g *Gpufleet) Step(o Observation) Decision {
 // through N fluid replicas of T tokens/s and returns the fewest N that
 // keep the share of late requests within the error budget. A second's
 // requests wait behind the backlog left by the seconds before and half
-// their own second's tokens (arrivals spread over it), then take their
-// own prefill, the second's mean prompt at T.
+// the other tokens of their own second (arrivals spread over it), then
+// take their own prefill, the second's mean prompt at T.
 func (g *Gpufleet) budgetNeed(T, growth float64) float64 {
 	total := 0.0
 	for _, s := range g.samples {
@@ -184,9 +186,12 @@ func (g *Gpufleet) budgetNeed(T, growth float64) float64 {
 		backlog, missed := 0.0, 0.0
 		for _, s := range g.samples {
 			tokens := s.tokens * growth
-			if s.requests > 0 {
-				own := s.tokens / s.requests / T
-				if (backlog+tokens/2)/capacity+own > D {
+			// A prompt whose prefill alone outlasts the objective is late
+			// whatever N is; it spends budget but asks for nothing.
+			if mean := s.tokens / max(s.requests, 1); s.requests > 0 && mean/T <= D {
+				// Ahead of the second's middle request: half the others.
+				ahead := max(tokens-mean, 0) / 2
+				if (backlog+ahead)/capacity+mean/T > D {
 					missed += s.requests
 				}
 			}
@@ -218,9 +223,15 @@ func (g *Gpufleet) budgetNeed(T, growth float64) float64 {
 // slope is significant; 1 otherwise.
 func (g *Gpufleet) growth(now, L time.Duration) float64 {
 	block := max(L, time.Second)
+	if len(g.samples) == 0 {
+		return 1
+	}
+	// Only whole blocks of the history there is: blocks before the first
+	// observation would read as silence and make a trend of it.
+	first := g.samples[0].at - g.samples[0].dt
 	var xs, ys []float64
 	i := len(g.samples) - 1
-	for end := now; end > now-BudgetWindow+block/2; end -= block {
+	for end := now; end-block >= max(first, now-BudgetWindow); end -= block {
 		tokens := 0.0
 		for ; i >= 0 && g.samples[i].at > end-block; i-- {
 			tokens += g.samples[i].tokens
