@@ -269,7 +269,8 @@ func decodeJSONLine(text []byte) (Request, error) {
 	syntax := func(err error) error {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return &posError{col: int(se.Offset), msg: "malformed JSON: " + se.Error()}
+			// Offset counts the bytes read before the one at fault.
+			return &posError{col: min(int(se.Offset)+1, len(text)+1), msg: "malformed JSON: " + se.Error()}
 		}
 		return &posError{col: col(), msg: "malformed JSON: the object is cut short"}
 	}
@@ -284,7 +285,7 @@ func decodeJSONLine(text []byte) (Request, error) {
 	var req Request
 	seen := map[string]bool{}
 	for dec.More() {
-		kcol := col()
+		kcol := valueColumn(text, col())
 		tok, err := dec.Token()
 		if err != nil {
 			return Request{}, syntax(err)
@@ -343,7 +344,7 @@ func decodeJSONLine(text []byte) (Request, error) {
 		return Request{}, syntax(err)
 	}
 	if dec.More() {
-		return Request{}, &posError{col: col() + 1, msg: "want one JSON object a line"}
+		return Request{}, &posError{col: valueColumn(text, col()), msg: "want one JSON object a line"}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Request{}, &posError{col: col(), msg: "want one JSON object a line"}
