@@ -144,7 +144,7 @@ func (f *simServeFlags) config(cmd *cobra.Command) (serve.Config, error) {
 	spec := autoscale.Spec{
 		MinReplicas: f.minReplicas, MaxReplicas: f.maxReplicas,
 		TargetInFlight: f.targetInFlight, TargetTokensPerSecond: f.targetTokens,
-		Latency: f.slo, ScaleDownGrace: f.grace,
+		Latency: f.slo, LatencyQuantile: min(f.attainment/100, 0.9999), ScaleDownGrace: f.grace,
 		// What the operator knows of the model before any replica has
 		// started here: the measured distribution's 90th percentile.
 		ColdStart: cold.Quantile(0.9),
@@ -181,29 +181,41 @@ func serveFlagError(err error) error {
 }
 
 type serveJSON struct {
-	Policy           string    `json:"policy"`
-	Requests         int       `json:"requests"`
-	Met              int       `json:"met"`
-	SLOAttainmentPct float64   `json:"slo_attainment_pct"`
-	SLOTTFTSeconds   float64   `json:"slo_ttft_s"`
-	TargetPct        float64   `json:"target_pct"`
-	TargetMet        bool      `json:"target_met"`
-	TTFTP50          float64   `json:"ttft_p50_s"`
-	TTFTP99          float64   `json:"ttft_p99_s"`
-	GPUHours         float64   `json:"gpu_hours"`
-	LoadingGPUHours  float64   `json:"loading_gpu_hours"`
-	ColdStarts       int       `json:"cold_starts"`
-	KilledStarting   int       `json:"killed_starting"`
-	ColdStartP50     float64   `json:"cold_start_p50_s"`
-	ColdStartP99     float64   `json:"cold_start_p99_s"`
-	Dropped          int       `json:"dropped"`
-	PeakReplicas     int       `json:"peak_replicas"`
-	StaticReplicas   int       `json:"static_replicas,omitempty"`
-	DurationSeconds  float64   `json:"duration_s"`
-	Accelerator      string    `json:"accelerator"`
-	Profile          any       `json:"profile"`
-	Service          any       `json:"service"`
-	ReplicasByMinute []float64 `json:"replicas_by_minute"`
+	Policy           string        `json:"policy"`
+	Requests         int           `json:"requests"`
+	Met              int           `json:"met"`
+	SLOAttainmentPct float64       `json:"slo_attainment_pct"`
+	SLOTTFTSeconds   float64       `json:"slo_ttft_s"`
+	TargetPct        float64       `json:"target_pct"`
+	TargetMet        bool          `json:"target_met"`
+	TTFTP50          float64       `json:"ttft_p50_s"`
+	TTFTP99          float64       `json:"ttft_p99_s"`
+	GPUHours         float64       `json:"gpu_hours"`
+	LoadingGPUHours  float64       `json:"loading_gpu_hours"`
+	ColdStarts       int           `json:"cold_starts"`
+	KilledStarting   int           `json:"killed_starting"`
+	ColdStartP50     float64       `json:"cold_start_p50_s"`
+	ColdStartP99     float64       `json:"cold_start_p99_s"`
+	Dropped          int           `json:"dropped"`
+	PeakReplicas     int           `json:"peak_replicas"`
+	StaticReplicas   int           `json:"static_replicas,omitempty"`
+	DurationSeconds  float64       `json:"duration_s"`
+	Accelerator      string        `json:"accelerator"`
+	Profile          serve.Profile `json:"profile"`
+	Service          serviceJSON   `json:"service"`
+	ReplicasByMinute []float64     `json:"replicas_by_minute"`
+}
+
+type serviceJSON struct {
+	MinReplicas      int     `json:"min_replicas"`
+	MaxReplicas      int     `json:"max_replicas"`
+	TargetInFlight   float64 `json:"target_inflight"`
+	TargetTokens     float64 `json:"target_tokens_per_s"`
+	LatencySeconds   float64 `json:"latency_s"`
+	LatencyQuantile  float64 `json:"latency_quantile"`
+	GraceSeconds     float64 `json:"scale_down_grace_s"`
+	ColdStartSeconds float64 `json:"cold_start_prior_s"`
+	InitialReplicas  int     `json:"initial_replicas"`
 }
 
 func round(v float64, digits int) float64 {
@@ -222,7 +234,14 @@ func writeServeJSON(w io.Writer, cfg serve.Config, r *serve.Result) error {
 		ColdStartP50: round(r.ColdStartP50.Seconds(), 3), ColdStartP99: round(r.ColdStartP99.Seconds(), 3),
 		Dropped: r.Dropped, PeakReplicas: r.PeakReplicas, StaticReplicas: r.Static,
 		DurationSeconds: round(r.Duration.Seconds(), 3), Accelerator: cfg.Profile.Accelerator,
-		Profile: cfg.Profile, Service: cfg.Spec, ReplicasByMinute: r.ByMinute,
+		Profile: cfg.Profile, ReplicasByMinute: r.ByMinute,
+		Service: serviceJSON{
+			MinReplicas: cfg.Spec.MinReplicas, MaxReplicas: cfg.Spec.MaxReplicas,
+			TargetInFlight: cfg.Spec.TargetInFlight, TargetTokens: cfg.Spec.TargetTokensPerSecond,
+			LatencySeconds: cfg.Spec.Latency.Seconds(), LatencyQuantile: cfg.Spec.LatencyQuantile,
+			GraceSeconds: cfg.Spec.ScaleDownGrace.Seconds(), ColdStartSeconds: round(cfg.Spec.ColdStart.Seconds(), 3),
+			InitialReplicas: cfg.InitialReplicas,
+		},
 	})
 }
 
