@@ -6,11 +6,11 @@
 // does no I/O, starts no goroutine, reads no clock and draws no random
 // number, so the same observations always give the same decisions.
 //
-// Policies, by name: gpufleet (the default; sizes warm capacity from the
-// arrival curve of prompt tokens at the latency objective, looks ahead by
-// the measured cold start along the arrival-rate trend, and holds capacity
+// Policies, by name: gpufleet (the default; replays the last five minutes
+// of prompt tokens against the latency objective's error budget, scaled by
+// the arrival-rate trend over the measured cold start, and holds capacity
 // through lulls shorter than a cold start), kpa (Knative's KPA with its
-// defaults, as a baseline) and fixed counts for static provisioning.
+// defaults, as a baseline), and Static for fixed provisioning.
 // docs/SERVICES.md describes them.
 package autoscale
 
