@@ -53,9 +53,6 @@ func ParseM4(data []byte, file string) ([]Series, error) {
 	if err != nil {
 		return nil, csvError(file, err)
 	}
-	if len(header) > 0 {
-		header[0] = strings.TrimPrefix(header[0], "\ufeff")
-	}
 	header = append([]string(nil), header...)
 	for i, h := range header {
 		if want := "V" + strconv.Itoa(i+1); h != want {
@@ -122,9 +119,6 @@ func ParseSeries(data []byte, file string) ([]Series, error) {
 		if err != nil {
 			return nil, csvError(file, err)
 		}
-		if len(out) == 0 && len(rec) > 0 {
-			rec[0] = strings.TrimPrefix(rec[0], "\ufeff")
-		}
 		if len(rec)-1 > MaxSeriesLength {
 			line, _ := r.FieldPos(0)
 			return nil, &ParseError{File: file, Line: line, Err: fmt.Errorf("%d values: at most %d", len(rec)-1, MaxSeriesLength)}
@@ -140,8 +134,10 @@ func ParseSeries(data []byte, file string) ([]Series, error) {
 	}
 }
 
+// newReader reads CSV records from data, after a byte order mark if it
+// starts with one (spreadsheets write them).
 func newReader(data []byte) *csv.Reader {
-	r := csv.NewReader(bytes.NewReader(data))
+	r := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
 	r.FieldsPerRecord = -1 // checked here, with a clearer message
 	r.ReuseRecord = true
 	return r

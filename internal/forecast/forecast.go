@@ -188,9 +188,26 @@ func Run(m Method, y []float64, o Options) (Forecast, error) {
 	if err := checkSeries(y); err != nil {
 		return Forecast{}, err
 	}
+	// The methods work on the series divided by a power of two near its
+	// largest magnitude: squared errors of values near 1e300 would
+	// overflow, and a power of two scales every float exactly, so the
+	// forecast of 2y is exactly twice that of y.
+	scale := powerOfTwoScale(y)
+	if scale != 1 {
+		x := make([]float64, len(y))
+		for i, v := range y {
+			x[i] = v / scale
+		}
+		y = x
+	}
 	f, err := m.Forecast(y, o)
 	if err != nil {
 		return Forecast{}, fmt.Errorf("%s: %w", m.Name(), err)
+	}
+	for _, v := range [][]float64{f.Point, f.Lower, f.Upper} {
+		for i := range v {
+			v[i] *= scale
+		}
 	}
 	if f.Method == "" {
 		f.Method = m.Name()
@@ -202,6 +219,20 @@ func Run(m Method, y []float64, o Options) (Forecast, error) {
 		floor(f.Upper)
 	}
 	return f, nil
+}
+
+// powerOfTwoScale is the power of two at or above the largest magnitude
+// in y, 1 for zeros.
+func powerOfTwoScale(y []float64) float64 {
+	top := 0.0
+	for _, v := range y {
+		top = max(top, math.Abs(v))
+	}
+	if top == 0 {
+		return 1
+	}
+	_, exp := math.Frexp(top)
+	return math.Ldexp(1, exp)
 }
 
 // floor sets negative values, which a non-negative quantity cannot take, to

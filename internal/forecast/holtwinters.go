@@ -117,8 +117,13 @@ func (h HoltWinters) Forecast(y []float64, o Options) (Forecast, error) {
 		return f, err
 	}
 	mod := fitHW(y, m, mult, o.Horizon)
-	if mod == nil {
+	if mod == nil && mult {
 		mod, note = fitHW(y, m, false, o.Horizon), "; additive: no multiplicative fit keeps level and season positive"
+	}
+	if mod == nil {
+		f, err := Naive{}.Forecast(y, o)
+		f.Model = "naive: no Holt-Winters fit has a finite error"
+		return f, err
 	}
 	f := mod.project(n, o)
 	f.Model = mod.String() + note
