@@ -71,9 +71,11 @@ func (c Combo) Forecast(y []float64, o Options) (Forecast, error) {
 	models := make([]string, 0, len(c.Members))
 	w := 1 / float64(len(c.Members))
 	for _, m := range c.Members {
-		f, err := Run(m, y, o)
+		// Forecast, not Run: y is checked and scaled already, and the
+		// floor at zero applies to the mean, not to each member.
+		f, err := m.Forecast(y, o)
 		if err != nil {
-			return Forecast{}, err
+			return Forecast{}, fmt.Errorf("%s: %w", m.Name(), err)
 		}
 		for i := range h {
 			out.Point[i] += w * f.Point[i]

@@ -57,12 +57,12 @@ func TestParseM4Errors(t *testing.T) {
 		"no values":   {"V1,V2\nH1,\n", `h.csv:2:1: V1: series "H1" has no observations`},
 		"not a number": {"V1,V2,V3\nH1,1,abc\n",
 			`h.csv:2:6: V3: "abc": want a finite decimal number`},
-		"NaN":      {"V1,V2\nH1,NaN\n", `h.csv:2:4: V2: "NaN": want a finite decimal number`},
-		"Inf":      {"V1,V2\nH1,1e999\n", `h.csv:2:4: V2: "1e999": want a finite decimal number`},
-		"hex":      {"V1,V2\nH1,0x10\n", `h.csv:2:4: V2: "0x10": want a finite decimal number`},
-		"spaced":   {"V1,V2\nH1, 5\n", `h.csv:2:4: V2: " 5": want a finite decimal number`},
-		"gap":      {"V1,V2,V3,V4\nH1,1,,3\n", `h.csv:2:6: V3: empty, but a value follows at V4: a series has no gaps`},
-		"quotes":   {"V1,V2\nH1,\"1\n", `h.csv:2:7: csv: extraneous or missing " in quoted-field`},
+		"NaN":        {"V1,V2\nH1,NaN\n", `h.csv:2:4: V2: "NaN": want a finite decimal number`},
+		"Inf":        {"V1,V2\nH1,1e999\n", `h.csv:2:4: V2: "1e999": want a finite decimal number`},
+		"hex":        {"V1,V2\nH1,0x10\n", `h.csv:2:4: V2: "0x10": want a finite decimal number`},
+		"spaced":     {"V1,V2\nH1, 5\n", `h.csv:2:4: V2: " 5": want a finite decimal number`},
+		"gap":        {"V1,V2,V3,V4\nH1,1,,3\n", `h.csv:2:6: V3: empty, but a value follows at V4: a series has no gaps`},
+		"quotes":     {"V1,V2\nH1,\"1\n", `h.csv:2:7: csv: extraneous or missing " in quoted-field`},
 		"bare quote": {"V1,V2\nH1,1\"2\n", `h.csv:2:5: csv: bare " in non-quoted-field`},
 	}
 	for name, tc := range tests {

@@ -49,15 +49,17 @@ const (
 // Intervals come from the in-sample errors of the fitted model at each
 // step ahead (empirical intervals; Williams and Goodman, JASA 1971): the
 // root mean squared error of the k-step forecasts from the same origins as
-// the fit, absolute for additive seasonality and relative to the forecast
-// for multiplicative, times the normal quantile. They thus carry whatever
-// the model gets wrong, not only the noise it assumes. When the history is
-// too short for that, the interval is the closed-form one of the
-// additive-error models, variance sigma^2 (1 + sum_{j<k} c_j^2) with c_j =
-// alpha + beta phi_j + gamma [j a multiple of the period] (Hyndman et al.
-// 2008, Table 6.1, class 1); for multiplicative seasonality sigma is the
-// relative one-step error and the interval scales with the forecast, the
-// first-order approximation for a pattern that scales.
+// the fit, times the normal quantile, and never narrower than at fewer
+// steps. They thus carry whatever the model gets wrong, not only the noise
+// it assumes. The width does not follow the seasonal cycle, even for
+// multiplicative seasonality: errors measured relative to the forecast
+// covered as well on the M4 hourly backtest (MSIS 7.82 against 7.88) but
+// blew up on series near zero, where a small forecast makes any error a
+// large ratio. When the history is too short for a multi-step loss, the
+// interval is the closed-form one of the additive models, variance
+// sigma^2 (1 + sum_{j<k} c_j^2) with c_j = alpha + beta phi_j + gamma [j a
+// multiple of the period] (Hyndman et al. 2008, Table 6.1, class 1), also
+// taken for the multiplicative model as an approximation.
 type HoltWinters struct {
 	Seasonality Seasonality
 }
@@ -265,14 +267,14 @@ type hwScratch struct {
 	// season holds the seasonal states unrolled: season[i] is the state
 	// of position i%m, so the indices of the next horizon steps from
 	// position j are the contiguous season[j:j+horizon].
-	season  []float64
-	phiSum  []float64 // phiSum[k] = phi + ... + phi^k
-	sq, rel []float64 // per step ahead: sums of squared (relative) errors
+	season []float64
+	phiSum []float64 // phiSum[k] = phi + ... + phi^k
+	sq     []float64 // per step ahead: sums of squared errors
 }
 
 func newHWScratch(m, horizon int) *hwScratch {
 	return &hwScratch{season: make([]float64, m*(1+(horizon+m-1)/m)), phiSum: make([]float64, horizon+1),
-		sq: make([]float64, horizon+1), rel: make([]float64, horizon+1)}
+		sq: make([]float64, horizon+1)}
 }
 
 // run filters y through the model with its current parameters and returns
@@ -296,11 +298,10 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 	}
 	if final {
 		clear(sc.sq)
-		clear(sc.rel)
 	}
 	l, b := m.initLevel, m.initTrend
 	alpha, beta, gamma, phi := m.alpha, m.beta, m.gamma, m.phi
-	sse, multi, relSSE := 0.0, 0.0, 0.0
+	sse, multi := 0.0, 0.0
 	origins := 0
 	j := 0 // t % m
 	for t, v := range y {
@@ -317,7 +318,6 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 				return math.Inf(1)
 			}
 			e = v - base*s
-			relSSE += e * e / (base * s * base * s)
 			l = base + alpha*e/s
 			b = phi*b + beta*e/s
 			s += gamma * e / base
@@ -364,9 +364,6 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 		m.level, m.trend = l, b
 		m.season = slices.Clone(season[:m.m])
 		m.sigma = math.Sqrt(sse / float64(len(y)))
-		if m.mult {
-			m.sigma = math.Sqrt(relSSE / float64(len(y)))
-		}
 		if origins > 0 {
 			// The error cannot shrink with the steps ahead; where the
 			// in-sample estimate does, that is noise, and the interval
@@ -374,11 +371,7 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 			m.stepRMSE = make([]float64, H)
 			widest := 0.0
 			for k := range H {
-				s := sc.sq[k+1]
-				if m.mult {
-					s = sc.rel[k+1]
-				}
-				widest = max(widest, math.Sqrt(s/float64(origins)))
+				widest = max(widest, math.Sqrt(sc.sq[k+1]/float64(origins)))
 				m.stepRMSE[k] = widest
 			}
 		}
@@ -415,8 +408,7 @@ func (m *hwModel) horizonSSE(next []float64, l, b float64, season, ps []float64)
 	return sum
 }
 
-// stepErrors adds each step's squared error, and squared relative error,
-// to sc's per-step sums.
+// stepErrors adds each step's squared error to sc's per-step sums.
 func (m *hwModel) stepErrors(next []float64, l, b float64, season []float64, sc *hwScratch) {
 	for k, v := range next {
 		p := l + sc.phiSum[k+1]*b
@@ -429,9 +421,6 @@ func (m *hwModel) stepErrors(next []float64, l, b float64, season []float64, sc 
 		}
 		d := v - p
 		sc.sq[k+1] += d * d
-		if p != 0 {
-			sc.rel[k+1] += d * d / (p * p)
-		}
 	}
 }
 
@@ -465,9 +454,6 @@ func (m *hwModel) project(n int, o Options) Forecast {
 				c += m.gamma
 			}
 			variance += c * c
-		}
-		if m.mult {
-			d *= math.Abs(p)
 		}
 		f.set(i, p, d)
 	}
