@@ -51,15 +51,19 @@ const (
 // root mean squared error of the k-step forecasts from the same origins as
 // the fit, times the normal quantile, and never narrower than at fewer
 // steps. They thus carry whatever the model gets wrong, not only the noise
-// it assumes. The width does not follow the seasonal cycle, even for
-// multiplicative seasonality: errors measured relative to the forecast
-// covered as well on the M4 hourly backtest (MSIS 7.82 against 7.88) but
-// blew up on series near zero, where a small forecast makes any error a
-// large ratio. When the history is too short for a multi-step loss, the
-// interval is the closed-form one of the additive models, variance
+// it assumes. For multiplicative seasonality the errors are measured in
+// units of the seasonal index of the step forecast and the width scales
+// with it, so the interval is narrow in the troughs of the cycle and wide
+// at its peaks. On the 3 x 414 forecasts of the M4 hourly backtest this
+// scored a mean scaled interval score (MSIS) of 7.55, against 7.88 with
+// one width for all seasons and 7.82 with errors relative to the forecast,
+// which also blew up on series near zero (a small forecast makes any error
+// a large ratio). When the history is too short for a multi-step loss,
+// the interval is the closed-form one of the additive models, variance
 // sigma^2 (1 + sum_{j<k} c_j^2) with c_j = alpha + beta phi_j + gamma [j a
-// multiple of the period] (Hyndman et al. 2008, Table 6.1, class 1), also
-// taken for the multiplicative model as an approximation.
+// multiple of the period] (Hyndman et al. 2008, Table 6.1, class 1), for
+// the multiplicative model in units of the seasonal index, as an
+// approximation.
 type HoltWinters struct {
 	Seasonality Seasonality
 }
@@ -301,7 +305,7 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 	}
 	l, b := m.initLevel, m.initTrend
 	alpha, beta, gamma, phi := m.alpha, m.beta, m.gamma, m.phi
-	sse, multi := 0.0, 0.0
+	sse, multi, sseSeason := 0.0, 0.0, 0.0
 	origins := 0
 	j := 0 // t % m
 	for t, v := range y {
@@ -318,6 +322,7 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 				return math.Inf(1)
 			}
 			e = v - base*s
+			sseSeason += (e / s) * (e / s)
 			l = base + alpha*e/s
 			b = phi*b + beta*e/s
 			s += gamma * e / base
@@ -364,6 +369,9 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 		m.level, m.trend = l, b
 		m.season = slices.Clone(season[:m.m])
 		m.sigma = math.Sqrt(sse / float64(len(y)))
+		if m.mult {
+			m.sigma = math.Sqrt(sseSeason / float64(len(y)))
+		}
 		if origins > 0 {
 			// The error cannot shrink with the steps ahead; where the
 			// in-sample estimate does, that is noise, and the interval
@@ -408,7 +416,8 @@ func (m *hwModel) horizonSSE(next []float64, l, b float64, season, ps []float64)
 	return sum
 }
 
-// stepErrors adds each step's squared error to sc's per-step sums.
+// stepErrors adds each step's squared error to sc's per-step sums; for
+// multiplicative seasonality, the error over the step's seasonal index.
 func (m *hwModel) stepErrors(next []float64, l, b float64, season []float64, sc *hwScratch) {
 	for k, v := range next {
 		p := l + sc.phiSum[k+1]*b
@@ -420,6 +429,9 @@ func (m *hwModel) stepErrors(next []float64, l, b float64, season []float64, sc 
 			p += season[k]
 		}
 		d := v - p
+		if m.mult {
+			d /= season[k]
+		}
 		sc.sq[k+1] += d * d
 	}
 }
@@ -454,6 +466,9 @@ func (m *hwModel) project(n int, o Options) Forecast {
 				c += m.gamma
 			}
 			variance += c * c
+		}
+		if m.mult {
+			d *= m.season[t%m.m]
 		}
 		f.set(i, p, d)
 	}
