@@ -103,8 +103,8 @@ func planForecast(cmd *cobra.Command, o planForecastOpts) error {
 		return fmt.Errorf("-o %q: with --backtest want table, csv or json", o.output)
 	case !o.backtest && o.output != "csv" && o.output != "json":
 		return fmt.Errorf("-o %q: want csv or json", o.output)
-	case !(o.level > 0 && o.level < 100):
-		return fmt.Errorf("--level %g: want a coverage in percent, above 0 and below 100", o.level)
+	case !(o.level >= 1 && o.level < 100):
+		return fmt.Errorf("--level %g: want a coverage in percent, at least 1 and below 100 (95, not 0.95)", o.level)
 	case !o.backtest && (fl.Changed("origins") || fl.Changed("step")):
 		return fmt.Errorf("--origins and --step go with --backtest")
 	case o.origins < 1:
@@ -276,8 +276,12 @@ func planBacktest(w io.Writer, series []forecast.Series, methods []forecast.Meth
 	case "csv":
 		return writeBacktestCSV(w, sum)
 	}
+	step := b.Step
+	if step == 0 {
+		step = b.Horizon
+	}
 	fmt.Fprintf(w, "backtest: %d series, %d origin(s) %d apart, horizon %d, season %d, %g%% intervals\n",
-		len(series), b.Origins, max(b.Step, b.Horizon*boolInt(b.Step == 0)), b.Horizon, b.Season, b.Level*100)
+		len(series), b.Origins, step, b.Horizon, b.Season, b.Level*100)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "method\tforecasts\tsMAPE\tMASE\tOWA(snaive)\tOWA(naive2)\tcoverage%\tMSIS\t")
 	for _, s := range sum {
@@ -285,13 +289,6 @@ func planBacktest(w io.Writer, series []forecast.Series, methods []forecast.Meth
 			fmtOWA(s.OWA), fmtOWA(s.OWANaive2), 100*s.Coverage, s.MSIS)
 	}
 	return tw.Flush()
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func fmtOWA(v float64) string {
