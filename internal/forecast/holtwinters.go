@@ -307,7 +307,8 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 	alpha, beta, gamma, phi := m.alpha, m.beta, m.gamma, m.phi
 	sse, multi, sseSeason := 0.0, 0.0, 0.0
 	origins := 0
-	j := 0 // t % m
+	j := 0          // t % m
+	next := m.every // steps to the next origin of the loss
 	for t, v := range y {
 		base := l + phi*b
 		var e float64
@@ -322,9 +323,10 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 				return math.Inf(1)
 			}
 			e = v - base*s
-			sseSeason += (e / s) * (e / s)
-			l = base + alpha*e/s
-			b = phi*b + beta*e/s
+			r := e / s
+			sseSeason += r * r
+			l = base + alpha*r
+			b = phi*b + beta*r
 			s += gamma * e / base
 			for i := j; i < len(season); i += m.m {
 				season[i] = s
@@ -342,14 +344,17 @@ func (m *hwModel) run(y []float64, sc *hwScratch, final bool) float64 {
 		if j++; j == m.m {
 			j = 0
 		}
-		if H > 1 && (t+1)%m.every == 0 && t+H < len(y) {
-			next := y[t+1 : t+1+H]
-			if final {
-				m.stepErrors(next, l, b, season[j:j+H], sc)
-			} else {
-				multi += m.horizonSSE(next, l, b, season[j:j+H], ps[1:H+1])
+		if next--; next == 0 {
+			next = m.every
+			if H > 1 && t+H < len(y) {
+				ahead := y[t+1 : t+1+H]
+				if final {
+					m.stepErrors(ahead, l, b, season[j:j+H], sc)
+				} else {
+					multi += m.horizonSSE(ahead, l, b, season[j:j+H], ps[1:H+1])
+				}
+				origins++
 			}
-			origins++
 		}
 	}
 	loss := sse
