@@ -337,18 +337,16 @@ func writeBacktestJSON(w io.Writer, sum []forecast.Summary, b forecast.BacktestO
 }
 
 func writeBacktestCSV(w io.Writer, sum []forecast.Summary) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"method", "forecasts", "smape", "mase", "owa_snaive", "owa_naive2", "coverage", "msis"})
 	opt := func(v float64) string {
 		if math.IsNaN(v) {
 			return ""
 		}
 		return formatFloat(v)
 	}
+	rows := [][]string{{"method", "forecasts", "smape", "mase", "owa_snaive", "owa_naive2", "coverage", "msis"}}
 	for _, s := range sum {
-		cw.Write([]string{s.Method, strconv.Itoa(s.Forecasts), formatFloat(s.SMAPE), formatFloat(s.MASE),
+		rows = append(rows, []string{s.Method, strconv.Itoa(s.Forecasts), formatFloat(s.SMAPE), formatFloat(s.MASE),
 			opt(s.OWA), opt(s.OWANaive2), formatFloat(s.Coverage), formatFloat(s.MSIS)})
 	}
-	cw.Flush()
-	return cw.Error()
+	return csv.NewWriter(w).WriteAll(rows)
 }

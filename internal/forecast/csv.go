@@ -48,7 +48,7 @@ func ParseM4(data []byte, file string) ([]Series, error) {
 	r := newReader(data)
 	header, err := r.Read()
 	if err == io.EOF {
-		return nil, &ParseError{File: file, Line: 1, Err: errors.New(`empty file: want a header "V1","V2",...`)}
+		return nil, &ParseError{File: file, Line: 1, Err: errors.New(`empty file: want a header "V1","V2" and so on`)}
 	}
 	if err != nil {
 		return nil, csvError(file, err)

@@ -46,7 +46,7 @@ func TestParseM4Errors(t *testing.T) {
 	tests := map[string]struct {
 		in, want string
 	}{
-		"empty":       {"", `h.csv:1: empty file: want a header "V1","V2",...`},
+		"empty":       {"", `h.csv:1: empty file: want a header "V1","V2" and so on`},
 		"header gap":  {"\"V1\",\"V3\"\n", `h.csv:1:6: header: column 2 is "V3": want "V2" (the header is V1, V2, ... in order)`},
 		"header name": {"id,V2\n", `h.csv:1:1: header: column 1 is "id": want "V1" (the header is V1, V2, ... in order)`},
 		"only V1":     {"V1\nH1\n", `h.csv:1: header: only V1: want V1 (the id) and at least one observation column`},
