@@ -47,9 +47,11 @@ func newPlanForecastCmd() *cobra.Command {
 		Use:   "forecast (--m4 FILE | --series FILE)",
 		Short: "Forecast regular series, or backtest the forecasting methods on them",
 		Long: `forecast predicts each series of a file --horizon steps past its end, with
-prediction intervals, by --method (default comb: the equal-weight mean of
-damped Holt-Winters with additive and with multiplicative seasonality and
-Theta). docs/PLANNING.md describes the methods.
+prediction intervals, by --method. The default, comb, is the equal-weight
+mean of damped Holt-Winters with additive and with multiplicative
+seasonality for a series that is seasonal at --season, and of the damped
+trend model and Theta for one that is not. docs/PLANNING.md describes the
+methods.
 
 The series come from --m4 FILE, the M4 competition's CSV layout (a header
 "V1","V2",..., then one series a line: its id, its observations, empty

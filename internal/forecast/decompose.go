@@ -88,9 +88,7 @@ func (s seasonality) adjust(y []float64) []float64 {
 	return out
 }
 
-// restore puts the pattern back into a value at observation t; scale is
-// for a deviation (an interval's half-width), which an additive pattern
-// leaves alone.
+// restore puts the pattern back into a value at observation t.
 func (s seasonality) restore(v float64, t int) float64 {
 	if s.mult {
 		return v * s.at(t)
@@ -98,6 +96,8 @@ func (s seasonality) restore(v float64, t int) float64 {
 	return v + s.at(t)
 }
 
+// scale puts the pattern back into a deviation at observation t (an
+// interval's half-width), which an additive pattern leaves alone.
 func (s seasonality) scale(d float64, t int) float64 {
 	if s.mult {
 		return d * s.at(t)

@@ -7,15 +7,19 @@
 // randomness, so the same series and options always give the same
 // forecast, bit for bit.
 //
-// A forecast is made in three phases:
+// Run makes a forecast in three phases:
 //
-//  1. Check the input (Options.check, finite values).
-//  2. Fit: each Method chooses its own parameters from the history alone
-//     (seasonality test, decomposition, bounded Nelder-Mead on the in-sample
-//     one-step squared error).
-//  3. Project: point forecasts and intervals at Options.Level, floored at
-//     zero when the history has no negative value (demand cannot be
-//     negative).
+//  1. Check the input (Options.check, finite values) and scale it by a
+//     power of two, which is exact.
+//  2. Fit: the Method chooses its own parameters from the history alone
+//     (seasonality test, decomposition, bounded Nelder-Mead on the
+//     in-sample squared error over the horizon for Holt-Winters).
+//  3. Project: point forecasts and intervals at Options.Level, scaled
+//     back, floored at zero when the history has no negative value
+//     (demand cannot be negative).
+//
+// docs/PLANNING.md describes the methods and their backtest on the M4
+// hourly series.
 package forecast
 
 import (
