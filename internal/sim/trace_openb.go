@@ -1,16 +1,12 @@
 package sim
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
-	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/trace/openb"
@@ -42,100 +38,40 @@ func (t *OpenbTrace) Next() (Job, error) {
 	return j, nil
 }
 
-// ReadOpenbTasks reads an openb task list with its time columns. Every task
-// becomes a one-replica job in queue, sorted by creation time: QoS LS
+// ReadOpenbTasks reads an openb task list with its time columns
+// (openb.ReadTimedTasks: the trace's one parser). Every task becomes a
+// one-replica job in queue, sorted by creation time: QoS LS
 // (latency-sensitive) tasks are services at priority 200, Guaranteed tasks
 // batch at 100, Burstable at 50, BE (best-effort) tasks preemptible batch
-// at 10. The runtime,
-// deletion_time - scheduled_time, is taken as the duration at relative
-// speed 1.0. The file is small (thousands of rows) and is read whole,
-// since its rows are not in time order.
+// at 10. The runtime, deletion_time - scheduled_time, is taken as the
+// duration at relative speed 1.0. Tasks that were never scheduled are left
+// out (NeverRan counts them): their runtime is unknown. The file is small
+// (thousands of rows) and is read whole, since its rows are not in time
+// order.
 func ReadOpenbTasks(name string, r io.Reader, queue string) (*OpenbTrace, error) {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
+	tasks, err := openb.ReadTimedTasks(r, name)
 	if err != nil {
-		return nil, openbErr(name, cr, err)
-	}
-	if len(header) != len(openbColumns) || strings.Join(header, ",") != strings.Join(openbColumns, ",") {
-		return nil, &LineError{File: name, Line: 1, Column: 1, Msg: fmt.Sprintf("header %q: time mode needs the columns %s", strings.Join(header, ","), strings.Join(openbColumns, ","))}
+		var oe *openb.Error
+		if errors.As(err, &oe) {
+			le := &LineError{File: oe.File, Line: oe.Line, Column: max(oe.Char, 1), Msg: oe.Err.Error()}
+			if oe.Field != "" && oe.Field != "csv" {
+				le.Msg = oe.Field + ": " + le.Msg
+			}
+			return nil, le
+		}
+		return nil, err
 	}
 	out := &OpenbTrace{}
-	seen := map[string]int{}
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, openbErr(name, cr, err)
-		}
-		line, _ := cr.FieldPos(0)
-		fail := func(col int, format string, args ...any) error {
-			l, c := cr.FieldPos(col)
-			return &LineError{File: name, Line: l, Column: c, Msg: openbColumns[col] + ": " + fmt.Sprintf(format, args...)}
-		}
-		num := func(col int, lo, hi int64) (int64, error) {
-			v, err := strconv.ParseInt(rec[col], 10, 64)
-			if err != nil || v < lo || v > hi {
-				return 0, fail(col, "%q, want an integer in %d..%d", rec[col], lo, hi)
-			}
-			return v, nil
-		}
-		id := rec[0]
-		if id == "" {
-			return nil, fail(0, "must not be empty")
-		}
-		if first, dup := seen[id]; dup {
-			return nil, fail(0, "%q is already used on line %d", id, first)
-		}
-		seen[id] = line
-		var vals [5]int64
-		for i, c := range []struct {
-			col    int
-			lo, hi int64
-		}{{1, 0, 1 << 40}, {2, 0, 1 << 40}, {3, 0, openb.MaxGPUs}, {4, 0, place.Whole}, {8, 0, 1 << 40}} {
-			if vals[i], err = num(c.col, c.lo, c.hi); err != nil {
-				return nil, err
-			}
-		}
-		cpu, mem, gpus, milli, created := vals[0], vals[1], vals[2], vals[3], vals[4]
-		if rec[10] == "" {
+	for _, t := range tasks {
+		if t.Scheduled < 0 {
 			out.NeverRan++
 			continue
 		}
-		deleted, err := num(9, created, 1<<40)
-		if err != nil {
-			return nil, err
-		}
-		started, err := num(10, created, deleted)
-		if err != nil {
-			return nil, err
-		}
-		req := place.Request{CPUMilli: cpu, MemoryMiB: mem}
-		switch {
-		case gpus == 0 && milli != 0:
-			return nil, fail(4, "%d: a task without GPUs asks 0 milli", milli)
-		case gpus == 1 && milli == 0:
-			return nil, fail(4, "0: a task with one GPU asks 1..1000 milli")
-		case gpus > 1 && milli != place.Whole:
-			return nil, fail(4, "%d: a task with %d GPUs asks whole ones (1000 milli)", milli, gpus)
-		case gpus == 1 && milli < place.Whole:
-			req.Milli = int32(milli)
-		default:
-			req.Devices = int(gpus)
-		}
-		if s := rec[5]; s != "" && s != "nan" {
-			if gpus == 0 {
-				return nil, fail(5, "%q: a task without GPUs accepts no GPU type", s)
-			}
-			req.Accel = strings.Split(s, "|")
-		}
-		j := Job{Arrival: created, Duration: deleted - started, Job: sched.Job{
-			ID: sched.JobID(id), Queue: queue, Kind: sched.Batch,
-			Gangs: []sched.Gang{{Replicas: 1, Shape: req}},
+		j := Job{Arrival: t.Created, Duration: t.Deleted - t.Scheduled, Job: sched.Job{
+			ID: sched.JobID(t.Name), Queue: queue, Kind: sched.Batch,
+			Gangs: []sched.Gang{{Replicas: 1, Shape: t.Req}},
 		}}
-		switch rec[6] {
+		switch t.QoS {
 		case "LS":
 			j.Kind, j.Priority = sched.Service, 200
 		case "Guaranteed":
@@ -144,24 +80,11 @@ func ReadOpenbTasks(name string, r io.Reader, queue string) (*OpenbTrace, error)
 			j.Priority = 50
 		case "BE":
 			j.Priority, j.Preemptible = 10, true
-		default:
-			return nil, fail(6, "%q, want LS, Guaranteed, Burstable or BE", rec[6])
 		}
 		out.Jobs = append(out.Jobs, j)
 	}
 	sort.SliceStable(out.Jobs, func(a, b int) bool { return out.Jobs[a].Arrival < out.Jobs[b].Arrival })
 	return out, nil
-}
-
-func openbErr(name string, cr *csv.Reader, err error) error {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return &LineError{File: name, Line: pe.Line, Column: pe.Column, Msg: pe.Err.Error()}
-	}
-	if err == io.EOF {
-		return &LineError{File: name, Line: 1, Column: 1, Msg: "the file is empty"}
-	}
-	return fmt.Errorf("read %s: %w", name, err)
 }
 
 // Catalog figures for the openb trace's GPU types, which the trace does not

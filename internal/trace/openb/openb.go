@@ -41,10 +41,19 @@ func (n *Node) Place(i int) *place.Node {
 	}
 }
 
-// Task is one row of a task list: its name and the shape it asks for.
+// Task is one row of a task list: its name and the shape it asks for, and,
+// from a list with all its columns, its class and times.
 type Task struct {
 	Name string
 	Req  place.Request
+	// QoS is LS, Guaranteed, Burstable or BE; Phase the pod's last phase
+	// ("" when the list has no such columns).
+	QoS, Phase string
+	// Created, Deleted and Scheduled are the task's times in seconds; -1
+	// when empty (a task never scheduled has no scheduled_time) or absent.
+	Created, Deleted, Scheduled int64
+	// Line is the task's line in its file.
+	Line int
 }
 
 // Error locates a malformed row.
@@ -52,8 +61,10 @@ type Error struct {
 	File   string
 	Line   int // 1-based
 	Column int // 1-based; 0 when the whole row is at fault
-	Field  string
-	Err    error
+	// Char is the 1-based character position of the field in its line.
+	Char  int
+	Field string
+	Err   error
 }
 
 func (e *Error) Error() string {
@@ -156,40 +167,100 @@ func ReadTasks(r io.Reader, file string) ([]Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readTasks(rows, nil)
+}
+
+// task reads the current row as a task; ok is false when it is malformed.
+func (rows *rows) task() (t Task, ok bool) {
+	t.Name = rows.name(0)
+	t.Req.CPUMilli = rows.int(1, 0, 1<<40)
+	t.Req.MemoryMiB = rows.int(2, 0, 1<<40)
+	gpus := int(rows.int(3, 0, MaxGPUs))
+	milli := int32(rows.int(4, 0, place.Whole))
+	if rows.err == nil {
+		switch {
+		case gpus == 0 && milli != 0:
+			rows.fail(4, fmt.Errorf("%d: a task without GPUs asks 0 milli", milli))
+		case gpus == 1 && milli == 0:
+			rows.fail(4, errors.New("0: a task with one GPU asks 1..1000 milli"))
+		case gpus > 1 && milli != place.Whole:
+			rows.fail(4, fmt.Errorf("%d: a task with %d GPUs asks whole ones (1000 milli)", milli, gpus))
+		case gpus == 1 && milli < place.Whole:
+			t.Req.Milli = milli
+		default:
+			t.Req.Devices = gpus
+		}
+	}
+	if len(rows.header) > 5 {
+		t.Req.Accel = rows.spec(5)
+		if gpus == 0 && len(t.Req.Accel) > 0 && rows.err == nil {
+			rows.fail(5, fmt.Errorf("%q: a task without GPUs accepts no GPU type", rows.field(5)))
+		}
+	}
+	t.Created, t.Deleted, t.Scheduled, t.Line = -1, -1, -1, rows.line
+	if len(rows.header) > 7 {
+		t.QoS, t.Phase = rows.name(6), rows.name(7)
+	}
+	if len(rows.header) > 8 {
+		t.Created = rows.optInt(8)
+	}
+	if len(rows.header) > 9 {
+		t.Deleted = rows.optInt(9)
+	}
+	if len(rows.header) > 10 {
+		t.Scheduled = rows.optInt(10)
+	}
+	return t, rows.err == nil
+}
+
+// QoS classes of the trace's tasks.
+var qosClasses = []string{"LS", "Guaranteed", "Burstable", "BE"}
+
+// ReadTimedTasks reads a task list with all its columns, for replays in
+// time: every task has a unique name, a QoS class, a creation time, and, if
+// it was ever scheduled, a deletion time no earlier than its creation and a
+// scheduled time between the two. A task never scheduled keeps Scheduled
+// -1.
+func ReadTimedTasks(r io.Reader, file string) ([]Task, error) {
+	rows, err := newRows(r, file, func(h []string) error {
+		if !slices.Equal(h, taskHeader) {
+			return fmt.Errorf("header %q: time mode needs the columns %s", strings.Join(h, ","), strings.Join(taskHeader, ","))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]int{}
+	return readTasks(rows, func(t *Task) {
+		if first, dup := seen[t.Name]; dup {
+			rows.fail(0, fmt.Errorf("%q is already used on line %d", t.Name, first))
+			return
+		}
+		seen[t.Name] = t.Line
+		switch {
+		case !slices.Contains(qosClasses, t.QoS):
+			rows.fail(6, fmt.Errorf("%q, want LS, Guaranteed, Burstable or BE", t.QoS))
+		case t.Created < 0:
+			rows.fail(8, fmt.Errorf("%q, want an integer in 0..%d", rows.field(8), int64(1)<<40))
+		case t.Scheduled < 0:
+			// Never scheduled: its runtime is unknown.
+		case t.Deleted < t.Created:
+			rows.fail(9, fmt.Errorf("%q, want an integer in %d..%d", rows.field(9), t.Created, int64(1)<<40))
+		case t.Scheduled > t.Deleted:
+			rows.fail(10, fmt.Errorf("%q, want an integer in %d..%d", rows.field(10), t.Created, t.Deleted))
+		}
+	})
+}
+
+// readTasks reads the rows of a task list; check, when set, adds checks
+// of each task while its row is current.
+func readTasks(rows *rows, check func(t *Task)) ([]Task, error) {
 	var out []Task
 	for rows.next() {
-		var t Task
-		t.Name = rows.name(0)
-		t.Req.CPUMilli = rows.int(1, 0, 1<<40)
-		t.Req.MemoryMiB = rows.int(2, 0, 1<<40)
-		gpus := int(rows.int(3, 0, MaxGPUs))
-		milli := int32(rows.int(4, 0, place.Whole))
-		if rows.err == nil {
-			switch {
-			case gpus == 0 && milli != 0:
-				rows.fail(4, fmt.Errorf("%d: a task without GPUs asks 0 milli", milli))
-			case gpus == 1 && milli == 0:
-				rows.fail(4, errors.New("0: a task with one GPU asks 1..1000 milli"))
-			case gpus > 1 && milli != place.Whole:
-				rows.fail(4, fmt.Errorf("%d: a task with %d GPUs asks whole ones (1000 milli)", milli, gpus))
-			case gpus == 1 && milli < place.Whole:
-				t.Req.Milli = milli
-			default:
-				t.Req.Devices = gpus
-			}
-		}
-		if len(rows.header) > 5 {
-			t.Req.Accel = rows.spec(5)
-			if gpus == 0 && len(t.Req.Accel) > 0 && rows.err == nil {
-				rows.fail(5, fmt.Errorf("%q: a task without GPUs accepts no GPU type", rows.field(5)))
-			}
-		}
-		for c := 6; c < len(rows.header); c++ {
-			if c < 8 {
-				rows.name(c) // qos, pod_phase: present but unused
-			} else {
-				rows.optInt(c)
-			}
+		t, ok := rows.task()
+		if ok && check != nil {
+			check(&t)
 		}
 		if rows.err != nil {
 			return nil, rows.err
@@ -275,6 +346,7 @@ func (rs *rows) fail(col int, err error) {
 	e := &Error{File: rs.file, Line: rs.line, Err: err}
 	if col >= 0 && col < len(rs.header) {
 		e.Column, e.Field = col+1, rs.header[col]
+		_, e.Char = rs.r.FieldPos(col)
 	}
 	rs.err = e
 }
@@ -301,13 +373,18 @@ func (rs *rows) int(col int, lo, hi int64) int64 {
 	return v
 }
 
-// optInt is empty or a decimal integer.
-func (rs *rows) optInt(col int) {
-	if s := rs.rec[col]; s != "" {
-		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-			rs.fail(col, fmt.Errorf("%q: want an integer or nothing", s))
-		}
+// optInt is empty (-1) or a decimal integer, 0 or more.
+func (rs *rows) optInt(col int) int64 {
+	s := rs.rec[col]
+	if s == "" {
+		return -1
 	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		rs.fail(col, fmt.Errorf("%q: want an integer, 0 or more, or nothing", s))
+		return -1
+	}
+	return v
 }
 
 // spec is a list of GPU types separated by '|'; empty or "nan" is none.

@@ -26,10 +26,12 @@ func TestReadTasks(t *testing.T) {
 				"p2,16000,32768,1,1000,V100M16|V100M32,LS,Running,9967058,9968575,9967063\n" +
 				"p3,88000,327680,8,1000,nan,Burstable,Succeeded,9437497,10769854,9437497\n",
 			want: []Task{
-				{Name: "p0", Req: place.Request{CPUMilli: 8000, MemoryMiB: 30517}},
-				{Name: "p1", Req: place.Request{Milli: 220, CPUMilli: 4000, MemoryMiB: 15258}},
-				{Name: "p2", Req: place.Request{Accel: []string{"V100M16", "V100M32"}, Devices: 1, CPUMilli: 16000, MemoryMiB: 32768}},
-				{Name: "p3", Req: place.Request{Devices: 8, CPUMilli: 88000, MemoryMiB: 327680}},
+				{Name: "p0", Req: place.Request{CPUMilli: 8000, MemoryMiB: 30517}, QoS: "BE", Phase: "Running", Created: 1, Deleted: 2, Scheduled: 3, Line: 2},
+				{Name: "p1", Req: place.Request{Milli: 220, CPUMilli: 4000, MemoryMiB: 15258}, QoS: "BE", Phase: "Running", Created: 1, Deleted: 2, Scheduled: -1, Line: 3},
+				{Name: "p2", Req: place.Request{Accel: []string{"V100M16", "V100M32"}, Devices: 1, CPUMilli: 16000, MemoryMiB: 32768},
+					QoS: "LS", Phase: "Running", Created: 9967058, Deleted: 9968575, Scheduled: 9967063, Line: 4},
+				{Name: "p3", Req: place.Request{Devices: 8, CPUMilli: 88000, MemoryMiB: 327680},
+					QoS: "Burstable", Phase: "Succeeded", Created: 9437497, Deleted: 10769854, Scheduled: 9437497, Line: 5},
 			},
 		},
 		"five columns": {
@@ -37,8 +39,8 @@ func TestReadTasks(t *testing.T) {
 				"p0,12000,16384,1,1000\n" +
 				"p1,6000,12288,1,460\n",
 			want: []Task{
-				{Name: "p0", Req: place.Request{Devices: 1, CPUMilli: 12000, MemoryMiB: 16384}},
-				{Name: "p1", Req: place.Request{Milli: 460, CPUMilli: 6000, MemoryMiB: 12288}},
+				{Name: "p0", Req: place.Request{Devices: 1, CPUMilli: 12000, MemoryMiB: 16384}, Created: -1, Deleted: -1, Scheduled: -1, Line: 2},
+				{Name: "p1", Req: place.Request{Milli: 460, CPUMilli: 6000, MemoryMiB: 12288}, Created: -1, Deleted: -1, Scheduled: -1, Line: 3},
 			},
 		},
 		"header only": {in: "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"},
@@ -77,7 +79,7 @@ func TestReadTasksErrors(t *testing.T) {
 		"short row":        {in: short + "p0,8000,1,0\n", want: Error{File: "t.csv", Line: 2, Column: 1, Field: "csv"}, msg: "wrong number of fields"},
 		"bad spec":         {in: fullHeader + "p0,8000,1,1,1000,V100||T4,LS,Running,1,2,3\n", want: Error{File: "t.csv", Line: 2, Column: 6, Field: "gpu_spec"}, msg: "separated by '|'"},
 		"spec on cpu task": {in: fullHeader + "p0,8000,1,0,0,T4,LS,Running,1,2,3\n", want: Error{File: "t.csv", Line: 2, Column: 6, Field: "gpu_spec"}, msg: "accepts no GPU type"},
-		"bad time":         {in: fullHeader + "p0,8000,1,0,0,,LS,Running,1,soon,3\n", want: Error{File: "t.csv", Line: 2, Column: 10, Field: "deletion_time"}, msg: "want an integer or nothing"},
+		"bad time":         {in: fullHeader + "p0,8000,1,0,0,,LS,Running,1,soon,3\n", want: Error{File: "t.csv", Line: 2, Column: 10, Field: "deletion_time"}, msg: "want an integer, 0 or more, or nothing"},
 		"empty qos":        {in: fullHeader + "p0,8000,1,0,0,,,Running,1,2,3\n", want: Error{File: "t.csv", Line: 2, Column: 7, Field: "qos"}, msg: "non-empty"},
 	}
 	for name, tc := range tests {
@@ -88,7 +90,7 @@ func TestReadTasksErrors(t *testing.T) {
 				t.Fatalf("ReadTasks error = %v, want an *Error", err)
 			}
 			got := *e
-			got.Err = nil
+			got.Err, got.Char = nil, 0 // Char: see TestReadTimedTasksErrors
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("error location (-want +got):\n%s", diff)
 			}
@@ -142,7 +144,7 @@ func TestReadNodesErrors(t *testing.T) {
 				t.Fatalf("ReadNodes error = %v, want an *Error", err)
 			}
 			got := *e
-			got.Err = nil
+			got.Err, got.Char = nil, 0 // Char: see TestReadTimedTasksErrors
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("error location (-want +got):\n%s", diff)
 			}
@@ -232,4 +234,37 @@ func FuzzReadTasks(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestReadTimedTasksErrors(t *testing.T) {
+	tests := map[string]struct {
+		in, want string
+		char     int
+	}{
+		"five columns":  {"name,cpu_milli,memory_mib,num_gpu,gpu_milli\n", "time mode needs the columns", 0},
+		"duplicate":     {fullHeader + "a,1,1,0,0,,BE,Running,1,2,1\na,1,1,0,0,,BE,Running,1,2,1\n", `"a" is already used on line 2`, 1},
+		"unknown qos":   {fullHeader + "a,1,1,0,0,,Gold,Running,1,2,1\n", `"Gold", want LS, Guaranteed, Burstable or BE`, 12},
+		"no creation":   {fullHeader + "a,1,1,0,0,,BE,Running,,2,1\n", `"", want an integer in 0..`, 23},
+		"deleted early": {fullHeader + "a,1,1,0,0,,BE,Running,5,2,5\n", `"2", want an integer in 5..`, 25},
+		"late start":    {fullHeader + "a,1,1,0,0,,BE,Running,10,20,30\n", `"30", want an integer in 10..20`, 29},
+	}
+	for name, tc := range tests {
+		_, err := ReadTimedTasks(strings.NewReader(tc.in), "t.csv")
+		var e *Error
+		if !errors.As(err, &e) || !strings.Contains(err.Error(), tc.want) || e.Char != tc.char {
+			t.Errorf("%s: error %v (char %d), want one with %q at char %d", name, err, e.charOf(), tc.want, tc.char)
+		}
+	}
+	// A task never scheduled is kept, with Scheduled -1.
+	ts, err := ReadTimedTasks(strings.NewReader(fullHeader+"a,1,1,0,0,,BE,Pending,7,,\n"), "t.csv")
+	if err != nil || len(ts) != 1 || ts[0].Scheduled != -1 || ts[0].Created != 7 {
+		t.Errorf("never-scheduled task: %+v, %v", ts, err)
+	}
+}
+
+func (e *Error) charOf() int {
+	if e == nil {
+		return -1
+	}
+	return e.Char
 }
