@@ -248,6 +248,14 @@ func (c *Core) apply(ev Event) error {
 		return c.nodeDown(e.Node, fleet.Down, "node "+e.Node+" failed: "+e.Reason)
 	case NodeDrained:
 		return c.nodeDown(e.Node, fleet.Draining, "node "+e.Node+" drained")
+	case NodeCordoned:
+		i, ok := c.fleet.NodeIndex(e.Node)
+		if !ok {
+			return fmt.Errorf("node %q: not in the fleet", e.Node)
+		}
+		c.fleet.Nodes[i].State = fleet.Draining
+		c.idx.setSchedulable(i, false)
+		return nil
 	case NodeReturned:
 		i, ok := c.fleet.NodeIndex(e.Node)
 		if !ok {

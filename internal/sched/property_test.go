@@ -183,7 +183,7 @@ func genScript(t *rapid.T, w world) []step {
 		case 6:
 			out = append(out, step{kind: "fail", id: rapid.IntRange(0, n).Draw(t, "id"), flag: rapid.Bool().Draw(t, "requeue")})
 		case 7:
-			out = append(out, step{kind: rapid.SampledFrom([]string{"nodefail", "drain", "return"}).Draw(t, "nodeop"), arg: rapid.IntRange(0, len(w.nodes)-1).Draw(t, "node")})
+			out = append(out, step{kind: rapid.SampledFrom([]string{"nodefail", "drain", "cordon", "return"}).Draw(t, "nodeop"), arg: rapid.IntRange(0, len(w.nodes)-1).Draw(t, "node")})
 		case 8:
 			specs = genQueues(t, specs)
 			out = append(out, step{kind: "queues", specs: specs})
@@ -467,6 +467,8 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 			r, err = c.Apply(NodeFailed{Node: w.nodes[s.arg].Name, Reason: "x"})
 		case "drain":
 			r, err = c.Apply(NodeDrained{Node: w.nodes[s.arg].Name})
+		case "cordon":
+			r, err = c.Apply(NodeCordoned{Node: w.nodes[s.arg].Name})
 		case "return":
 			r, err = c.Apply(NodeReturned{Node: w.nodes[s.arg].Name})
 		case "queues":

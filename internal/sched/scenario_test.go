@@ -75,6 +75,7 @@ var commandKeys = map[string][]string{
 	"fail":        {"id", "requeue"},
 	"node-fail":   {"node"},
 	"node-drain":  {"node"},
+	"node-cordon": {"node"},
 	"node-return": {"node"},
 	"node-add":    {"name", "path", "accel", "count", "cpu", "mem"},
 	"quota":       {"queue", "flavor", "limits"},
@@ -316,6 +317,8 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		return s.show(s.core.Apply(sched.JobFailed{ID: sched.JobID(a["id"]), Reason: "exit 1", Requeue: rq}))
 	case "node-fail":
 		return s.show(s.core.Apply(sched.NodeFailed{Node: a["node"], Reason: "heartbeat lost"}))
+	case "node-cordon":
+		return s.show(s.core.Apply(sched.NodeCordoned{Node: a["node"]}))
 	case "node-drain":
 		return s.show(s.core.Apply(sched.NodeDrained{Node: a["node"]}))
 	case "node-return":

@@ -172,7 +172,11 @@ type NodeFailed struct {
 // NodeDrained stops new work on a node and requeues the jobs on it.
 type NodeDrained struct{ Node string }
 
-// NodeReturned makes a failed or drained node schedulable again.
+// NodeCordoned stops new work on a node and lets the jobs on it run to
+// their end (a drain that evicts nothing).
+type NodeCordoned struct{ Node string }
+
+// NodeReturned makes a failed, drained or cordoned node schedulable again.
 type NodeReturned struct{ Node string }
 
 // QuotaChanged replaces one queue's quota for one flavor.
@@ -209,6 +213,7 @@ func (NodeAdded) isEvent()     {}
 func (NodeFailed) isEvent()    {}
 func (NodeDrained) isEvent()   {}
 func (NodeReturned) isEvent()  {}
+func (NodeCordoned) isEvent()  {}
 func (QuotaChanged) isEvent()  {}
 func (TimeAdvanced) isEvent()  {}
 func (QueuesChanged) isEvent() {}
