@@ -27,6 +27,8 @@ type serverFlags struct {
 	data, listen, addrFile           string
 	hbInterval, hbTimeout, stopGrace time.Duration
 	retain, preemptAfter             time.Duration
+	headerTimeout, bodyTimeout       time.Duration
+	writeTimeout, idleTimeout        time.Duration
 	debug                            bool
 }
 
@@ -40,6 +42,10 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and failed jobs' replicas")
 	c.Flags().DurationVar(&f.retain, "retain", 30*24*time.Hour, "keep a finished job's record, idempotency key and logs this long after it ends (negative: for ever)")
 	c.Flags().DurationVar(&f.preemptAfter, "preempt-after", time.Minute, "how long a job waits for room before it may preempt (0: at once)")
+	c.Flags().DurationVar(&f.headerTimeout, "read-header-timeout", 10*time.Second, "a request's headers must arrive within this time")
+	c.Flags().DurationVar(&f.bodyTimeout, "body-timeout", 30*time.Second, "a request's body must arrive within this time once its headers are in (else 408)")
+	c.Flags().DurationVar(&f.writeTimeout, "write-timeout", 30*time.Second, "an answer must be written within this time")
+	c.Flags().DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a kept-alive connection idle this long is closed")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	return f
 }
@@ -52,7 +58,8 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 	return server.Config{
 		DataDir: f.data, InitialQueues: queues,
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
-		Retain: f.retain,
+		Retain:            f.retain,
+		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		Sched:  sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
@@ -104,7 +111,7 @@ state from the store: every acknowledged job is still there.`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			var queues []quota.Spec
 			if queuesFile != "" {
-				data, err := os.ReadFile(queuesFile)
+				data, err := readFile(queuesFile, spec.MaxFileBytes)
 				if err != nil {
 					return err
 				}

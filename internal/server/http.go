@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
+	"github.com/gpufleet/gpufleet/internal/spec"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
@@ -96,7 +99,26 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.deadlines(mux)
+}
+
+// deadlines gives every request a deadline for its body (BodyTimeout) and
+// one for its answer (WriteTimeout), counted from when its headers were
+// read, so that a client that sends a body slowly, or never, or reads the
+// answer slowly, holds a connection for a bounded time. The body deadline
+// also bounds the reading of a body a handler left unread (net/http reads
+// it before reusing the connection). A route that streams its answer
+// moves its write deadline with its own http.ResponseController.
+func (s *Server) deadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		// Not every ResponseWriter has a connection (a test's recorder):
+		// without one there is nothing to bound.
+		_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
+		_ = rc.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) wrap(rt route) http.Handler {
@@ -171,16 +193,35 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ principal) {
 // jobNameMax leaves room for the "-SEQ" suffix within job id limits.
 const jobNameMax = 100
 
+// mediaType checks a request body's Content-Type against the types a route
+// takes and returns the one given ("" when none is: the body is taken as
+// the route's own syntax).
+func mediaType(r *http.Request, allowed ...string) (string, *api.Error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return "", nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && slices.Contains(allowed, mt) {
+		return mt, nil
+	}
+	return "", &api.Error{Status: http.StatusUnsupportedMediaType, Code: api.CodeUnsupported, Field: "Content-Type",
+		Message: fmt.Sprintf("Content-Type %q: want %s", ct, strings.Join(allowed, ", "))}
+}
+
+// readJSON reads a JSON request body of at most limit bytes.
+func readJSON(r *http.Request, limit int64) ([]byte, *api.Error) {
+	if _, e := mediaType(r, "application/json"); e != nil {
+		return nil, e
+	}
+	return api.ReadBody(r.Body, limit)
+}
+
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		switch mt {
-		case "application/yaml", "application/x-yaml", "text/yaml", "application/json", "text/plain":
-		default:
-			writeErr(w, &api.Error{Status: http.StatusUnsupportedMediaType, Code: api.CodeUnsupported,
-				Message: fmt.Sprintf("content type %q: want application/yaml or application/json", mt)})
-			return
-		}
+	mt, e := mediaType(r, slices.Sorted(maps.Keys(api.JobMediaTypes))...)
+	if e != nil {
+		writeErr(w, e)
+		return
 	}
 	body, e := api.ReadBody(r.Body, api.MaxBody)
 	if e != nil {
@@ -191,7 +232,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	if file == "" {
 		file = "request"
 	}
-	js, e := api.DecodeJob(file, body)
+	js, e := api.DecodeJobAs(file, body, api.JobMediaTypes[mt])
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -295,6 +336,17 @@ func (s *Server) queueHint(qi *queueIndex, p principal) string {
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 	q := r.URL.Query()
 	state, queue := q.Get("state"), q.Get("queue")
+	if state != "" && !slices.Contains(store.States, state) {
+		writeErr(w, api.Invalid("state", "%q: want one of %s", state, strings.Join(store.States, ", ")))
+		return
+	}
+	if queue != "" {
+		qi := s.queues.Load()
+		if t, ok := qi.tenantOf[queue]; !ok || !p.sees(t) {
+			writeErr(w, api.Invalid("queue", "no queue %q%s", queue, s.queueHint(qi, p)))
+			return
+		}
+	}
 	limit := api.DefaultJobPage
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -437,14 +489,18 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 	}
 	if v := q.Get("offset"); v != "" {
-		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 {
-			writeErr(w, api.Invalid("offset", "%q: want a byte offset, 0 or more", v))
+		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 || offset > api.MaxLogSize {
+			writeErr(w, api.Invalid("offset", "%q: want a byte offset of 0..%d (a replica's log holds at most %s)", v, api.MaxLogSize, spec.FormatBytes(api.MaxLogSize)))
 			return
 		}
 	}
 	if v := q.Get("attempt"); v != "" {
 		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > j.Attempt {
-			writeErr(w, api.Invalid("attempt", "%q: want 1..%d", v, j.Attempt))
+			if j.Attempt == 0 {
+				writeErr(w, api.Invalid("attempt", "%q: job %s has not started an attempt yet", v, j.ID))
+			} else {
+				writeErr(w, api.Invalid("attempt", "%q: want 1..%d", v, j.Attempt))
+			}
 			return
 		}
 	}
@@ -461,7 +517,10 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 		rp := j.Replicas[idx]
 		data, err = readAt(s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: attempt}), offset, maxLogRead)
 		if err != nil {
-			writeErr(w, api.Internal("read log: %v", err))
+			// The error names the server's file; the operator's log gets
+			// it, the client does not.
+			s.log.Error("read a replica's log", "job", j.ID, "rank", rank, "attempt", attempt, "err", err)
+			writeErr(w, api.Internal("the log of job %s rank %d could not be read; the server's log says why", j.ID, rank))
 			return
 		}
 	}
@@ -580,7 +639,7 @@ func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
 }
 
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -598,7 +657,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ principa
 }
 
 func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -621,7 +680,7 @@ func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -647,7 +706,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -675,7 +734,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxHeartbeatBody)
+	body, e := readJSON(r, api.MaxHeartbeatBody)
 	if e != nil {
 		writeErr(w, e)
 		return

@@ -34,6 +34,8 @@ type decoder struct {
 	lineOff int  // added to parser line numbers (documents are parsed alone)
 	anchors []anchorDef
 	aliases int // alias resolutions left
+	// firstOnly stops documents after the first one that is not empty.
+	firstOnly bool
 }
 
 type anchorDef struct {
@@ -83,7 +85,7 @@ func (d *decoder) add(line, col int, path, msg string) {
 func (d *decoder) documents(data []byte, limit int64) []document {
 	if int64(len(data)) > limit {
 		e := &SizeError{Name: d.file, Size: int64(len(data)), Limit: limit}
-		d.add(0, 0, "", e.Error()[len(d.file)+2:])
+		d.add(0, 0, "", e.detail())
 		return nil
 	}
 	if e := checkText(d.file, data); e != nil {
@@ -99,7 +101,7 @@ func (d *decoder) documents(data []byte, limit int64) []document {
 			docs = append(docs, doc)
 		}
 	}
-	for i := 0; i < len(src); {
+	for i := 0; i < len(src) && (!d.firstOnly || len(docs) == 0); {
 		j := strings.IndexByte(src[i:], '\n')
 		next := len(src)
 		if j >= 0 {
@@ -112,7 +114,9 @@ func (d *decoder) documents(data []byte, limit int64) []document {
 		i = next
 		line++
 	}
-	flush(len(src))
+	if !d.firstOnly || len(docs) == 0 {
+		flush(len(src))
+	}
 	return docs
 }
 

@@ -22,6 +22,7 @@ const (
 // gangs: a job).
 func Detect(name string, data []byte) (Kind, error) {
 	d := newDecoder(name)
+	d.firstOnly = true
 	docs := d.documents(data, MaxFileBytes)
 	if d.failed() {
 		return "", d.err()

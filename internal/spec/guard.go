@@ -38,12 +38,15 @@ type SizeError struct {
 	Limit int64
 }
 
-func (e *SizeError) Error() string {
+func (e *SizeError) Error() string { return e.Name + ": " + e.detail() }
+
+// detail is the message without the document's name.
+func (e *SizeError) detail() string {
 	size := fmt.Sprintf("is %s", FormatBytes(e.Size))
 	if e.Size < 0 {
 		size = "is larger than that"
 	}
-	return fmt.Sprintf("%s: %s; gpufleet reads at most %s here", e.Name, size, FormatBytes(e.Limit))
+	return fmt.Sprintf("%s; gpufleet reads at most %s here", size, FormatBytes(e.Limit))
 }
 
 // FormatBytes renders a size in the largest binary unit that keeps it

@@ -205,6 +205,9 @@ const (
 	Cancelled  = "cancelled"
 )
 
+// States lists every job state, in the order a job passes them.
+var States = []string{Pending, Running, Preempting, Cancelling, Succeeded, Failed, Cancelled}
+
 // Terminal reports whether a job state is final.
 func Terminal(state string) bool {
 	return state == Succeeded || state == Failed || state == Cancelled
