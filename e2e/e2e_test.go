@@ -3,6 +3,8 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -281,6 +283,38 @@ func checkNoDoubleBinding(t *testing.T, p *plane) {
 				}
 				owner[k] = j.ID
 			}
+		}
+	}
+}
+
+// An agent run with another node's token is refused at once and exits: a
+// node token speaks for its own node only.
+func TestAgentWithAnotherNodesTokenIsRefused(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	cmd := p.agentCmd("n2", p.nodeToken("n1"))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the agent exited 0, want an error")
+		}
+	case <-time.After(30 * time.Second):
+		stop(cmd)
+		t.Fatal("the agent kept running with another node's token")
+	}
+	log, _ := os.ReadFile(filepath.Join(p.dir, "agent-n2.log"))
+	if !strings.Contains(string(log), "speaks for node n1, not n2") {
+		t.Errorf("agent log does not say why:\n%s", log)
+	}
+	nodes, err := p.client.Nodes(p.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Name == "n2" {
+			t.Errorf("node n2 was registered with n1's token")
 		}
 	}
 }

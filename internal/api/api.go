@@ -88,13 +88,15 @@ const (
 
 // Node is a registered node.
 type Node struct {
-	Name           string            `json:"name" yaml:"name"`
-	Address        string            `json:"address" yaml:"address"`
-	State          string            `json:"state" yaml:"state"`
-	Path           map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
-	Accel          string            `json:"accel,omitempty" yaml:"accel,omitempty"`
-	Count          int               `json:"count" yaml:"count"`
-	AllocatedMilli int64             `json:"allocatedMilli" yaml:"allocatedMilli"`
+	Name    string            `json:"name" yaml:"name"`
+	Address string            `json:"address" yaml:"address"`
+	State   string            `json:"state" yaml:"state"`
+	Path    map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
+	Accel   string            `json:"accel,omitempty" yaml:"accel,omitempty"`
+	Count   int               `json:"count" yaml:"count"`
+	// AllocatedMilli is what running replicas hold, in milli-accelerators:
+	// every tenant's, so only admin tokens see it.
+	AllocatedMilli *int64            `json:"allocatedMilli,omitempty" yaml:"allocatedMilli,omitempty"`
 	CPUMilli       int64             `json:"cpuMilli" yaml:"cpuMilli"`
 	MemoryMiB      int64             `json:"memoryMiB" yaml:"memoryMiB"`
 	Labels         map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
@@ -178,11 +180,31 @@ const (
 type CreateToken struct {
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
+	// Node binds a node token to one node. A node token created without
+	// one is bound to the first node it registers.
+	Node string `json:"node,omitempty"`
 }
 
 // Token is a new token; the secret is shown this once.
 type Token struct {
 	Token  string `json:"token" yaml:"token"`
+	ID     string `json:"id" yaml:"id"`
 	Role   string `json:"role" yaml:"role"`
 	Tenant string `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+	Node   string `json:"node,omitempty" yaml:"node,omitempty"`
+}
+
+// TokenInfo is a token as GET /v1/tokens lists it: everything but the
+// secret, which the server does not keep.
+type TokenInfo struct {
+	ID      string    `json:"id" yaml:"id"`
+	Role    string    `json:"role" yaml:"role"`
+	Tenant  string    `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+	Node    string    `json:"node,omitempty" yaml:"node,omitempty"`
+	Created time.Time `json:"created" yaml:"created"`
+}
+
+// TokenList is the answer to GET /v1/tokens.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens" yaml:"tokens"`
 }

@@ -236,6 +236,14 @@ func DecodeCreateToken(data []byte) (CreateToken, *Error) {
 	default:
 		return t, Invalid("role", "%q: want one of tenant, node, admin, metrics", t.Role)
 	}
+	if t.Node != "" {
+		if t.Role != RoleNode {
+			return t, Invalid("node", "only a node token names a node")
+		}
+		if err := CheckName("node", t.Node); err != nil {
+			return t, err
+		}
+	}
 	return t, nil
 }
 

@@ -111,6 +111,8 @@ func FuzzDecodeCreateToken(f *testing.F) {
 	f.Add([]byte(`{"role":"node"}`))
 	f.Add([]byte(`{"role":"node","tenant":"acme"}`))
 	f.Add([]byte(`{"role":"root"}`))
+	f.Add([]byte(`{"role":"node","node":"gpu-017"}`))
+	f.Add([]byte(`{"role":"tenant","tenant":"acme","node":"n1"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, e := DecodeCreateToken(data)
 		if e != nil {
@@ -119,6 +121,9 @@ func FuzzDecodeCreateToken(f *testing.F) {
 		}
 		if (v.Role == RoleTenant) != (v.Tenant != "") {
 			t.Fatalf("accepted a token request with role %q and tenant %q", v.Role, v.Tenant)
+		}
+		if v.Node != "" && (v.Role != RoleNode || CheckName("", v.Node) != nil) {
+			t.Fatalf("accepted a token request with role %q and node %q", v.Role, v.Node)
 		}
 		roundTrip(t, v, DecodeCreateToken)
 	})

@@ -70,7 +70,12 @@ queues and tenant; an admin's sees all.`,
 				return f.emit(w, api.NodeList{Nodes: nodes}, func(tw *tabwriter.Writer) {
 					fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tALLOCATED\tADDRESS\tLAST HEARTBEAT")
 					for _, n := range nodes {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%d\t%s\t%s\n", n.Name, n.State, dash(n.Accel), float64(n.AllocatedMilli)/1000, n.Count, n.Address, age(n.LastHeartbeat, now))
+						// Allocation is every tenant's usage: admins see it.
+						alloc := "-"
+						if n.AllocatedMilli != nil {
+							alloc = fmt.Sprintf("%g", float64(*n.AllocatedMilli)/1000)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d\t%s\t%s\n", n.Name, n.State, dash(n.Accel), alloc, n.Count, n.Address, age(n.LastHeartbeat, now))
 					}
 				})
 			case "queue":

@@ -71,13 +71,16 @@ func (f *serverFlags) listenURL() (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("--listen %s: %w", f.listen, err)
 	}
-	url := "http://" + ln.Addr().String()
-	if f.addrFile != "" {
-		if err := writeFileAtomic(f.addrFile, []byte(url+"\n"), 0o644); err != nil {
-			return nil, "", errors.Join(err, ln.Close())
-		}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+// announce writes the API's URL to --addr-file, which tells scripts that
+// everything the command sets up is in place.
+func (f *serverFlags) announce(url string) error {
+	if f.addrFile == "" {
+		return nil
 	}
-	return ln, url, nil
+	return writeFileAtomic(f.addrFile, []byte(url+"\n"), 0o644)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
@@ -141,6 +144,9 @@ state from the store: every acknowledged job is still there.`,
 			ln, url, err := sf.listenURL()
 			if err != nil {
 				return err
+			}
+			if err := sf.announce(url); err != nil {
+				return errors.Join(err, ln.Close())
 			}
 			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n%s", url, sf.data, tokenNote)
 			ctx, stop := signalContext(cmd.Context())

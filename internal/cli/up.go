@@ -62,11 +62,7 @@ few commands to try.`,
 				return err
 			}
 			defer func() { err = errors.Join(err, s.Close()) }()
-			adminTok, err := localToken(s, filepath.Join(sf.data, "admin-token"), store.RoleAdmin, s.AdminToken())
-			if err != nil {
-				return err
-			}
-			nodeTok, err := localToken(s, filepath.Join(sf.data, "node-token"), store.RoleNode, "")
+			adminTok, err := localToken(s, filepath.Join(sf.data, "admin-token"), store.RoleAdmin, "", s.AdminToken())
 			if err != nil {
 				return err
 			}
@@ -85,6 +81,9 @@ few commands to try.`,
 			if err := os.WriteFile(example, []byte(helloJob), 0o644); err != nil {
 				return err
 			}
+			if err := sf.announce(url); err != nil {
+				return errors.Join(err, ln.Close())
+			}
 
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
@@ -101,6 +100,11 @@ few commands to try.`,
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			for i := 1; i <= nodes; i++ {
 				name := fmt.Sprintf("local-%d", i)
+				// Each agent has a token of its own, bound to its node.
+				nodeTok, err := localToken(s, filepath.Join(sf.data, "node-tokens", name), store.RoleNode, name, "")
+				if err != nil {
+					return err
+				}
 				cfg := agent.Config{
 					Server: url, Token: nodeTok, Name: name, Address: "127.0.0.1",
 					Inventory: agent.Inventory{Accel: accel, Count: count, CPUMilli: 16000, MemoryMiB: 64 << 10},
@@ -150,12 +154,15 @@ Stop with Ctrl-C; running jobs are kept and picked up by the next gpufleet up.
 
 // localToken keeps a token of up's own in the data directory (mode 0600),
 // so a later up can print it again although the store keeps only hashes.
-func localToken(s *server.Server, path, role, fresh string) (string, error) {
+func localToken(s *server.Server, path, role, node, fresh string) (string, error) {
 	if fresh == "" {
 		if data, err := os.ReadFile(path); err == nil {
 			return strings.TrimSpace(string(data)), nil
 		}
-		tok, err := s.CreateToken(role, "")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", err
+		}
+		tok, err := s.CreateToken(role, "", node)
 		if err != nil {
 			return "", err
 		}

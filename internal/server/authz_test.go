@@ -73,9 +73,13 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		"GET /v1/tenants":           {status: 200, check: notMine},
 		"POST /v1/tenants":          {body: `{"name":"evil"}`, status: 403},
 		"POST /v1/tokens":           {body: `{"role":"tenant","tenant":"acme"}`, status: 403},
-		"GET /v1/nodes":             {status: 200},
-		"POST /v1/agent/register":   {body: register, status: 403, agent: true},
-		"POST /v1/agent/heartbeat":  {body: `{"node":"n1"}`, status: 403, agent: true},
+		"GET /v1/nodes": {status: 200, check: func(t *testing.T, body string) {
+			if !strings.Contains(body, `"name": "n1"`) || strings.Contains(body, "allocatedMilli") {
+				t.Errorf("a tenant's node list: want the nodes without their allocations: %s", body)
+			}
+		}},
+		"POST /v1/agent/register":  {body: register, status: 403, agent: true},
+		"POST /v1/agent/heartbeat": {body: `{"node":"n1"}`, status: 403, agent: true},
 	}
 	for _, r := range Routes() {
 		if _, ok := calls[r]; !ok {

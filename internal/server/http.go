@@ -32,6 +32,10 @@ import (
 type principal struct {
 	role   string
 	tenant string
+	// node is the node a node token is bound to ("" until it registers
+	// one); hash names the token in the store.
+	node string
+	hash string
 }
 
 func (p principal) admin() bool { return p.role == store.RoleAdmin }
@@ -145,14 +149,29 @@ func (s *Server) authenticate(r *http.Request) (principal, *api.Error) {
 	if !ok || tok == "" {
 		return principal{}, api.Unauthorized("missing bearer token: send Authorization: Bearer TOKEN")
 	}
-	t, err := s.db.Token(hashToken(strings.TrimSpace(tok)))
+	hash := hashToken(strings.TrimSpace(tok))
+	t, err := s.db.Token(hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return principal{}, api.Unauthorized("unknown token")
 	}
 	if err != nil {
 		return principal{}, api.Internal("token lookup: %v", err)
 	}
-	return principal{role: t.Role, tenant: t.Tenant}, nil
+	return principal{role: t.Role, tenant: t.Tenant, node: t.Node, hash: hash}, nil
+}
+
+// actsFor checks that p may speak for a node: an admin for any, a node
+// token for the one it is bound to.
+func (p principal) actsFor(node string) *api.Error {
+	switch {
+	case p.role != store.RoleNode:
+		return nil
+	case p.node == "":
+		return api.Forbidden("this node token speaks for no node yet: register the node first (POST /v1/agent/register)")
+	case p.node != node:
+		return api.Forbidden("this token speaks for node %s, not %s; each node has its own token (gpufleet admin create token --node %s)", p.node, node, node)
+	}
+	return nil
 }
 
 func writeErr(w http.ResponseWriter, err error) {
@@ -594,7 +613,7 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p principal
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, p principal) {
-	ns, err := exec(r.Context(), s, func(l *loop, reply func([]api.Node)) { reply(l.nodeViews()) })
+	ns, err := exec(r.Context(), s, func(l *loop, reply func([]api.Node)) { reply(l.nodeViews(p.admin())) })
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -697,15 +716,15 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal
 			return
 		}
 	}
-	tok, err := s.CreateToken(t.Role, t.Tenant)
+	tok, err := s.CreateToken(t.Role, t.Tenant, t.Node)
 	if err != nil {
 		writeErr(w, api.Internal("%v", err))
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.Token{Token: tok, Role: t.Role, Tenant: t.Tenant})
+	writeJSON(w, http.StatusCreated, api.Token{Token: tok, ID: hashToken(tok)[:store.TokenIDLen], Role: t.Role, Tenant: t.Tenant, Node: t.Node})
 }
 
-func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
+func (s *Server) register(w http.ResponseWriter, r *http.Request, p principal) {
 	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
@@ -713,6 +732,27 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
 	}
 	info, e := api.DecodeRegister(body)
 	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	if p.role == store.RoleNode && p.node == "" {
+		// A token made without a node is bound to the first one it
+		// registers, unless another token speaks for that node.
+		t, err := s.db.BindToken(p.hash, info.Name)
+		switch {
+		case errors.Is(err, store.ErrNodeClaimed):
+			writeErr(w, api.Forbidden("node %s has a token of its own; this token cannot take it over (create one with gpufleet admin create token --node %s)", info.Name, info.Name))
+			return
+		case err != nil && !errors.Is(err, store.ErrTokenBound):
+			writeErr(w, api.Internal("bind token: %v", err))
+			return
+		}
+		p.node = t.Node
+		if err == nil {
+			s.log.Info("node token bound at its first registration", "node", info.Name, "token", t.ID())
+		}
+	}
+	if e := p.actsFor(info.Name); e != nil {
 		writeErr(w, e)
 		return
 	}
@@ -733,7 +773,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
 	writeJSON(w, http.StatusOK, map[string]string{"node": info.Name})
 }
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) {
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p principal) {
 	body, e := readJSON(r, api.MaxHeartbeatBody)
 	if e != nil {
 		writeErr(w, e)
@@ -741,6 +781,13 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) 
 	}
 	req, e := api.DecodeHeartbeat(body)
 	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	// The node's run list holds its tenants' commands and environments,
+	// and its reports end their jobs and write their logs: only the
+	// node's own token may hear or make them.
+	if e := p.actsFor(req.Node); e != nil {
 		writeErr(w, e)
 		return
 	}

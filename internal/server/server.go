@@ -168,7 +168,7 @@ func (s *Server) bootstrap() error {
 		return err
 	}
 	if !has {
-		tok, err := s.CreateToken(store.RoleAdmin, "")
+		tok, err := s.CreateToken(store.RoleAdmin, "", "")
 		if err != nil {
 			return err
 		}
@@ -181,14 +181,16 @@ func (s *Server) bootstrap() error {
 // already had one (only its hash is kept).
 func (s *Server) AdminToken() string { return s.adminToken }
 
-// CreateToken makes a token of a role and stores its hash.
-func (s *Server) CreateToken(role, tenant string) (string, error) {
+// CreateToken makes a token of a role (for a tenant's, the tenant; for a
+// node's, the node it is bound to, or "" to bind it at its first
+// registration) and stores its hash.
+func (s *Server) CreateToken(role, tenant, node string) (string, error) {
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
 	tok := "gft_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	err := s.db.PutToken(store.Token{Hash: hashToken(tok), Role: role, Tenant: tenant, Created: s.cfg.Now().Unix()})
+	err := s.db.PutToken(store.Token{Hash: hashToken(tok), Role: role, Tenant: tenant, Node: node, Created: s.cfg.Now().Unix()})
 	if err != nil {
 		return "", fmt.Errorf("store token: %w", err)
 	}

@@ -194,8 +194,9 @@ func (l *loop) tenantViews(tenant string) []api.Tenant {
 	return out
 }
 
-// nodeViews lists nodes with what their replicas hold.
-func (l *loop) nodeViews() []api.Node {
+// nodeViews lists nodes, with what their replicas hold when withUsage:
+// that is every tenant's usage, for admins only.
+func (l *loop) nodeViews(withUsage bool) []api.Node {
 	alloc := map[string]int64{}
 	for _, j := range l.jobs {
 		if j.State != store.Running && j.State != store.Preempting && j.State != store.Cancelling {
@@ -210,9 +211,14 @@ func (l *loop) nodeViews() []api.Node {
 	out := make([]api.Node, 0, len(l.nodes))
 	for _, n := range l.nodes {
 		i := n.rec.Info
-		out = append(out, api.Node{Name: i.Name, Address: i.Address, State: n.rec.State, Path: i.Path, Accel: i.Accel,
-			Count: i.Count, AllocatedMilli: alloc[i.Name], CPUMilli: i.CPUMilli, MemoryMiB: i.MemoryMiB, Labels: i.Labels,
-			LastHeartbeat: n.lastSeen.UTC()})
+		v := api.Node{Name: i.Name, Address: i.Address, State: n.rec.State, Path: i.Path, Accel: i.Accel,
+			Count: i.Count, CPUMilli: i.CPUMilli, MemoryMiB: i.MemoryMiB, Labels: i.Labels,
+			LastHeartbeat: n.lastSeen.UTC()}
+		if withUsage {
+			a := alloc[i.Name]
+			v.AllocatedMilli = &a
+		}
+		out = append(out, v)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out
