@@ -101,6 +101,9 @@ type Node struct {
 	MemoryMiB      int64             `json:"memoryMiB" yaml:"memoryMiB"`
 	Labels         map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 	LastHeartbeat  time.Time         `json:"lastHeartbeat,omitzero" yaml:"lastHeartbeat,omitempty"`
+	// Drained is set while an administrator keeps new work off the node
+	// (its state is draining, or down if it also stopped reporting).
+	Drained bool `json:"drained,omitempty" yaml:"drained,omitempty"`
 }
 
 // NodeList is the answer to GET /v1/nodes.
@@ -165,6 +168,30 @@ type CreateQueue struct {
 	Weight float64          `json:"weight,omitempty"`
 	Strict bool             `json:"strict,omitempty"`
 	Quotas map[string]Quota `json:"quotas,omitempty"`
+}
+
+// UpdateTenant is the body of PATCH /v1/tenants/{name}: the fields given
+// change, the others stay. A flavor in Quotas replaces that flavor's
+// limits; a flavor set to null loses its quota.
+type UpdateTenant struct {
+	Weight *float64          `json:"weight,omitempty"`
+	Quotas map[string]*Quota `json:"quotas,omitempty"`
+}
+
+// UpdateQueue is the body of PATCH /v1/queues/{name}, as UpdateTenant with
+// the queue's strict FIFO setting.
+type UpdateQueue struct {
+	Weight *float64          `json:"weight,omitempty"`
+	Strict *bool             `json:"strict,omitempty"`
+	Quotas map[string]*Quota `json:"quotas,omitempty"`
+}
+
+// DrainNode is the body of POST /v1/nodes/{name}/drain (optional).
+type DrainNode struct {
+	// Evict stops the node's running work now (SIGTERM, then SIGKILL after
+	// the stop grace) and requeues it; without it running work finishes
+	// and the node only takes nothing new.
+	Evict bool `json:"evict,omitempty"`
 }
 
 // Token roles.

@@ -218,6 +218,57 @@ func DecodeCreateQueue(data []byte) (CreateQueue, *Error) {
 	return q, checkQuotas(q.Quotas)
 }
 
+// DecodeUpdateTenant reads and checks a change to a tenant.
+func DecodeUpdateTenant(data []byte) (UpdateTenant, *Error) {
+	var u UpdateTenant
+	if err := decodeStrict(data, &u); err != nil {
+		return u, err
+	}
+	if u.Weight == nil && u.Quotas == nil {
+		return u, Invalid("", "nothing to change: give weight or quotas")
+	}
+	return u, checkUpdate(u.Weight, u.Quotas)
+}
+
+// DecodeUpdateQueue reads and checks a change to a queue.
+func DecodeUpdateQueue(data []byte) (UpdateQueue, *Error) {
+	var u UpdateQueue
+	if err := decodeStrict(data, &u); err != nil {
+		return u, err
+	}
+	if u.Weight == nil && u.Strict == nil && u.Quotas == nil {
+		return u, Invalid("", "nothing to change: give weight, strict or quotas")
+	}
+	return u, checkUpdate(u.Weight, u.Quotas)
+}
+
+func checkUpdate(weight *float64, quotas map[string]*Quota) *Error {
+	if weight != nil {
+		if err := checkWeight(*weight); err != nil {
+			return err
+		}
+	}
+	set := map[string]Quota{}
+	for f, q := range quotas {
+		if q != nil {
+			set[f] = *q
+		} else if err := checkQuotas(map[string]Quota{f: {}}); err != nil {
+			return err
+		}
+	}
+	return checkQuotas(set)
+}
+
+// DecodeDrainNode reads a drain request; an empty body drains without
+// eviction.
+func DecodeDrainNode(data []byte) (DrainNode, *Error) {
+	var d DrainNode
+	if len(bytes.TrimSpace(data)) == 0 {
+		return d, nil
+	}
+	return d, decodeStrict(data, &d)
+}
+
 // DecodeCreateToken reads and checks a token request.
 func DecodeCreateToken(data []byte) (CreateToken, *Error) {
 	var t CreateToken

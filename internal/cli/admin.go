@@ -14,10 +14,19 @@ import (
 func init() { addCommand(newAdminCmd) }
 
 func newAdminCmd() *cobra.Command {
-	c := &cobra.Command{Use: "admin", Short: "Administer a gpufleet server: tenants, queues, tokens (admin token)"}
+	c := &cobra.Command{Use: "admin", Short: "Administer a gpufleet server: tenants, queues, tokens, nodes (admin token)",
+		Long: `Admin creates, changes and deletes tenants and queues, creates and revokes
+tokens, and drains and undrains nodes. Reading is gpufleet get: tenants,
+queues, nodes, and tokens (their IDs, roles and nodes; never their secrets).`}
 	create := &cobra.Command{Use: "create", Short: "Create a tenant, queue or token"}
 	create.AddCommand(newCreateTenantCmd(), newCreateQueueCmd(), newCreateTokenCmd())
-	c.AddCommand(create)
+	update := &cobra.Command{Use: "update", Short: "Change a tenant's or queue's weight or quotas; the running scheduler takes the change at once"}
+	update.AddCommand(newUpdateCmd("tenant"), newUpdateCmd("queue"))
+	del := &cobra.Command{Use: "delete", Short: "Delete a tenant or queue that has no unfinished jobs"}
+	del.AddCommand(newDeleteCmd("tenant"), newDeleteCmd("queue"))
+	revoke := &cobra.Command{Use: "revoke", Short: "Revoke a token"}
+	revoke.AddCommand(newRevokeTokenCmd())
+	c.AddCommand(create, update, del, revoke, newDrainCmd(true), newDrainCmd(false))
 	return c
 }
 
@@ -32,7 +41,7 @@ func addQuotaFlags(c *cobra.Command) *quotaFlags {
 	c.Flags().StringSliceVar(&q.nominal, "quota", nil, "nominal quota `FLAVOR=N` in accelerators (h100=16, h100:spot=8, a100=0.5); repeat or separate with commas")
 	c.Flags().StringSliceVar(&q.borrow, "borrow", nil, "borrowing limit `FLAVOR=N` (default unlimited)")
 	c.Flags().StringSliceVar(&q.lend, "lend", nil, "lending limit `FLAVOR=N`, at most the nominal (default unlimited)")
-	c.Flags().Float64Var(&q.weight, "weight", 0, "fair-share `WEIGHT` (default 1)")
+	c.Flags().Float64Var(&q.weight, "weight", 1, "fair-share `WEIGHT`")
 	return q
 }
 

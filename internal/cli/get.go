@@ -18,16 +18,17 @@ func newGetCmd() *cobra.Command {
 	var limit int
 	var f *clientFlags
 	c := &cobra.Command{
-		Use:   "get jobs|nodes|queues|tenants",
-		Short: "List jobs, nodes, queues or tenants",
+		Use:   "get jobs|nodes|queues|tenants|tokens",
+		Short: "List jobs, nodes, queues, tenants or tokens",
 		Long: `Get lists objects the token may see: a tenant's token sees its own jobs,
-queues and tenant; an admin's sees all.`,
+queues and tenant, and the nodes without what other tenants hold on them;
+an admin's sees all, and the tokens (their IDs, never their secrets).`,
 		Example: `  gpufleet get jobs
   gpufleet get jobs --state pending -o json
   gpufleet get jobs --limit 50            # the first 50; the last line says how to go on
   gpufleet get nodes`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"jobs", "nodes", "queues", "tenants"},
+		ValidArgs: []string{"jobs", "nodes", "queues", "tenants", "tokens"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := f.client()
 			if err != nil {
@@ -100,11 +101,26 @@ queues and tenant; an admin's sees all.`,
 						fmt.Fprintf(tw, "%s\t%g\t%s\t%s\t%s\n", t.Name, t.Weight, nominals(t.Quotas), amounts(t.Usage), dash(strings.Join(t.Queues, ",")))
 					}
 				})
+			case "token":
+				toks, err := cl.Tokens(ctx)
+				if err != nil {
+					return err
+				}
+				return f.emit(w, api.TokenList{Tokens: toks}, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ID\tROLE\tTENANT\tNODE\tAGE")
+					for _, t := range toks {
+						node := t.Node
+						if t.Role == api.RoleNode && node == "" {
+							node = "(first to register)"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(node), age(t.Created, now))
+					}
+				})
 			}
-			return fmt.Errorf("get %q: want jobs, nodes, queues or tenants", args[0])
+			return fmt.Errorf("get %q: want jobs, nodes, queues, tenants or tokens", args[0])
 		},
 	}
-	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, succeeded, failed, cancelled)")
+	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, cancelling, succeeded, failed, cancelled)")
 	c.Flags().StringVar(&queue, "queue", "", "only jobs of `QUEUE`")
 	c.Flags().IntVar(&limit, "limit", 0, "list at most `N` jobs, one page (0: all)")
 	c.Flags().StringVar(&after, "after", "", "start after the page ending at `CURSOR` (printed when there are more)")

@@ -69,10 +69,18 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/jobs/{id}/logs", users, s.jobLogs},
 		{"GET", "/v1/queues", users, s.listQueues},
 		{"POST", "/v1/queues", admin, s.createQueue},
+		{"PATCH", "/v1/queues/{name}", admin, s.updateQueue},
+		{"DELETE", "/v1/queues/{name}", admin, s.deleteQueue},
 		{"GET", "/v1/tenants", users, s.listTenants},
 		{"POST", "/v1/tenants", admin, s.createTenant},
+		{"PATCH", "/v1/tenants/{name}", admin, s.updateTenant},
+		{"DELETE", "/v1/tenants/{name}", admin, s.deleteTenant},
+		{"GET", "/v1/tokens", admin, s.listTokens},
 		{"POST", "/v1/tokens", admin, s.createToken},
+		{"DELETE", "/v1/tokens/{id}", admin, s.revokeToken},
 		{"GET", "/v1/nodes", users, s.listNodes},
+		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
+		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
 	}
@@ -631,25 +639,7 @@ func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
 				return
 			}
 		}
-		specs := append(slices.Clone(l.specs), add)
-		if _, err := quota.New(specs); err != nil {
-			reply(api.Invalid("", "%v", err))
-			return
-		}
-		if err := l.core.Apply(sched.QueuesChanged{Specs: specs}); err != nil {
-			reply(api.Invalid("", "%v", err))
-			return
-		}
-		if err := s.db.PutQueues(specs); err != nil {
-			if rerr := l.core.Apply(sched.QueuesChanged{Specs: l.specs}); rerr != nil {
-				l.log.Error("restore queue tree", "err", rerr)
-			}
-			reply(api.Internal("store queues: %v", err))
-			return
-		}
-		l.specs = specs
-		s.queues.Store(newQueueIndex(specs))
-		reply(nil)
+		reply(l.setQueues(append(slices.Clone(l.specs), add)))
 	})
 	if err != nil {
 		return err
@@ -672,7 +662,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ principa
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.Tenant{Name: t.Name, Weight: t.Weight, Quotas: t.Quotas, Queues: []string{}})
+	writeJSON(w, http.StatusCreated, api.Tenant{Name: t.Name, Weight: weight(t.Weight), Quotas: t.Quotas, Queues: []string{}})
 }
 
 func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal) {
@@ -695,7 +685,7 @@ func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.Queue{Name: q.Name, Tenant: q.Tenant, Parent: q.Tenant, Weight: q.Weight, Strict: q.Strict, Quotas: q.Quotas})
+	writeJSON(w, http.StatusCreated, api.Queue{Name: q.Name, Tenant: q.Tenant, Parent: q.Tenant, Weight: weight(q.Weight), Strict: q.Strict, Quotas: q.Quotas})
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal) {

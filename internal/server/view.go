@@ -156,11 +156,20 @@ func (l *loop) queueViews(tenant string) []api.Queue {
 				}
 			}
 		}
-		out = append(out, api.Queue{Name: sp.Name, Tenant: t, Parent: sp.Parent, Weight: sp.Weight, Strict: sp.Strict,
+		out = append(out, api.Queue{Name: sp.Name, Tenant: t, Parent: sp.Parent, Weight: weight(sp.Weight), Strict: sp.Strict,
 			Quotas: quotaView(sp.Quotas), Usage: accelMap(u), Pending: pending[sp.Name], Running: running[sp.Name]})
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out
+}
+
+// weight is a queue's fair-share weight as the core uses it: 0 stands for
+// the default, 1.
+func weight(w float64) float64 {
+	if w == 0 {
+		return 1
+	}
+	return w
 }
 
 func isBelow(qi *queueIndex, q, ancestor string) bool {
@@ -213,7 +222,7 @@ func (l *loop) nodeViews(withUsage bool) []api.Node {
 		i := n.rec.Info
 		v := api.Node{Name: i.Name, Address: i.Address, State: n.rec.State, Path: i.Path, Accel: i.Accel,
 			Count: i.Count, CPUMilli: i.CPUMilli, MemoryMiB: i.MemoryMiB, Labels: i.Labels,
-			LastHeartbeat: n.lastSeen.UTC()}
+			LastHeartbeat: n.lastSeen.UTC(), Drained: n.rec.Drained}
 		if withUsage {
 			a := alloc[i.Name]
 			v.AllocatedMilli = &a

@@ -284,8 +284,11 @@ func (d *DB) PutQueues(specs []quota.Spec) error {
 // Node is a registered node.
 type Node struct {
 	Info       api.NodeInfo `json:"info"`
-	State      string       `json:"state"` // ready, down
+	State      string       `json:"state"` // ready, draining, down
 	Registered int64        `json:"registered"`
+	// Drained records an administrator's drain: the node takes no new
+	// work until undrained, through restarts and a spell down.
+	Drained bool `json:"drained,omitempty"`
 }
 
 // Nodes returns every registered node by name order.
