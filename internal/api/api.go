@@ -35,7 +35,8 @@ type Job struct {
 	Command     []string  `json:"command,omitempty" yaml:"command,omitempty"`
 	Replicas    []Replica `json:"replicas,omitempty" yaml:"replicas,omitempty"`
 	// Explanation is the scheduling core's view of a job that is still
-	// pending or running; only a single job's GET fills it.
+	// pending or running. A single job's GET fills it for such a job; a
+	// job list, for its pending jobs (their reason for waiting).
 	Explanation *Explanation `json:"explanation,omitempty" yaml:"explanation,omitempty"`
 }
 
@@ -51,11 +52,14 @@ type Gang struct {
 
 // Replica is one bound replica of a job's current attempt.
 type Replica struct {
-	Rank     int    `json:"rank" yaml:"rank"`
-	Gang     int    `json:"gang" yaml:"gang"`
-	Replica  int    `json:"replica" yaml:"replica"`
-	Attempt  int    `json:"attempt" yaml:"attempt"`
-	Node     string `json:"node" yaml:"node"`
+	Rank    int    `json:"rank" yaml:"rank"`
+	Gang    int    `json:"gang" yaml:"gang"`
+	Replica int    `json:"replica" yaml:"replica"`
+	Attempt int    `json:"attempt" yaml:"attempt"`
+	Node    string `json:"node" yaml:"node"`
+	// Accel is the accelerator type granted (the node's); empty for a
+	// replica that holds none.
+	Accel    string `json:"accel,omitempty" yaml:"accel,omitempty"`
 	Devices  []int  `json:"devices,omitempty" yaml:"devices,omitempty"`
 	Milli    int32  `json:"milli,omitempty" yaml:"milli,omitempty"`
 	State    string `json:"state" yaml:"state"`

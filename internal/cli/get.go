@@ -60,7 +60,7 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 						for _, g := range j.Gangs {
 							n += g.Replicas
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, n, j.Attempt, age(j.Submitted, now), dash(j.Reason))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, n, j.Attempt, age(j.Submitted, now), dash(jobReason(j)))
 					}
 				})
 			case "node":
@@ -126,4 +126,14 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 	c.Flags().StringVar(&after, "after", "", "start after the page ending at `CURSOR` (printed when there are more)")
 	f = addClientFlags(c)
 	return c
+}
+
+// jobReason is why a job is where it is: for a pending job, the
+// scheduler's reason for waiting (a requeued job's own reason when the
+// scheduler gives none), else the job's.
+func jobReason(j api.Job) string {
+	if j.State == "pending" && j.Explanation != nil && j.Explanation.Reason != "" {
+		return j.Explanation.Reason
+	}
+	return j.Reason
 }

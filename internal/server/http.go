@@ -412,7 +412,41 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 		writeErr(w, api.Internal("list jobs: %v", err))
 		return
 	}
+	if err := s.explainPending(r, out.Jobs); err != nil {
+		writeErr(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// explainPending fills in the core's explanation of the pending jobs of a
+// list (a page: at most MaxJobPage), so that a listing says why each waits.
+func (s *Server) explainPending(r *http.Request, jobs []api.Job) error {
+	var ids []int
+	for i := range jobs {
+		if jobs[i].State == store.Pending {
+			ids = append(ids, i)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	exs, err := exec(r.Context(), s, func(l *loop, reply func([]*api.Explanation)) {
+		out := make([]*api.Explanation, len(ids))
+		for k, i := range ids {
+			if ex, ok := l.core.Explain(sched.JobID(jobs[i].ID)); ok {
+				out[k] = explanationView(ex)
+			}
+		}
+		reply(out)
+	})
+	if err != nil {
+		return err
+	}
+	for k, i := range ids {
+		jobs[i].Explanation = exs[k]
+	}
+	return nil
 }
 
 // lookup reads a job the principal may see; another tenant's job is "not

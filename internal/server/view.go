@@ -29,7 +29,7 @@ func jobView(j *store.Job) api.Job {
 			Accel: g.Shape.Accel, Devices: g.Shape.Devices, Milli: g.Shape.Milli})
 	}
 	for _, r := range j.Replicas {
-		rv := api.Replica{Rank: r.Rank, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Node: r.Node,
+		rv := api.Replica{Rank: r.Rank, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Node: r.Node, Accel: r.Accel,
 			Devices: r.Devices, Milli: r.Milli, State: r.State, Signal: r.Signal}
 		if r.State == store.ReplicaExited {
 			code := r.Exit

@@ -351,11 +351,13 @@ const (
 
 // Replica is one bound replica of one attempt of a job.
 type Replica struct {
-	Gang    int               `json:"gang"`
-	Replica int               `json:"replica"`
-	Attempt int               `json:"attempt"`
-	Rank    int               `json:"rank"`
-	Node    string            `json:"node"`
+	Gang    int    `json:"gang"`
+	Replica int    `json:"replica"`
+	Attempt int    `json:"attempt"`
+	Rank    int    `json:"rank"`
+	Node    string `json:"node"`
+	// Accel is the accelerator type granted: the node's.
+	Accel   string            `json:"accel,omitempty"`
 	Devices []int             `json:"devices,omitempty"`
 	Milli   int32             `json:"milli,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
