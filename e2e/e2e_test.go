@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -316,5 +317,62 @@ func TestAgentWithAnotherNodesTokenIsRefused(t *testing.T) {
 		if n.Name == "n2" {
 			t.Errorf("node n2 was registered with n1's token")
 		}
+	}
+}
+
+// An agent killed with SIGKILL just after it started a replica, before it
+// recorded the pid (or with the record lost), comes back, finds the
+// process by the marker in its environment and adopts it: the process is
+// not left running unknown on devices the job keeps, it is not started a
+// second time, and a cancel stops it.
+func TestAgentKilledWhileStartingAReplicaAdoptsIt(t *testing.T) {
+	for name, damage := range map[string]func(t *testing.T, record string){
+		// What the agent leaves when killed between writing the record
+		// and starting the process: a record without a pid.
+		"record without a pid": func(t *testing.T, record string) {
+			var rec map[string]any
+			data, err := os.ReadFile(record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &rec); err != nil {
+				t.Fatal(err)
+			}
+			rec["state"], rec["pid"], rec["pgid"], rec["startTicks"] = "starting", 0, 0, 0
+			data, _ = json.Marshal(rec)
+			if err := os.WriteFile(record, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"no record": func(t *testing.T, record string) {
+			if err := os.Remove(record); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newPlane(t)
+			p.startAgent("n1")
+			j := p.submit(sleeperJob)
+			p.waitReplicasRunning(j.ID, 1)
+			pid := pidIn(t, p.waitLog(j.ID, 0, 0, `pid \d+`))
+			kill9(p.agents["n1"])
+			damage(t, filepath.Join(p.dir, "agent-n1", "replicas", j.ID+"_g0_r0_a1.json"))
+			p.startAgent("n1")
+			// A few heartbeats of the new agent.
+			time.Sleep(5 * heartbeat)
+			got := p.waitReplicasRunning(j.ID, 1)
+			if got.State != "running" || !alive(pid) {
+				t.Fatalf("after the agent's restart: job %s, process %d alive %v; want both running", got.State, pid, alive(pid))
+			}
+			if n := strings.Count(p.logOf(j.ID, 0, 0), "pid "); n != 1 {
+				t.Errorf("the replica started %d times, want once:\n%s", n, p.logOf(j.ID, 0, 0))
+			}
+			if _, err := p.client.Cancel(p.ctx(), j.ID); err != nil {
+				t.Fatal(err)
+			}
+			p.waitGone(pid, 10*time.Second)
+			p.waitState(j.ID, "cancelled", 10*time.Second)
+		})
 	}
 }
