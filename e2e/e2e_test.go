@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -373,6 +375,44 @@ func TestAgentKilledWhileStartingAReplicaAdoptsIt(t *testing.T) {
 			}
 			p.waitGone(pid, 10*time.Second)
 			p.waitState(j.ID, "cancelled", 10*time.Second)
+		})
+	}
+}
+
+// The server process closes connections that send nothing, send half a
+// body, or idle after an answer, by its --body-timeout and --idle-timeout.
+func TestServerCutsOffSlowAndIdleConnections(t *testing.T) {
+	p := newPlane(t)
+	stop(p.server)
+	p.serverArgs = []string{"--body-timeout", "500ms", "--idle-timeout", "500ms", "--read-header-timeout", "500ms"}
+	p.startServer()
+	addr := strings.TrimPrefix(p.url, "http://")
+	for name, send := range map[string]string{
+		"idle after an answer":      "GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"half a body, no token":     "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nname: half",
+		"half a body, with a token": "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + p.token + "\r\nContent-Length: 1000\r\n\r\nname: half",
+		"nothing":                   "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(send)); err != nil {
+				t.Fatal(err)
+			}
+			// The server answers what it can, then closes; a connection
+			// still open after 20 s (forty times the timeouts) is held.
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, err := io.ReadAll(c)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("connection still open; read %q", got)
+			}
+			if strings.Contains(name, "with a token") && !strings.Contains(string(got), "408 Request Timeout") {
+				t.Errorf("answer %q, want a 408", got)
+			}
 		})
 	}
 }

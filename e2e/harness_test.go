@@ -67,6 +67,8 @@ type plane struct {
 	agents map[string]*exec.Cmd
 	// nodeTokens holds each node's own token, made once.
 	nodeTokens map[string]string
+	// serverArgs are extra flags for the server.
+	serverArgs []string
 	client     *api.Client
 }
 
@@ -101,6 +103,7 @@ func (p *plane) startServer() {
 		// A job waits this long for room before it preempts (a minute by
 		// default).
 		"--preempt-after", "2s")
+	cmd.Args = append(cmd.Args, p.serverArgs...)
 	out := p.logFile("server")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

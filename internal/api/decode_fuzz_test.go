@@ -129,6 +129,31 @@ func FuzzDecodeCreateToken(f *testing.F) {
 	})
 }
 
+func FuzzDecodeUpdateQueue(f *testing.F) {
+	f.Add([]byte(`{"weight":2,"strict":true,"quotas":{"h100":{"nominal":16,"borrowingLimit":0},"h200":null}}`))
+	f.Add([]byte(`{"quotas":{"h999":{"nominal":1}}}`))
+	f.Add([]byte(`{"quotas":{"h100":{"nominal":1,"lendingLimit":2}}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, e := DecodeUpdateQueue(data)
+		if e != nil {
+			checkRefusal(t, e)
+			return
+		}
+		if v.Weight == nil && v.Strict == nil && v.Quotas == nil {
+			t.Fatalf("accepted a change of nothing")
+		}
+		for f, q := range v.Quotas {
+			if q != nil && q.LendingLimit != nil && *q.LendingLimit > q.Nominal {
+				t.Fatalf("accepted lending above nominal for %s", f)
+			}
+		}
+		if _, e := DecodeUpdateTenant(data); e == nil && v.Strict != nil {
+			t.Fatalf("a tenant change took strict")
+		}
+	})
+}
+
 func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte("name: train\nqueue: acme-train\nkind: training\ngangs:\n  - replicas: 2\n    accelerators: h100\n    count: 8\ncommand: [sh, -c, 'echo $RANK']\n"))
 	f.Add([]byte(`{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":1,"fraction":0.5}],"command":["true"]}`))

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"fmt"
 	"unicode/utf8"
 
@@ -176,32 +177,41 @@ func CheckJSON(name string, data []byte, limit int64) error {
 	if int64(len(data)) > limit {
 		return &SizeError{Name: name, Size: int64(len(data)), Limit: limit}
 	}
-	for i := 0; i < len(data); {
-		r, n := utf8.DecodeRune(data[i:])
-		if r == utf8.RuneError && n <= 1 {
-			return &Error{File: name, Msg: fmt.Sprintf("byte %#02x at offset %d is not UTF-8: JSON is UTF-8 text", data[i], i)}
-		}
-		i += n
-	}
-	depth, inString, escaped := 0, false, false
-	for i, c := range data {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
+	if !utf8.Valid(data) {
+		for i := 0; i < len(data); {
+			r, n := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && n <= 1 {
+				return &Error{File: name, Msg: fmt.Sprintf("byte %#02x at offset %d is not UTF-8: JSON is UTF-8 text", data[i], i)}
 			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
+			i += n
+		}
+	}
+	depth := 0
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			// Skip the string: to its closing quote, past escapes. Long
+			// strings (a heartbeat's log bytes) go by at memory speed.
+			for i++; ; i++ {
+				j := bytes.IndexByte(data[i:], '"')
+				if j < 0 {
+					return nil // unterminated: the decoder says so
+				}
+				i += j
+				// A quote after an odd run of backslashes is escaped.
+				k := i
+				for k > 0 && data[k-1] == '\\' {
+					k--
+				}
+				if (i-k)%2 == 0 {
+					break
+				}
+			}
+		case '[', '{':
 			if depth++; depth > MaxDepth {
 				return &Error{File: name, Msg: fmt.Sprintf("objects and arrays nest deeper than %d levels at offset %d; gpufleet reads documents nested at most %d deep", MaxDepth, i, MaxDepth)}
 			}
-		case c == ']' || c == '}':
+		case ']', '}':
 			depth--
 		}
 	}

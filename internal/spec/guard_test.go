@@ -236,3 +236,46 @@ func FuzzGuard(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkGuard measures what the guard adds to reading a document: the
+// depth count over tokens the parser takes anyway (the default fleet,
+// lexed once outside the timing), and the byte scan of a 1 MiB JSON body
+// (a heartbeat carrying log bytes), beside parsing the same fleet.
+func BenchmarkGuard(b *testing.B) {
+	fleetYAML := DefaultFleetYAML()
+	b.Run("depth/default-fleet", func(b *testing.B) {
+		tokens := lexer.Tokenize(string(fleetYAML))
+		b.SetBytes(int64(len(fleetYAML)))
+		for range b.N {
+			if tooDeep(tokens, MaxDepth) != nil {
+				b.Fatal("too deep")
+			}
+		}
+	})
+	b.Run("text/default-fleet", func(b *testing.B) {
+		b.SetBytes(int64(len(fleetYAML)))
+		for range b.N {
+			if checkText("f", fleetYAML) != nil {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("parse/default-fleet", func(b *testing.B) {
+		b.SetBytes(int64(len(fleetYAML)))
+		for range b.N {
+			if _, err := ParseFleet("f", fleetYAML); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	body := []byte(`{"node":"n1","logs":[{"job":"j","gang":0,"replica":0,"attempt":1,"offset":0,"data":"` +
+		strings.Repeat("aGVsbG8gd29ybGQK", 1<<16) + `"}]}`)
+	b.Run("json/1MiB-heartbeat", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for range b.N {
+			if err := CheckJSON("body", body, 16<<20); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
