@@ -416,3 +416,38 @@ func TestServerCutsOffSlowAndIdleConnections(t *testing.T) {
 		})
 	}
 }
+
+// A drained node keeps its running work and takes nothing new; drained
+// with evict, its job's process is stopped and the job runs again on
+// another node once the process is gone.
+func TestDrainKeepsRunningWorkAndEvictMovesIt(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	j := p.submit(sleeperJob)
+	p.waitReplicasRunning(j.ID, 1)
+	pid := pidIn(t, p.waitLog(j.ID, 0, 0, `pid \d+`))
+	if _, err := p.client.DrainNode(p.ctx(), "n1", false); err != nil {
+		t.Fatal(err)
+	}
+	p.waitNode("n1", "draining")
+	other := p.submit(strings.Replace(sleeperJob, "name: sleeper", "name: other", 1))
+	time.Sleep(5 * heartbeat)
+	if got, _ := p.client.Job(p.ctx(), other.ID); got.State != "pending" {
+		t.Errorf("a new job on a fleet whose one node is drained: %s, want pending", got.State)
+	}
+	if !alive(pid) {
+		t.Fatalf("the drain stopped the running process")
+	}
+	p.startAgent("n2")
+	p.waitState(other.ID, "running", 10*time.Second)
+	if _, err := p.client.DrainNode(p.ctx(), "n1", true); err != nil {
+		t.Fatal(err)
+	}
+	p.waitGone(pid, 10*time.Second)
+	moved := p.waitReplicasRunning(j.ID, 2)
+	if moved.Replicas[0].Node != "n2" {
+		t.Errorf("the evicted job runs on %s, want n2", moved.Replicas[0].Node)
+	}
+	p.client.Cancel(p.ctx(), j.ID)
+	p.client.Cancel(p.ctx(), other.ID)
+}
