@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,9 +82,10 @@ func TestUpRunsEveryExample(t *testing.T) {
 	data, addr := filepath.Join(dir, "data"), filepath.Join(dir, "addr")
 	root := NewRoot()
 	root.SetArgs([]string{"up", "--listen", "127.0.0.1:0", "--addr-file", addr, "--data", data, "--heartbeat-interval", "100ms", "--stop-grace", "1s"})
-	var out strings.Builder
-	root.SetOut(&out)
-	root.SetErr(&out)
+	// up's output and its agents' logs come from many goroutines.
+	out := &lockedWriter{}
+	root.SetOut(out)
+	root.SetErr(out)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
@@ -166,4 +168,15 @@ func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s: not within 60s (last: %s)", what, last)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
