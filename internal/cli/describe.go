@@ -66,7 +66,6 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 		total += g.Replicas
 		fmt.Fprintf(tw, "Gang %d:\t%s, %s\n", i, dash(g.Name), gangText(g))
 	}
-	fmt.Fprintf(tw, "Replicas:\t%s\n", replicaCounts(j.Replicas, total))
 	if ex := j.Explanation; ex != nil {
 		fmt.Fprintf(tw, "Scheduler:\t%s\n", ex.State)
 		if ex.Reason != "" {
@@ -81,6 +80,7 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 			fmt.Fprintf(tw, "  Nodes:\t%s\n", strings.Join(ex.Nodes, ", "))
 		}
 	}
+	fmt.Fprintf(tw, "Replicas:\t%s\n", replicaCounts(j.Replicas, total))
 	if len(j.Replicas) > 0 {
 		fmt.Fprintf(tw, "  RANK\tGANG/REPLICA\tNODE\tACCEL\tDEVICES\tSTATE\tEXIT\n")
 		for _, r := range j.Replicas {
