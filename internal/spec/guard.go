@@ -212,7 +212,9 @@ func CheckJSON(name string, data []byte, limit int64) error {
 				return &Error{File: name, Msg: fmt.Sprintf("objects and arrays nest deeper than %d levels at offset %d; gpufleet reads documents nested at most %d deep", MaxDepth, i, MaxDepth)}
 			}
 		case ']', '}':
-			depth--
+			// A stray closer is the decoder's to refuse; it must not let
+			// the openers after it nest deeper unseen.
+			depth = max(depth-1, 0)
 		}
 	}
 	return nil
