@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -283,4 +288,166 @@ func checkNoDoubleBinding(t *testing.T, p *plane) {
 			}
 		}
 	}
+}
+
+// An agent run with another node's token is refused at once and exits: a
+// node token speaks for its own node only.
+func TestAgentWithAnotherNodesTokenIsRefused(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	cmd := p.agentCmd("n2", p.nodeToken("n1"))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the agent exited 0, want an error")
+		}
+	case <-time.After(30 * time.Second):
+		stop(cmd)
+		t.Fatal("the agent kept running with another node's token")
+	}
+	log, _ := os.ReadFile(filepath.Join(p.dir, "agent-n2.log"))
+	if !strings.Contains(string(log), "speaks for node n1, not n2") {
+		t.Errorf("agent log does not say why:\n%s", log)
+	}
+	nodes, err := p.client.Nodes(p.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Name == "n2" {
+			t.Errorf("node n2 was registered with n1's token")
+		}
+	}
+}
+
+// An agent killed with SIGKILL just after it started a replica, before it
+// recorded the pid (or with the record lost), comes back, finds the
+// process by the marker in its environment and adopts it: the process is
+// not left running unknown on devices the job keeps, it is not started a
+// second time, and a cancel stops it.
+func TestAgentKilledWhileStartingAReplicaAdoptsIt(t *testing.T) {
+	for name, damage := range map[string]func(t *testing.T, record string){
+		// What the agent leaves when killed between writing the record
+		// and starting the process: a record without a pid.
+		"record without a pid": func(t *testing.T, record string) {
+			var rec map[string]any
+			data, err := os.ReadFile(record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &rec); err != nil {
+				t.Fatal(err)
+			}
+			rec["state"], rec["pid"], rec["pgid"], rec["startTicks"] = "starting", 0, 0, 0
+			data, _ = json.Marshal(rec)
+			if err := os.WriteFile(record, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"no record": func(t *testing.T, record string) {
+			if err := os.Remove(record); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newPlane(t)
+			p.startAgent("n1")
+			j := p.submit(sleeperJob)
+			p.waitReplicasRunning(j.ID, 1)
+			pid := pidIn(t, p.waitLog(j.ID, 0, 0, `pid \d+`))
+			kill9(p.agents["n1"])
+			damage(t, filepath.Join(p.dir, "agent-n1", "replicas", j.ID+"_g0_r0_a1.json"))
+			p.startAgent("n1")
+			// A few heartbeats of the new agent.
+			time.Sleep(5 * heartbeat)
+			got := p.waitReplicasRunning(j.ID, 1)
+			if got.State != "running" || !alive(pid) {
+				t.Fatalf("after the agent's restart: job %s, process %d alive %v; want both running", got.State, pid, alive(pid))
+			}
+			if n := strings.Count(p.logOf(j.ID, 0, 0), "pid "); n != 1 {
+				t.Errorf("the replica started %d times, want once:\n%s", n, p.logOf(j.ID, 0, 0))
+			}
+			if _, err := p.client.Cancel(p.ctx(), j.ID); err != nil {
+				t.Fatal(err)
+			}
+			p.waitGone(pid, 10*time.Second)
+			p.waitState(j.ID, "cancelled", 10*time.Second)
+		})
+	}
+}
+
+// The server process closes connections that send nothing, send half a
+// body, or idle after an answer, by its --body-timeout and --idle-timeout.
+func TestServerCutsOffSlowAndIdleConnections(t *testing.T) {
+	p := newPlane(t)
+	stop(p.server)
+	p.serverArgs = []string{"--body-timeout", "500ms", "--idle-timeout", "500ms", "--read-header-timeout", "500ms"}
+	p.startServer()
+	addr := strings.TrimPrefix(p.url, "http://")
+	for name, send := range map[string]string{
+		"idle after an answer":      "GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"half a body, no token":     "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nname: half",
+		"half a body, with a token": "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + p.token + "\r\nContent-Length: 1000\r\n\r\nname: half",
+		"nothing":                   "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(send)); err != nil {
+				t.Fatal(err)
+			}
+			// The server answers what it can, then closes; a connection
+			// still open after 20 s (forty times the timeouts) is held.
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, err := io.ReadAll(c)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("connection still open; read %q", got)
+			}
+			if strings.Contains(name, "with a token") && !strings.Contains(string(got), "408 Request Timeout") {
+				t.Errorf("answer %q, want a 408", got)
+			}
+		})
+	}
+}
+
+// A drained node keeps its running work and takes nothing new; drained
+// with evict, its job's process is stopped and the job runs again on
+// another node once the process is gone.
+func TestDrainKeepsRunningWorkAndEvictMovesIt(t *testing.T) {
+	p := newPlane(t)
+	p.startAgent("n1")
+	j := p.submit(sleeperJob)
+	p.waitReplicasRunning(j.ID, 1)
+	pid := pidIn(t, p.waitLog(j.ID, 0, 0, `pid \d+`))
+	if _, err := p.client.DrainNode(p.ctx(), "n1", false); err != nil {
+		t.Fatal(err)
+	}
+	p.waitNode("n1", "draining")
+	other := p.submit(strings.Replace(sleeperJob, "name: sleeper", "name: other", 1))
+	time.Sleep(5 * heartbeat)
+	if got, _ := p.client.Job(p.ctx(), other.ID); got.State != "pending" {
+		t.Errorf("a new job on a fleet whose one node is drained: %s, want pending", got.State)
+	}
+	if !alive(pid) {
+		t.Fatalf("the drain stopped the running process")
+	}
+	p.startAgent("n2")
+	p.waitState(other.ID, "running", 10*time.Second)
+	if _, err := p.client.DrainNode(p.ctx(), "n1", true); err != nil {
+		t.Fatal(err)
+	}
+	p.waitGone(pid, 10*time.Second)
+	moved := p.waitReplicasRunning(j.ID, 2)
+	if moved.Replicas[0].Node != "n2" {
+		t.Errorf("the evicted job runs on %s, want n2", moved.Replicas[0].Node)
+	}
+	p.client.Cancel(p.ctx(), j.ID)
+	p.client.Cancel(p.ctx(), other.ID)
 }

@@ -65,12 +65,16 @@ type plane struct {
 	token  string
 	server *exec.Cmd
 	agents map[string]*exec.Cmd
-	client *api.Client
+	// nodeTokens holds each node's own token, made once.
+	nodeTokens map[string]string
+	// serverArgs are extra flags for the server.
+	serverArgs []string
+	client     *api.Client
 }
 
 func newPlane(t *testing.T) *plane {
 	t.Helper()
-	p := &plane{t: t, dir: t.TempDir(), listen: "127.0.0.1:0", agents: map[string]*exec.Cmd{}}
+	p := &plane{t: t, dir: t.TempDir(), listen: "127.0.0.1:0", agents: map[string]*exec.Cmd{}, nodeTokens: map[string]string{}}
 	if err := os.WriteFile(filepath.Join(p.dir, "queues.yaml"), []byte(queuesYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +103,7 @@ func (p *plane) startServer() {
 		// A job waits this long for room before it preempts (a minute by
 		// default).
 		"--preempt-after", "2s")
+	cmd.Args = append(cmd.Args, p.serverArgs...)
 	out := p.logFile("server")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -125,10 +130,31 @@ func (p *plane) startServer() {
 	p.client = api.NewClient(p.url, p.token)
 }
 
-// startAgent starts a node agent with 8 h100.
+// nodeToken returns the node's own token, bound to it.
+func (p *plane) nodeToken(name string) string {
+	p.t.Helper()
+	if tok, ok := p.nodeTokens[name]; ok {
+		return tok
+	}
+	tok, err := p.client.CreateToken(p.ctx(), api.CreateToken{Role: api.RoleNode, Node: name})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.nodeTokens[name] = tok.Token
+	return tok.Token
+}
+
+// startAgent starts a node agent with 8 h100, on its node's own token.
 func (p *plane) startAgent(name string) {
 	p.t.Helper()
-	cmd := exec.Command(bin, "agent", "--server", p.url, "--token", p.token, "--name", name, "--address", "127.0.0.1",
+	p.agents[name] = p.agentCmd(name, p.nodeToken(name))
+	p.waitNode(name, "ready")
+}
+
+// agentCmd starts an agent process for a node with a token.
+func (p *plane) agentCmd(name, token string) *exec.Cmd {
+	p.t.Helper()
+	cmd := exec.Command(bin, "agent", "--server", p.url, "--token", token, "--name", name, "--address", "127.0.0.1",
 		"--accelerators", "8xh100", "--cpu", "8", "--memory", "8Gi", "--state-dir", filepath.Join(p.dir, "agent-"+name),
 		"--interval", heartbeat.String(), "--stop-grace", "1s", "--stop-replicas-on-exit", "--path", "rack="+name)
 	out := p.logFile("agent-" + name)
@@ -137,8 +163,7 @@ func (p *plane) startAgent(name string) {
 		p.t.Fatal(err)
 	}
 	out.Close()
-	p.agents[name] = cmd
-	p.waitNode(name, "ready")
+	return cmd
 }
 
 // kill9 kills a process the hard way and reaps it.

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -228,26 +230,108 @@ const minInterval = 10 * time.Millisecond
 const pollEvery = 250 * time.Millisecond
 
 // adopt loads the records a previous agent left and decides, per replica,
-// whether its process still runs.
+// whether its process still runs. It also looks for every process a
+// previous agent of this state dir started, by the marker in their
+// environment: one started just before that agent was killed has a record
+// without a pid, or (had the record been lost) none; it is adopted all the
+// same, so that nobody is left running on devices the server hands on.
+// What is left of a replica that is over is killed, as the agent would
+// have done had it seen the replica end.
 func (a *agent) adopt() {
 	recs, errs := a.dir.load()
 	for _, err := range errs {
 		a.log.Warn("skipping replica record", "err", err)
 	}
+	marked, err := markedProcesses(a.dir.id + "/")
+	if err != nil {
+		a.log.Warn("cannot look for the replicas' processes", "err", err)
+	}
+	byName := map[string][]markedProc{}
+	for _, p := range marked {
+		byName[p.Name] = append(byName[p.Name], p)
+	}
 	for _, rec := range recs {
 		name := keyName(rec.Key)
 		r := &replica{rec: *rec}
 		a.replicas[name] = r
-		if rec.State != StateRunning {
+		procs := byName[name]
+		delete(byName, name)
+		switch rec.State {
+		case StateRunning:
+			if procIdentity && alive(rec.PID, rec.StartTicks) {
+				a.log.Info("adopted running replica", "replica", name, "pid", rec.PID)
+				continue
+			}
+			a.lost(r, "replica ended while no agent watched it; exit status unknown")
+		case stateStarting:
+			if lead, ok := leaderOf(procs); ok {
+				r.rec.PID, r.rec.PGID, r.rec.StartTicks, r.rec.State = lead.PID, lead.PID, lead.StartTicks, StateRunning
+				a.save(r)
+				a.log.Warn("adopted a replica started just before the last agent stopped, which had not recorded its pid", "replica", name, "pid", lead.PID)
+				continue
+			}
+			a.lost(r, "replica was being started when the last agent stopped and is not running; exit status unknown")
+		}
+		a.killLeftovers(name, procs)
+	}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		procs := byName[name]
+		k, known := parseKeyName(name)
+		lead, running := leaderOf(procs)
+		if !known || !running {
+			a.killLeftovers(name, procs)
 			continue
 		}
-		if procIdentity && alive(rec.PID, rec.StartTicks) {
-			a.log.Info("adopted running replica", "replica", name, "pid", rec.PID)
-			continue
-		}
-		r.rec.State, r.rec.ExitCode, r.rec.Signal = StateExited, -1, SignalLost
-		a.log.Warn("replica ended while no agent watched it; exit status unknown", "replica", name, "pid", rec.PID)
+		r := &replica{rec: record{Key: k, PID: lead.PID, PGID: lead.PID, StartTicks: lead.StartTicks,
+			StartedAt: time.Now().UTC(), LogPath: a.dir.logPath(name), State: StateRunning}}
+		a.replicas[name] = r
 		a.save(r)
+		a.log.Warn("adopted a running replica that had no record", "replica", name, "pid", lead.PID)
+	}
+}
+
+// lost records that a replica ended unseen.
+func (a *agent) lost(r *replica, why string) {
+	r.rec.State, r.rec.ExitCode, r.rec.Signal = StateExited, -1, SignalLost
+	a.log.Warn(why, "replica", keyName(r.rec.Key), "pid", r.rec.PID)
+	a.save(r)
+}
+
+// leaderOf finds the process group leader of a replica among its marked
+// processes: the earliest started that leads its own group, or else the
+// live leader of the group they are in (its environment may have been
+// replaced).
+func leaderOf(procs []markedProc) (markedProc, bool) {
+	var best markedProc
+	found := false
+	for _, p := range procs {
+		if p.PID == p.PGrp && (!found || p.StartTicks < best.StartTicks) {
+			best, found = p, true
+		}
+	}
+	if found {
+		return best, true
+	}
+	for _, p := range procs {
+		if lp, err := procStat(p.PGrp); err == nil && !lp.exited() && lp.PGrp == p.PGrp {
+			return markedProc{PID: p.PGrp, PGrp: p.PGrp, StartTicks: lp.StartTicks, Name: p.Name}, true
+		}
+	}
+	return markedProc{}, false
+}
+
+// killLeftovers ends the processes of a replica that is over: a replica
+// ends with its leader.
+func (a *agent) killLeftovers(name string, procs []markedProc) {
+	for _, p := range procs {
+		if q, err := procStat(p.PID); err != nil || q.StartTicks != p.StartTicks || q.exited() {
+			continue
+		}
+		if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			a.log.Warn("cannot kill what is left of a replica", "replica", name, "pid", p.PID, "err", err)
+			continue
+		}
+		a.log.Warn("killed a process left of a replica that is over", "replica", name, "pid", p.PID)
 	}
 }
 
@@ -560,6 +644,8 @@ func (a *agent) replicaEnv(as api.Assignment) []string {
 	for k, v := range as.Env {
 		env[k] = v
 	}
+	// The marker comes last: an assignment cannot set it.
+	env[MarkerEnv] = a.dir.marker(keyName(as.ReplicaKey))
 	out := make([]string, 0, len(env))
 	for k, v := range env {
 		out = append(out, k+"="+v)
@@ -568,9 +654,17 @@ func (a *agent) replicaEnv(as api.Assignment) []string {
 	return out
 }
 
+// afterStart, when set (by tests), runs between a replica's start and the
+// record of its pid: the moment an agent killed then leaves a process its
+// record does not name.
+var afterStart func()
+
 // start launches one replica as its own process group, its output going to
-// its log file. A replica that cannot start is reported exited with code
-// 127, the reason written to its log.
+// its log file. Its record is written first, then the process started:
+// an agent killed in between leaves a record that says a start was under
+// way, and a process whose environment says whose it is (see adopt). A
+// replica that cannot start is reported exited with code 127, the reason
+// written to its log.
 func (a *agent) start(as api.Assignment) {
 	name := keyName(as.ReplicaKey)
 	r := &replica{own: true, rec: record{
@@ -578,9 +672,15 @@ func (a *agent) start(as api.Assignment) {
 		Command:   as.Command,
 		StartedAt: time.Now().UTC(),
 		LogPath:   a.dir.logPath(name),
-		State:     StateRunning,
+		State:     stateStarting,
 	}}
 	a.replicas[name] = r
+	if err := a.dir.save(&r.rec); err != nil {
+		// Unrecorded, a process could outlive this agent unknown to the
+		// next: it is not started.
+		a.failStart(r, fmt.Errorf("cannot record the replica before starting it: %w", err), nil)
+		return
+	}
 	logf, err := os.OpenFile(r.rec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		r.rec.LogPath = ""
@@ -615,8 +715,11 @@ func (a *agent) start(as api.Assignment) {
 		a.failStart(r, err, logf)
 		return
 	}
+	if afterStart != nil {
+		afterStart()
+	}
 	pid := cmd.Process.Pid
-	r.rec.PID, r.rec.PGID = pid, pid
+	r.rec.PID, r.rec.PGID, r.rec.State = pid, pid, StateRunning
 	if procIdentity {
 		// The child cannot be reaped before Wait below, so its /proc entry
 		// is there even if it has already exited.

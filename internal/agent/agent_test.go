@@ -92,9 +92,9 @@ func TestStartEnvAndProcessGroup(t *testing.T) {
 		}
 		env = append(env, name)
 	}
-	want := []string{"CUDA_VISIBLE_DEVICES", "HOME", "LANG", "PATH", "RANK"}
+	want := []string{"CUDA_VISIBLE_DEVICES", MarkerEnv, "HOME", "LANG", "PATH", "RANK"}
 	if os.Getenv("HOME") == "" {
-		want = []string{"CUDA_VISIBLE_DEVICES", "LANG", "PATH", "RANK"}
+		want = []string{"CUDA_VISIBLE_DEVICES", MarkerEnv, "LANG", "PATH", "RANK"}
 	}
 	if diff := cmp.Diff(want, env); diff != "" {
 		t.Errorf("replica environment names (-want +got):\n%s\nfull output:\n%s", diff, out)

@@ -2,12 +2,15 @@ package agent
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
 // ParseAccelerators reads "COUNTxTYPE" (e.g. "8xh100"), or "none" for a
@@ -105,11 +108,22 @@ type TopologyFile struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
+// maxTopologyBytes bounds a topology file: a path and a few labels.
+const maxTopologyBytes = 64 << 10
+
 // ReadTopologyFile reads a TopologyFile strictly: unknown keys are errors.
 func ReadTopologyFile(name string) (TopologyFile, error) {
 	var tf TopologyFile
-	b, err := os.ReadFile(name)
+	f, err := os.Open(name)
 	if err != nil {
+		return tf, fmt.Errorf("topology file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTopologyBytes+1))
+	if err != nil {
+		return tf, fmt.Errorf("topology file: %w", err)
+	}
+	if err := spec.CheckYAML(name, b, maxTopologyBytes); err != nil {
 		return tf, fmt.Errorf("topology file: %w", err)
 	}
 	if err := yaml.UnmarshalWithOptions(b, &tf, yaml.Strict()); err != nil {

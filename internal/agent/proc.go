@@ -20,6 +20,17 @@ type procInfo struct {
 
 var errNoProcess = errors.New("no such process")
 
+// markedProc is a live process that carries a replica's marker.
+type markedProc struct {
+	PID, PGrp  int
+	StartTicks uint64
+	// Name is the replica's NAME, as the marker gives it.
+	Name string
+	// Env is the process's environment as the kernel keeps it
+	// (NUL-separated).
+	Env []byte
+}
+
 func (p procInfo) exited() bool { return p.State == 'Z' || p.State == 'X' || p.State == 'x' }
 
 // alive tells whether pid still is the process that started at startTicks

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,3 +50,39 @@ func parseProcStat(b []byte) (procInfo, error) {
 }
 
 const procIdentity = true
+
+// markedProcesses lists the live processes whose environment holds
+// MarkerEnv with a value that starts with prefix: the processes of the
+// replicas an agent of one state dir started, and their children. A
+// process whose environment cannot be read (another user's) is not one of
+// them: replicas run as the agent's user.
+func markedProcesses(prefix string) ([]markedProc, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	want := []byte(MarkerEnv + "=" + prefix)
+	var out []markedProc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if !bytes.HasPrefix(kv, want) {
+				continue
+			}
+			p, err := procStat(pid)
+			if err != nil || p.exited() {
+				break
+			}
+			out = append(out, markedProc{PID: pid, PGrp: p.PGrp, StartTicks: p.StartTicks, Name: string(kv[len(want):]), Env: env})
+			break
+		}
+	}
+	return out, nil
+}

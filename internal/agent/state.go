@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,7 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,11 +22,14 @@ import (
 
 // The state dir holds, per replica, a record (replicas/NAME.json) and the
 // replica's output (logs/NAME.log), plus agent.lock so that two agents never
-// share one dir. NAME is keyName of the replica's key.
+// share one dir, and agent.id, the marker this dir's agents put in the
+// environment of every replica they start. NAME is keyName of the
+// replica's key.
 const (
 	replicasDir = "replicas"
 	logsDir     = "logs"
 	lockFile    = "agent.lock"
+	idFile      = "agent.id"
 )
 
 // Replica states on the wire.
@@ -31,6 +37,18 @@ const (
 	StateRunning = "running"
 	StateExited  = "exited"
 )
+
+// stateStarting is a record's state from just before its process is
+// started until its pid is recorded; it never goes on the wire. An agent
+// that finds one after a restart was killed in between, and looks for the
+// process by its marker.
+const stateStarting = "starting"
+
+// MarkerEnv is the variable that marks a replica's processes as started by
+// the agent of one state dir: its value is the dir's agent ID, a '/', and
+// the replica's NAME. Children inherit it, so a restarted agent finds
+// every process its predecessor started, recorded or not.
+const MarkerEnv = "GPUFLEET_AGENT_REPLICA"
 
 // SignalLost is reported, with exit code -1, for a replica whose process
 // ended while no agent watched it (the agent was down or restarted): its exit
@@ -47,7 +65,7 @@ type record struct {
 	StartTicks uint64         `json:"startTicks"` // /proc/PID/stat starttime: the pid's identity
 	StartedAt  time.Time      `json:"startedAt"`
 	LogPath    string         `json:"logPath"`
-	State      string         `json:"state"` // StateRunning or StateExited
+	State      string         `json:"state"` // stateStarting, StateRunning or StateExited
 	ExitCode   int            `json:"exitCode"`
 	Signal     string         `json:"signal,omitempty"`
 	Shipped    int64          `json:"shipped"` // log bytes the server has taken
@@ -76,10 +94,49 @@ func keyName(k api.ReplicaKey) string {
 	return fmt.Sprintf("%s_g%d_r%d_a%d", job, k.Gang, k.Replica, k.Attempt)
 }
 
+var keyNameRE = regexp.MustCompile(`^(.*)_g([0-9]+)_r([0-9]+)_a([0-9]+)$`)
+
+// parseKeyName reads a replica key back from its NAME, when the name holds
+// the whole job name (names cut and hashed do not).
+func parseKeyName(name string) (api.ReplicaKey, bool) {
+	m := keyNameRE.FindStringSubmatch(name)
+	if m == nil {
+		return api.ReplicaKey{}, false
+	}
+	var job strings.Builder
+	for i := 0; i < len(m[1]); i++ {
+		c := m[1][i]
+		if c == '%' && i+2 < len(m[1]) {
+			if b, err := hex.DecodeString(m[1][i+1 : i+3]); err == nil {
+				job.WriteByte(b[0])
+				i += 2
+				continue
+			}
+		}
+		job.WriteByte(c)
+	}
+	var k api.ReplicaKey
+	var err error
+	k.Job = job.String()
+	if k.Gang, err = strconv.Atoi(m[2]); err != nil {
+		return k, false
+	}
+	if k.Replica, err = strconv.Atoi(m[3]); err != nil {
+		return k, false
+	}
+	if k.Attempt, err = strconv.Atoi(m[4]); err != nil {
+		return k, false
+	}
+	return k, keyName(k) == name
+}
+
 // stateDir is the agent's directory on disk.
 type stateDir struct {
 	root string
 	lock *os.File
+	// id tells this dir's replicas from those of other agents on the
+	// machine (several agents may share one, as gpufleet up's do).
+	id string
 }
 
 // openStateDir creates the layout and takes the lock, failing when another
@@ -103,8 +160,39 @@ func openStateDir(root string) (*stateDir, error) {
 	}
 	_ = f.Truncate(0)
 	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return &stateDir{root: root, lock: f}, nil
+	id, err := agentID(root)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &stateDir{root: root, lock: f, id: id}, nil
 }
+
+// agentID reads the dir's agent ID, making one the first time.
+func agentID(root string) (string, error) {
+	p := filepath.Join(root, idFile)
+	if b, err := os.ReadFile(p); err == nil {
+		if id := strings.TrimSpace(string(b)); len(id) == 32 && !strings.ContainsAny(id, "/ \t") {
+			return id, nil
+		}
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("state dir: agent id: %w", err)
+	}
+	id := hex.EncodeToString(raw[:])
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("state dir: agent id: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return "", fmt.Errorf("state dir: agent id: %w", err)
+	}
+	return id, nil
+}
+
+// marker is the value of MarkerEnv for a replica of this dir.
+func (s *stateDir) marker(name string) string { return s.id + "/" + name }
 
 func (s *stateDir) close() error { return s.lock.Close() }
 

@@ -35,7 +35,8 @@ type Job struct {
 	Command     []string  `json:"command,omitempty" yaml:"command,omitempty"`
 	Replicas    []Replica `json:"replicas,omitempty" yaml:"replicas,omitempty"`
 	// Explanation is the scheduling core's view of a job that is still
-	// pending or running; only a single job's GET fills it.
+	// pending or running. A single job's GET fills it for such a job; a
+	// job list, for its pending jobs (their reason for waiting).
 	Explanation *Explanation `json:"explanation,omitempty" yaml:"explanation,omitempty"`
 }
 
@@ -51,11 +52,14 @@ type Gang struct {
 
 // Replica is one bound replica of a job's current attempt.
 type Replica struct {
-	Rank     int    `json:"rank" yaml:"rank"`
-	Gang     int    `json:"gang" yaml:"gang"`
-	Replica  int    `json:"replica" yaml:"replica"`
-	Attempt  int    `json:"attempt" yaml:"attempt"`
-	Node     string `json:"node" yaml:"node"`
+	Rank    int    `json:"rank" yaml:"rank"`
+	Gang    int    `json:"gang" yaml:"gang"`
+	Replica int    `json:"replica" yaml:"replica"`
+	Attempt int    `json:"attempt" yaml:"attempt"`
+	Node    string `json:"node" yaml:"node"`
+	// Accel is the accelerator type granted (the node's); empty for a
+	// replica that holds none.
+	Accel    string `json:"accel,omitempty" yaml:"accel,omitempty"`
 	Devices  []int  `json:"devices,omitempty" yaml:"devices,omitempty"`
 	Milli    int32  `json:"milli,omitempty" yaml:"milli,omitempty"`
 	State    string `json:"state" yaml:"state"`
@@ -88,17 +92,22 @@ const (
 
 // Node is a registered node.
 type Node struct {
-	Name           string            `json:"name" yaml:"name"`
-	Address        string            `json:"address" yaml:"address"`
-	State          string            `json:"state" yaml:"state"`
-	Path           map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
-	Accel          string            `json:"accel,omitempty" yaml:"accel,omitempty"`
-	Count          int               `json:"count" yaml:"count"`
-	AllocatedMilli int64             `json:"allocatedMilli" yaml:"allocatedMilli"`
+	Name    string            `json:"name" yaml:"name"`
+	Address string            `json:"address" yaml:"address"`
+	State   string            `json:"state" yaml:"state"`
+	Path    map[string]string `json:"path,omitempty" yaml:"path,omitempty"`
+	Accel   string            `json:"accel,omitempty" yaml:"accel,omitempty"`
+	Count   int               `json:"count" yaml:"count"`
+	// AllocatedMilli is what running replicas hold, in milli-accelerators:
+	// every tenant's, so only admin tokens see it.
+	AllocatedMilli *int64            `json:"allocatedMilli,omitempty" yaml:"allocatedMilli,omitempty"`
 	CPUMilli       int64             `json:"cpuMilli" yaml:"cpuMilli"`
 	MemoryMiB      int64             `json:"memoryMiB" yaml:"memoryMiB"`
 	Labels         map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 	LastHeartbeat  time.Time         `json:"lastHeartbeat,omitzero" yaml:"lastHeartbeat,omitempty"`
+	// Drained is set while an administrator keeps new work off the node
+	// (its state is draining, or down if it also stopped reporting).
+	Drained bool `json:"drained,omitempty" yaml:"drained,omitempty"`
 }
 
 // NodeList is the answer to GET /v1/nodes.
@@ -165,6 +174,30 @@ type CreateQueue struct {
 	Quotas map[string]Quota `json:"quotas,omitempty"`
 }
 
+// UpdateTenant is the body of PATCH /v1/tenants/{name}: the fields given
+// change, the others stay. A flavor in Quotas replaces that flavor's
+// limits; a flavor set to null loses its quota.
+type UpdateTenant struct {
+	Weight *float64          `json:"weight,omitempty"`
+	Quotas map[string]*Quota `json:"quotas,omitempty"`
+}
+
+// UpdateQueue is the body of PATCH /v1/queues/{name}, as UpdateTenant with
+// the queue's strict FIFO setting.
+type UpdateQueue struct {
+	Weight *float64          `json:"weight,omitempty"`
+	Strict *bool             `json:"strict,omitempty"`
+	Quotas map[string]*Quota `json:"quotas,omitempty"`
+}
+
+// DrainNode is the body of POST /v1/nodes/{name}/drain (optional).
+type DrainNode struct {
+	// Evict stops the node's running work now (SIGTERM, then SIGKILL after
+	// the stop grace) and requeues it; without it running work finishes
+	// and the node only takes nothing new.
+	Evict bool `json:"evict,omitempty"`
+}
+
 // Token roles.
 const (
 	RoleAdmin  = "admin"
@@ -178,11 +211,31 @@ const (
 type CreateToken struct {
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
+	// Node binds a node token to one node. A node token created without
+	// one is bound to the first node it registers.
+	Node string `json:"node,omitempty"`
 }
 
 // Token is a new token; the secret is shown this once.
 type Token struct {
 	Token  string `json:"token" yaml:"token"`
+	ID     string `json:"id" yaml:"id"`
 	Role   string `json:"role" yaml:"role"`
 	Tenant string `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+	Node   string `json:"node,omitempty" yaml:"node,omitempty"`
+}
+
+// TokenInfo is a token as GET /v1/tokens lists it: everything but the
+// secret, which the server does not keep.
+type TokenInfo struct {
+	ID      string    `json:"id" yaml:"id"`
+	Role    string    `json:"role" yaml:"role"`
+	Tenant  string    `json:"tenant,omitempty" yaml:"tenant,omitempty"`
+	Node    string    `json:"node,omitempty" yaml:"node,omitempty"`
+	Created time.Time `json:"created" yaml:"created"`
+}
+
+// TokenList is the answer to GET /v1/tokens.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens" yaml:"tokens"`
 }

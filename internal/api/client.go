@@ -251,6 +251,74 @@ func (c *Client) CreateToken(ctx context.Context, t CreateToken) (Token, error) 
 	return out, err
 }
 
+func (c *Client) send(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	ctype := ""
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+		ctype = "application/json"
+	}
+	_, err := c.do(ctx, method, path, body, ctype, nil, out)
+	return err
+}
+
+// UpdateTenant changes a tenant's weight or quotas (admin only).
+func (c *Client) UpdateTenant(ctx context.Context, name string, u UpdateTenant) (Tenant, error) {
+	var out Tenant
+	err := c.send(ctx, http.MethodPatch, "/v1/tenants/"+url.PathEscape(name), u, &out)
+	return out, err
+}
+
+// DeleteTenant removes a tenant with its queues, tokens and finished jobs
+// (admin only); it is refused while the tenant has jobs not finished.
+func (c *Client) DeleteTenant(ctx context.Context, name string) error {
+	return c.send(ctx, http.MethodDelete, "/v1/tenants/"+url.PathEscape(name), nil, nil)
+}
+
+// UpdateQueue changes a queue's weight, strict FIFO setting or quotas
+// (admin only).
+func (c *Client) UpdateQueue(ctx context.Context, name string, u UpdateQueue) (Queue, error) {
+	var out Queue
+	err := c.send(ctx, http.MethodPatch, "/v1/queues/"+url.PathEscape(name), u, &out)
+	return out, err
+}
+
+// DeleteQueue removes a team queue (admin only); it is refused while the
+// queue has jobs not finished or queues below it.
+func (c *Client) DeleteQueue(ctx context.Context, name string) error {
+	return c.send(ctx, http.MethodDelete, "/v1/queues/"+url.PathEscape(name), nil, nil)
+}
+
+// Tokens lists the tokens, without their secrets (admin only).
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var l TokenList
+	err := c.get(ctx, "/v1/tokens", &l)
+	return l.Tokens, err
+}
+
+// RevokeToken deletes a token by its ID (admin only).
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.send(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
+}
+
+// DrainNode keeps new work off a node; with evict its running work is
+// stopped and requeued too (admin only).
+func (c *Client) DrainNode(ctx context.Context, name string, evict bool) (Node, error) {
+	var out Node
+	err := c.send(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/drain", DrainNode{Evict: evict}, &out)
+	return out, err
+}
+
+// UndrainNode lets a drained node take work again (admin only).
+func (c *Client) UndrainNode(ctx context.Context, name string) (Node, error) {
+	var out Node
+	err := c.send(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(name)+"/undrain", nil, &out)
+	return out, err
+}
+
 // Register declares a node (node or admin token).
 func (c *Client) Register(ctx context.Context, n NodeInfo) error {
 	return c.postJSON(ctx, "/v1/agent/register", n, nil)

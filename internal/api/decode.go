@@ -8,15 +8,19 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
 // Request body limits.
 const (
-	// MaxBody bounds an ordinary request body.
-	MaxBody = 1 << 20
+	// MaxBody bounds an ordinary request body, a job document among them.
+	MaxBody = spec.MaxJobBytes
 	// MaxHeartbeatBody bounds a heartbeat, which carries log bytes.
 	MaxHeartbeatBody = 16 << 20
 	// MaxLogChunk bounds the bytes of one log chunk.
@@ -39,14 +43,19 @@ func CheckName(field, s string) *Error {
 	return nil
 }
 
-// ReadBody reads a request body up to limit bytes.
+// ReadBody reads a request body up to limit bytes. A body that does not
+// arrive by the request's read deadline is a 408.
 func ReadBody(r io.Reader, limit int64) ([]byte, *Error) {
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &Error{Status: http.StatusRequestTimeout, Code: CodeTimeout, Message: "the request body did not arrive in time; send it whole, at once"}
+		}
 		return nil, Invalid("", "read body: %v", err)
 	}
 	if int64(len(data)) > limit {
-		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body is above %d bytes", limit)}
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+			Message: fmt.Sprintf("request body is larger than %s", spec.FormatBytes(limit))}
 	}
 	return data, nil
 }
@@ -56,6 +65,9 @@ var unknownFieldRE = regexp.MustCompile(`^json: unknown field "(.*)"$`)
 // decodeStrict decodes one JSON value; unknown fields and trailing data are
 // errors that name the field.
 func decodeStrict(data []byte, v any) *Error {
+	if err := spec.CheckJSON("request body", data, math.MaxInt64); err != nil {
+		return Invalid("", "%v", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -206,6 +218,57 @@ func DecodeCreateQueue(data []byte) (CreateQueue, *Error) {
 	return q, checkQuotas(q.Quotas)
 }
 
+// DecodeUpdateTenant reads and checks a change to a tenant.
+func DecodeUpdateTenant(data []byte) (UpdateTenant, *Error) {
+	var u UpdateTenant
+	if err := decodeStrict(data, &u); err != nil {
+		return u, err
+	}
+	if u.Weight == nil && u.Quotas == nil {
+		return u, Invalid("", "nothing to change: give weight or quotas")
+	}
+	return u, checkUpdate(u.Weight, u.Quotas)
+}
+
+// DecodeUpdateQueue reads and checks a change to a queue.
+func DecodeUpdateQueue(data []byte) (UpdateQueue, *Error) {
+	var u UpdateQueue
+	if err := decodeStrict(data, &u); err != nil {
+		return u, err
+	}
+	if u.Weight == nil && u.Strict == nil && u.Quotas == nil {
+		return u, Invalid("", "nothing to change: give weight, strict or quotas")
+	}
+	return u, checkUpdate(u.Weight, u.Quotas)
+}
+
+func checkUpdate(weight *float64, quotas map[string]*Quota) *Error {
+	if weight != nil {
+		if err := checkWeight(*weight); err != nil {
+			return err
+		}
+	}
+	set := map[string]Quota{}
+	for f, q := range quotas {
+		if q != nil {
+			set[f] = *q
+		} else if err := checkQuotas(map[string]Quota{f: {}}); err != nil {
+			return err
+		}
+	}
+	return checkQuotas(set)
+}
+
+// DecodeDrainNode reads a drain request; an empty body drains without
+// eviction.
+func DecodeDrainNode(data []byte) (DrainNode, *Error) {
+	var d DrainNode
+	if len(bytes.TrimSpace(data)) == 0 {
+		return d, nil
+	}
+	return d, decodeStrict(data, &d)
+}
+
 // DecodeCreateToken reads and checks a token request.
 func DecodeCreateToken(data []byte) (CreateToken, *Error) {
 	var t CreateToken
@@ -224,6 +287,14 @@ func DecodeCreateToken(data []byte) (CreateToken, *Error) {
 	default:
 		return t, Invalid("role", "%q: want one of tenant, node, admin, metrics", t.Role)
 	}
+	if t.Node != "" {
+		if t.Role != RoleNode {
+			return t, Invalid("node", "only a node token names a node")
+		}
+		if err := CheckName("node", t.Node); err != nil {
+			return t, err
+		}
+	}
 	return t, nil
 }
 
@@ -240,11 +311,13 @@ const maxQuota = 1e9
 var flavorRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*(:[a-z0-9][a-z0-9._-]*)?$`)
 
 func checkQuotas(qs map[string]Quota) *Error {
+	cat := fleet.DefaultCatalog()
 	for _, f := range sortedKeys(qs) {
 		q := qs[f]
 		field := "quotas." + f
-		if !flavorRE.MatchString(f) || len(f) > 80 {
-			return Invalid(field, "flavor %q: want an accelerator type, optionally with a tier (h100 or h100:spot)", f)
+		accel, _, _ := strings.Cut(f, ":")
+		if !flavorRE.MatchString(f) || len(f) > 80 || cat.Index(accel) < 0 {
+			return Invalid(field, "flavor %q: want an accelerator type of the catalog (%s), optionally with a tier (h100 or h100:spot)", f, strings.Join(cat.Names(), ", "))
 		}
 		if err := checkAmount(field+".nominal", q.Nominal); err != nil {
 			return err

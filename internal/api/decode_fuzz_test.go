@@ -111,6 +111,8 @@ func FuzzDecodeCreateToken(f *testing.F) {
 	f.Add([]byte(`{"role":"node"}`))
 	f.Add([]byte(`{"role":"node","tenant":"acme"}`))
 	f.Add([]byte(`{"role":"root"}`))
+	f.Add([]byte(`{"role":"node","node":"gpu-017"}`))
+	f.Add([]byte(`{"role":"tenant","tenant":"acme","node":"n1"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, e := DecodeCreateToken(data)
 		if e != nil {
@@ -120,7 +122,35 @@ func FuzzDecodeCreateToken(f *testing.F) {
 		if (v.Role == RoleTenant) != (v.Tenant != "") {
 			t.Fatalf("accepted a token request with role %q and tenant %q", v.Role, v.Tenant)
 		}
+		if v.Node != "" && (v.Role != RoleNode || CheckName("", v.Node) != nil) {
+			t.Fatalf("accepted a token request with role %q and node %q", v.Role, v.Node)
+		}
 		roundTrip(t, v, DecodeCreateToken)
+	})
+}
+
+func FuzzDecodeUpdateQueue(f *testing.F) {
+	f.Add([]byte(`{"weight":2,"strict":true,"quotas":{"h100":{"nominal":16,"borrowingLimit":0},"h200":null}}`))
+	f.Add([]byte(`{"quotas":{"h999":{"nominal":1}}}`))
+	f.Add([]byte(`{"quotas":{"h100":{"nominal":1,"lendingLimit":2}}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, e := DecodeUpdateQueue(data)
+		if e != nil {
+			checkRefusal(t, e)
+			return
+		}
+		if v.Weight == nil && v.Strict == nil && v.Quotas == nil {
+			t.Fatalf("accepted a change of nothing")
+		}
+		for f, q := range v.Quotas {
+			if q != nil && q.LendingLimit != nil && *q.LendingLimit > q.Nominal {
+				t.Fatalf("accepted lending above nominal for %s", f)
+			}
+		}
+		if _, e := DecodeUpdateTenant(data); e == nil && v.Strict != nil {
+			t.Fatalf("a tenant change took strict")
+		}
 	})
 }
 
@@ -130,6 +160,8 @@ func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte("name: j\nqueue: q\nkind: batch\ngangs: []\n"))
 	f.Add([]byte("name: j\nqueue: q\nkind: batch\ngangs:\n  - replicas: 1\n    count: 1\n    fraction: 0.5\ncommand: [x]\n"))
 	f.Add([]byte("name: j\nqueue: q\nkind: batch\ngangs:\n  - replicas: 1\ncommand: [x]\nenv: {\"A=B\": c}\n"))
+	f.Add([]byte(`{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":1}],"command":["x"],}`))
+	f.Add([]byte(`{"name":"j","queue":"q","kind":"batch","gangs":[[[[[[{"replicas":1}]]]]]],"command":["a\u0000"]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		js, e := DecodeJob("job.yaml", data)
 		if e != nil {
@@ -158,6 +190,10 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 			`{"name":"acme","quotas":{"h100":{"nominal":1,"lendingLimit":2}}}`, "quotas.h100.lendingLimit"},
 		"job field": {func(b []byte) *Error { _, e := DecodeJob("j.yaml", b); return e },
 			"name: j\nqueue: q\nkind: batch\ngangs:\n  - replicas: 1\n    count: 99\ncommand: [x]\n", "gangs[0].count"},
+		"flavor not in the catalog": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },
+			`{"name":"acme","quotas":{"h999":{"nominal":1}}}`, "quotas.h999"},
+		"flavor with a tier": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },
+			`{"name":"acme","quotas":{"h999:spot":{"nominal":1}}}`, "quotas.h999:spot"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := tc.decode([]byte(tc.body))
@@ -175,5 +211,41 @@ func TestDecodeJobTakesJSON(t *testing.T) {
 	}
 	if g := js.Job.Gangs[0]; g.Replicas != 2 || g.Shape.Milli != 500 || js.Run.Command[1] != "train.py" || js.Run.Env["A"] != "1" {
 		t.Errorf("decoded %+v", js)
+	}
+}
+
+// A job sent as JSON gets JSON's account of a syntax error, with the line
+// and column; a YAML flow mapping (which starts like JSON) is still YAML.
+func TestDecodeJobJSONSyntax(t *testing.T) {
+	const good = `{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":1}],"command":["x"]}`
+	for name, tc := range map[string]struct {
+		body, format, want string
+	}{
+		"trailing comma":       {"{\n  \"name\": \"j\",\n}", FormatJSON, "job.json:3:1: JSON syntax: invalid character '}' looking for beginning of object key string"},
+		"sniffed":              {`{"name": "j" "queue": "q"}`, "", "job.json:1:14: JSON syntax: invalid character '\"' after object key:value pair"},
+		"cut short":            {`{"name": "j"`, FormatJSON, "job.json:1:13: JSON syntax: the document ends inside a value"},
+		"an array":             {`[1]`, FormatJSON, "job.json:1:1: JSON syntax: a job is a JSON object, not an array"},
+		"two objects":          {good + " {}", FormatJSON, "job.json:1:82: JSON syntax: more data after the job's object"},
+		"valid JSON":           {good, FormatJSON, ""},
+		"YAML flow, sniffed":   {"{name: j, queue: q, kind: batch, gangs: [{replicas: 1}], command: [x]}", "", ""},
+		"YAML said to be YAML": {"{name: j,,}", FormatYAML, "YAML syntax"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, e := DecodeJobAs("job.json", []byte(tc.body), tc.format)
+			switch {
+			case tc.want == "" && e != nil:
+				t.Fatalf("refused: %v", e)
+			case tc.want != "" && (e == nil || e.Status != 422 || !strings.Contains(e.Message, tc.want)):
+				t.Fatalf("got %v, want a 422 saying %q", e, tc.want)
+			}
+		})
+	}
+}
+
+// Request bodies nested past the guard's limit are refused before decoding.
+func TestDecodeRefusesDeepBodies(t *testing.T) {
+	body := `{"node":"n1","replicas":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`
+	if _, e := DecodeHeartbeat([]byte(body)); e == nil || e.Status != 422 || !strings.Contains(e.Message, "nest deeper than 64") {
+		t.Errorf("got %v, want a 422 about nesting", e)
 	}
 }

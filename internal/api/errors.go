@@ -15,6 +15,7 @@ const (
 	CodeConflict     = "conflict"
 	CodeTooLarge     = "too_large"
 	CodeUnsupported  = "unsupported_media_type"
+	CodeTimeout      = "timeout"
 	CodeInternal     = "internal"
 	CodeUnavailable  = "unavailable"
 )

@@ -14,10 +14,19 @@ import (
 func init() { addCommand(newAdminCmd) }
 
 func newAdminCmd() *cobra.Command {
-	c := &cobra.Command{Use: "admin", Short: "Administer a gpufleet server: tenants, queues, tokens (admin token)"}
+	c := &cobra.Command{Use: "admin", Short: "Administer a gpufleet server: tenants, queues, tokens, nodes (admin token)",
+		Long: `Admin creates, changes and deletes tenants and queues, creates and revokes
+tokens, and drains and undrains nodes. Reading is gpufleet get: tenants,
+queues, nodes, and tokens (their IDs, roles and nodes; never their secrets).`}
 	create := &cobra.Command{Use: "create", Short: "Create a tenant, queue or token"}
 	create.AddCommand(newCreateTenantCmd(), newCreateQueueCmd(), newCreateTokenCmd())
-	c.AddCommand(create)
+	update := &cobra.Command{Use: "update", Short: "Change a tenant's or queue's weight or quotas; the running scheduler takes the change at once"}
+	update.AddCommand(newUpdateCmd("tenant"), newUpdateCmd("queue"))
+	del := &cobra.Command{Use: "delete", Short: "Delete a tenant or queue that has no unfinished jobs"}
+	del.AddCommand(newDeleteCmd("tenant"), newDeleteCmd("queue"))
+	revoke := &cobra.Command{Use: "revoke", Short: "Revoke a token"}
+	revoke.AddCommand(newRevokeTokenCmd())
+	c.AddCommand(create, update, del, revoke, newDrainCmd(true), newDrainCmd(false))
 	return c
 }
 
@@ -32,7 +41,7 @@ func addQuotaFlags(c *cobra.Command) *quotaFlags {
 	c.Flags().StringSliceVar(&q.nominal, "quota", nil, "nominal quota `FLAVOR=N` in accelerators (h100=16, h100:spot=8, a100=0.5); repeat or separate with commas")
 	c.Flags().StringSliceVar(&q.borrow, "borrow", nil, "borrowing limit `FLAVOR=N` (default unlimited)")
 	c.Flags().StringSliceVar(&q.lend, "lend", nil, "lending limit `FLAVOR=N`, at most the nominal (default unlimited)")
-	c.Flags().Float64Var(&q.weight, "weight", 0, "fair-share `WEIGHT` (default 1)")
+	c.Flags().Float64Var(&q.weight, "weight", 1, "fair-share `WEIGHT`")
 	return q
 }
 
@@ -150,30 +159,50 @@ func newCreateQueueCmd() *cobra.Command {
 	return c
 }
 
+// anyNode is --node given without a name: a node token bound to the first
+// node it registers.
+const anyNode = "*"
+
 func newCreateTokenCmd() *cobra.Command {
 	var f *clientFlags
-	var tenant string
-	var node, admin, metrics bool
+	var tenant, node string
+	var admin, metrics bool
 	c := &cobra.Command{
-		Use:   "token (--tenant TENANT | --node | --admin | --metrics)",
+		Use:   "token (--tenant TENANT | --node NAME | --node | --admin | --metrics)",
 		Short: "Create an access token; it is printed once and stored only as a hash",
+		Long: `Create token makes a token and prints its secret once; the server keeps
+only its hash, and lists and revokes it by the ID it prints with -o json.
+
+A node token speaks for one node: give the node's name with --node NAME.
+Given --node without a name, the token is bound to the first node that
+registers with it (and may not take over a node another token speaks for).`,
 		Example: `  gpufleet admin create token --tenant acme
-  gpufleet admin create token --node
+  gpufleet admin create token --node gpu-017
   gpufleet admin create token --metrics   # for a Prometheus scraper`,
-		Args: cobra.NoArgs,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// "--node NAME" reaches here as --node without a value and
+			// NAME as an argument (the flag's value is optional).
+			if node == anyNode && len(args) == 1 {
+				node, args = args[0], nil
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected argument %q", args[0])
+			}
 			req := api.CreateToken{Role: api.RoleTenant, Tenant: tenant}
 			roles := 0
-			for _, set := range []bool{node, admin, metrics, tenant != ""} {
+			for _, set := range []bool{node != "", admin, metrics, tenant != ""} {
 				if set {
 					roles++
 				}
 			}
 			switch {
 			case roles != 1:
-				return fmt.Errorf("give one of --tenant TENANT, --node, --admin, --metrics")
-			case node:
+				return fmt.Errorf("give one of --tenant TENANT, --node NAME, --node, --admin, --metrics")
+			case node == anyNode:
 				req = api.CreateToken{Role: api.RoleNode}
+			case node != "":
+				req = api.CreateToken{Role: api.RoleNode, Node: node}
 			case admin:
 				req = api.CreateToken{Role: api.RoleAdmin}
 			case metrics:
@@ -191,7 +220,8 @@ func newCreateTokenCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&tenant, "tenant", "", "a token for `TENANT`: it sees and touches only that tenant's jobs and queues")
-	c.Flags().BoolVar(&node, "node", false, "a token for node agents")
+	c.Flags().StringVar(&node, "node", "", "a token for the agent of node `NAME` only (without a name: bound to the first node it registers)")
+	c.Flags().Lookup("node").NoOptDefVal = anyNode
 	c.Flags().BoolVar(&admin, "admin", false, "another admin token")
 	c.Flags().BoolVar(&metrics, "metrics", false, "a token that may only read /metrics (for a Prometheus scraper)")
 	f = addClientFlags(c)

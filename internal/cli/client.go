@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
 // DefaultServer is where the client commands look for a server when no
@@ -38,6 +39,9 @@ func configPath() (string, error) {
 	return filepath.Join(dir, "gpufleet", "config.yaml"), nil
 }
 
+// maxConfigBytes bounds the client config: a server and a token.
+const maxConfigBytes = 64 << 10
+
 func readConfig() (clientConfig, string, error) {
 	var c clientConfig
 	path, err := configPath()
@@ -49,6 +53,9 @@ func readConfig() (clientConfig, string, error) {
 		return c, path, nil
 	}
 	if err != nil {
+		return c, path, err
+	}
+	if err := spec.CheckYAML(path, data, maxConfigBytes); err != nil {
 		return c, path, err
 	}
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {

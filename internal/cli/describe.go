@@ -61,15 +61,10 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 	fmt.Fprintf(tw, "Finished:\t%s\n", stamp(j.Finished))
 	fmt.Fprintf(tw, "Attempt:\t%d (restarts %d)\n", j.Attempt, j.Restarts)
 	fmt.Fprintf(tw, "Command:\t%s\n", strings.Join(j.Command, " "))
+	total := 0
 	for i, g := range j.Gangs {
-		shape := fmt.Sprintf("%d x %s", g.Devices, strings.Join(g.Accel, "|"))
-		if g.Devices == 0 && g.Milli > 0 {
-			shape = fmt.Sprintf("%d/1000 of one %s", g.Milli, strings.Join(g.Accel, "|"))
-		}
-		if len(g.Accel) == 0 && g.Devices == 0 && g.Milli == 0 {
-			shape = "no accelerators"
-		}
-		fmt.Fprintf(tw, "Gang %d:\t%s, %d replicas of %s\n", i, dash(g.Name), g.Replicas, shape)
+		total += g.Replicas
+		fmt.Fprintf(tw, "Gang %d:\t%s, %s\n", i, dash(g.Name), gangText(g))
 	}
 	if ex := j.Explanation; ex != nil {
 		fmt.Fprintf(tw, "Scheduler:\t%s\n", ex.State)
@@ -85,9 +80,9 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 			fmt.Fprintf(tw, "  Nodes:\t%s\n", strings.Join(ex.Nodes, ", "))
 		}
 	}
+	fmt.Fprintf(tw, "Replicas:\t%s\n", replicaCounts(j.Replicas, total))
 	if len(j.Replicas) > 0 {
-		fmt.Fprintf(tw, "Replicas:\n")
-		fmt.Fprintf(tw, "  RANK\tGANG/REPLICA\tNODE\tDEVICES\tSTATE\tEXIT\n")
+		fmt.Fprintf(tw, "  RANK\tGANG/REPLICA\tNODE\tACCEL\tDEVICES\tSTATE\tEXIT\n")
 		for _, r := range j.Replicas {
 			devs := make([]string, len(r.Devices))
 			for i, d := range r.Devices {
@@ -104,7 +99,47 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 			if r.Signal != "" {
 				exit = r.Signal
 			}
-			fmt.Fprintf(tw, "  %d\t%d/%d\t%s\t%s\t%s\t%s\n", r.Rank, r.Gang, r.Replica, r.Node, dev, r.State, exit)
+			fmt.Fprintf(tw, "  %d\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", r.Rank, r.Gang, r.Replica, r.Node, dash(r.Accel), dev, r.State, exit)
 		}
 	}
+}
+
+// count renders "1 replica", "2 replicas".
+func count(n int, noun string) string { return fmt.Sprintf("%d %s%s", n, noun, plural(n)) }
+
+// gangText renders a gang's size and shape: "2 replicas of 8 x h100",
+// "32 replicas (at least 1) of 0.25 of one h100".
+func gangText(g api.Gang) string {
+	types := strings.Join(g.Accel, " or ")
+	if types == "" {
+		types = "any type"
+	}
+	shape := fmt.Sprintf("%d x %s", g.Devices, types)
+	switch {
+	case g.Devices == 0 && g.Milli > 0:
+		shape = fmt.Sprintf("%g of one %s", float64(g.Milli)/1000, types)
+	case g.Devices == 0:
+		shape = "no accelerators"
+	}
+	n := count(g.Replicas, "replica")
+	if g.MinReplicas > 0 && g.MinReplicas < g.Replicas {
+		n += fmt.Sprintf(" (at least %d)", g.MinReplicas)
+	}
+	return n + " of " + shape
+}
+
+// replicaCounts says how many of the job's replicas run, and what the
+// others of its current attempt are doing: "4 of 32 running, 2 starting".
+func replicaCounts(reps []api.Replica, total int) string {
+	by := map[string]int{}
+	for _, r := range reps {
+		by[r.State]++
+	}
+	out := fmt.Sprintf("%d of %s running", by["running"], count(total, "replica"))
+	for _, st := range []string{"starting", "exited", "lost", "skipped"} {
+		if by[st] > 0 {
+			out += fmt.Sprintf(", %d %s", by[st], st)
+		}
+	}
+	return out
 }

@@ -18,16 +18,17 @@ func newGetCmd() *cobra.Command {
 	var limit int
 	var f *clientFlags
 	c := &cobra.Command{
-		Use:   "get jobs|nodes|queues|tenants",
-		Short: "List jobs, nodes, queues or tenants",
+		Use:   "get jobs|nodes|queues|tenants|tokens",
+		Short: "List jobs, nodes, queues, tenants or tokens",
 		Long: `Get lists objects the token may see: a tenant's token sees its own jobs,
-queues and tenant; an admin's sees all.`,
+queues and tenant, and the nodes without what other tenants hold on them;
+an admin's sees all, and the tokens (their IDs, never their secrets).`,
 		Example: `  gpufleet get jobs
   gpufleet get jobs --state pending -o json
   gpufleet get jobs --limit 50            # the first 50; the last line says how to go on
   gpufleet get nodes`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"jobs", "nodes", "queues", "tenants"},
+		ValidArgs: []string{"jobs", "nodes", "queues", "tenants", "tokens"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := f.client()
 			if err != nil {
@@ -59,7 +60,7 @@ queues and tenant; an admin's sees all.`,
 						for _, g := range j.Gangs {
 							n += g.Replicas
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, n, j.Attempt, age(j.Submitted, now), dash(j.Reason))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, n, j.Attempt, age(j.Submitted, now), dash(jobReason(j)))
 					}
 				})
 			case "node":
@@ -70,7 +71,12 @@ queues and tenant; an admin's sees all.`,
 				return f.emit(w, api.NodeList{Nodes: nodes}, func(tw *tabwriter.Writer) {
 					fmt.Fprintln(tw, "NAME\tSTATE\tACCEL\tALLOCATED\tADDRESS\tLAST HEARTBEAT")
 					for _, n := range nodes {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%g/%d\t%s\t%s\n", n.Name, n.State, dash(n.Accel), float64(n.AllocatedMilli)/1000, n.Count, n.Address, age(n.LastHeartbeat, now))
+						// Allocation is every tenant's usage: admins see it.
+						alloc := "-"
+						if n.AllocatedMilli != nil {
+							alloc = fmt.Sprintf("%g", float64(*n.AllocatedMilli)/1000)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d\t%s\t%s\n", n.Name, n.State, dash(n.Accel), alloc, n.Count, n.Address, age(n.LastHeartbeat, now))
 					}
 				})
 			case "queue":
@@ -95,14 +101,39 @@ queues and tenant; an admin's sees all.`,
 						fmt.Fprintf(tw, "%s\t%g\t%s\t%s\t%s\n", t.Name, t.Weight, nominals(t.Quotas), amounts(t.Usage), dash(strings.Join(t.Queues, ",")))
 					}
 				})
+			case "token":
+				toks, err := cl.Tokens(ctx)
+				if err != nil {
+					return err
+				}
+				return f.emit(w, api.TokenList{Tokens: toks}, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ID\tROLE\tTENANT\tNODE\tAGE")
+					for _, t := range toks {
+						node := t.Node
+						if t.Role == api.RoleNode && node == "" {
+							node = "(first to register)"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(node), age(t.Created, now))
+					}
+				})
 			}
-			return fmt.Errorf("get %q: want jobs, nodes, queues or tenants", args[0])
+			return fmt.Errorf("get %q: want jobs, nodes, queues, tenants or tokens", args[0])
 		},
 	}
-	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, succeeded, failed, cancelled)")
+	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, cancelling, succeeded, failed, cancelled)")
 	c.Flags().StringVar(&queue, "queue", "", "only jobs of `QUEUE`")
 	c.Flags().IntVar(&limit, "limit", 0, "list at most `N` jobs, one page (0: all)")
 	c.Flags().StringVar(&after, "after", "", "start after the page ending at `CURSOR` (printed when there are more)")
 	f = addClientFlags(c)
 	return c
+}
+
+// jobReason is why a job is where it is: for a pending job, the
+// scheduler's reason for waiting (a requeued job's own reason when the
+// scheduler gives none), else the job's.
+func jobReason(j api.Job) string {
+	if j.State == "pending" && j.Explanation != nil && j.Explanation.Reason != "" {
+		return j.Explanation.Reason
+	}
+	return j.Reason
 }

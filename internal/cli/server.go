@@ -27,6 +27,8 @@ type serverFlags struct {
 	data, listen, addrFile           string
 	hbInterval, hbTimeout, stopGrace time.Duration
 	retain, preemptAfter             time.Duration
+	headerTimeout, bodyTimeout       time.Duration
+	writeTimeout, idleTimeout        time.Duration
 	debug                            bool
 }
 
@@ -40,6 +42,10 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for cancelled and failed jobs' replicas")
 	c.Flags().DurationVar(&f.retain, "retain", 30*24*time.Hour, "keep a finished job's record, idempotency key and logs this long after it ends (negative: for ever)")
 	c.Flags().DurationVar(&f.preemptAfter, "preempt-after", time.Minute, "how long a job waits for room before it may preempt (0: at once)")
+	c.Flags().DurationVar(&f.headerTimeout, "read-header-timeout", 10*time.Second, "a request's headers must arrive within this time")
+	c.Flags().DurationVar(&f.bodyTimeout, "body-timeout", 30*time.Second, "a request's body must arrive within this time once its headers are in (else 408)")
+	c.Flags().DurationVar(&f.writeTimeout, "write-timeout", 30*time.Second, "an answer must be written within this time")
+	c.Flags().DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a kept-alive connection idle this long is closed")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	return f
 }
@@ -52,7 +58,8 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 	return server.Config{
 		DataDir: f.data, InitialQueues: queues,
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
-		Retain: f.retain,
+		Retain:            f.retain,
+		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		Sched:  sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
@@ -64,13 +71,16 @@ func (f *serverFlags) listenURL() (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("--listen %s: %w", f.listen, err)
 	}
-	url := "http://" + ln.Addr().String()
-	if f.addrFile != "" {
-		if err := writeFileAtomic(f.addrFile, []byte(url+"\n"), 0o644); err != nil {
-			return nil, "", errors.Join(err, ln.Close())
-		}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+// announce writes the API's URL to --addr-file, which tells scripts that
+// everything the command sets up is in place.
+func (f *serverFlags) announce(url string) error {
+	if f.addrFile == "" {
+		return nil
 	}
-	return ln, url, nil
+	return writeFileAtomic(f.addrFile, []byte(url+"\n"), 0o644)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
@@ -104,7 +114,7 @@ state from the store: every acknowledged job is still there.`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			var queues []quota.Spec
 			if queuesFile != "" {
-				data, err := os.ReadFile(queuesFile)
+				data, err := readFile(queuesFile, spec.MaxFileBytes)
 				if err != nil {
 					return err
 				}
@@ -134,6 +144,9 @@ state from the store: every acknowledged job is still there.`,
 			ln, url, err := sf.listenURL()
 			if err != nil {
 				return err
+			}
+			if err := sf.announce(url); err != nil {
+				return errors.Join(err, ln.Close())
 			}
 			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n%s", url, sf.data, tokenNote)
 			ctx, stop := signalContext(cmd.Context())

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -99,9 +98,9 @@ func readJobDocs(path string, stdin io.Reader) ([]jobDoc, error) {
 	name := filepath.Base(path)
 	if path == "-" {
 		name = "stdin"
-		data, err = io.ReadAll(stdin)
+		data, err = readLimited(name, stdin, spec.MaxJobBytes)
 	} else {
-		data, err = os.ReadFile(path)
+		data, err = readFile(path, spec.MaxJobBytes)
 	}
 	if err != nil {
 		return nil, err

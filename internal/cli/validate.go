@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -59,7 +58,7 @@ func validateFiles(stdout, stderr io.Writer, fleetFile, queuesFile string, args 
 	}
 	var files []specFile
 	for _, name := range args {
-		data, err := os.ReadFile(name)
+		data, err := readFile(name, spec.MaxFileBytes)
 		if err == nil {
 			var k spec.Kind
 			k, err = spec.Detect(name, data)
@@ -77,7 +76,7 @@ func validateFiles(stdout, stderr io.Writer, fleetFile, queuesFile string, args 
 	var opts []spec.Option
 	var f *fleet.Fleet
 	if fleetFile != "" {
-		data, err := os.ReadFile(fleetFile)
+		data, err := readFile(fleetFile, spec.MaxFileBytes)
 		if err == nil {
 			f, err = spec.ParseFleet(fleetFile, data)
 		}
@@ -93,7 +92,7 @@ func validateFiles(stdout, stderr io.Writer, fleetFile, queuesFile string, args 
 	fleetOpts := append([]spec.Option(nil), opts...)
 	var qs []quota.Spec
 	if queuesFile != "" {
-		data, err := os.ReadFile(queuesFile)
+		data, err := readFile(queuesFile, spec.MaxFileBytes)
 		if err == nil {
 			qs, err = spec.ParseQueues(queuesFile, data, fleetOpts...)
 		}

@@ -60,22 +60,34 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		}
 	}
 	calls := map[string]call{
-		"GET /v1/openapi.yaml":      {status: 200, public: true},
-		"GET /v1/healthz":           {status: 200, public: true},
-		"GET " + MetricsPath:        {status: 403},
-		"POST /v1/jobs":             {body: gangJob, status: 422, check: asIfAbsent("POST /v1/jobs", "", gangJob)},
-		"GET /v1/jobs":              {status: 200, check: notMine},
-		"GET /v1/jobs/{id}":         {status: 404, check: asIfAbsent("GET /v1/jobs/{id}", "train-999", "")},
-		"POST /v1/jobs/{id}/cancel": {status: 404, check: asIfAbsent("POST /v1/jobs/{id}/cancel", "train-999", "")},
-		"GET /v1/jobs/{id}/logs":    {status: 404, check: asIfAbsent("GET /v1/jobs/{id}/logs", "train-999", "")},
-		"GET /v1/queues":            {status: 200, check: notMine},
-		"POST /v1/queues":           {body: `{"name":"evil","tenant":"acme"}`, status: 403},
-		"GET /v1/tenants":           {status: 200, check: notMine},
-		"POST /v1/tenants":          {body: `{"name":"evil"}`, status: 403},
-		"POST /v1/tokens":           {body: `{"role":"tenant","tenant":"acme"}`, status: 403},
-		"GET /v1/nodes":             {status: 200},
-		"POST /v1/agent/register":   {body: register, status: 403, agent: true},
-		"POST /v1/agent/heartbeat":  {body: `{"node":"n1"}`, status: 403, agent: true},
+		"GET /v1/openapi.yaml":          {status: 200, public: true},
+		"GET /v1/healthz":               {status: 200, public: true},
+		"GET " + MetricsPath:            {status: 403},
+		"POST /v1/jobs":                 {body: gangJob, status: 422, check: asIfAbsent("POST /v1/jobs", "", gangJob)},
+		"GET /v1/jobs":                  {status: 200, check: notMine},
+		"GET /v1/jobs/{id}":             {status: 404, check: asIfAbsent("GET /v1/jobs/{id}", "train-999", "")},
+		"POST /v1/jobs/{id}/cancel":     {status: 404, check: asIfAbsent("POST /v1/jobs/{id}/cancel", "train-999", "")},
+		"GET /v1/jobs/{id}/logs":        {status: 404, check: asIfAbsent("GET /v1/jobs/{id}/logs", "train-999", "")},
+		"GET /v1/queues":                {status: 200, check: notMine},
+		"POST /v1/queues":               {body: `{"name":"evil","tenant":"acme"}`, status: 403},
+		"GET /v1/tenants":               {status: 200, check: notMine},
+		"POST /v1/tenants":              {body: `{"name":"evil"}`, status: 403},
+		"POST /v1/tokens":               {body: `{"role":"tenant","tenant":"acme"}`, status: 403},
+		"GET /v1/tokens":                {status: 403},
+		"DELETE /v1/tokens/{id}":        {status: 403},
+		"PATCH /v1/queues/{name}":       {body: `{"weight":9}`, status: 403},
+		"DELETE /v1/queues/{name}":      {status: 403},
+		"PATCH /v1/tenants/{name}":      {body: `{"weight":9}`, status: 403},
+		"DELETE /v1/tenants/{name}":     {status: 403},
+		"POST /v1/nodes/{name}/drain":   {body: `{"evict":true}`, status: 403},
+		"POST /v1/nodes/{name}/undrain": {status: 403},
+		"GET /v1/nodes": {status: 200, check: func(t *testing.T, body string) {
+			if !strings.Contains(body, `"name": "n1"`) || strings.Contains(body, "allocatedMilli") {
+				t.Errorf("a tenant's node list: want the nodes without their allocations: %s", body)
+			}
+		}},
+		"POST /v1/agent/register":  {body: register, status: 403, agent: true},
+		"POST /v1/agent/heartbeat": {body: `{"node":"n1"}`, status: 403, agent: true},
 	}
 	for _, r := range Routes() {
 		if _, ok := calls[r]; !ok {
@@ -84,6 +96,12 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	}
 	do = func(t *testing.T, route, token, body string) (int, string) {
 		method, path, _ := strings.Cut(route, " ")
+		// {name} is the other tenant's own: its queue, itself, its node.
+		for prefix, name := range map[string]string{"/v1/queues/": "acme-train", "/v1/tenants/": "acme", "/v1/nodes/": "n1"} {
+			if strings.HasPrefix(path, prefix) {
+				path = strings.ReplaceAll(path, "{name}", name)
+			}
+		}
 		req, err := http.NewRequest(method, h.url+strings.ReplaceAll(path, "{id}", id), bytes.NewBufferString(body))
 		if err != nil {
 			t.Fatal(err)
@@ -146,6 +164,14 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	got, err := acme.Job(h.ctx(), id)
 	if err != nil || got.State != store.Running {
 		t.Errorf("owner's job after the other tenant's calls: %q, %v; want running", got.State, err)
+	}
+	// Nor did the admin routes: acme, its queue and n1 are as they were.
+	var ts api.TenantList
+	if _, body := do(t, "GET /v1/tenants", h.s.AdminToken(), ""); json.Unmarshal([]byte(body), &ts) != nil || len(ts.Tenants) != 2 || ts.Tenants[0].Weight != 1 {
+		t.Errorf("tenants after the other tenant's calls: %s", body)
+	}
+	if nodes, err := h.admin.Nodes(h.ctx()); err != nil || nodes[0].State != "ready" || nodes[0].Drained {
+		t.Errorf("nodes after the other tenant's calls: %+v, %v", nodes, err)
 	}
 	var qs api.QueueList
 	_, body := do(t, "GET /v1/queues", globex.Token, "")

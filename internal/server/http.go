@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
+	"github.com/gpufleet/gpufleet/internal/spec"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
@@ -29,6 +32,10 @@ import (
 type principal struct {
 	role   string
 	tenant string
+	// node is the node a node token is bound to ("" until it registers
+	// one); hash names the token in the store.
+	node string
+	hash string
 }
 
 func (p principal) admin() bool { return p.role == store.RoleAdmin }
@@ -62,10 +69,18 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/jobs/{id}/logs", users, s.jobLogs},
 		{"GET", "/v1/queues", users, s.listQueues},
 		{"POST", "/v1/queues", admin, s.createQueue},
+		{"PATCH", "/v1/queues/{name}", admin, s.updateQueue},
+		{"DELETE", "/v1/queues/{name}", admin, s.deleteQueue},
 		{"GET", "/v1/tenants", users, s.listTenants},
 		{"POST", "/v1/tenants", admin, s.createTenant},
+		{"PATCH", "/v1/tenants/{name}", admin, s.updateTenant},
+		{"DELETE", "/v1/tenants/{name}", admin, s.deleteTenant},
+		{"GET", "/v1/tokens", admin, s.listTokens},
 		{"POST", "/v1/tokens", admin, s.createToken},
+		{"DELETE", "/v1/tokens/{id}", admin, s.revokeToken},
 		{"GET", "/v1/nodes", users, s.listNodes},
+		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
+		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
 	}
@@ -96,7 +111,26 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.deadlines(mux)
+}
+
+// deadlines gives every request a deadline for its body (BodyTimeout) and
+// one for its answer (WriteTimeout), counted from when its headers were
+// read, so that a client that sends a body slowly, or never, or reads the
+// answer slowly, holds a connection for a bounded time. The body deadline
+// also bounds the reading of a body a handler left unread (net/http reads
+// it before reusing the connection). A route that streams its answer
+// moves its write deadline with its own http.ResponseController.
+func (s *Server) deadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		// Not every ResponseWriter has a connection (a test's recorder):
+		// without one there is nothing to bound.
+		_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
+		_ = rc.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) wrap(rt route) http.Handler {
@@ -123,14 +157,29 @@ func (s *Server) authenticate(r *http.Request) (principal, *api.Error) {
 	if !ok || tok == "" {
 		return principal{}, api.Unauthorized("missing bearer token: send Authorization: Bearer TOKEN")
 	}
-	t, err := s.db.Token(hashToken(strings.TrimSpace(tok)))
+	hash := hashToken(strings.TrimSpace(tok))
+	t, err := s.db.Token(hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return principal{}, api.Unauthorized("unknown token")
 	}
 	if err != nil {
 		return principal{}, api.Internal("token lookup: %v", err)
 	}
-	return principal{role: t.Role, tenant: t.Tenant}, nil
+	return principal{role: t.Role, tenant: t.Tenant, node: t.Node, hash: hash}, nil
+}
+
+// actsFor checks that p may speak for a node: an admin for any, a node
+// token for the one it is bound to.
+func (p principal) actsFor(node string) *api.Error {
+	switch {
+	case p.role != store.RoleNode:
+		return nil
+	case p.node == "":
+		return api.Forbidden("this node token speaks for no node yet: register the node first (POST /v1/agent/register)")
+	case p.node != node:
+		return api.Forbidden("this token speaks for node %s, not %s; each node has its own token (gpufleet admin create token --node %s)", p.node, node, node)
+	}
+	return nil
 }
 
 func writeErr(w http.ResponseWriter, err error) {
@@ -171,16 +220,35 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ principal) {
 // jobNameMax leaves room for the "-SEQ" suffix within job id limits.
 const jobNameMax = 100
 
+// mediaType checks a request body's Content-Type against the types a route
+// takes and returns the one given ("" when none is: the body is taken as
+// the route's own syntax).
+func mediaType(r *http.Request, allowed ...string) (string, *api.Error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return "", nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && slices.Contains(allowed, mt) {
+		return mt, nil
+	}
+	return "", &api.Error{Status: http.StatusUnsupportedMediaType, Code: api.CodeUnsupported, Field: "Content-Type",
+		Message: fmt.Sprintf("Content-Type %q: want %s", ct, strings.Join(allowed, ", "))}
+}
+
+// readJSON reads a JSON request body of at most limit bytes.
+func readJSON(r *http.Request, limit int64) ([]byte, *api.Error) {
+	if _, e := mediaType(r, "application/json"); e != nil {
+		return nil, e
+	}
+	return api.ReadBody(r.Body, limit)
+}
+
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		switch mt {
-		case "application/yaml", "application/x-yaml", "text/yaml", "application/json", "text/plain":
-		default:
-			writeErr(w, &api.Error{Status: http.StatusUnsupportedMediaType, Code: api.CodeUnsupported,
-				Message: fmt.Sprintf("content type %q: want application/yaml or application/json", mt)})
-			return
-		}
+	mt, e := mediaType(r, slices.Sorted(maps.Keys(api.JobMediaTypes))...)
+	if e != nil {
+		writeErr(w, e)
+		return
 	}
 	body, e := api.ReadBody(r.Body, api.MaxBody)
 	if e != nil {
@@ -191,7 +259,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	if file == "" {
 		file = "request"
 	}
-	js, e := api.DecodeJob(file, body)
+	js, e := api.DecodeJobAs(file, body, api.JobMediaTypes[mt])
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -305,6 +373,17 @@ func (s *Server) queueHint(qi *queueIndex, p principal) string {
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 	q := r.URL.Query()
 	state, queue := q.Get("state"), q.Get("queue")
+	if state != "" && !slices.Contains(store.States, state) {
+		writeErr(w, api.Invalid("state", "%q: want one of %s", state, strings.Join(store.States, ", ")))
+		return
+	}
+	if queue != "" {
+		qi := s.queues.Load()
+		if t, ok := qi.tenantOf[queue]; !ok || !p.sees(t) {
+			writeErr(w, api.Invalid("queue", "no queue %q%s", queue, s.queueHint(qi, p)))
+			return
+		}
+	}
 	limit := api.DefaultJobPage
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -343,7 +422,41 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 		writeErr(w, api.Internal("list jobs: %v", err))
 		return
 	}
+	if err := s.explainPending(r, out.Jobs); err != nil {
+		writeErr(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// explainPending fills in the core's explanation of the pending jobs of a
+// list (a page: at most MaxJobPage), so that a listing says why each waits.
+func (s *Server) explainPending(r *http.Request, jobs []api.Job) error {
+	var ids []int
+	for i := range jobs {
+		if jobs[i].State == store.Pending {
+			ids = append(ids, i)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	exs, err := exec(r.Context(), s, func(l *loop, reply func([]*api.Explanation)) {
+		out := make([]*api.Explanation, len(ids))
+		for k, i := range ids {
+			if ex, ok := l.core.Explain(sched.JobID(jobs[i].ID)); ok {
+				out[k] = explanationView(ex)
+			}
+		}
+		reply(out)
+	})
+	if err != nil {
+		return err
+	}
+	for k, i := range ids {
+		jobs[i].Explanation = exs[k]
+	}
+	return nil
 }
 
 // lookup reads a job the principal may see; another tenant's job is "not
@@ -450,14 +563,18 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 	}
 	if v := q.Get("offset"); v != "" {
-		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 {
-			writeErr(w, api.Invalid("offset", "%q: want a byte offset, 0 or more", v))
+		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 || offset > api.MaxLogSize {
+			writeErr(w, api.Invalid("offset", "%q: want a byte offset of 0..%d (a replica's log holds at most %s)", v, api.MaxLogSize, spec.FormatBytes(api.MaxLogSize)))
 			return
 		}
 	}
 	if v := q.Get("attempt"); v != "" {
 		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > j.Attempt {
-			writeErr(w, api.Invalid("attempt", "%q: want 1..%d", v, j.Attempt))
+			if j.Attempt == 0 {
+				writeErr(w, api.Invalid("attempt", "%q: job %s has not started an attempt yet", v, j.ID))
+			} else {
+				writeErr(w, api.Invalid("attempt", "%q: want 1..%d", v, j.Attempt))
+			}
 			return
 		}
 	}
@@ -474,7 +591,10 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 		rp := j.Replicas[idx]
 		data, err = readAt(s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: attempt}), offset, maxLogRead)
 		if err != nil {
-			writeErr(w, api.Internal("read log: %v", err))
+			// The error names the server's file; the operator's log gets
+			// it, the client does not.
+			s.log.Error("read a replica's log", "job", j.ID, "rank", rank, "attempt", attempt, "err", err)
+			writeErr(w, api.Internal("the log of job %s rank %d could not be read; the server's log says why", j.ID, rank))
 			return
 		}
 	}
@@ -548,7 +668,7 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p principal
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, p principal) {
-	ns, err := exec(r.Context(), s, func(l *loop, reply func([]api.Node)) { reply(l.nodeViews()) })
+	ns, err := exec(r.Context(), s, func(l *loop, reply func([]api.Node)) { reply(l.nodeViews(p.admin())) })
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -566,27 +686,7 @@ func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
 				return
 			}
 		}
-		specs := append(slices.Clone(l.specs), add)
-		if _, err := quota.New(specs); err != nil {
-			reply(api.Invalid("", "%v", err))
-			return
-		}
-		r, err := l.core.Apply(sched.QueuesChanged{Specs: specs})
-		if err != nil {
-			reply(api.Invalid("", "%v", err))
-			return
-		}
-		if err := s.db.PutQueues(specs); err != nil {
-			if _, rerr := l.core.Apply(sched.QueuesChanged{Specs: l.specs}); rerr != nil {
-				l.log.Error("restore queue tree", "err", rerr)
-			}
-			reply(api.Internal("store queues: %v", err))
-			return
-		}
-		l.specs = specs
-		s.queues.Store(newQueueIndex(specs))
-		l.take(r, l.now())
-		reply(nil)
+		reply(l.setQueues(append(slices.Clone(l.specs), add)))
 	})
 	if err != nil {
 		return err
@@ -595,7 +695,7 @@ func (s *Server) changeQueues(r *http.Request, add quota.Spec) error {
 }
 
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -609,11 +709,11 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, _ principa
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.Tenant{Name: t.Name, Weight: t.Weight, Quotas: t.Quotas, Queues: []string{}})
+	writeJSON(w, http.StatusCreated, api.Tenant{Name: t.Name, Weight: weight(t.Weight), Quotas: t.Quotas, Queues: []string{}})
 }
 
 func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -632,11 +732,11 @@ func (s *Server) createQueue(w http.ResponseWriter, r *http.Request, _ principal
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.Queue{Name: q.Name, Tenant: q.Tenant, Parent: q.Tenant, Weight: q.Weight, Strict: q.Strict, Quotas: q.Quotas})
+	writeJSON(w, http.StatusCreated, api.Queue{Name: q.Name, Tenant: q.Tenant, Parent: q.Tenant, Weight: weight(q.Weight), Strict: q.Strict, Quotas: q.Quotas})
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -653,22 +753,43 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ principal
 			return
 		}
 	}
-	tok, err := s.CreateToken(t.Role, t.Tenant)
+	tok, err := s.CreateToken(t.Role, t.Tenant, t.Node)
 	if err != nil {
 		writeErr(w, api.Internal("%v", err))
 		return
 	}
-	writeJSON(w, http.StatusCreated, api.Token{Token: tok, Role: t.Role, Tenant: t.Tenant})
+	writeJSON(w, http.StatusCreated, api.Token{Token: tok, ID: hashToken(tok)[:store.TokenIDLen], Role: t.Role, Tenant: t.Tenant, Node: t.Node})
 }
 
-func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxBody)
+func (s *Server) register(w http.ResponseWriter, r *http.Request, p principal) {
+	body, e := readJSON(r, api.MaxBody)
 	if e != nil {
 		writeErr(w, e)
 		return
 	}
 	info, e := api.DecodeRegister(body)
 	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	if p.role == store.RoleNode && p.node == "" {
+		// A token made without a node is bound to the first one it
+		// registers, unless another token speaks for that node.
+		t, err := s.db.BindToken(p.hash, info.Name)
+		switch {
+		case errors.Is(err, store.ErrNodeClaimed):
+			writeErr(w, api.Forbidden("node %s has a token of its own; this token cannot take it over (create one with gpufleet admin create token --node %s)", info.Name, info.Name))
+			return
+		case err != nil && !errors.Is(err, store.ErrTokenBound):
+			writeErr(w, api.Internal("bind token: %v", err))
+			return
+		}
+		p.node = t.Node
+		if err == nil {
+			s.log.Info("node token bound at its first registration", "node", info.Name, "token", t.ID())
+		}
+	}
+	if e := p.actsFor(info.Name); e != nil {
 		writeErr(w, e)
 		return
 	}
@@ -689,14 +810,21 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ principal) {
 	writeJSON(w, http.StatusOK, map[string]string{"node": info.Name})
 }
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, _ principal) {
-	body, e := api.ReadBody(r.Body, api.MaxHeartbeatBody)
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p principal) {
+	body, e := readJSON(r, api.MaxHeartbeatBody)
 	if e != nil {
 		writeErr(w, e)
 		return
 	}
 	req, e := api.DecodeHeartbeat(body)
 	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	// The node's run list holds its tenants' commands and environments,
+	// and its reports end their jobs and write their logs: only the
+	// node's own token may hear or make them.
+	if e := p.actsFor(req.Node); e != nil {
 		writeErr(w, e)
 		return
 	}

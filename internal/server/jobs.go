@@ -79,8 +79,12 @@ func (l *loop) bind(id sched.JobID, binds []sched.Bind, now time.Time) {
 	})
 	first := len(j.Replicas)
 	for _, b := range binds {
+		accel := ""
+		if n := l.nodes[b.Node]; n != nil && (len(b.Devices) > 0 || b.Milli > 0) {
+			accel = n.rec.Info.Accel
+		}
 		j.Replicas = append(j.Replicas, store.Replica{Gang: b.Gang, Replica: b.Replica, Attempt: j.Attempt,
-			Rank: len(j.Replicas), Node: b.Node, Devices: b.Devices, Milli: b.Milli, State: store.ReplicaStarting})
+			Rank: len(j.Replicas), Node: b.Node, Accel: accel, Devices: b.Devices, Milli: b.Milli, State: store.ReplicaStarting})
 		l.index(b.Node, j.ID)
 	}
 	l.setEnv(j, first)

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -208,21 +211,9 @@ func restore(s *Server) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree, err := quota.New(specs)
-	if err != nil {
-		return nil, fmt.Errorf("queues in the store: %w", err)
-	}
-	f, err := fleet.New(nil, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	core, err := sched.New(s.cfg.Sched, f, tree)
-	if err != nil {
-		return nil, fmt.Errorf("scheduling core: %w", err)
-	}
 	now := s.cfg.Now()
 	l := &loop{
-		s: s, log: s.log, core: core, specs: specs,
+		s: s, log: s.log, specs: specs,
 		nodes: map[string]*node{}, jobs: map[string]*store.Job{}, onNode: map[string]map[string]struct{}{},
 		dirtyJobs: map[string]*store.Job{}, dirtyNodes: map[string]*node{}, lastTick: now,
 	}
@@ -232,37 +223,25 @@ func restore(s *Server) (*loop, error) {
 		return nil, err
 	}
 	for _, rec := range nodes {
-		fn, err := fleetNode(rec.Info)
-		if err == nil {
-			_, err = core.Apply(sched.NodeAdded{Node: fn})
-		}
-		if err != nil {
-			s.log.Warn("restore: node left out", "node", rec.Info.Name, "err", err)
-			continue
-		}
-		// Every node gets a full heartbeat timeout to check in again.
+		// Every node gets a full heartbeat timeout to check in again; one
+		// an administrator drained stays drained.
 		rec.State = fleet.Ready.String()
+		if rec.Drained {
+			rec.State = fleet.Draining.String()
+		}
 		l.nodes[rec.Info.Name] = &node{rec: rec, lastSeen: now}
 	}
-	var pending []*store.Job
+	var live []*store.Job
 	err = s.db.Jobs(func(j *store.Job) bool {
 		switch j.State {
-		case store.Running, store.Preempting, store.Cancelling:
-			if _, err := core.Apply(sched.JobRestored{Job: j.Spec, Binds: restoreBinds(j), Start: j.StartedMs / 1000, Attempt: j.Attempt}); err != nil {
-				s.log.Warn("restore: running job requeued", "job", j.ID, "err", err)
-				l.stopAttempt(j, now)
-				j.State, j.Reason, j.Stopping = store.Pending, "requeued: bindings could not be restored: "+err.Error(), nil
-				pending = append(pending, j)
-				l.markJob(j)
-			}
-		case store.Pending:
-			pending = append(pending, j)
+		case store.Running, store.Preempting, store.Cancelling, store.Pending:
 		default:
 			if !hasLive(j) {
 				return true
 			}
 		}
 		l.jobs[j.ID] = j
+		live = append(live, j)
 		for i := range j.Replicas {
 			l.index(j.Replicas[i].Node, j.ID)
 		}
@@ -274,17 +253,116 @@ func restore(s *Server) (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore jobs: %w", err)
 	}
-	for _, j := range pending {
-		if err := l.apply(sched.JobSubmitted{Job: j.Spec}, now); err != nil {
-			s.log.Warn("restore: pending job refused", "job", j.ID, "err", err)
-			j.State, j.Reason, j.FinishedMs = store.Failed, "refused on restore: "+err.Error(), now.UnixMilli()
-			l.markJob(j)
-		}
+	// A running job whose bindings no longer fit waits again, in its
+	// place among the pending ones; a pending job the core refuses fails.
+	requeue := func(j *store.Job, err error) {
+		s.log.Warn("restore: running job requeued", "job", j.ID, "err", err)
+		l.stopAttempt(j, now)
+		j.State, j.Reason, j.Stopping = store.Pending, "requeued: bindings could not be restored: "+err.Error(), nil
+		l.markJob(j)
+	}
+	core, refused, err := l.buildCore(specs, live, 0, requeue)
+	if err != nil {
+		return nil, err
+	}
+	l.core = core
+	for _, r := range refused {
+		j := r.job
+		s.log.Warn("restore: pending job refused", "job", j.ID, "err", r.err)
+		j.State, j.Reason, j.FinishedMs = store.Failed, "refused on restore: "+r.err.Error(), now.UnixMilli()
+		l.markJob(j)
 	}
 	if err := l.commit(); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// refusal is a job the core would not take back.
+type refusal struct {
+	job *store.Job
+	err error
+}
+
+// buildCore makes a scheduling core that holds what the loop holds: the
+// queue tree, the nodes in their states (a drained node takes no work but
+// keeps what runs on it), the running jobs with their exact bindings, and
+// the pending jobs in submission order. now, when not 0, is the core's
+// clock to start from. A running job whose bindings the core refuses goes
+// to requeue, which makes it pending, or is refused when requeue is nil.
+// It is how the server starts.
+func (l *loop) buildCore(specs []quota.Spec, jobs []*store.Job, now int64, requeue func(*store.Job, error)) (*sched.Core, []refusal, error) {
+	tree, err := quota.New(specs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("queues in the store: %w", err)
+	}
+	f, err := fleet.New(nil, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	core, err := sched.New(l.s.cfg.Sched, f, tree)
+	if err != nil {
+		return nil, nil, fmt.Errorf("scheduling core: %w", err)
+	}
+	if now > 0 {
+		if _, err := core.Apply(sched.TimeAdvanced{Now: now}); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.nodes)) {
+		n := l.nodes[name]
+		fn, err := fleetNode(n.rec.Info)
+		if err == nil {
+			fn.State = nodeState(n.rec.State)
+			_, err = core.Apply(sched.NodeAdded{Node: fn})
+		}
+		if err != nil {
+			l.log.Warn("node left out of the core", "node", name, "err", err)
+		}
+	}
+	jobs = slices.Clone(jobs)
+	slices.SortFunc(jobs, func(a, b *store.Job) int { return cmp.Compare(a.Seq, b.Seq) })
+	var refused []refusal
+	var pending []*store.Job
+	for _, j := range jobs {
+		switch j.State {
+		case store.Running, store.Preempting, store.Cancelling:
+			_, err := core.Apply(sched.JobRestored{Job: j.Spec, Binds: restoreBinds(j), Start: j.StartedMs / 1000, Attempt: j.Attempt})
+			switch {
+			case err == nil:
+			case requeue != nil:
+				requeue(j, err)
+				pending = append(pending, j)
+			default:
+				refused = append(refused, refusal{job: j, err: err})
+			}
+		case store.Pending:
+			pending = append(pending, j)
+		}
+	}
+	for _, j := range pending {
+		r, err := core.Apply(sched.JobSubmitted{Job: j.Spec})
+		for _, a := range r.Actions {
+			if rej, ok := a.(sched.Reject); ok && err == nil {
+				err = fmt.Errorf("%s", rej.Reason)
+			}
+		}
+		if err != nil {
+			refused = append(refused, refusal{job: j, err: err})
+		}
+	}
+	return core, refused, nil
+}
+
+// nodeState reads a node record's state for the core.
+func nodeState(s string) fleet.NodeState {
+	switch s {
+	case fleet.Draining.String():
+		return fleet.Draining
+	case fleet.Down.String():
+		return fleet.Down
+	}
+	return fleet.Ready
 }
 
 // restoreBinds lists the bindings a running job holds in the core.

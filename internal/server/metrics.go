@@ -42,7 +42,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "Time of one scheduling cycle (core.Schedule).", Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 12)}),
 		allocated: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_accelerators_allocated",
 			Help: "Accelerators held by running jobs, by type."}, []string{"type"}),
-		total: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_accelerators_total",
+		total: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_accelerators",
 			Help: "Accelerators on nodes that are not down, by type."}, []string{"type"}),
 		tenantUsage: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_tenant_accelerators",
 			Help: "Accelerators held by a tenant's running jobs, by flavor."}, []string{"tenant", "flavor"}),

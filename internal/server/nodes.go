@@ -48,8 +48,17 @@ func (l *loop) nodeBack(n *node) {
 		return
 	}
 	n.rec.State = fleet.Ready.String()
+	if n.rec.Drained {
+		// An administrator's drain outlasts a spell down. The node holds
+		// nothing now (it was requeued when it went down).
+		if _, err := l.core.Apply(sched.NodeCordoned{Node: n.rec.Info.Name}); err != nil {
+			l.log.Warn("core refused to keep a returning node drained", "node", n.rec.Info.Name, "err", err)
+		} else {
+			n.rec.State = fleet.Draining.String()
+		}
+	}
 	l.markNode(n)
-	l.log.Info("node is back", "node", n.rec.Info.Name)
+	l.log.Info("node is back", "node", n.rec.Info.Name, "state", n.rec.State)
 }
 
 // checkNodes marks nodes that missed heartbeats down.

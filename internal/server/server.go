@@ -56,6 +56,19 @@ type Config struct {
 	// logs) is kept after it ends; negative keeps everything (default 30
 	// days).
 	Retain time.Duration
+	// ReadHeaderTimeout bounds the wait for a request's headers (default
+	// 10s).
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds the wait for a request's body once its headers
+	// are in (default 30s: a heartbeat's 16 MiB at half a megabyte a
+	// second). A body not in by then is answered 408.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds the writing of a response (default 30s). A
+	// route that streams its answer sets its own deadline.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection that brings no request
+	// for this long (default 30s; agents send one every heartbeat).
+	IdleTimeout time.Duration
 	// NoGroupCommit commits every submission on its own (benchmarks).
 	NoGroupCommit bool
 	// Logger receives operational messages (default: discard).
@@ -79,6 +92,18 @@ func (c *Config) defaults() {
 	}
 	if c.Retain == 0 {
 		c.Retain = 30 * 24 * time.Hour
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
 	}
 	if c.BatchDelay <= 0 {
 		c.BatchDelay = 2 * time.Millisecond
@@ -143,7 +168,7 @@ func (s *Server) bootstrap() error {
 		return err
 	}
 	if !has {
-		tok, err := s.CreateToken(store.RoleAdmin, "")
+		tok, err := s.CreateToken(store.RoleAdmin, "", "")
 		if err != nil {
 			return err
 		}
@@ -156,14 +181,16 @@ func (s *Server) bootstrap() error {
 // already had one (only its hash is kept).
 func (s *Server) AdminToken() string { return s.adminToken }
 
-// CreateToken makes a token of a role and stores its hash.
-func (s *Server) CreateToken(role, tenant string) (string, error) {
+// CreateToken makes a token of a role (for a tenant's, the tenant; for a
+// node's, the node it is bound to, or "" to bind it at its first
+// registration) and stores its hash.
+func (s *Server) CreateToken(role, tenant, node string) (string, error) {
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
 	tok := "gft_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	err := s.db.PutToken(store.Token{Hash: hashToken(tok), Role: role, Tenant: tenant, Created: s.cfg.Now().Unix()})
+	err := s.db.PutToken(store.Token{Hash: hashToken(tok), Role: role, Tenant: tenant, Node: node, Created: s.cfg.Now().Unix()})
 	if err != nil {
 		return "", fmt.Errorf("store token: %w", err)
 	}
@@ -190,7 +217,10 @@ func (s *Server) Close() error { return s.db.Close() }
 
 // Serve runs the loop and the HTTP API on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The read and write deadlines of each request are set by Handler,
+	// so that a route that streams can set its own.
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.IdleTimeout,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loopErr := make(chan error, 1)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -418,7 +421,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("blocked job: %v", err)
 	}
 	for _, want := range []string{
-		`gpufleet_accelerators_total{type="h100"} 16`,
+		`gpufleet_accelerators{type="h100"} 16`,
 		`gpufleet_accelerators_allocated{type="h100"} 16`,
 		`gpufleet_admissions_total{queue="acme-train"} 1`,
 		`gpufleet_tenant_accelerators{flavor="h100",tenant="acme"} 16`,
@@ -647,4 +650,80 @@ func otherKey(run []api.Assignment, k api.ReplicaKey) api.ReplicaKey {
 		}
 	}
 	return k
+}
+
+// Bad values are refused with a 4xx that names the field and what it
+// takes; nothing of the server's own file system shows in an answer.
+func TestBadValuesAreRefusedByName(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	j := h.submit(acme, benchJob)
+	h.beat("n1")
+	withNUL := strings.Replace(benchJob, `command: [sleep, "60"]`, `command: [sh, "-c", "echo \0"]`, 1)
+	for name, tc := range map[string]struct {
+		method, path, ctype, body string
+		status                    int
+		field, says               string
+	}{
+		"unknown job state": {"GET", "/v1/jobs?state=bogus", "", "", 422, "state",
+			`"bogus": want one of pending, running, preempting, cancelling, succeeded, failed, cancelled`},
+		"unknown queue filter": {"GET", "/v1/jobs?queue=nosuch", "", "", 422, "queue", `no queue "nosuch"`},
+		"quota of an unknown flavor": {"POST", "/v1/tenants", "application/json", `{"name":"x","quotas":{"h999":{"nominal":1}}}`, 422,
+			"quotas.h999", "want an accelerator type of the catalog (h100, h200, b200, a100, l40s, mi300x)"},
+		"job as text/plain": {"POST", "/v1/jobs", "text/plain", benchJob, 415, "Content-Type",
+			`want application/json, application/x-yaml, application/yaml, text/x-yaml, text/yaml`},
+		"tenant as YAML":   {"POST", "/v1/tenants", "application/yaml", `{"name":"x"}`, 415, "Content-Type", "want application/json"},
+		"NUL in a command": {"POST", "/v1/jobs", "application/yaml", withNUL, 422, "command[2]", "holds a NUL byte"},
+		"malformed JSON job": {"POST", "/v1/jobs?filename=job.json", "application/json", `{"name": "x",}`, 422, "",
+			"job.json:1:14: JSON syntax: invalid character '}'"},
+		"log offset past any log": {"GET", "/v1/jobs/" + j.ID + "/logs?offset=9223372036854775807", "", "", 422, "offset",
+			"want a byte offset of 0..1073741824"},
+		"log attempt": {"GET", "/v1/jobs/" + j.ID + "/logs?attempt=2", "", "", 422, "attempt", `"2": want 1..1`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, h.url+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+h.s.AdminToken())
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			resp, err := (&http.Client{Transport: checked{t: t, next: http.DefaultTransport}}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body api.ErrorBody
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error == nil {
+				t.Fatalf("status %d, body not an error: %v", resp.StatusCode, err)
+			}
+			e := body.Error
+			if resp.StatusCode != tc.status || e.Field != tc.field || !strings.Contains(e.Message, tc.says) {
+				t.Errorf("got %d field %q: %s\nwant %d field %q saying %q", resp.StatusCode, e.Field, e.Message, tc.status, tc.field, tc.says)
+			}
+			if strings.Contains(e.Message, h.dir) {
+				t.Errorf("the answer names the server's files: %s", e.Message)
+			}
+		})
+	}
+}
+
+// The metrics follow Prometheus's naming rules, as promtool check metrics
+// applies them: counters end in _total, nothing else does, units are base
+// units.
+func TestMetricNamesPassPromlint(t *testing.T) {
+	h := start(t, "")
+	h.node("n1")
+	h.submit(h.client("acme"), benchJob)
+	h.clock.Advance(time.Second)
+	h.sync()
+	problems, err := promlint.New(bytes.NewReader(h.scrape())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
 }

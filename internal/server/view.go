@@ -29,7 +29,7 @@ func jobView(j *store.Job) api.Job {
 			Accel: g.Shape.Accel, Devices: g.Shape.Devices, Milli: g.Shape.Milli})
 	}
 	for _, r := range j.Replicas {
-		rv := api.Replica{Rank: r.Rank, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Node: r.Node,
+		rv := api.Replica{Rank: r.Rank, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Node: r.Node, Accel: r.Accel,
 			Devices: r.Devices, Milli: r.Milli, State: r.State, Signal: r.Signal}
 		if r.State == store.ReplicaExited {
 			code := r.Exit
@@ -156,11 +156,20 @@ func (l *loop) queueViews(tenant string) []api.Queue {
 				}
 			}
 		}
-		out = append(out, api.Queue{Name: sp.Name, Tenant: t, Parent: sp.Parent, Weight: sp.Weight, Strict: sp.Strict,
+		out = append(out, api.Queue{Name: sp.Name, Tenant: t, Parent: sp.Parent, Weight: weight(sp.Weight), Strict: sp.Strict,
 			Quotas: quotaView(sp.Quotas), Usage: accelMap(u), Pending: pending[sp.Name], Running: running[sp.Name]})
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out
+}
+
+// weight is a queue's fair-share weight as the core uses it: 0 stands for
+// the default, 1.
+func weight(w float64) float64 {
+	if w == 0 {
+		return 1
+	}
+	return w
 }
 
 func isBelow(qi *queueIndex, q, ancestor string) bool {
@@ -194,8 +203,9 @@ func (l *loop) tenantViews(tenant string) []api.Tenant {
 	return out
 }
 
-// nodeViews lists nodes with what their replicas hold.
-func (l *loop) nodeViews() []api.Node {
+// nodeViews lists nodes, with what their replicas hold when withUsage:
+// that is every tenant's usage, for admins only.
+func (l *loop) nodeViews(withUsage bool) []api.Node {
 	alloc := map[string]int64{}
 	for _, j := range l.jobs {
 		if j.State != store.Running && j.State != store.Preempting && j.State != store.Cancelling {
@@ -210,9 +220,14 @@ func (l *loop) nodeViews() []api.Node {
 	out := make([]api.Node, 0, len(l.nodes))
 	for _, n := range l.nodes {
 		i := n.rec.Info
-		out = append(out, api.Node{Name: i.Name, Address: i.Address, State: n.rec.State, Path: i.Path, Accel: i.Accel,
-			Count: i.Count, AllocatedMilli: alloc[i.Name], CPUMilli: i.CPUMilli, MemoryMiB: i.MemoryMiB, Labels: i.Labels,
-			LastHeartbeat: n.lastSeen.UTC()})
+		v := api.Node{Name: i.Name, Address: i.Address, State: n.rec.State, Path: i.Path, Accel: i.Accel,
+			Count: i.Count, CPUMilli: i.CPUMilli, MemoryMiB: i.MemoryMiB, Labels: i.Labels,
+			LastHeartbeat: n.lastSeen.UTC(), Drained: n.rec.Drained}
+		if withUsage {
+			a := alloc[i.Name]
+			v.AllocatedMilli = &a
+		}
+		out = append(out, v)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out

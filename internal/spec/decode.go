@@ -34,6 +34,8 @@ type decoder struct {
 	lineOff int  // added to parser line numbers (documents are parsed alone)
 	anchors []anchorDef
 	aliases int // alias resolutions left
+	// firstOnly stops documents after the first one that is not empty.
+	firstOnly bool
 }
 
 type anchorDef struct {
@@ -51,7 +53,6 @@ func newDecoder(file string) *decoder { return &decoder{file: file} }
 // failed reports whether any error was recorded.
 func (d *decoder) failed() bool { return len(d.errs) > 0 }
 
-// err returns the collected errors as an error, or nil.
 // err returns the collected errors in file order as an error, or nil.
 func (d *decoder) err() error {
 	if len(d.errs) == 0 {
@@ -79,8 +80,18 @@ func (d *decoder) add(line, col int, path, msg string) {
 
 // documents splits data into YAML documents and parses each. Documents are
 // split here, at lines that start with "---", rather than by the YAML
-// library, which drops the document that follows an empty one.
-func (d *decoder) documents(data []byte) []document {
+// library, which drops the document that follows an empty one. Data over
+// limit bytes, or text the guard refuses, is not parsed at all.
+func (d *decoder) documents(data []byte, limit int64) []document {
+	if int64(len(data)) > limit {
+		e := &SizeError{Name: d.file, Size: int64(len(data)), Limit: limit}
+		d.add(0, 0, "", e.detail())
+		return nil
+	}
+	if e := checkText(d.file, data); e != nil {
+		d.add(e.Line, e.Column, "", e.Msg)
+		return nil
+	}
 	var docs []document
 	src := string(data)
 	start, startLine, line := 0, 1, 1
@@ -90,7 +101,7 @@ func (d *decoder) documents(data []byte) []document {
 			docs = append(docs, doc)
 		}
 	}
-	for i := 0; i < len(src); {
+	for i := 0; i < len(src) && (!d.firstOnly || len(docs) == 0); {
 		j := strings.IndexByte(src[i:], '\n')
 		next := len(src)
 		if j >= 0 {
@@ -103,7 +114,9 @@ func (d *decoder) documents(data []byte) []document {
 		i = next
 		line++
 	}
-	flush(len(src))
+	if !d.firstOnly || len(docs) == 0 {
+		flush(len(src))
+	}
 	return docs
 }
 
@@ -127,7 +140,12 @@ func (d *decoder) parse(chunk string, firstLine int) (doc document, ok bool) {
 			ok = false
 		}
 	}()
-	f, err := parser.ParseBytes([]byte(chunk), 0)
+	tokens, e := tokenize(d.file, chunk, d.lineOff)
+	if e != nil {
+		d.add(e.Line, e.Column, "", e.Msg)
+		return document{}, false
+	}
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		var ye yaml.Error
 		if errors.As(err, &ye) && ye.GetToken() != nil {
@@ -611,7 +629,8 @@ func (v value) stringList(single bool) ([]string, []value, bool) {
 }
 
 // stringMap reads a mapping of strings to strings, keys in file order.
-func (v value) stringMap(checkKey func(string) string) (map[string]string, bool) {
+// checkKey and checkVal, when set, say why a key or a value is refused.
+func (v value) stringMap(checkKey, checkVal func(string) string) (map[string]string, bool) {
 	ps, ok := v.pairs()
 	if !ok && ps == nil {
 		return nil, false
@@ -626,6 +645,12 @@ func (v value) stringMap(checkKey func(string) string) (map[string]string, bool)
 			}
 		}
 		s, good := p.val.str()
+		if good && checkVal != nil {
+			if msg := checkVal(s); msg != "" {
+				p.val.errorf("%s", msg)
+				good = false
+			}
+		}
 		ok = ok && good
 		out[p.key] = s
 	}

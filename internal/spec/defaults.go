@@ -33,6 +33,20 @@ func mustRead(name string) []byte {
 // DefaultFleetYAML is the text of the default fleet file.
 func DefaultFleetYAML() []byte { return mustRead("defaults/fleet.yaml") }
 
+// LocalFleetYAML is the text of the fleet gpufleet up runs.
+func LocalFleetYAML() []byte { return mustRead("defaults/local-fleet.yaml") }
+
+// LocalFleet returns a fresh copy of the fleet gpufleet up runs: eight
+// 8-GPU servers (H100, H200, B200) in one zone, on which every example job
+// starts, all of them at once.
+func LocalFleet() *fleet.Fleet {
+	f, err := ParseFleet("defaults/local-fleet.yaml", LocalFleetYAML())
+	if err != nil {
+		panic("spec: embedded local fleet: " + err.Error())
+	}
+	return f
+}
+
 // DefaultQueuesYAML is the text of the default queues file.
 func DefaultQueuesYAML() []byte { return mustRead("defaults/queues.yaml") }
 

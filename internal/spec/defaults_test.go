@@ -11,6 +11,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/sched"
 )
 
 func TestDefaultFleet(t *testing.T) {
@@ -129,5 +130,49 @@ func TestDetect(t *testing.T) {
 				t.Errorf("Detect = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// gpufleet up's fleet holds every example at once, each with all its
+// replicas, as the scheduling core places them.
+func TestExamplesAllStartOnTheLocalFleet(t *testing.T) {
+	f := LocalFleet()
+	if got := f.Totals(); !cmp.Equal(got, map[string]int{"h100": 40, "h200": 16, "b200": 8}) {
+		t.Errorf("local fleet totals %v", got)
+	}
+	tree, err := quota.New(DefaultQueues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, err := sched.New(sched.Config{}, f, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for _, e := range Examples() {
+		js, err := ParseJob(e.Name, e.Data, WithFleet(f), WithQueues(DefaultQueues()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := core.Apply(sched.JobSubmitted{Job: js.Job}); err != nil || len(r.Actions) > 0 {
+			t.Fatalf("%s: %v %v", e.Name, r.Actions, err)
+		}
+		for _, g := range js.Job.Gangs {
+			want[string(js.Job.ID)] += g.Replicas
+		}
+	}
+	got := map[string]int{}
+	for now := int64(1); now <= 10; now++ {
+		for _, a := range core.Schedule(now).Actions {
+			switch a := a.(type) {
+			case sched.Bind:
+				got[string(a.Job)]++
+			default:
+				t.Errorf("t=%d: %v", now, a)
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("replicas bound per example (-want +got):\n%s", diff)
 	}
 }

@@ -22,7 +22,8 @@ const (
 // gangs: a job).
 func Detect(name string, data []byte) (Kind, error) {
 	d := newDecoder(name)
-	docs := d.documents(data)
+	d.firstOnly = true
+	docs := d.documents(data, MaxFileBytes)
 	if d.failed() {
 		return "", d.err()
 	}

@@ -273,7 +273,7 @@ func ParseFleet(name string, data []byte) (*fleet.Fleet, error) {
 // ParseFleetSpec reads a fleet file with its site attributes.
 func ParseFleetSpec(name string, data []byte) (FleetSpec, error) {
 	d := newDecoder(name)
-	docs := d.documents(data)
+	docs := d.documents(data, MaxFileBytes)
 	if d.failed() {
 		return FleetSpec{}, d.err()
 	}
@@ -541,7 +541,7 @@ func machine(fs fields, f *fleet.Fleet) (accel string, count int, cpu, mem int64
 		mem = memoryValue(mv)
 	}
 	if lv, ok := fs.get("labels"); ok {
-		labels, _ = lv.stringMap(checkLabelKey)
+		labels, _ = lv.stringMap(checkLabelKey, nil)
 	}
 	return accel, count, cpu, mem, labels
 }

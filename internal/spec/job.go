@@ -57,7 +57,7 @@ var gangFields = []string{"name", "replicas", "minReplicas", "accelerators", "co
 // ParseJob reads a file that holds exactly one job.
 func ParseJob(name string, data []byte, opts ...Option) (JobSpec, error) {
 	d := newDecoder(name)
-	docs := d.documents(data)
+	docs := d.documents(data, MaxJobBytes)
 	if d.failed() {
 		return JobSpec{}, d.err()
 	}
@@ -81,7 +81,7 @@ func ParseJob(name string, data []byte, opts ...Option) (JobSpec, error) {
 // ParseJobs reads a file of one or more jobs, one per YAML document.
 func ParseJobs(name string, data []byte, opts ...Option) ([]JobSpec, error) {
 	d := newDecoder(name)
-	docs := d.documents(data)
+	docs := d.documents(data, MaxJobBytes)
 	if d.failed() {
 		return nil, d.err()
 	}
@@ -431,12 +431,17 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func runSpec(fs fields) RunSpec {
 	run := RunSpec{RestartPolicy: RestartNever}
 	if f, ok := fs.get("command"); ok {
-		cmd, _, good := f.stringList(false)
+		cmd, elems, good := f.stringList(false)
 		if good && len(cmd) == 0 {
 			f.errorf("must not be empty; leave the field out instead")
 		}
 		if good && len(cmd) > 0 && cmd[0] == "" {
 			f.errorf("the program (first element) must not be empty")
+		}
+		for i, c := range cmd {
+			if strings.IndexByte(c, 0) >= 0 && i < len(elems) {
+				elems[i].errorf("holds a NUL byte: a program's arguments cannot carry one")
+			}
 		}
 		run.Command = cmd
 	}
@@ -444,6 +449,11 @@ func runSpec(fs fields) RunSpec {
 		run.Env, _ = f.stringMap(func(k string) string {
 			if !envName.MatchString(k) {
 				return fmt.Sprintf("%q: want letters, digits and '_', not starting with a digit", k)
+			}
+			return ""
+		}, func(v string) string {
+			if strings.IndexByte(v, 0) >= 0 {
+				return "holds a NUL byte: an environment variable cannot carry one"
 			}
 			return ""
 		})

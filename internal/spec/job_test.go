@@ -289,6 +289,14 @@ func TestParseJobErrors(t *testing.T) {
 			src:  "# nothing\n",
 			want: `j.yaml: holds no job`,
 		},
+		"NUL in the command": {
+			src:  job + "command: [sh, \"-c\", \"echo \\0\"]\n",
+			want: `j.yaml:7:21: command[2]: holds a NUL byte: a program's arguments cannot carry one`,
+		},
+		"NUL in an env value": {
+			src:  job + "command: [x]\nenv:\n  A: \"x\\u0000y\"\n",
+			want: `j.yaml:9:6: env.A: holds a NUL byte: an environment variable cannot carry one`,
+		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -438,7 +446,7 @@ func TestParseJobErrorLimit(t *testing.T) {
 // own checks normally pre-empt, are mapped to the spec's field paths.
 func TestReportAt(t *testing.T) {
 	d := newDecoder("j.yaml")
-	docs := d.documents([]byte(job))
+	docs := d.documents([]byte(job), MaxJobBytes)
 	v := docs[0].root()
 	fs, _ := v.fields(jobFields...)
 	reportAt(v, fs, "gangs[0].shape: milli 1500: want 1..999")

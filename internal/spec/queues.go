@@ -38,7 +38,7 @@ const maxQueueDepth = 16
 // before their queues, in file order.
 func ParseQueues(name string, data []byte, opts ...Option) ([]quota.Spec, error) {
 	d := newDecoder(name)
-	docs := d.documents(data)
+	docs := d.documents(data, MaxFileBytes)
 	if d.failed() {
 		return nil, d.err()
 	}

@@ -45,7 +45,8 @@ func RenderJobs(jobs []JobSpec) ([]byte, error) {
 }
 
 // checkUTF8 refuses strings YAML cannot carry: YAML text is Unicode, so
-// bytes that are not UTF-8 would not read back as themselves.
+// bytes that are not UTF-8 would not read back as themselves; and NUL bytes
+// in what a process is started with, which ParseJob refuses.
 func checkUTF8(js *JobSpec) error {
 	bad := func(s string) bool { return !utf8.ValidString(s) }
 	j := &js.Job
@@ -56,14 +57,20 @@ func checkUTF8(js *JobSpec) error {
 			fail = fail || bad(a)
 		}
 	}
+	nul := false
 	for _, c := range js.Run.Command {
 		fail = fail || bad(c)
+		nul = nul || strings.IndexByte(c, 0) >= 0
 	}
 	for k, v := range js.Run.Env {
 		fail = fail || bad(k) || bad(v)
+		nul = nul || strings.IndexByte(v, 0) >= 0
 	}
 	if fail {
 		return fmt.Errorf("render job %q: a string is not valid UTF-8", j.ID)
+	}
+	if nul {
+		return fmt.Errorf("render job %q: a command argument or environment value holds a NUL byte", j.ID)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,6 +17,9 @@ import (
 func genName(t *rapid.T, label string) string {
 	return rapid.StringMatching(`[a-z0-9][a-zA-Z0-9._-]{0,20}`).Draw(t, label)
 }
+
+// noNUL draws strings a process can be started with: no NUL bytes.
+var noNUL = rapid.Map(rapid.String(), func(s string) string { return strings.ReplaceAll(s, "\x00", "") })
 
 func genDuration(t *rapid.T, label string) int64 {
 	return rapid.OneOf(
@@ -93,13 +97,13 @@ func genJobSpec(t *rapid.T) JobSpec {
 	}
 	run := &js.Run
 	if rapid.Bool().Draw(t, "hasCommand") {
-		run.Command = rapid.SliceOfN(rapid.String(), 1, 6).Draw(t, "command")
+		run.Command = rapid.SliceOfN(noNUL, 1, 6).Draw(t, "command")
 		if run.Command[0] == "" {
 			run.Command[0] = "run"
 		}
 	}
 	if rapid.Bool().Draw(t, "hasEnv") {
-		run.Env = rapid.MapOfN(rapid.StringMatching(`[A-Za-z_][A-Za-z0-9_]{0,10}`), rapid.String(), 1, 5).Draw(t, "env")
+		run.Env = rapid.MapOfN(rapid.StringMatching(`[A-Za-z_][A-Za-z0-9_]{0,10}`), noNUL, 1, 5).Draw(t, "env")
 	}
 	run.RestartPolicy = RestartNever
 	if rapid.Bool().Draw(t, "gangRestart") {

@@ -109,17 +109,129 @@ const (
 
 // Token is an access token as stored: only its SHA-256 hash is kept.
 type Token struct {
-	Hash    string `json:"hash"`
-	Role    string `json:"role"`
-	Tenant  string `json:"tenant,omitempty"`
+	Hash   string `json:"hash"`
+	Role   string `json:"role"`
+	Tenant string `json:"tenant,omitempty"`
+	// Node is the one node a node token may act for; empty until the
+	// token first registers a node, when it is bound to that node.
+	Node    string `json:"node,omitempty"`
 	Created int64  `json:"created"`
 }
+
+// TokenIDLen is how many hex digits of a token's hash name it in listings
+// and revocations: enough to tell tokens apart, nothing to authenticate.
+const TokenIDLen = 16
+
+// ID names the token without revealing it.
+func (t Token) ID() string { return t.Hash[:min(TokenIDLen, len(t.Hash))] }
+
+// Errors of BindToken.
+var (
+	// ErrTokenBound: the token is bound to another node.
+	ErrTokenBound = errors.New("the token is bound to another node")
+	// ErrNodeClaimed: another token is bound to the node.
+	ErrNodeClaimed = errors.New("another token is bound to the node")
+)
 
 // PutToken records a token.
 func (d *DB) PutToken(t Token) error {
 	return d.bolt.Update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketTokens), []byte(t.Hash), t)
 	})
+}
+
+// BindToken binds an unbound node token to a node, unless another token
+// is bound to that node already: a node that some token speaks for is not
+// taken over by a token that speaks for none. Binding a token to the node
+// it is bound to is a no-op.
+func (d *DB) BindToken(hash, node string) (Token, error) {
+	var t Token
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		if err := getJSON(b, []byte(hash), &t); err != nil {
+			return err
+		}
+		switch t.Node {
+		case node:
+			return nil
+		case "":
+		default:
+			return ErrTokenBound
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			var o Token
+			if err := json.Unmarshal(v, &o); err != nil {
+				return err
+			}
+			if o.Role == RoleNode && o.Node == node {
+				return ErrNodeClaimed
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		t.Node = node
+		return putJSON(b, []byte(hash), t)
+	})
+	return t, err
+}
+
+// Tokens lists every token by hash order.
+func (d *DB) Tokens() ([]Token, error) {
+	var out []Token
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(_, v []byte) error {
+			var t Token
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteTokens removes the tokens for which drop reports true, in one
+// commit, unless keep refuses what would be left (it sees the tokens that
+// remain); it returns those removed.
+func (d *DB) DeleteTokens(drop func(Token) bool, keep func(left []Token) error) ([]Token, error) {
+	var gone []Token
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		var left []Token
+		err := b.ForEach(func(_, v []byte) error {
+			var t Token
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			if drop(t) {
+				gone = append(gone, t)
+			} else {
+				left = append(left, t)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if keep != nil {
+			if err := keep(left); err != nil {
+				return err
+			}
+		}
+		for _, t := range gone {
+			if err := b.Delete([]byte(t.Hash)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return gone, nil
 }
 
 // Token looks a token up by hash.
@@ -172,8 +284,11 @@ func (d *DB) PutQueues(specs []quota.Spec) error {
 // Node is a registered node.
 type Node struct {
 	Info       api.NodeInfo `json:"info"`
-	State      string       `json:"state"` // ready, down
+	State      string       `json:"state"` // ready, draining, down
 	Registered int64        `json:"registered"`
+	// Drained records an administrator's drain: the node takes no new
+	// work until undrained, through restarts and a spell down.
+	Drained bool `json:"drained,omitempty"`
 }
 
 // Nodes returns every registered node by name order.
@@ -205,6 +320,9 @@ const (
 	Cancelled  = "cancelled"
 )
 
+// States lists every job state, in the order a job passes them.
+var States = []string{Pending, Running, Preempting, Cancelling, Succeeded, Failed, Cancelled}
+
 // Terminal reports whether a job state is final.
 func Terminal(state string) bool {
 	return state == Succeeded || state == Failed || state == Cancelled
@@ -233,11 +351,13 @@ const (
 
 // Replica is one bound replica of one attempt of a job.
 type Replica struct {
-	Gang    int               `json:"gang"`
-	Replica int               `json:"replica"`
-	Attempt int               `json:"attempt"`
-	Rank    int               `json:"rank"`
-	Node    string            `json:"node"`
+	Gang    int    `json:"gang"`
+	Replica int    `json:"replica"`
+	Attempt int    `json:"attempt"`
+	Rank    int    `json:"rank"`
+	Node    string `json:"node"`
+	// Accel is the accelerator type granted: the node's.
+	Accel   string            `json:"accel,omitempty"`
 	Devices []int             `json:"devices,omitempty"`
 	Milli   int32             `json:"milli,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
