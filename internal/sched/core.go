@@ -90,6 +90,8 @@ type Core struct {
 	// boards are the scoreboards of a chain with a local scorer, per
 	// request shape and eligible types.
 	boards map[boardKey]*scoreboard
+	// held are devices kept apart from placement (DevicesHeld), by key.
+	held map[string]heldDevices
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node
@@ -283,6 +285,10 @@ func (c *Core) apply(ev Event) error {
 		return nil
 	case JobRestored:
 		return c.restore(e)
+	case DevicesHeld:
+		return c.holdDevices(e)
+	case DevicesFreed:
+		return c.freeDevices(e.Key)
 	case TimeAdvanced:
 		if e.Now > c.now {
 			c.now = e.Now

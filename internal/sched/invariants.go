@@ -62,6 +62,13 @@ func (c *Core) CheckInvariants() error {
 			}
 		}
 	}
+	for _, h := range c.held {
+		for _, d := range h.choice.Devices {
+			used[h.node][d] += h.choice.Milli
+		}
+		cpu[h.node] += h.shape.CPUMilli
+		mem[h.node] += h.shape.MemoryMiB
+	}
 	for i, n := range c.idx.nodes {
 		for d, f := range n.Free {
 			if f < 0 || f > place.Whole {

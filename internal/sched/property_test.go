@@ -173,7 +173,7 @@ func genScript(t *rapid.T, w world) []step {
 	specs := w.specs
 	added := 0
 	for i := range n {
-		switch rapid.IntRange(0, 13).Draw(t, "kind") {
+		switch rapid.IntRange(0, 15).Draw(t, "kind") {
 		case 0, 1, 2, 3:
 			out = append(out, step{kind: "submit", job: genJob(t, i)})
 		case 4:
@@ -207,6 +207,10 @@ func genScript(t *rapid.T, w world) []step {
 			}})
 		case 11:
 			out = append(out, step{kind: "restart"})
+		case 12:
+			out = append(out, step{kind: "hold", arg: rapid.IntRange(0, len(w.nodes)-1).Draw(t, "node"), id: rapid.IntRange(0, 2).Draw(t, "devs")})
+		case 13:
+			out = append(out, step{kind: "unhold", arg: rapid.IntRange(0, 1000).Draw(t, "which")})
 		default:
 			out = append(out, step{kind: "schedule", arg: rapid.IntRange(1, 120).Draw(t, "dt")})
 		}
@@ -232,6 +236,8 @@ type driver struct {
 	// with theirs.
 	stopping  map[JobID]int64
 	shrinking map[[3]any]int64
+	// held are the devices the driver holds apart, by key.
+	held map[string]DevicesHeld
 }
 
 func (d *driver) fail(format string, args ...any) {
@@ -376,6 +382,9 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 		}
 		_ = i
 	}
+	for _, k := range slices.Sorted(maps.Keys(d.held)) {
+		must(c.Apply(d.held[k]))
+	}
 	js := make([]*job, 0, len(old.jobs))
 	for _, j := range old.jobs {
 		js = append(js, j)
@@ -420,6 +429,29 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 	return c
 }
 
+// holdFree holds up to k free whole devices (k 0: CPU and memory only) of
+// a node apart from placement, as a driver does for a process that
+// outlives its replica.
+func (d *driver) holdFree(c *Core, node string, k, n int) (Ready, error) {
+	i, _ := c.fleet.NodeIndex(node)
+	pn := c.idx.nodes[i]
+	var devs []int
+	for dv, f := range pn.Free {
+		if f == place.Whole && len(devs) < k {
+			devs = append(devs, dv)
+		}
+	}
+	if k > 0 && len(devs) == 0 {
+		return Ready{}, nil
+	}
+	h := DevicesHeld{Key: fmt.Sprintf("held%d", n), Node: node, Devices: devs, Milli: place.Whole, CPUMilli: min(1000, pn.CPUFree), MemoryMiB: min(1024, pn.MemFree)}
+	r, err := c.Apply(h)
+	if err == nil {
+		d.held[h.Key] = h
+	}
+	return r, err
+}
+
 // play runs a script and returns the actions as text; it checks the core's
 // invariants and the driver-visible ones after every step.
 //
@@ -440,7 +472,8 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		t.Fatal(err)
 	}
 	var log strings.Builder
-	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{}}
+	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{},
+		held: map[string]DevicesHeld{}}
 	now := int64(0)
 	specs := w.specs
 	for _, s := range script {
@@ -493,6 +526,15 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 			r, err = c.Apply(NodeAdded{Node: s.node})
 		case "restart":
 			c = d.restart(c, w, specs)
+		case "hold":
+			r, err = d.holdFree(c, c.fleet.Nodes[s.arg%len(c.fleet.Nodes)].Name, s.id, len(log.String()))
+		case "unhold":
+			if len(d.held) > 0 {
+				keys := slices.Sorted(maps.Keys(d.held))
+				k := keys[s.arg%len(keys)]
+				r, err = c.Apply(DevicesFreed{Key: k})
+				delete(d.held, k)
+			}
 		case "schedule":
 			now += int64(s.arg)
 			r = c.Schedule(now)
@@ -532,6 +574,11 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		ids = append(ids, string(id))
 	}
 	sort.Strings(ids)
+	for _, h := range d.held {
+		for _, dv := range h.Devices {
+			use[fmt.Sprintf("%s/%d", h.Node, dv)] += h.Milli
+		}
+	}
 	for _, id := range ids {
 		for _, b := range d.bound[JobID(id)] {
 			for _, dv := range b.Devices {

@@ -78,6 +78,8 @@ var commandKeys = map[string][]string{
 	"node-cordon": {"node"},
 	"node-return": {"node"},
 	"node-add":    {"name", "path", "accel", "count", "cpu", "mem"},
+	"hold":        {"key", "node", "devices", "milli"},
+	"unhold":      {"key"},
 	"quota":       {"queue", "flavor", "limits"},
 	"explain":     {"id"},
 	"pending":     {},
@@ -323,6 +325,16 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		return s.show(s.core.Apply(sched.NodeDrained{Node: a["node"]}))
 	case "node-return":
 		return s.show(s.core.Apply(sched.NodeReturned{Node: a["node"]}))
+	case "hold":
+		// hold key=K node=N devices=D+D [milli=M]
+		h := sched.DevicesHeld{Key: a["key"], Node: a["node"], Milli: int32(num(a, "milli", 1000))}
+		for _, d := range strings.Split(a["devices"], "+") {
+			n, _ := strconv.Atoi(d)
+			h.Devices = append(h.Devices, n)
+		}
+		return s.show(s.core.Apply(h))
+	case "unhold":
+		return s.show(s.core.Apply(sched.DevicesFreed{Key: a["key"]}))
 	case "node-add":
 		return s.show(s.core.Apply(sched.NodeAdded{Node: fleet.Node{Name: a["name"], Path: strings.Split(a["path"], "/"),
 			Accel: a["accel"], Count: int(num(a, "count", 8)), CPUMilli: num(a, "cpu", 64000), MemoryMiB: num(a, "mem", 512*1024)}}))

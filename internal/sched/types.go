@@ -202,6 +202,24 @@ type JobRestored struct {
 	Attempt int
 }
 
+// DevicesHeld keeps devices of a node apart from placement: they are held
+// by something the core did not place, or no longer holds (the process of
+// a replica the driver stopped that has not been seen to end: a preempted
+// job past its deadline, a replica on a node that went down and came back
+// with it still running). Nothing is placed on them until DevicesFreed
+// with the same key. The devices must be free; they count against no queue.
+type DevicesHeld struct {
+	Key       string
+	Node      string
+	Devices   []int
+	Milli     int32
+	CPUMilli  int64
+	MemoryMiB int64
+}
+
+// DevicesFreed gives back devices held apart by DevicesHeld.
+type DevicesFreed struct{ Key string }
+
 // TimeAdvanced moves the core's clock; Schedule also takes the time.
 type TimeAdvanced struct{ Now int64 }
 
@@ -214,6 +232,8 @@ func (NodeFailed) isEvent()    {}
 func (NodeDrained) isEvent()   {}
 func (NodeReturned) isEvent()  {}
 func (NodeCordoned) isEvent()  {}
+func (DevicesHeld) isEvent()   {}
+func (DevicesFreed) isEvent()  {}
 func (QuotaChanged) isEvent()  {}
 func (TimeAdvanced) isEvent()  {}
 func (QueuesChanged) isEvent() {}
