@@ -393,7 +393,7 @@ func (m *Machine) exited(j *Job, r *Replica, exit int, signal string, lost bool,
 		}
 		reason := fmt.Sprintf("rank %d (gang %d, replica %d) on %s %s", r.Rank, r.Gang, r.Replica, r.Node, what)
 		deadline := nowMs + m.cfg.StopGraceMs
-		if j.Run.RestartPolicy == RestartGang && un.Restarts < j.Run.MaxRestarts {
+		if (j.Run.RestartPolicy == RestartGang || j.Run.RestartPolicy == RestartOnFailure) && un.Restarts < j.Run.MaxRestarts {
 			un.Restarts++
 			what := "gang restart"
 			if j.Run.Independent() {

@@ -41,8 +41,9 @@ const (
 	RestartNever = "never"
 	// RestartGang restarts the whole gang (a new attempt) when a replica
 	// fails, up to MaxRestarts times; for an array job, the failed replica
-	// alone.
-	RestartGang = "gang"
+	// alone. RestartOnFailure says the same in words that fit both.
+	RestartGang      = "gang"
+	RestartOnFailure = "onFailure"
 )
 
 // Resize policies of Run.Resize: how the replicas of an elastic job learn

@@ -540,6 +540,7 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	q := r.URL.Query()
 	rank, offset, attempt := 0, int64(0), j.Attempt
+	explicit := q.Get("attempt") != ""
 	var err error
 	if v := q.Get("rank"); v != "" {
 		if rank, err = strconv.Atoi(v); err != nil || rank < 0 {
@@ -563,17 +564,33 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 			return
 		}
 	}
-	w.Header().Set(api.HeaderJobState, j.State)
-	w.Header().Set(api.HeaderLogAttempt, strconv.Itoa(attempt))
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	var data []byte
 	if attempt > 0 {
-		idx := slices.IndexFunc(j.Replicas, func(rp store.Replica) bool { return rp.Rank == rank })
+		// The newest replica of the rank (a gang that shrank and grew back
+		// has had several), of the attempt asked for when one is.
+		idx := -1
+		for i, rp := range j.Replicas {
+			if rp.Rank == rank && (!explicit || rp.Attempt == attempt) {
+				idx = i
+			}
+		}
+		if idx < 0 && explicit {
+			// An earlier attempt's replica of the rank: the same gang and
+			// index as the rank's replica now.
+			for i, rp := range j.Replicas {
+				if rp.Rank == rank {
+					idx = i
+				}
+			}
+		}
 		if idx < 0 {
-			writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, len(j.Replicas)-1))
+			writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, max(len(j.Replicas)-1, 0)))
 			return
 		}
 		rp := j.Replicas[idx]
+		if !explicit {
+			attempt = rp.Attempt
+		}
 		data, err = readAt(s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: attempt}), offset, maxLogRead)
 		if err != nil {
 			// The error names the server's file; the operator's log gets
@@ -583,6 +600,9 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 			return
 		}
 	}
+	w.Header().Set(api.HeaderJobState, j.State)
+	w.Header().Set(api.HeaderLogAttempt, strconv.Itoa(attempt))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set(api.HeaderLogNext, strconv.FormatInt(offset+int64(len(data)), 10))
 	w.WriteHeader(http.StatusOK)
 	w.Write(data)

@@ -62,9 +62,12 @@ const (
 	RestartNever = "never"
 	// RestartGang restarts every replica of the job together.
 	RestartGang = "gang"
+	// RestartOnFailure runs a failed unit again: the gang, or for an
+	// array job (replicaPolicy: independent) the failed replica alone.
+	RestartOnFailure = "onFailure"
 )
 
-var restartPolicies = []string{RestartNever, RestartGang}
+var restartPolicies = []string{RestartNever, RestartGang, RestartOnFailure}
 
 // maxRestarts bounds RunSpec.MaxRestarts.
 const maxRestarts = 1000
@@ -498,7 +501,7 @@ func runSpec(fs fields) RunSpec {
 	}
 	if f, ok := fs.get("restartPolicy"); ok {
 		if s, ok := f.str(); ok {
-			if s != RestartNever && s != RestartGang {
+			if !slices.Contains(restartPolicies, s) {
 				f.errorf("%q: want one of %s", s, strings.Join(restartPolicies, ", "))
 			}
 			run.RestartPolicy = s
@@ -507,8 +510,8 @@ func runSpec(fs fields) RunSpec {
 	if f, ok := fs.get("maxRestarts"); ok {
 		if x, ok := f.intIn(0, maxRestarts); ok {
 			run.MaxRestarts = int(x)
-			if x > 0 && run.RestartPolicy != RestartGang {
-				f.errorf("%d restarts need restartPolicy: gang", x)
+			if x > 0 && run.RestartPolicy == RestartNever {
+				f.errorf("%d restarts need restartPolicy: gang or onFailure", x)
 			}
 		}
 	}

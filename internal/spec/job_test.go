@@ -223,11 +223,11 @@ func TestParseJobErrors(t *testing.T) {
 		},
 		"restart policy": {
 			src:  job + "restartPolicy: always\n",
-			want: `j.yaml:7:16: restartPolicy: "always": want one of never, gang`,
+			want: `j.yaml:7:16: restartPolicy: "always": want one of never, gang, onFailure`,
 		},
 		"restarts without policy": {
 			src:  job + "maxRestarts: 2\n",
-			want: `j.yaml:7:14: maxRestarts: 2 restarts need restartPolicy: gang`,
+			want: `j.yaml:7:14: maxRestarts: 2 restarts need restartPolicy: gang or onFailure`,
 		},
 		"env name": {
 			src:  job + "env: {2FAST: x}\n",
