@@ -1,0 +1,265 @@
+package ledger
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Ledger meters usage and keeps the accounts. Build it with New.
+type Ledger struct {
+	cfg     Config
+	cur     Currency
+	types   []typeInfo
+	typeIdx map[string]int
+	sites   []*siteInfo
+	siteIdx map[string]int
+	defSite *Site
+	defTier Tier
+	ttl     int64
+
+	tenants names
+	queues  names
+	nodes   names
+	jobs    names
+	nodeInf []nodeInfo
+
+	lines   []lineInfo
+	lineIdx map[lineKey]int32
+
+	// seen holds every record ID fed, open or closed.
+	seen map[string]seenRec
+	open []*openRec
+	free []int32 // free slots of open
+
+	buckets []bucket
+	byDay   map[bucketKey]int32
+
+	jobUse map[int32]*jobInfo
+
+	commits []*commitment
+	grants  []*grant
+	acct    map[int32]*account // per tenant
+
+	events  []Event
+	sealed  int64
+	horizon int64
+}
+
+// names interns strings as small integers.
+type names struct {
+	idx map[string]int32
+	s   []string
+}
+
+func (n *names) id(s string) int32 {
+	if i, ok := n.idx[s]; ok {
+		return i
+	}
+	if n.idx == nil {
+		n.idx = map[string]int32{}
+	}
+	i := int32(len(n.s))
+	n.idx[s] = i
+	n.s = append(n.s, s)
+	return i
+}
+
+func (n *names) lookup(s string) (int32, bool) {
+	i, ok := n.idx[s]
+	return i, ok
+}
+
+// lineKey is the finest grain of the accounts: tenant x queue x tier x
+// accelerator type x site.
+type lineKey struct {
+	tenant, queue int32
+	tier          Tier
+	typ, site     int32
+}
+
+type lineInfo struct {
+	key lineKey
+}
+
+type bucketKey struct {
+	line int32
+	day  int32
+}
+
+// bucket is one line's totals for one UTC day.
+type bucket struct {
+	line int32
+	day  int32
+	Totals
+	// hours is the committed-tier time per hour of the day, which
+	// coverage by commitments is settled on.
+	hours *[24]int64
+}
+
+// Totals are metered quantities. Every field is exact to its unit and
+// additive: the totals of a set of records are the sums of theirs.
+type Totals struct {
+	// MilliMs is accelerator-time in milli-accelerator-milliseconds: one
+	// accelerator for one hour is 3,600,000,000.
+	MilliMs int64
+	// EnergyMJ is IT energy (the accelerators' own draw) in millijoules;
+	// FacilityMJ is that times the site's PUE.
+	EnergyMJ, FacilityMJ int64
+	// CarbonMg is facility energy times the grid's carbon intensity, in
+	// milligrams of CO2e.
+	CarbonMg int64
+	// Charge is usage at the tier's rate: on-demand and spot usage. Usage
+	// in the committed tier is settled against commitments per hour by
+	// reports and invoices instead (see Row.Overage).
+	Charge Money
+}
+
+func (t *Totals) add(o Totals) {
+	t.MilliMs += o.MilliMs
+	t.EnergyMJ += o.EnergyMJ
+	t.FacilityMJ += o.FacilityMJ
+	t.CarbonMg += o.CarbonMg
+	t.Charge += o.Charge
+}
+
+func (t *Totals) sub(o Totals) {
+	t.MilliMs -= o.MilliMs
+	t.EnergyMJ -= o.EnergyMJ
+	t.FacilityMJ -= o.FacilityMJ
+	t.CarbonMg -= o.CarbonMg
+	t.Charge -= o.Charge
+}
+
+// AcceleratorHours returns MilliMs in accelerator-hours.
+func (t Totals) AcceleratorHours() float64 { return float64(t.MilliMs) / (1000 * msPerHour) }
+
+// KWh returns IT energy in kilowatt-hours.
+func (t Totals) KWh() float64 { return float64(t.EnergyMJ) / 3.6e9 }
+
+// FacilityKWh returns facility energy in kilowatt-hours.
+func (t Totals) FacilityKWh() float64 { return float64(t.FacilityMJ) / 3.6e9 }
+
+// CarbonKg returns carbon in kilograms of CO2e.
+func (t Totals) CarbonKg() float64 { return float64(t.CarbonMg) / 1e6 }
+
+// seenRec is what the ledger keeps of a record ID.
+type seenRec struct {
+	ident, full uint64
+	to          int64 // ToMs once closed
+	open        int32 // slot in Ledger.open, -1 once closed
+}
+
+// New builds a ledger.
+func New(cfg Config) (*Ledger, error) {
+	types, byType, cur, defTier, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	l := &Ledger{
+		cfg: cfg, cur: cur, types: types, typeIdx: byType, defTier: defTier,
+		siteIdx: map[string]int{}, lineIdx: map[lineKey]int32{}, seen: map[string]seenRec{},
+		byDay: map[bucketKey]int32{}, jobUse: map[int32]*jobInfo{}, acct: map[int32]*account{},
+		ttl: cfg.SampleTTLMs,
+	}
+	if l.ttl == 0 {
+		l.ttl = DefaultSampleTTLMs
+	}
+	names := make([]string, 0, len(cfg.Sites))
+	for n := range cfg.Sites {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if n == "" {
+			return nil, fmt.Errorf("sites: a site name is empty")
+		}
+		si, err := resolveSite(n, cfg.Sites[n], types)
+		if err != nil {
+			return nil, err
+		}
+		l.siteIdx[n] = len(l.sites)
+		l.sites = append(l.sites, si)
+	}
+	if cfg.DefaultSite != nil {
+		if _, err := resolveSite("(default)", *cfg.DefaultSite, types); err != nil {
+			return nil, err
+		}
+		d := *cfg.DefaultSite
+		l.defSite = &d
+	}
+	return l, nil
+}
+
+// Currency returns the currency amounts are kept in.
+func (l *Ledger) Currency() Currency { return l.cur }
+
+func (l *Ledger) siteNames() []string {
+	out := make([]string, len(l.sites))
+	for i, s := range l.sites {
+		out[i] = s.name
+	}
+	return out
+}
+
+// site returns a site's index, adding a site with the default attributes
+// the first time an unlisted name is used.
+func (l *Ledger) site(name string) int {
+	if i, ok := l.siteIdx[name]; ok {
+		return i
+	}
+	si, _ := resolveSite(name, *l.defSite, l.types)
+	l.siteIdx[name] = len(l.sites)
+	l.sites = append(l.sites, si)
+	return len(l.sites) - 1
+}
+
+func (l *Ledger) node(name string) *nodeInfo {
+	id := l.nodes.id(name)
+	for int(id) >= len(l.nodeInf) {
+		l.nodeInf = append(l.nodeInf, nodeInfo{})
+	}
+	return &l.nodeInf[id]
+}
+
+func (l *Ledger) line(k lineKey) int32 {
+	if i, ok := l.lineIdx[k]; ok {
+		return i
+	}
+	i := int32(len(l.lines))
+	l.lineIdx[k] = i
+	l.lines = append(l.lines, lineInfo{key: k})
+	return i
+}
+
+// bucketAt returns the index of a line's bucket for a day.
+func (l *Ledger) bucketAt(line int32, day int64) int32 {
+	k := bucketKey{line, int32(day)}
+	if i, ok := l.byDay[k]; ok {
+		return i
+	}
+	i := int32(len(l.buckets))
+	l.byDay[k] = i
+	b := bucket{line: line, day: int32(day)}
+	if l.lines[line].key.tier == Committed {
+		b.hours = new([24]int64)
+	}
+	l.buckets = append(l.buckets, b)
+	return i
+}
+
+// Events returns the events raised since the last call, in the order they
+// were raised, and forgets them.
+func (l *Ledger) Events() []Event {
+	out := l.events
+	l.events = nil
+	return out
+}
+
+// Horizon returns the time Meter last metered open records to.
+func (l *Ledger) Horizon() int64 { return l.horizon }
+
+// Sealed returns the time before which metering is final (0: none).
+func (l *Ledger) Sealed() int64 { return l.sealed }
+
+// OpenRecords returns how many records are open.
+func (l *Ledger) OpenRecords() int { return len(l.open) - len(l.free) }
