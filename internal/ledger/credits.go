@@ -338,7 +338,7 @@ func (l *Ledger) budgetThresholds(a *account, month int64, before Money, x, y in
 		}
 		m := monthFromIndex(month)
 		l.events = append(l.events, Event{Kind: BudgetThreshold, AtMs: at, Tenant: l.tenants.s[a.tenant], Month: m,
-			Percent: pct, Limit: a.budget, Used: spent})
+			Percent: pct, Limit: a.budget, Used: level})
 	}
 }
 

@@ -4,10 +4,10 @@ import "sort"
 
 // JobUsage is what one replica of a job used of one tier, type and site.
 type JobUsage struct {
-	Job                string
-	Gang, Replica      int
-	Tenant, Queue      string
-	Tier, Type, Site   string
+	Job              string
+	Gang, Replica    int
+	Tenant, Queue    string
+	Tier, Type, Site string
 	Totals
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sort"
 )
 
 // meterState is a record being metered: what it holds, how far it is
@@ -149,6 +150,7 @@ func (l *Ledger) Meter(now int64) error {
 	if now < 0 || now > maxTimeMs {
 		return fmt.Errorf("meter: now %d: want a Unix time in milliseconds", now)
 	}
+	first := len(l.events)
 	for _, r := range l.open {
 		if r != nil && r.pos < now {
 			l.advance(&r.meterState, r.pos, now)
@@ -157,6 +159,10 @@ func (l *Ledger) Meter(now int64) error {
 	l.horizon = max(l.horizon, now)
 	l.expireGrants(now)
 	l.checkBudgets(now)
+	// Records are metered one after the other; their events are told in
+	// the order they happened.
+	raised := l.events[first:]
+	sort.SliceStable(raised, func(i, j int) bool { return raised[i].AtMs < raised[j].AtMs })
 	return nil
 }
 

@@ -533,14 +533,17 @@ func (l *Ledger) group(q Query, periods [][2]int64, rows []*fine) []Row {
 		by[d] = true
 	}
 	type key struct {
-		period                    int
-		kind                      RowKind
-		tenant, queue, tier, typ  string
-		site, commit              string
+		period                   int
+		kind                     RowKind
+		tenant, queue, tier, typ string
+		site, commit             string
 	}
 	idx := map[key]int{}
 	var out []Row
 	for _, f := range rows {
+		if f.Totals == (Totals{}) && f.Covered == 0 && f.Overage == 0 && f.Asset == 0 {
+			continue // a day cut back to nothing
+		}
 		k := key{period: f.period, kind: f.kind}
 		switch f.kind {
 		case Used:

@@ -453,7 +453,8 @@ func (s *scenario) report(a map[string]string, input string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return formatReport(rep), nil
+	_, exact := a["exact"]
+	return formatReport(rep, exact), nil
 }
 
 func formatTotals(t ledger.Totals) string {
@@ -461,7 +462,7 @@ func formatTotals(t ledger.Totals) string {
 		t.AcceleratorHours(), t.KWh(), t.FacilityKWh(), t.CarbonKg(), t.Charge)
 }
 
-func formatReport(r *ledger.Report) string {
+func formatReport(r *ledger.Report, exact bool) string {
 	var b strings.Builder
 	for _, row := range r.Rows {
 		var who []string
@@ -470,7 +471,13 @@ func formatReport(r *ledger.Report) string {
 				who = append(who, s)
 			}
 		}
-		fmt.Fprintf(&b, "%s %s %s: %s", ledger.FormatTime(row.Start)[:10], row.Kind, strings.Join(who, " "), formatTotals(row.Totals))
+		label := strings.Join(append([]string{ledger.FormatTime(row.Start)[:10], row.Kind.String()}, who...), " ")
+		if exact {
+			t := row.Totals
+			fmt.Fprintf(&b, "%s: milliMs=%d energyMJ=%d facilityMJ=%d carbonMg=%d charge=%d\n", label, t.MilliMs, t.EnergyMJ, t.FacilityMJ, t.CarbonMg, t.Charge)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s", label, formatTotals(row.Totals))
 		if row.Covered != 0 || row.Overage != 0 {
 			fmt.Fprintf(&b, ", covered %.4f acc-h, overage %.4f acc-h at %s", float64(row.Covered)/3.6e9, float64(row.Overage)/3.6e9, row.OverageCharge)
 		}
@@ -499,7 +506,7 @@ func formatInvoice(inv *ledger.Invoice) string {
 	c := inv.Currency
 	fmt.Fprintf(&b, "invoice %s %s (%s, postpaid=%v)\n", inv.Tenant, inv.Month, c.Code, inv.Postpaid)
 	for _, il := range inv.Lines {
-		where := strings.TrimSpace(strings.Join([]string{il.Type, il.Site, il.Ref}, " "))
+		where := strings.Join(strings.Fields(strings.Join([]string{il.Type, il.Site, il.Ref}, " ")), " ")
 		fmt.Fprintf(&b, "  %-17s %-24s %10.4f acc-h @ %s = %s -> %s\n", il.Kind, where, float64(il.MilliMs)/3.6e9, il.Rate.Format(c), il.Amount, il.Billed.Format(c))
 	}
 	fmt.Fprintf(&b, "  commitments %s + usage %s - credits %s = %s -> billed %s\n", inv.Commitments, inv.Usage, inv.Credits, inv.Total, inv.Billed.Format(c))
