@@ -49,7 +49,7 @@ func (l *Ledger) jobDone(job int32, end int64) {
 }
 
 // Job returns what a job used, per replica and per tier, type and site, in
-// gang and replica order; open records count up to where they are metered.
+// gang, replica, tier, type and site order; open records count up to where they are metered.
 // A job is forgotten once the seal passes all of its records.
 func (l *Ledger) Job(job string) []JobUsage {
 	id, ok := l.jobs.lookup(job)
@@ -61,11 +61,20 @@ func (l *Ledger) Job(job string) []JobUsage {
 		return nil
 	}
 	out := append([]JobUsage(nil), j.use...)
-	sort.SliceStable(out, func(a, b int) bool {
-		if out[a].Gang != out[b].Gang {
-			return out[a].Gang < out[b].Gang
+	sort.Slice(out, func(a, b int) bool {
+		x, y := &out[a], &out[b]
+		if x.Gang != y.Gang {
+			return x.Gang < y.Gang
 		}
-		return out[a].Replica < out[b].Replica
+		if x.Replica != y.Replica {
+			return x.Replica < y.Replica
+		}
+		for _, p := range [][2]string{{x.Tier, y.Tier}, {x.Type, y.Type}, {x.Site, y.Site}, {x.Tenant, y.Tenant}, {x.Queue, y.Queue}} {
+			if p[0] != p[1] {
+				return p[0] < p[1]
+			}
+		}
+		return false
 	})
 	return out
 }
