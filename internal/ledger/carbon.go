@@ -150,6 +150,7 @@ func ParseCarbonCSV(name string, data []byte) (*Series, error) {
 		return nil, fail(1, 1, "the first row is data; want a header row (Time,Carbon Intensity) first")
 	}
 	var points []Point
+	layout := 0 // the layout the rows before used, tried first
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -162,7 +163,7 @@ func ParseCarbonCSV(name string, data []byte) (*Series, error) {
 		if len(rec) != 2 {
 			return nil, fail(line, col, "%d columns, want 2 (time, intensity)", len(rec))
 		}
-		at, ok := parseCarbonTime(strings.TrimSpace(rec[0]))
+		at, ok := parseCarbonTime(strings.TrimSpace(rec[0]), &layout)
 		if !ok {
 			return nil, fail(line, col, "time %q: want YYYY-MM-DD hh:mm:ss (UTC) or RFC 3339", rec[0])
 		}
@@ -188,12 +189,14 @@ func ParseCarbonCSV(name string, data []byte) (*Series, error) {
 	return NewSeries(points)
 }
 
-func parseCarbonTime(s string) (int64, bool) {
-	for _, l := range carbonTimeLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			if y := t.Year(); y < 1970 || y > 2200 {
+func parseCarbonTime(s string, layout *int) (int64, bool) {
+	for k := range carbonTimeLayouts {
+		i := (*layout + k) % len(carbonTimeLayouts)
+		if t, err := time.Parse(carbonTimeLayouts[i], s); err == nil {
+			if y := t.Year(); y < 1970 || y > 2199 {
 				return 0, false
 			}
+			*layout = i
 			return t.UnixMilli(), true
 		}
 	}
