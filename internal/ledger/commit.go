@@ -239,8 +239,8 @@ func (l *Ledger) coverDay(g *coverGroup, day int64, cv *cover) {
 	hours := make([]*[24]int64, nl)
 	cv.hasUsage = false
 	for i, ln := range g.lines {
-		if bi, ok := l.byDay[bucketKey{ln, int32(day)}]; ok {
-			hours[i] = l.buckets[bi].hours
+		if bi, ok := l.bucketOf(ln, day); ok {
+			hours[i] = l.hoursOf(l.buckets.at(bi))
 			cv.hasUsage = true
 		}
 	}

@@ -154,6 +154,10 @@ type Config struct {
 	// Thresholds are the percentages of a credit grant burned, and of a
 	// monthly budget spent, that raise an event; nil means 50, 80, 100.
 	Thresholds []int
+	// ExpectRecords, when given, sizes the table of record IDs for that
+	// many records up front (the records between two seals), sparing the
+	// rehashing of a growing table.
+	ExpectRecords int
 }
 
 // DefaultSampleTTLMs is five minutes: agents heartbeat every two seconds by

@@ -222,8 +222,8 @@ type burn struct {
 // post burns a charge accrued over [x, y) from the tenant's grants in
 // burn order, bills the rest, and counts it against the month's budget.
 func (l *Ledger) post(st *meterState, x, y int64, amount Money) {
-	a := l.account(st.tenant)
-	month := MonthOf(x).Index()
+	a := st.acct
+	month := st.month
 	left := amount
 	for _, g := range a.grants {
 		if left == 0 {
@@ -407,9 +407,7 @@ func (l *Ledger) opened(st *meterState) {
 	} else {
 		a.openRate[st.queue] += int64(st.rate) * st.dm
 	}
-	if j := l.jobUse[st.job]; j != nil {
-		j.open++
-	}
+	l.jobOpen(st.job, 1, 0)
 }
 
 func (l *Ledger) closed(st *meterState, end int64) {
@@ -424,10 +422,7 @@ func (l *Ledger) closed(st *meterState, end int64) {
 			delete(a.openRate, st.queue)
 		}
 	}
-	if j := l.jobUse[st.job]; j != nil {
-		j.open--
-	}
-	l.jobDone(st.job, end)
+	l.jobOpen(st.job, -1, end)
 	st.log = nil
 }
 

@@ -123,8 +123,8 @@ func (l *Ledger) Invoice(tenant string, m Month) (*Invoice, error) {
 		return il
 	}
 	fromDay, toDay := dayOf(start), dayOf(end)
-	for i := range l.buckets {
-		b := &l.buckets[i]
+	for i := range l.buckets.len() {
+		b := l.buckets.at(i)
 		lk := l.lines[b.line].key
 		if lk.tenant != tid || int64(b.day) < fromDay || int64(b.day) >= toDay || lk.tier == Committed {
 			continue

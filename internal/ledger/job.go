@@ -11,56 +11,169 @@ type JobUsage struct {
 	Totals
 }
 
-type jobInfo struct {
-	use     []JobUsage
-	lines   []int32
+// jobTable keeps each job's usage per replica and line, found by a 128-bit
+// hash of the job's name in an open-addressing table, with the job's
+// entries chained in one slice: no strings and no pointers, so a record
+// finds its entry with one probe and the collector skips it all.
+type jobTable struct {
+	heads   []jobHead // a power of two long
+	n       int
+	entries entryStore
+}
+
+// entryStore keeps job entries in fixed chunks, so that adding one never
+// copies the others.
+type entryStore struct {
+	chunks [][]jobEntry
+	n      int32
+}
+
+const entryChunk = 8192
+
+func (s *entryStore) at(i int32) *jobEntry { return &s.chunks[i/entryChunk][i%entryChunk] }
+
+func (s *entryStore) add(e jobEntry) int32 {
+	if int(s.n)%entryChunk == 0 {
+		s.chunks = append(s.chunks, make([]jobEntry, 0, entryChunk))
+	}
+	c := &s.chunks[len(s.chunks)-1]
+	*c = append(*c, e)
+	s.n++
+	return s.n - 1
+}
+
+type jobHead struct {
+	key     idKey // zero: empty
+	first   int32 // 1 + the index of the job's first entry
 	open    int32 // records of the job still open
 	lastEnd int64
 }
 
-func (l *Ledger) jobEntry(st *meterState, u *Usage) {
-	j := l.jobUse[st.job]
-	if j == nil {
-		j = &jobInfo{}
-		l.jobUse[st.job] = j
+type jobEntry struct {
+	gang, replica int32
+	line          int32
+	next          int32 // 1 + the index of the job's next entry
+	Totals
+}
+
+// head returns a job's head, adding it.
+func (t *jobTable) head(k idKey) *jobHead {
+	if k == (idKey{}) {
+		k[1] = 1
 	}
-	for i := range j.use {
-		if j.lines[i] == st.line && j.use[i].Gang == u.Gang && j.use[i].Replica == u.Replica {
-			st.je = int32(i)
+	if (t.n+1)*4 > len(t.heads)*3 {
+		t.grow()
+	}
+	mask := uint64(len(t.heads) - 1)
+	for i := k.spread() & mask; ; i = (i + 1) & mask {
+		h := &t.heads[i]
+		if h.key == k {
+			return h
+		}
+		if h.key == (idKey{}) {
+			h.key = k
+			t.n++
+			return h
+		}
+	}
+}
+
+// find returns a job's head, or nil.
+func (t *jobTable) find(k idKey) *jobHead {
+	if k == (idKey{}) {
+		k[1] = 1
+	}
+	if len(t.heads) == 0 {
+		return nil
+	}
+	mask := uint64(len(t.heads) - 1)
+	for i := k.spread() & mask; ; i = (i + 1) & mask {
+		h := &t.heads[i]
+		if h.key == k {
+			return h
+		}
+		if h.key == (idKey{}) {
+			return nil
+		}
+	}
+}
+
+func (t *jobTable) grow() {
+	old := t.heads
+	t.heads = make([]jobHead, max(1024, 2*len(old)))
+	t.n = 0
+	for i := range old {
+		if old[i].key != (idKey{}) {
+			t.insert(old[i])
+		}
+	}
+}
+
+func (t *jobTable) insert(h jobHead) {
+	mask := uint64(len(t.heads) - 1)
+	for i := h.key.spread() & mask; ; i = (i + 1) & mask {
+		if t.heads[i].key == (idKey{}) {
+			t.heads[i] = h
+			t.n++
 			return
 		}
 	}
-	st.je = int32(len(j.use))
-	j.use = append(j.use, JobUsage{Job: u.Job, Gang: u.Gang, Replica: u.Replica, Tenant: u.Tenant, Queue: u.Queue,
-		Tier: st.tier.String(), Type: u.Type, Site: u.Site})
-	j.lines = append(j.lines, st.line)
+}
+
+// entry returns the index of a job's entry for a replica and line, adding
+// it.
+func (t *jobTable) entry(h *jobHead, gang, replica, line int32) int32 {
+	last := int32(0)
+	for e := h.first; e != 0; e = t.entries.at(e - 1).next {
+		x := t.entries.at(e - 1)
+		if x.line == line && x.gang == gang && x.replica == replica {
+			return e - 1
+		}
+		last = e
+	}
+	i := t.entries.add(jobEntry{gang: gang, replica: replica, line: line}) + 1
+	if last == 0 {
+		h.first = i
+	} else {
+		t.entries.at(last - 1).next = i
+	}
+	return i - 1
+}
+
+func (l *Ledger) jobEntry(st *meterState, u *Usage) {
+	st.job = idHash(u.Job)
+	h := l.jobs.head(st.job)
+	st.je = l.jobs.entry(h, int32(u.Gang), int32(u.Replica), st.line)
 }
 
 func (l *Ledger) jobAdd(st *meterState, d Totals) {
-	if j := l.jobUse[st.job]; j != nil {
-		j.use[st.je].Totals.add(d)
-	}
+	l.jobs.entries.at(st.je).Totals.add(d)
 }
 
-func (l *Ledger) jobDone(job int32, end int64) {
-	if j := l.jobUse[job]; j != nil && j.lastEnd < end {
-		j.lastEnd = end
+// jobOpen counts a job's open records up or down, and notes its end.
+func (l *Ledger) jobOpen(job idKey, delta int32, end int64) {
+	if h := l.jobs.find(job); h != nil {
+		h.open += delta
+		h.lastEnd = max(h.lastEnd, end)
 	}
 }
 
 // Job returns what a job used, per replica and per tier, type and site, in
-// gang, replica, tier, type and site order; open records count up to where they are metered.
-// A job is forgotten once the seal passes all of its records.
+// gang, replica, tier, type and site order; open records count up to where
+// they are metered. A job is forgotten once the seal passes all of its
+// records.
 func (l *Ledger) Job(job string) []JobUsage {
-	id, ok := l.jobs.lookup(job)
-	if !ok {
+	h := l.jobs.find(idHash(job))
+	if h == nil {
 		return nil
 	}
-	j := l.jobUse[id]
-	if j == nil {
-		return nil
+	var out []JobUsage
+	for e := h.first; e != 0; e = l.jobs.entries.at(e - 1).next {
+		x := l.jobs.entries.at(e - 1)
+		k := l.lines[x.line].key
+		out = append(out, JobUsage{Job: job, Gang: int(x.gang), Replica: int(x.replica), Tenant: l.tenants.s[k.tenant], Queue: l.queues.s[k.queue],
+			Tier: k.tier.String(), Type: l.types[k.typ].name, Site: l.sites[k.site].name, Totals: x.Totals})
 	}
-	out := append([]JobUsage(nil), j.use...)
 	sort.Slice(out, func(a, b int) bool {
 		x, y := &out[a], &out[b]
 		if x.Gang != y.Gang {
@@ -79,11 +192,26 @@ func (l *Ledger) Job(job string) []JobUsage {
 	return out
 }
 
-// pruneJobs forgets jobs with no open record whose records all ended by t.
-func (l *Ledger) pruneJobs(t int64) {
-	for id, j := range l.jobUse {
-		if j.open == 0 && j.lastEnd <= t {
-			delete(l.jobUse, id)
+// pruneJobs forgets jobs with no open record whose records all ended by
+// t, and compacts the entries of the others. Open records point at their
+// entries; entryMap tells them where theirs moved.
+func (l *Ledger) pruneJobs(t int64) (entryMap []int32) {
+	old := l.jobs
+	l.jobs = jobTable{}
+	entryMap = make([]int32, old.entries.n)
+	for i := range old.heads {
+		h := old.heads[i]
+		if h.key == (idKey{}) || h.open == 0 && h.lastEnd <= t {
+			continue
+		}
+		nh := l.jobs.head(h.key)
+		nh.open, nh.lastEnd = h.open, h.lastEnd
+		for e := h.first; e != 0; e = old.entries.at(e - 1).next {
+			x := old.entries.at(e - 1)
+			ni := l.jobs.entry(nh, x.gang, x.replica, x.line)
+			l.jobs.entries.at(ni).Totals = x.Totals
+			entryMap[e-1] = ni
 		}
 	}
+	return entryMap
 }

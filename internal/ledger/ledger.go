@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"math/bits"
 	"sort"
 )
 
@@ -20,21 +21,25 @@ type Ledger struct {
 	tenants names
 	queues  names
 	nodes   names
-	jobs    names
+	kinds   names
 	nodeInf []nodeInfo
 
 	lines   []lineInfo
 	lineIdx map[lineKey]int32
+	queueIdx map[string]*queueLines
 
-	// seen holds every record ID fed, open or closed.
-	seen map[string]seenRec
+	// seen holds every record ID fed, open or closed, by a 128-bit hash
+	// of the ID: a map without pointers, which the garbage collector
+	// need not scan, and no copy of the IDs.
+	seen idTable
 	open []*openRec
 	free []int32 // free slots of open
 
-	buckets []bucket
-	byDay   map[bucketKey]int32
+	buckets bucketStore
 
-	jobUse map[int32]*jobInfo
+	jobs jobTable
+	// hours holds the committed-tier hours of buckets (bucket.hours - 1).
+	hours [][24]int64
 
 	commits []*commitment
 	grants  []*grant
@@ -79,21 +84,60 @@ type lineKey struct {
 
 type lineInfo struct {
 	key lineKey
+	// days[d-base] is 1 + the index of the line's bucket for day d, 0
+	// when it has none.
+	base int64
+	days []int32
 }
 
-type bucketKey struct {
-	line int32
-	day  int32
+// idKey is the FNV-1a 128-bit hash of a record ID: collisions among a
+// trillion IDs have a chance of about 1e-15.
+type idKey [2]uint64
+
+// spread mixes the hash's halves (the murmur3 finalizer) into a table
+// index: FNV's low bits alone cluster for names that differ in their last
+// characters.
+func (k idKey) spread() uint64 {
+	x := k[0] ^ k[1]
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
-// bucket is one line's totals for one UTC day.
+func idHash(s string) idKey {
+	// FNV-1a, 128 bits: offset basis 0x6c62272e07bb014262b821756295c58d,
+	// prime 2^88 + 0x13b.
+	hi, lo := uint64(0x6c62272e07bb0142), uint64(0x62b821756295c58d)
+	for i := 0; i < len(s); i++ {
+		lo ^= uint64(s[i])
+		h, l := bits.Mul64(lo, 0x13b)
+		hi = h + hi*0x13b + lo<<24
+		lo = l
+	}
+	return idKey{hi, lo}
+}
+
+// bucket is one line's totals for one UTC day. It holds no pointer, so
+// the collector skips the slice of them.
 type bucket struct {
 	line int32
 	day  int32
+	// hours is 1 + the index in Ledger.hours of the committed-tier time
+	// per hour of the day, which coverage by commitments is settled on;
+	// 0 outside the committed tier.
+	hours int32
 	Totals
-	// hours is the committed-tier time per hour of the day, which
-	// coverage by commitments is settled on.
-	hours *[24]int64
+}
+
+// hoursOf returns a bucket's committed-tier hours, or nil.
+func (l *Ledger) hoursOf(b *bucket) *[24]int64 {
+	if b.hours == 0 {
+		return nil
+	}
+	return &l.hours[b.hours-1]
 }
 
 // Totals are metered quantities. Every field is exact to its unit and
@@ -142,12 +186,6 @@ func (t Totals) FacilityKWh() float64 { return float64(t.FacilityMJ) / 3.6e9 }
 // CarbonKg returns carbon in kilograms of CO2e.
 func (t Totals) CarbonKg() float64 { return float64(t.CarbonMg) / 1e6 }
 
-// seenRec is what the ledger keeps of a record ID.
-type seenRec struct {
-	ident, full uint64
-	to          int64 // ToMs once closed
-	open        int32 // slot in Ledger.open, -1 once closed
-}
 
 // New builds a ledger.
 func New(cfg Config) (*Ledger, error) {
@@ -157,13 +195,17 @@ func New(cfg Config) (*Ledger, error) {
 	}
 	l := &Ledger{
 		cfg: cfg, cur: cur, types: types, typeIdx: byType, defTier: defTier,
-		siteIdx: map[string]int{}, lineIdx: map[lineKey]int32{}, seen: map[string]seenRec{},
-		byDay: map[bucketKey]int32{}, jobUse: map[int32]*jobInfo{}, acct: map[int32]*account{},
+		siteIdx: map[string]int{}, lineIdx: map[lineKey]int32{}, queueIdx: map[string]*queueLines{},
+		acct: map[int32]*account{},
 		ttl: cfg.SampleTTLMs,
 	}
 	if l.ttl == 0 {
 		l.ttl = DefaultSampleTTLMs
 	}
+	if cfg.ExpectRecords < 0 || cfg.ExpectRecords > 1<<30 {
+		return nil, fmt.Errorf("expected records %d: want 0..%d", cfg.ExpectRecords, 1<<30)
+	}
+	l.seen.reserve(cfg.ExpectRecords)
 	names := make([]string, 0, len(cfg.Sites))
 	for n := range cfg.Sites {
 		names = append(names, n)
@@ -231,19 +273,39 @@ func (l *Ledger) line(k lineKey) int32 {
 	return i
 }
 
-// bucketAt returns the index of a line's bucket for a day.
+// bucketOf returns the index of a line's bucket for a day, if it has one.
+func (l *Ledger) bucketOf(line int32, day int64) (int32, bool) {
+	li := &l.lines[line]
+	if i := day - li.base; i >= 0 && i < int64(len(li.days)) && li.days[i] != 0 {
+		return li.days[i] - 1, true
+	}
+	return 0, false
+}
+
+// bucketAt returns the index of a line's bucket for a day, adding it.
 func (l *Ledger) bucketAt(line int32, day int64) int32 {
-	k := bucketKey{line, int32(day)}
-	if i, ok := l.byDay[k]; ok {
+	if i, ok := l.bucketOf(line, day); ok {
 		return i
 	}
-	i := int32(len(l.buckets))
-	l.byDay[k] = i
+	li := &l.lines[line]
+	switch {
+	case len(li.days) == 0:
+		li.base, li.days = day, make([]int32, 1, 32)
+	case day < li.base:
+		grown := make([]int32, int(li.base-day)+len(li.days), int(li.base-day)+cap(li.days))
+		copy(grown[li.base-day:], li.days)
+		li.base, li.days = day, grown
+	case day-li.base >= int64(len(li.days)):
+		li.days = append(li.days, make([]int32, int(day-li.base)+1-len(li.days))...)
+	}
+	i := l.buckets.n
+	li.days[day-li.base] = i + 1
 	b := bucket{line: line, day: int32(day)}
 	if l.lines[line].key.tier == Committed {
-		b.hours = new([24]int64)
+		l.hours = append(l.hours, [24]int64{})
+		b.hours = int32(len(l.hours))
 	}
-	l.buckets = append(l.buckets, b)
+	l.buckets.add(b)
 	return i
 }
 

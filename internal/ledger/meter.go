@@ -25,12 +25,13 @@ type meterState struct {
 	mask          uint64
 	rate          Money // per accelerator-hour; 0 in the committed tier
 	acct          *account
-	job           int32
+	job           idKey // the job's name, hashed
 	je            int32 // entry of the job's usage
 	from          int64
 
-	pos  int64 // metered up to
-	day  int64
+	pos   int64 // metered up to
+	day   int64
+	month int64 // Month.Index of day
 	bi   int32 // bucket of day
 	cumT int64
 	cumE u128
@@ -49,29 +50,77 @@ type openRec struct {
 
 const noDay = math.MinInt64
 
-func (l *Ledger) newState(u *Usage) meterState {
+// queueLines finds the lines of one queue by tier, type and site in a
+// slice, so that most records find their line with one lookup in a small
+// map (their queue's) instead of hashing five strings.
+type queueLines struct {
+	tenant string
+	lines  []int32 // [(site x types + type) x tiers + tier] = 1 + line
+}
+
+// lineOf returns a record's line, checking its type, tier and site the
+// first time the line is seen.
+func (l *Ledger) lineOf(u *Usage) (int32, error) {
+	q := l.queueIdx[u.Queue]
+	if q != nil && q.tenant == u.Tenant {
+		tier, tierOK := l.defTier, true
+		switch u.Tier {
+		case "":
+		case "committed":
+			tier = Committed
+		case "on-demand":
+			tier = OnDemand
+		case "spot":
+			tier = Spot
+		default:
+			tierOK = false
+		}
+		typ, typeOK := l.typeIdx[u.Type]
+		site, siteOK := l.siteIdx[u.Site]
+		if tierOK && typeOK && siteOK {
+			if i := (site*len(l.types)+typ)*int(numTiers) + int(tier); i < len(q.lines) && q.lines[i] != 0 {
+				return q.lines[i] - 1, nil
+			}
+		}
+	}
+	if err := l.checkLine(u); err != nil {
+		return 0, err
+	}
 	tier := l.defTier
 	if u.Tier != "" {
 		tier, _ = ParseTier(u.Tier)
 	}
-	typ := l.typeIdx[u.Type]
-	site := l.site(u.Site)
-	tenant := l.tenants.id(u.Tenant)
-	queue := l.queues.id(u.Queue)
+	typ, site := l.typeIdx[u.Type], l.site(u.Site)
+	line := l.line(lineKey{tenant: l.tenants.id(u.Tenant), queue: l.queues.id(u.Queue), tier: tier, typ: int32(typ), site: int32(site)})
+	if q == nil {
+		q = &queueLines{tenant: u.Tenant}
+		l.queueIdx[u.Queue] = q
+	}
+	if q.tenant == u.Tenant {
+		i := (site*len(l.types)+typ)*int(numTiers) + int(tier)
+		for len(q.lines) <= i {
+			q.lines = append(q.lines, 0)
+		}
+		q.lines[i] = line + 1
+	}
+	return line, nil
+}
+
+func (l *Ledger) newState(u *Usage, line, node int32) meterState {
+	k := l.lines[line].key
 	st := meterState{
-		tenant: tenant, queue: queue, typ: typ, site: site, tier: tier,
-		node: l.nodes.id(u.Node), milli: int64(u.Milli), n: int64(u.Devices), mask: u.DeviceMask,
-		job: l.jobs.id(u.Job), from: u.FromMs, pos: u.FromMs, day: noDay, bi: -1,
+		line: line, tenant: k.tenant, queue: k.queue, typ: int(k.typ), site: int(k.site), tier: k.tier,
+		node: node, milli: int64(u.Milli), n: int64(u.Devices), mask: u.DeviceMask,
+		from: u.FromMs, pos: u.FromMs, day: noDay, bi: -1,
 	}
 	for int(st.node) >= len(l.nodeInf) {
 		l.nodeInf = append(l.nodeInf, nodeInfo{})
 	}
 	st.dm = st.milli * st.n
-	st.acct = l.account(tenant)
-	if tier != Committed {
-		st.rate = l.sites[site].rates[typ][tier]
+	st.acct = l.account(k.tenant)
+	if k.tier != Committed {
+		st.rate = l.sites[k.site].rates[k.typ][k.tier]
 	}
-	st.line = l.line(lineKey{tenant: tenant, queue: queue, tier: tier, typ: int32(typ), site: int32(site)})
 	l.jobEntry(&st, u)
 	return st
 }
@@ -86,12 +135,21 @@ func (l *Ledger) Add(u Usage) (Outcome, error) {
 	if err := l.check(&u); err != nil {
 		return 0, err
 	}
-	ident, full := fingerprints(&u)
-	if s, ok := l.seen[u.ID]; ok {
-		if s.ident != ident {
+	line, err := l.lineOf(&u)
+	if err != nil {
+		return 0, err
+	}
+	node := l.nodes.id(u.Node)
+	ident, full := l.fingerprints(&u, line, node)
+	key := idHash(u.ID)
+	slot, seen := l.seen.slot(key)
+	if seen {
+		s := slot.seenRec
+		if s.ident != uint32(ident) {
 			return 0, &UsageError{ID: u.ID, Msg: "fields other than toMs and end differ from the record fed before", Err: ErrConflict}
 		}
-		if s.open < 0 {
+		i, open := s.isOpen()
+		if !open {
 			if u.Open() || s.full == full {
 				return Duplicate, nil
 			}
@@ -103,42 +161,41 @@ func (l *Ledger) Add(u Usage) (Outcome, error) {
 		if u.ToMs < l.sealed {
 			return 0, &UsageError{ID: u.ID, Field: "toMs", Msg: fmt.Sprintf("%s is before the seal at %s", FormatTime(u.ToMs), FormatTime(l.sealed)), Err: ErrSealed}
 		}
-		slot := s.open
-		r := l.open[slot]
+		r := l.open[i]
 		if u.ToMs < r.pos {
 			l.retract(&r.meterState, u.ToMs)
 		} else {
 			l.advance(&r.meterState, r.pos, u.ToMs)
 		}
 		l.closed(&r.meterState, u.ToMs)
-		l.open[slot] = nil
-		l.free = append(l.free, slot)
-		l.seen[u.ID] = seenRec{ident: ident, full: full, to: u.ToMs, open: -1}
+		l.open[i] = nil
+		l.free = append(l.free, i)
+		slot.seenRec = seenRec{ident: uint32(ident), full: full, aux: closedAux(u.ToMs)}
 		return Closed, nil
 	}
 	if u.FromMs < l.sealed {
 		return 0, &UsageError{ID: u.ID, Field: "fromMs", Msg: fmt.Sprintf("%s is before the seal at %s", FormatTime(u.FromMs), FormatTime(l.sealed)), Err: ErrSealed}
 	}
-	st := l.newState(&u)
+	st := l.newState(&u, line, node)
 	if u.Open() {
 		r := &openRec{meterState: st, id: u.ID}
 		r.keepLog = true
-		var slot int32
+		var i int32
 		if n := len(l.free); n > 0 {
-			slot = l.free[n-1]
+			i = l.free[n-1]
 			l.free = l.free[:n-1]
-			l.open[slot] = r
+			l.open[i] = r
 		} else {
-			slot = int32(len(l.open))
+			i = int32(len(l.open))
 			l.open = append(l.open, r)
 		}
-		l.seen[u.ID] = seenRec{ident: ident, full: full, open: slot}
+		l.seen.put(slot, key, seenRec{ident: uint32(ident), full: full, aux: openAux(i)})
 		l.opened(&r.meterState)
 		return Opened, nil
 	}
 	l.advance(&st, u.FromMs, u.ToMs)
-	l.seen[u.ID] = seenRec{ident: ident, full: full, to: u.ToMs, open: -1}
-	l.jobDone(st.job, u.ToMs)
+	l.seen.put(slot, key, seenRec{ident: uint32(ident), full: full, aux: closedAux(u.ToMs)})
+	l.jobOpen(st.job, 0, u.ToMs)
 	return Metered, nil
 }
 
@@ -185,11 +242,7 @@ func (l *Ledger) Seal(t int64) error {
 		}
 	}
 	l.sealed = t
-	for id, s := range l.seen {
-		if s.open < 0 && s.to <= t {
-			delete(l.seen, id)
-		}
-	}
+	l.seen.keep(func(s *seenRec) bool { return !s.closedBy(t) })
 	for i := range l.nodeInf {
 		n := &l.nodeInf[i]
 		if n.wide != nil {
@@ -201,7 +254,12 @@ func (l *Ledger) Seal(t int64) error {
 			}
 		}
 	}
-	l.pruneJobs(t)
+	moved := l.pruneJobs(t)
+	for _, r := range l.open {
+		if r != nil {
+			r.je = moved[r.je]
+		}
+	}
 	return nil
 }
 
@@ -234,6 +292,7 @@ func (l *Ledger) piece(st *meterState, x, y int64) {
 	if d := dayOf(x); d != st.day {
 		st.day, st.cumT, st.cumE, st.cumC, st.q = d, 0, u128{}, u128{}, Totals{}
 		st.bi = l.bucketAt(st.line, d)
+		st.month = MonthOf(x).Index()
 	}
 	t, e, c := l.exact(st, x, y)
 	st.cumT += t
@@ -252,15 +311,15 @@ func (l *Ledger) apply(st *meterState, x, y int64, sign int64) Totals {
 	delta := q
 	delta.sub(st.q)
 	st.q = q
-	b := &l.buckets[st.bi]
+	b := l.buckets.at(st.bi)
 	b.Totals.add(delta)
-	if b.hours != nil {
+	if hours := l.hoursOf(b); hours != nil {
 		if st.acct.budget > 0 {
-			st.acct.dirty[MonthOf(x).Index()] = true
+			st.acct.dirty[st.month] = true
 		}
 		for h := x; h < y; {
 			e := min(y, (hourOf(h)+1)*msPerHour)
-			b.hours[(h/msPerHour)%24] += sign * st.dm * (e - h)
+			hours[(h/msPerHour)%24] += sign * st.dm * (e - h)
 			h = e
 		}
 	}
@@ -369,6 +428,7 @@ func (l *Ledger) retract(st *meterState, c int64) {
 			st.day--
 			start := max(st.from, st.day*msPerDay)
 			st.bi = l.bucketAt(st.line, st.day)
+			st.month = MonthOf(start).Index()
 			st.cumT, st.cumE, st.cumC = l.exact(st, start, lo)
 			st.q = l.round(st)
 		}

@@ -195,8 +195,8 @@ func (l *Ledger) Report(q Query) (*Report, error) {
 		return f
 	}
 	sites := map[int][2]int64{} // site -> first and last day with usage
-	for i := range l.buckets {
-		b := &l.buckets[i]
+	for i := range l.buckets.len() {
+		b := l.buckets.at(i)
 		d := int64(b.day)
 		if d < fromDay || d >= toDay {
 			continue

@@ -126,7 +126,8 @@ const maxTimeMs = 7_258_118_400_000
 // maxField bounds the length of names.
 const maxField = 256
 
-// check validates what can be checked of a record on its own.
+// check validates what can be checked of a record on its own, but for
+// its type, tier and site (checkLine).
 func (l *Ledger) check(u *Usage) error {
 	if u.ID == "" {
 		return invalid(u, "id", "must not be empty")
@@ -141,17 +142,6 @@ func (l *Ledger) check(u *Usage) error {
 		if len(f.v) > maxField {
 			return invalid(u, f.name, "is longer than %d bytes", maxField)
 		}
-	}
-	if _, ok := l.typeIdx[u.Type]; !ok {
-		return invalid(u, "type", "%q is not in the catalog (want one of %s)", u.Type, strings.Join(l.cfg.Catalog.Names(), ", "))
-	}
-	if u.Tier != "" {
-		if _, err := ParseTier(u.Tier); err != nil {
-			return invalid(u, "tier", "%q: want one of %s, or empty for %s", u.Tier, strings.Join(tierNames[:], ", "), l.defTier)
-		}
-	}
-	if _, ok := l.siteIdx[u.Site]; !ok && l.defSite == nil {
-		return invalid(u, "site", "%q is not a known site (want one of %s)", u.Site, strings.Join(l.siteNames(), ", "))
 	}
 	if u.Gang < 0 || u.Replica < 0 || u.Gang > 1<<20 || u.Replica > 1<<20 {
 		return invalid(u, "gang", "gang %d, replica %d: want 0..%d", u.Gang, u.Replica, 1<<20)
@@ -188,42 +178,58 @@ func (l *Ledger) check(u *Usage) error {
 	return invalid(u, "end", "%q: want one of %s", u.End, strings.Join(EndReasons, ", "))
 }
 
+// checkLine validates a record's type, tier and site, which name its line
+// of the accounts.
+func (l *Ledger) checkLine(u *Usage) error {
+	if _, ok := l.typeIdx[u.Type]; !ok {
+		return invalid(u, "type", "%q is not in the catalog (want one of %s)", u.Type, strings.Join(l.cfg.Catalog.Names(), ", "))
+	}
+	if u.Tier != "" {
+		if _, err := ParseTier(u.Tier); err != nil {
+			return invalid(u, "tier", "%q: want one of %s, or empty for %s", u.Tier, strings.Join(tierNames[:], ", "), l.defTier)
+		}
+	}
+	if _, ok := l.siteIdx[u.Site]; !ok && l.defSite == nil {
+		return invalid(u, "site", "%q is not a known site (want one of %s)", u.Site, strings.Join(l.siteNames(), ", "))
+	}
+	if len(u.Tenant) > maxField || len(u.Queue) > maxField {
+		return invalid(u, "tenant", "tenant or queue is longer than %d bytes", maxField)
+	}
+	return nil
+}
+
 // fingerprints hash a record's identity (all but ToMs and End) and its
 // whole content, so that a replay can be told from a conflicting record
-// without keeping the record. FNV-1a, 64 bits.
-func fingerprints(u *Usage) (ident, full uint64) {
+// without keeping the record. Strings enter by their interned numbers
+// (the line stands for tenant, queue, tier, type and site), so the hash
+// mixes integers only.
+func (l *Ledger) fingerprints(u *Usage, line, node int32) (ident, full uint64) {
+	h := uint64(0x9e3779b97f4a7c15)
+	mix := func(x uint64) {
+		h ^= x
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 31
+	}
+	mix(uint64(line))
+	mix(uint64(node))
+	mix(uint64(l.kinds.id(u.Kind)))
+	mix(strHash(u.Job))
+	mix(uint64(u.Gang)<<32 | uint64(u.Replica))
+	mix(uint64(u.Devices)<<32 | uint64(u.Milli))
+	mix(u.DeviceMask)
+	mix(uint64(u.FromMs))
+	ident = h
+	mix(uint64(u.ToMs))
+	mix(strHash(u.End))
+	return ident, h
+}
+
+// strHash is FNV-1a, 64 bits.
+func strHash(s string) uint64 {
 	h := uint64(14695981039346656037)
-	str := func(s string) {
-		for i := 0; i < len(s); i++ {
-			h ^= uint64(s[i])
-			h *= 1099511628211
-		}
-		h ^= 0xff
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
 		h *= 1099511628211
 	}
-	num := func(x uint64) {
-		for range 8 {
-			h ^= x & 0xff
-			h *= 1099511628211
-			x >>= 8
-		}
-	}
-	str(u.Job)
-	str(u.Tenant)
-	str(u.Queue)
-	str(u.Kind)
-	str(u.Type)
-	str(u.Tier)
-	str(u.Site)
-	str(u.Node)
-	num(uint64(u.Gang))
-	num(uint64(u.Replica))
-	num(uint64(u.Devices))
-	num(uint64(u.Milli))
-	num(u.DeviceMask)
-	num(uint64(u.FromMs))
-	ident = h
-	num(uint64(u.ToMs))
-	str(u.End)
-	return ident, h
+	return h
 }
