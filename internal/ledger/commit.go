@@ -171,12 +171,20 @@ func (l *Ledger) CommitmentBoundaries(from, to int64) []int64 {
 // hour's totals, never on the order records were metered in.
 
 // coverGroup is one tenant's committed-tier lines of one type and the
-// commitments that may cover them.
+// commitments that may cover them, with the lines and commitments of each
+// site worked out once.
 type coverGroup struct {
 	tenant  int32
 	typ     int
 	lines   []int32
 	commits []*commitment
+	sites   []coverSite
+	anyC    []int // commitments valid at any site
+}
+
+type coverSite struct {
+	lines   []int // indexes into coverGroup.lines
+	commits []int // indexes into coverGroup.commits
 }
 
 // coverGroups returns the groups of a tenant (all tenants when tenant is
@@ -215,15 +223,51 @@ func (l *Ledger) coverGroups(tenant int32) []*coverGroup {
 		}
 		return out[i].typ < out[j].typ
 	})
+	for _, g := range out {
+		bySite := map[int]int{}
+		for i, ln := range g.lines {
+			s := int(l.lines[ln].key.site)
+			k, ok := bySite[s]
+			if !ok {
+				k = len(g.sites)
+				bySite[s] = k
+				g.sites = append(g.sites, coverSite{})
+			}
+			g.sites[k].lines = append(g.sites[k].lines, i)
+		}
+		for j, c := range g.commits {
+			if c.site < 0 {
+				g.anyC = append(g.anyC, j)
+			} else if k, ok := bySite[c.site]; ok {
+				g.sites[k].commits = append(g.sites[k].commits, j)
+			}
+		}
+	}
 	return out
 }
 
-// cover is the settlement of one group over one day.
+// cover is the settlement of one group over one day, and the scratch
+// space of settling it.
 type cover struct {
 	covered, overage []int64 // per line of the group
 	ovgCharge        []Money // per line: overage at the on-demand rate, rounded once for the day
 	commitCovered    []int64 // per commitment of the group
 	hasUsage         bool
+
+	hours                  []*[24]int64
+	u, caps, lineCov, rem  []int64
+	commitCov, siteRem, ws []int64
+	share                  []int64
+	rems                   []uint64
+}
+
+func resize(s []int64, n int) []int64 {
+	if cap(s) < n {
+		return make([]int64, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // coverDay settles a group's day.
@@ -236,150 +280,180 @@ func (l *Ledger) coverDay(g *coverGroup, day int64, cv *cover) {
 		cv.ovgCharge = make([]Money, nl)
 	}
 	cv.ovgCharge = cv.ovgCharge[:nl]
-	hours := make([]*[24]int64, nl)
+	clear(cv.ovgCharge)
+	if cap(cv.hours) < nl {
+		cv.hours = make([]*[24]int64, nl)
+	}
+	cv.hours = cv.hours[:nl]
 	cv.hasUsage = false
 	for i, ln := range g.lines {
+		cv.hours[i] = nil
 		if bi, ok := l.bucketOf(ln, day); ok {
-			hours[i] = l.hoursOf(l.buckets.at(bi))
+			cv.hours[i] = l.hoursOf(l.buckets.at(bi))
 			cv.hasUsage = true
 		}
 	}
 	if !cv.hasUsage {
 		return
 	}
-	sites := make([]int, nl)
-	for i, ln := range g.lines {
-		sites[i] = int(l.lines[ln].key.site)
+	ds, de := day*msPerDay, (day+1)*msPerDay
+	active := false
+	for _, c := range g.commits {
+		if c.StartMs < de && c.EndMs > ds {
+			active = true
+			break
+		}
 	}
-	u := make([]int64, nl)
-	caps := make([]int64, nc)
-	for h := range 24 {
-		hs := day*msPerDay + int64(h)*msPerHour
-		any := false
-		for i := range u {
-			u[i] = 0
-			if hours[i] != nil {
-				u[i] = hours[i][h]
-				any = any || u[i] > 0
+	if !active {
+		// Nothing can cover it: all overage.
+		for i, h := range cv.hours {
+			if h != nil {
+				for _, x := range h {
+					cv.overage[i] += x
+				}
 			}
 		}
-		if !any {
-			continue
-		}
-		for j, c := range g.commits {
-			caps[j] = c.capIn(hs, hs+msPerHour)
-		}
-		lineCov, commitCov := settleHour(u, sites, caps, g.commits)
-		for i := range u {
-			cv.covered[i] += lineCov[i]
-			cv.overage[i] += u[i] - lineCov[i]
-		}
-		for j := range commitCov {
-			cv.commitCovered[j] += commitCov[j]
+	} else {
+		cv.u = resize(cv.u, nl)
+		cv.caps = resize(cv.caps, nc)
+		for h := range 24 {
+			hs := ds + int64(h)*msPerHour
+			any := false
+			for i := range cv.u {
+				cv.u[i] = 0
+				if cv.hours[i] != nil {
+					cv.u[i] = cv.hours[i][h]
+					any = any || cv.u[i] > 0
+				}
+			}
+			if !any {
+				continue
+			}
+			for j, c := range g.commits {
+				cv.caps[j] = c.capIn(hs, hs+msPerHour)
+			}
+			cv.settleHour(g)
+			for i := range cv.u {
+				cv.covered[i] += cv.lineCov[i]
+				cv.overage[i] += cv.u[i] - cv.lineCov[i]
+			}
+			for j := range cv.commitCov {
+				cv.commitCovered[j] += cv.commitCov[j]
+			}
 		}
 	}
 	for i, ln := range g.lines {
+		if cv.overage[i] == 0 {
+			continue
+		}
 		k := l.lines[ln].key
 		rate := l.sites[k.site].rates[k.typ][OnDemand]
 		cv.ovgCharge[i] = Money(roundDiv(mul64(uint64(rate), uint64(cv.overage[i])), chargeDiv, 0))
 	}
 }
 
-func resize(s []int64, n int) []int64 {
-	if cap(s) < n {
-		return make([]int64, n)
-	}
-	s = s[:n]
-	clear(s)
-	return s
-}
-
-// settleHour covers an hour's usage u (per line, at sites) by commitments
-// of capacity caps: site commitments first, then any-site ones.
-func settleHour(u []int64, sites []int, caps []int64, commits []*commitment) (lineCov, commitCov []int64) {
-	lineCov = make([]int64, len(u))
-	commitCov = make([]int64, len(caps))
-	rem := make([]int64, len(u)) // per line, after site commitments
-	var siteOrder []int
-	seen := map[int]bool{}
-	for _, s := range sites {
-		if !seen[s] {
-			seen[s] = true
-			siteOrder = append(siteOrder, s)
-		}
-	}
-	siteRem := make([]int64, len(siteOrder))
-	for k, s := range siteOrder {
+// settleHour covers an hour's usage cv.u (per line) by commitments of
+// capacity cv.caps: each site's commitments first, then any-site ones. It
+// leaves the covered time per line in cv.lineCov and per commitment in
+// cv.commitCov.
+func (cv *cover) settleHour(g *coverGroup) {
+	cv.lineCov = resize(cv.lineCov, len(cv.u))
+	cv.rem = resize(cv.rem, len(cv.u))
+	cv.commitCov = resize(cv.commitCov, len(cv.caps))
+	cv.siteRem = resize(cv.siteRem, len(g.sites))
+	for k, site := range g.sites {
 		var us, cs int64
-		var lw, cw []int64
-		var li, ci []int
-		for i := range u {
-			if sites[i] == s {
-				us += u[i]
-				lw = append(lw, u[i])
-				li = append(li, i)
-			}
+		for _, i := range site.lines {
+			us += cv.u[i]
 		}
-		for j, c := range commits {
-			if c.site == s {
-				cs += caps[j]
-				cw = append(cw, caps[j])
-				ci = append(ci, j)
-			}
+		for _, j := range site.commits {
+			cs += cv.caps[j]
 		}
-		cov := min(us, cs)
-		if cov > 0 {
-			ls, _ := Apportion(cov, lw)
-			for n, i := range li {
-				lineCov[i] = ls[n]
-			}
-			cs2, _ := Apportion(cov, cw)
-			for n, j := range ci {
-				commitCov[j] += cs2[n]
-			}
+		if cov := min(us, cs); cov > 0 {
+			cv.split(cov, site.lines, cv.u, cv.lineCov)
+			cv.split(cov, site.commits, cv.caps, cv.commitCov)
 		}
-		for _, i := range li {
-			rem[i] = u[i] - lineCov[i]
-			siteRem[k] += rem[i]
+		for _, i := range site.lines {
+			cv.rem[i] = cv.u[i] - cv.lineCov[i]
+			cv.siteRem[k] += cv.rem[i]
 		}
 	}
 	var anyCap, remSum int64
-	var aw []int64
-	var ai []int
-	for j, c := range commits {
-		if c.site < 0 {
-			anyCap += caps[j]
-			aw = append(aw, caps[j])
-			ai = append(ai, j)
-		}
+	for _, j := range g.anyC {
+		anyCap += cv.caps[j]
 	}
-	for _, r := range siteRem {
+	for _, r := range cv.siteRem {
 		remSum += r
 	}
 	covA := min(anyCap, remSum)
 	if covA == 0 {
-		return lineCov, commitCov
+		return
 	}
-	perSite, _ := Apportion(covA, siteRem)
-	for k, s := range siteOrder {
-		var lw []int64
-		var li []int
-		for i := range u {
-			if sites[i] == s {
-				lw = append(lw, rem[i])
-				li = append(li, i)
+	perSite := apportionInto(&cv.share, &cv.rems, covA, cv.siteRem)
+	for k, site := range g.sites {
+		if perSite[k] > 0 {
+			cv.split(perSite[k], site.lines, cv.rem, cv.lineCov)
+		}
+	}
+	cv.split(covA, g.anyC, cv.caps, cv.commitCov)
+}
+
+// split adds to dst[idx[n]] the shares of total in proportion to
+// weights[idx[n]].
+func (cv *cover) split(total int64, idx []int, weights, dst []int64) {
+	cv.ws = cv.ws[:0]
+	for _, i := range idx {
+		cv.ws = append(cv.ws, weights[i])
+	}
+	shares := apportionInto(&cv.share, &cv.rems, total, cv.ws)
+	for n, i := range idx {
+		dst[i] += shares[n]
+	}
+}
+
+// apportionInto is Apportion for a non-negative total and small weights
+// that fit the quota in 128 bits, without allocating: the same shares,
+// with the leftover units going to the largest remainders, ties to the
+// earlier weight.
+func apportionInto(out *[]int64, rems *[]uint64, total int64, weights []int64) []int64 {
+	n := len(weights)
+	*out = resize(*out, n)
+	if cap(*rems) < n {
+		*rems = make([]uint64, n)
+	}
+	*rems = (*rems)[:n]
+	shares, rs := *out, *rems
+	var sum uint64
+	for _, w := range weights {
+		if w > 0 {
+			sum += uint64(w)
+		}
+	}
+	if total <= 0 || sum == 0 {
+		return shares
+	}
+	var given uint64
+	for i, w := range weights {
+		rs[i] = 0
+		if w <= 0 {
+			continue
+		}
+		q, r := mul64(uint64(total), uint64(w)).divmod(sum)
+		shares[i] = q.int64()
+		given += q.lo
+		rs[i] = r + 1 // 0 marks a weight that takes no leftover
+	}
+	for left := uint64(total) - given; left > 0; left-- {
+		best := -1
+		for i, r := range rs {
+			if r > 0 && (best < 0 || r > rs[best]) {
+				best = i
 			}
 		}
-		ls, _ := Apportion(perSite[k], lw)
-		for n, i := range li {
-			lineCov[i] += ls[n]
-		}
+		shares[best]++
+		rs[best] = 0
 	}
-	cs, _ := Apportion(covA, aw)
-	for n, j := range ai {
-		commitCov[j] += cs[n]
-	}
-	return lineCov, commitCov
+	return shares
 }
 
 // overageCharge returns a tenant's committed-tier overage charges for the

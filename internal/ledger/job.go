@@ -146,8 +146,13 @@ func (l *Ledger) jobEntry(st *meterState, u *Usage) {
 	st.je = l.jobs.entry(h, int32(u.Gang), int32(u.Replica), st.line)
 }
 
-func (l *Ledger) jobAdd(st *meterState, d Totals) {
-	l.jobs.entries.at(st.je).Totals.add(d)
+// flushJob adds what a record metered since the last flush to its job's
+// usage: once per metering call, not once per piece.
+func (l *Ledger) flushJob(st *meterState) {
+	if st.jd != (Totals{}) {
+		l.jobs.entries.at(st.je).Totals.add(st.jd)
+		st.jd = Totals{}
+	}
 }
 
 // jobOpen counts a job's open records up or down, and notes its end.

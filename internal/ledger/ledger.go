@@ -24,8 +24,8 @@ type Ledger struct {
 	kinds   names
 	nodeInf []nodeInfo
 
-	lines   []lineInfo
-	lineIdx map[lineKey]int32
+	lines    []lineInfo
+	lineIdx  map[lineKey]int32
 	queueIdx map[string]*queueLines
 
 	// seen holds every record ID fed, open or closed, by a 128-bit hash
@@ -88,6 +88,10 @@ type lineInfo struct {
 	// when it has none.
 	base int64
 	days []int32
+	// The day last looked up and 1 + its bucket: records of a line come
+	// close together in time.
+	lastDay int64
+	lastIdx int32
 }
 
 // idKey is the FNV-1a 128-bit hash of a record ID: collisions among a
@@ -186,7 +190,6 @@ func (t Totals) FacilityKWh() float64 { return float64(t.FacilityMJ) / 3.6e9 }
 // CarbonKg returns carbon in kilograms of CO2e.
 func (t Totals) CarbonKg() float64 { return float64(t.CarbonMg) / 1e6 }
 
-
 // New builds a ledger.
 func New(cfg Config) (*Ledger, error) {
 	types, byType, cur, defTier, err := cfg.resolve()
@@ -197,7 +200,7 @@ func New(cfg Config) (*Ledger, error) {
 		cfg: cfg, cur: cur, types: types, typeIdx: byType, defTier: defTier,
 		siteIdx: map[string]int{}, lineIdx: map[lineKey]int32{}, queueIdx: map[string]*queueLines{},
 		acct: map[int32]*account{},
-		ttl: cfg.SampleTTLMs,
+		ttl:  cfg.SampleTTLMs,
 	}
 	if l.ttl == 0 {
 		l.ttl = DefaultSampleTTLMs
@@ -276,7 +279,11 @@ func (l *Ledger) line(k lineKey) int32 {
 // bucketOf returns the index of a line's bucket for a day, if it has one.
 func (l *Ledger) bucketOf(line int32, day int64) (int32, bool) {
 	li := &l.lines[line]
+	if day == li.lastDay && li.lastIdx != 0 {
+		return li.lastIdx - 1, true
+	}
 	if i := day - li.base; i >= 0 && i < int64(len(li.days)) && li.days[i] != 0 {
+		li.lastDay, li.lastIdx = day, li.days[i]
 		return li.days[i] - 1, true
 	}
 	return 0, false

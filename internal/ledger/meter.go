@@ -32,11 +32,12 @@ type meterState struct {
 	pos   int64 // metered up to
 	day   int64
 	month int64 // Month.Index of day
-	bi   int32 // bucket of day
-	cumT int64
-	cumE u128
-	cumC u128
-	q    Totals // the rounded day totals so far
+	bi    int32 // bucket of day
+	cumT  int64
+	cumE  u128
+	cumC  u128
+	q     Totals // the rounded day totals so far
+	jd    Totals // change not yet added to the job's usage (flushJob)
 
 	keepLog bool
 	log     []burn
@@ -281,6 +282,7 @@ func (l *Ledger) advance(st *meterState, from, to int64) {
 		l.piece(st, x, y)
 		x = y
 	}
+	l.flushJob(st)
 	st.pos = to
 	if n := &l.nodeInf[st.node]; n.horizon < to {
 		n.horizon = to
@@ -323,7 +325,7 @@ func (l *Ledger) apply(st *meterState, x, y int64, sign int64) Totals {
 			h = e
 		}
 	}
-	l.jobAdd(st, delta)
+	st.jd.add(delta)
 	return delta
 }
 
@@ -433,4 +435,5 @@ func (l *Ledger) retract(st *meterState, c int64) {
 			st.q = l.round(st)
 		}
 	}
+	l.flushJob(st)
 }

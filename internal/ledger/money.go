@@ -1,7 +1,9 @@
 package ledger
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -189,7 +191,7 @@ func Apportion(total int64, weights []int64) (shares []int64, ok bool) {
 		rems = append(rems, rem{i, r})
 	}
 	left := t - given
-	sort.SliceStable(rems, func(a, b int) bool { return rems[a].r > rems[b].r })
+	slices.SortStableFunc(rems, func(a, b rem) int { return cmp.Compare(b.r, a.r) })
 	for k := uint64(0); k < left; k++ {
 		out[rems[k].i]++
 	}

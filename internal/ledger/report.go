@@ -154,16 +154,27 @@ func (r *Report) Totals() Row {
 // fine is a row at the finest grain: a line (Used), a commitment at a site
 // (IdleReserved) or a type at a site (Idle), in one period.
 type fine struct {
-	period int
+	period int32
 	kind   RowKind
 	line   int32
-	commit int // index into l.commits
-	typ    int
-	site   int // -1: any (an any-site commitment with no capacity given)
-	Row
+	commit int32 // index into l.commits
+	typ    int32
+	site   int32 // -1: any (an any-site commitment with no capacity given)
+	Totals
+	covered, overage int64
+	ovgCharge, asset Money
 }
 
-// Report makes a chargeback report.
+// Report makes a chargeback report. It reads the day buckets metering
+// filled (it meters nothing again), settles committed-tier usage per hour
+// against commitments, and attributes the fleet's cost when the capacity
+// is given:
+//
+//  1. usage: the buckets of the range, per period and line;
+//  2. coverage: committed-tier time per hour against the commitments,
+//     and what they left idle;
+//  3. attribution of the fleet's asset cost (or idle reserved rows alone);
+//  4. grouping by the asked dimensions.
 func (l *Ledger) Report(q Query) (*Report, error) {
 	periods, err := l.periods(q)
 	if err != nil {
@@ -175,52 +186,85 @@ func (l *Ledger) Report(q Query) (*Report, error) {
 	}
 	rep := &Report{Query: q, Currency: l.cur}
 	fromDay, toDay := dayOf(q.FromMs), dayOf(q.ToMs)
-	periodOfDay := func(d int64) int {
-		t := d * msPerDay
-		return sort.Search(len(periods), func(i int) bool { return periods[i][1] > t })
+	// Periods are days or months; a day's period, found once per day.
+	dayPeriod := make([]int32, toDay-fromDay)
+	for p, pr := range periods {
+		for d := dayOf(pr[0]); d < dayOf(pr[1]); d++ {
+			dayPeriod[d-fromDay] = int32(p)
+		}
 	}
 
-	// 1. Usage: the day buckets of the range, per period and line.
-	var rows []*fine
-	used := map[[2]int64]*fine{} // (period, line)
-	usedRow := func(p int, line int32) *fine {
-		k := [2]int64{int64(p), int64(line)}
-		f := used[k]
-		if f == nil {
-			lk := l.lines[line].key
-			f = &fine{period: p, kind: Used, line: line, typ: int(lk.typ), site: int(lk.site)}
-			used[k] = f
-			rows = append(rows, f)
-		}
-		return f
+	// 1. Usage.
+	var rows []fine
+	nl := int64(len(l.lines))
+	dense := int64(len(periods))*nl <= 1<<24
+	var usedDense []int32 // [period x lines + line] = 1 + row
+	usedMap := map[int64]int32{}
+	if dense {
+		usedDense = make([]int32, int64(len(periods))*nl)
 	}
-	sites := map[int][2]int64{} // site -> first and last day with usage
+	usedRow := func(p int32, line int32) *fine {
+		k := int64(p)*nl + int64(line)
+		var i int32
+		if dense {
+			i = usedDense[k]
+		} else {
+			i = usedMap[k]
+		}
+		if i == 0 {
+			lk := l.lines[line].key
+			rows = append(rows, fine{period: p, kind: Used, line: line, commit: -1, typ: lk.typ, site: lk.site})
+			i = int32(len(rows))
+			if dense {
+				usedDense[k] = i
+			} else {
+				usedMap[k] = i
+			}
+		}
+		return &rows[i-1]
+	}
+	// Committed-tier lines with no commitment to cover them are all
+	// overage, settled here bucket by bucket; the others in step 2.
+	groups := l.coverGroups(-1)
+	uncovered := make([]bool, len(l.lines))
+	for _, g := range groups {
+		if len(g.commits) == 0 {
+			for _, ln := range g.lines {
+				uncovered[ln] = true
+			}
+		}
+	}
+	spans := make([][2]int64, len(l.sites)) // first and last day with usage, +1
 	for i := range l.buckets.len() {
 		b := l.buckets.at(i)
 		d := int64(b.day)
 		if d < fromDay || d >= toDay {
 			continue
 		}
-		f := usedRow(periodOfDay(d), b.line)
+		f := usedRow(dayPeriod[d-fromDay], b.line)
 		f.Totals.add(b.Totals)
-		s := int(l.lines[b.line].key.site)
-		span, ok := sites[s]
-		if !ok {
-			span = [2]int64{d, d}
+		if uncovered[b.line] && b.MilliMs != 0 {
+			k := l.lines[b.line].key
+			f.overage += b.MilliMs
+			f.ovgCharge += Money(roundDiv(mul64(uint64(l.sites[k.site].rates[k.typ][OnDemand]), uint64(b.MilliMs)), chargeDiv, 0))
 		}
-		sites[s] = [2]int64{min(span[0], d), max(span[1], d)}
+		sp := &spans[l.lines[b.line].key.site]
+		if sp[1] == 0 {
+			*sp = [2]int64{d + 1, d + 1}
+		}
+		sp[0], sp[1] = min(sp[0], d+1), max(sp[1], d+1)
 	}
-	l.carbonWarnings(rep, sites)
+	l.carbonWarnings(rep, spans)
 
-	// 2. Coverage of committed-tier usage, and what commitments left idle.
+	// 2. Coverage.
 	commitCov := map[[2]int]int64{} // (period, commitment) -> covered
 	commitIdx := map[*commitment]int{}
 	for i, c := range l.commits {
 		commitIdx[c] = i
 	}
 	var cv cover
-	for _, g := range l.coverGroups(-1) {
-		if len(g.lines) == 0 {
+	for _, g := range groups {
+		if len(g.lines) == 0 || len(g.commits) == 0 {
 			continue
 		}
 		for d := fromDay; d < toDay; d++ {
@@ -228,18 +272,20 @@ func (l *Ledger) Report(q Query) (*Report, error) {
 			if !cv.hasUsage {
 				continue
 			}
-			p := periodOfDay(d)
+			p := dayPeriod[d-fromDay]
 			for i, ln := range g.lines {
 				if cv.covered[i] == 0 && cv.overage[i] == 0 {
 					continue
 				}
 				f := usedRow(p, ln)
-				f.Covered += cv.covered[i]
-				f.Overage += cv.overage[i]
-				f.OverageCharge += cv.ovgCharge[i]
+				f.covered += cv.covered[i]
+				f.overage += cv.overage[i]
+				f.ovgCharge += cv.ovgCharge[i]
 			}
 			for j, c := range g.commits {
-				commitCov[[2]int{p, commitIdx[c]}] += cv.commitCovered[j]
+				if cv.commitCovered[j] != 0 {
+					commitCov[[2]int{int(p), commitIdx[c]}] += cv.commitCovered[j]
+				}
 			}
 		}
 	}
@@ -254,19 +300,19 @@ func (l *Ledger) Report(q Query) (*Report, error) {
 		}
 	}
 
-	// 3. Attribution of the fleet's cost, or reserved rows alone.
+	// 3. Attribution, or reserved rows alone.
 	if len(q.Capacity) > 0 {
 		rows = l.attribute(rep, periods, caps, rows, reserved)
 	} else {
 		for _, k := range sortedKeys(reserved) {
 			c := l.commits[k[1]]
 			if reserved[k] > 0 {
-				rows = append(rows, &fine{period: k[0], kind: IdleReserved, commit: k[1], typ: c.typ, site: c.site, Row: Row{Totals: Totals{MilliMs: reserved[k]}}})
+				rows = append(rows, fine{period: int32(k[0]), kind: IdleReserved, line: -1, commit: int32(k[1]), typ: int32(c.typ), site: int32(c.site), Totals: Totals{MilliMs: reserved[k]}})
 			}
 		}
 	}
 
-	// 4. Group by the asked dimensions.
+	// 4. Grouping.
 	rep.Rows = l.group(q, periods, rows)
 	return rep, nil
 }
@@ -349,10 +395,10 @@ func (l *Ledger) capacities(q Query, periods [][2]int64) (map[[3]int]int64, erro
 // by their accelerator-time, with the largest remainder method: the shares
 // add up to the cost exactly. An any-site commitment's idle capacity is
 // placed at the type's sites in proportion to their unreserved idle time.
-func (l *Ledger) attribute(rep *Report, periods [][2]int64, caps map[[3]int]int64, rows []*fine, reserved map[[2]int]int64) []*fine {
+func (l *Ledger) attribute(rep *Report, periods [][2]int64, caps map[[3]int]int64, rows []fine, reserved map[[2]int]int64) []fine {
 	type cell struct {
-		used     []*fine
-		reserved []*fine
+		used     []int // indexes into rows
+		reserved []int
 		usedMs   int64
 		resMs    int64
 		capMs    int64
@@ -367,13 +413,19 @@ func (l *Ledger) attribute(rep *Report, periods [][2]int64, caps map[[3]int]int6
 		}
 		return c
 	}
-	for _, f := range rows {
-		c := get(f.period, f.typ, f.site)
-		c.used = append(c.used, f)
+	for i := range rows {
+		f := &rows[i]
+		c := get(int(f.period), int(f.typ), int(f.site))
+		c.used = append(c.used, i)
 		c.usedMs += f.MilliMs
 	}
 	for k, ms := range caps {
 		get(k[0], k[1], k[2]).capMs = ms
+	}
+	addReserved := func(cl *cell, f fine) {
+		rows = append(rows, f)
+		cl.reserved = append(cl.reserved, len(rows)-1)
+		cl.resMs += f.MilliMs
 	}
 	anyRes := map[[2]int][]int{} // (period, type) -> any-site commitments
 	for _, k := range sortedKeys(reserved) {
@@ -386,11 +438,7 @@ func (l *Ledger) attribute(rep *Report, periods [][2]int64, caps map[[3]int]int6
 			anyRes[[2]int{k[0], c.typ}] = append(anyRes[[2]int{k[0], c.typ}], k[1])
 			continue
 		}
-		cl := get(k[0], c.typ, c.site)
-		f := &fine{period: k[0], kind: IdleReserved, commit: k[1], typ: c.typ, site: c.site, Row: Row{Totals: Totals{MilliMs: ms}}}
-		cl.reserved = append(cl.reserved, f)
-		cl.resMs += ms
-		rows = append(rows, f)
+		addReserved(get(k[0], c.typ, c.site), fine{period: int32(k[0]), kind: IdleReserved, line: -1, commit: int32(k[1]), typ: int32(c.typ), site: int32(c.site), Totals: Totals{MilliMs: ms}})
 	}
 	// Place any-site reservations where capacity is free.
 	for _, pt := range sortedKeys2(anyRes) {
@@ -427,13 +475,9 @@ func (l *Ledger) attribute(rep *Report, periods [][2]int64, caps map[[3]int]int6
 			split, _ := Apportion(perSite[n], wants)
 			cl := cells[[3]int{pt[0], pt[1], s}]
 			for i, ci := range commits {
-				if split[i] == 0 {
-					continue
+				if split[i] != 0 {
+					addReserved(cl, fine{period: int32(pt[0]), kind: IdleReserved, line: -1, commit: int32(ci), typ: int32(pt[1]), site: int32(s), Totals: Totals{MilliMs: split[i]}})
 				}
-				f := &fine{period: pt[0], kind: IdleReserved, commit: ci, typ: pt[1], site: s, Row: Row{Totals: Totals{MilliMs: split[i]}}}
-				cl.reserved = append(cl.reserved, f)
-				cl.resMs += split[i]
-				rows = append(rows, f)
 			}
 		}
 	}
@@ -473,33 +517,33 @@ func (l *Ledger) attribute(rep *Report, periods [][2]int64, caps map[[3]int]int6
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s %s at %s: idle reserved capacity of %.3f accelerator-hours is above the %.3f left by usage; it is cut to fit",
 				when, l.types[typ].name, l.siteName(site), float64(c.resMs)/(1000*msPerHour), float64(room)/(1000*msPerHour)))
 			ws := make([]int64, len(c.reserved))
-			for i, f := range c.reserved {
-				ws[i] = f.MilliMs
+			for i, r := range c.reserved {
+				ws[i] = rows[r].MilliMs
 			}
 			fit, _ := Apportion(room, ws)
 			c.resMs = room
-			for i, f := range c.reserved {
-				f.MilliMs = fit[i]
+			for i, r := range c.reserved {
+				rows[r].MilliMs = fit[i]
 			}
 		}
 		idle := max(0, c.capMs-c.usedMs-c.resMs)
 		weights := make([]int64, 0, len(c.used)+len(c.reserved)+1)
-		for _, f := range c.used {
-			weights = append(weights, f.MilliMs)
+		for _, r := range c.used {
+			weights = append(weights, rows[r].MilliMs)
 		}
-		for _, f := range c.reserved {
-			weights = append(weights, f.MilliMs)
+		for _, r := range c.reserved {
+			weights = append(weights, rows[r].MilliMs)
 		}
 		weights = append(weights, idle)
 		shares, _ := Apportion(int64(cost), weights)
-		for i, f := range c.used {
-			f.Asset = Money(shares[i])
+		for i, r := range c.used {
+			rows[r].asset = Money(shares[i])
 		}
-		for i, f := range c.reserved {
-			f.Asset = Money(shares[len(c.used)+i])
+		for i, r := range c.reserved {
+			rows[r].asset = Money(shares[len(c.used)+i])
 		}
 		if idle > 0 || shares[len(shares)-1] != 0 {
-			rows = append(rows, &fine{period: p, kind: Idle, typ: typ, site: site, Row: Row{Totals: Totals{MilliMs: idle}, Asset: Money(shares[len(shares)-1])}})
+			rows = append(rows, fine{period: int32(p), kind: Idle, line: -1, commit: -1, typ: int32(typ), site: int32(site), Totals: Totals{MilliMs: idle}, asset: Money(shares[len(shares)-1])})
 		}
 	}
 	return rows
@@ -526,94 +570,152 @@ func (l *Ledger) siteName(s int) string {
 	return l.sites[s].name
 }
 
-// group projects the fine rows onto the query's dimensions and sorts them.
-func (l *Ledger) group(q Query, periods [][2]int64, rows []*fine) []Row {
+// group projects the fine rows onto the query's dimensions and sorts them
+// by period, kind and names.
+func (l *Ledger) group(q Query, periods [][2]int64, rows []fine) []Row {
 	var by [numDims]bool
 	for _, d := range q.By {
 		by[d] = true
 	}
 	type key struct {
-		period                   int
-		kind                     RowKind
-		tenant, queue, tier, typ string
-		site, commit             string
+		period                           int32
+		kind                             RowKind
+		tier                             int8
+		tenant, queue, typ, site, commit int32
 	}
 	idx := map[key]int{}
+	var keys []key
 	var out []Row
-	for _, f := range rows {
-		if f.Totals == (Totals{}) && f.Covered == 0 && f.Overage == 0 && f.Asset == 0 {
+	for i := range rows {
+		f := &rows[i]
+		if f.Totals == (Totals{}) && f.covered == 0 && f.overage == 0 && f.asset == 0 {
 			continue // a day cut back to nothing
 		}
-		k := key{period: f.period, kind: f.kind}
+		k := key{period: f.period, kind: f.kind, tier: -1, tenant: -1, queue: -1, typ: -1, site: -1, commit: -1}
 		switch f.kind {
 		case Used:
 			lk := l.lines[f.line].key
 			if by[ByTenant] {
-				k.tenant = l.tenants.s[lk.tenant]
+				k.tenant = lk.tenant
 			}
 			if by[ByQueue] {
-				k.queue = l.queues.s[lk.queue]
+				k.queue = lk.queue
 			}
 			if by[ByTier] {
-				k.tier = lk.tier.String()
+				k.tier = int8(lk.tier)
 			}
 		case IdleReserved:
 			c := l.commits[f.commit]
 			if by[ByTenant] {
-				k.tenant = c.Tenant
-				k.commit = c.ID
+				k.tenant = c.tenant
+				k.commit = f.commit
 			}
 			if by[ByTier] {
-				k.tier = Committed.String()
+				k.tier = int8(Committed)
 			}
 		}
 		if by[ByType] {
-			k.typ = l.types[f.typ].name
+			k.typ = f.typ
 		}
 		if by[BySite] {
-			k.site = l.siteName(f.site)
+			k.site = f.site
 		}
-		i, ok := idx[k]
+		j, ok := idx[k]
 		if !ok {
-			i = len(out)
-			idx[k] = i
-			out = append(out, Row{Start: periods[k.period][0], End: periods[k.period][1], Kind: k.kind, Tenant: k.tenant, Queue: k.queue,
-				Tier: k.tier, Type: k.typ, Site: k.site, Commitment: k.commit})
+			j = len(out)
+			idx[k] = j
+			keys = append(keys, k)
+			r := Row{Start: periods[k.period][0], End: periods[k.period][1], Kind: k.kind}
+			if k.tenant >= 0 {
+				r.Tenant = l.tenants.s[k.tenant]
+			}
+			if k.queue >= 0 {
+				r.Queue = l.queues.s[k.queue]
+			}
+			if k.tier >= 0 {
+				r.Tier = Tier(k.tier).String()
+			}
+			if k.typ >= 0 {
+				r.Type = l.types[k.typ].name
+			}
+			if k.site >= 0 {
+				r.Site = l.sites[k.site].name
+			}
+			if k.commit >= 0 {
+				r.Commitment = l.commits[k.commit].ID
+			}
+			out = append(out, r)
 		}
-		r := &out[i]
+		r := &out[j]
 		r.Totals.add(f.Totals)
-		r.Covered += f.Covered
-		r.Overage += f.Overage
-		r.OverageCharge += f.OverageCharge
-		r.Asset += f.Asset
+		r.Covered += f.covered
+		r.Overage += f.overage
+		r.OverageCharge += f.ovgCharge
+		r.Asset += f.asset
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := &out[i], &out[j]
-		if a.Start != b.Start {
-			return a.Start < b.Start
+	// Sort by names through their ranks, so that comparing rows compares
+	// integers.
+	rank := func(ss []string) []int32 {
+		order := make([]int, len(ss))
+		for i := range order {
+			order[i] = i
 		}
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
+		sort.SliceStable(order, func(a, b int) bool { return ss[order[a]] < ss[order[b]] })
+		r := make([]int32, len(ss))
+		for n, i := range order {
+			r[i] = int32(n)
 		}
-		for _, p := range [][2]string{{a.Tenant, b.Tenant}, {a.Queue, b.Queue}, {a.Tier, b.Tier}, {a.Type, b.Type}, {a.Site, b.Site}, {a.Commitment, b.Commitment}} {
-			if p[0] != p[1] {
-				return p[0] < p[1]
+		return r
+	}
+	typeNames := make([]string, len(l.types))
+	for i, t := range l.types {
+		typeNames[i] = t.name
+	}
+	commitIDs := make([]string, len(l.commits))
+	for i, c := range l.commits {
+		commitIDs[i] = c.ID
+	}
+	tr, qr, yr, sr, cr := rank(l.tenants.s), rank(l.queues.s), rank(typeNames), rank(l.siteNames()), rank(commitIDs)
+	at := func(r []int32, i int32) int32 {
+		if i < 0 {
+			return -1
+		}
+		return r[i]
+	}
+	type sortKey [8]int32
+	sk := make([]sortKey, len(keys))
+	for i, k := range keys {
+		// Tier names sort as committed < on-demand < spot, their order.
+		sk[i] = sortKey{k.period, int32(k.kind), at(tr, k.tenant), at(qr, k.queue), int32(k.tier), at(yr, k.typ), at(sr, k.site), at(cr, k.commit)}
+	}
+	order := make([]int, len(out))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		x, y := &sk[order[a]], &sk[order[b]]
+		for n := range x {
+			if x[n] != y[n] {
+				return x[n] < y[n]
 			}
 		}
 		return false
 	})
-	return out
+	sorted := make([]Row, len(out))
+	for n, i := range order {
+		sorted[n] = out[i]
+	}
+	return sorted
 }
 
 // carbonWarnings notes sites whose usage falls outside their carbon
 // series, where the nearest value was used.
-func (l *Ledger) carbonWarnings(rep *Report, sites map[int][2]int64) {
-	ids := make([]int, 0, len(sites))
-	for s := range sites {
-		ids = append(ids, s)
-	}
-	sort.Ints(ids)
-	for _, s := range ids {
+func (l *Ledger) carbonWarnings(rep *Report, spans [][2]int64) {
+	for s, sp := range spans {
+		if sp[1] == 0 {
+			continue
+		}
+		span := [2]int64{sp[0] - 1, sp[1] - 1}
 		ser := l.sites[s].carbon
 		if ser.Len() < 2 {
 			continue
@@ -621,7 +723,6 @@ func (l *Ledger) carbonWarnings(rep *Report, sites map[int][2]int64) {
 		first, last := ser.Span()
 		// The last step is taken to be as long as the one before it.
 		end := last + (last - ser.times[len(ser.times)-2])
-		span := sites[s]
 		if span[0]*msPerDay < first || (span[1]+1)*msPerDay > end {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("site %s: usage between %s and %s reaches outside its carbon series (%s to %s); the nearest value was used",
 				l.sites[s].name, FormatTime(span[0]*msPerDay), FormatTime((span[1]+1)*msPerDay), FormatTime(first), FormatTime(end)))
