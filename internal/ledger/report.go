@@ -195,7 +195,7 @@ func (l *Ledger) Report(q Query) (*Report, error) {
 	}
 
 	// 1. Usage.
-	var rows []fine
+	rows := make([]fine, 0, int(min(int64(l.buckets.len()), int64(len(periods))*int64(len(l.lines))))+len(l.commits)*len(periods))
 	nl := int64(len(l.lines))
 	dense := int64(len(periods))*nl <= 1<<24
 	var usedDense []int32 // [period x lines + line] = 1 + row
@@ -583,9 +583,9 @@ func (l *Ledger) group(q Query, periods [][2]int64, rows []fine) []Row {
 		tier                             int8
 		tenant, queue, typ, site, commit int32
 	}
-	idx := map[key]int{}
-	var keys []key
-	var out []Row
+	idx := make(map[key]int, len(rows))
+	keys := make([]key, 0, len(rows))
+	out := make([]Row, 0, len(rows))
 	for i := range rows {
 		f := &rows[i]
 		if f.Totals == (Totals{}) && f.covered == 0 && f.overage == 0 && f.asset == 0 {
