@@ -150,7 +150,7 @@ func (l *Ledger) jobEntry(st *meterState, u *Usage) {
 // usage: once per metering call, not once per piece.
 func (l *Ledger) flushJob(st *meterState) {
 	if st.jd != (Totals{}) {
-		l.jobs.entries.at(st.je).Totals.add(st.jd)
+		l.jobs.entries.at(st.je).add(st.jd)
 		st.jd = Totals{}
 	}
 }

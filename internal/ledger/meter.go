@@ -314,7 +314,7 @@ func (l *Ledger) apply(st *meterState, x, y int64, sign int64) Totals {
 	delta.sub(st.q)
 	st.q = q
 	b := l.buckets.at(st.bi)
-	b.Totals.add(delta)
+	b.add(delta)
 	if hours := l.hoursOf(b); hours != nil {
 		if st.acct.budget > 0 {
 			st.acct.dirty[st.month] = true

@@ -142,7 +142,7 @@ func (r *Report) Totals() Row {
 	var t Row
 	for i := range r.Rows {
 		x := &r.Rows[i]
-		t.Totals.add(x.Totals)
+		t.add(x.Totals)
 		t.Covered += x.Covered
 		t.Overage += x.Overage
 		t.OverageCharge += x.OverageCharge

@@ -35,7 +35,6 @@ func (x u128) mul(y uint64) u128 {
 	return u128{hi, lo}
 }
 
-func (x u128) less(y u128) bool { return x.hi < y.hi || x.hi == y.hi && x.lo < y.lo }
 
 func (x u128) isZero() bool { return x.hi == 0 && x.lo == 0 }
 
