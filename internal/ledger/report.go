@@ -242,7 +242,7 @@ func (l *Ledger) Report(q Query) (*Report, error) {
 			continue
 		}
 		f := usedRow(dayPeriod[d-fromDay], b.line)
-		f.Totals.add(b.Totals)
+		f.add(b.Totals)
 		if uncovered[b.line] && b.MilliMs != 0 {
 			k := l.lines[b.line].key
 			f.overage += b.MilliMs
@@ -647,7 +647,7 @@ func (l *Ledger) group(q Query, periods [][2]int64, rows []fine) []Row {
 			out = append(out, r)
 		}
 		r := &out[j]
-		r.Totals.add(f.Totals)
+		r.add(f.Totals)
 		r.Covered += f.covered
 		r.Overage += f.overage
 		r.OverageCharge += f.ovgCharge
