@@ -27,6 +27,8 @@ type Ledger struct {
 	lines    []lineInfo
 	lineIdx  map[lineKey]int32
 	queueIdx map[string]*queueLines
+	last     lastLine
+	lastNode lastNode
 
 	// seen holds every record ID fed, open or closed, by a 128-bit hash
 	// of the ID: a map without pointers, which the garbage collector

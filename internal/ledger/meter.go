@@ -62,6 +62,43 @@ type queueLines struct {
 // lineOf returns a record's line, checking its type, tier and site the
 // first time the line is seen.
 func (l *Ledger) lineOf(u *Usage) (int32, error) {
+	c := &l.last
+	if c.ok && u.Tenant == c.tenant && u.Queue == c.queue && u.Tier == c.tier && u.Type == c.typ && u.Site == c.site {
+		return c.line, nil
+	}
+	line, err := l.lookupLine(u)
+	if err == nil {
+		*c = lastLine{ok: true, tenant: u.Tenant, queue: u.Queue, tier: u.Tier, typ: u.Type, site: u.Site, line: line}
+	}
+	return line, err
+}
+
+// nodeID interns a node's name, remembering the last one.
+func (l *Ledger) nodeID(name string) int32 {
+	if l.lastNode.ok && name == l.lastNode.name {
+		return l.lastNode.id
+	}
+	id := l.nodes.id(name)
+	l.lastNode = lastNode{ok: true, name: name, id: id}
+	return id
+}
+
+type lastNode struct {
+	ok   bool
+	name string
+	id   int32
+}
+
+// lastLine remembers the line of the record fed last: the core emits a
+// gang's records together, and they share it (comparing strings that
+// share their bytes is cheaper than hashing them).
+type lastLine struct {
+	ok                             bool
+	tenant, queue, tier, typ, site string
+	line                           int32
+}
+
+func (l *Ledger) lookupLine(u *Usage) (int32, error) {
 	q := l.queueIdx[u.Queue]
 	if q != nil && q.tenant == u.Tenant {
 		tier, tierOK := l.defTier, true
@@ -140,7 +177,7 @@ func (l *Ledger) Add(u Usage) (Outcome, error) {
 	if err != nil {
 		return 0, err
 	}
-	node := l.nodes.id(u.Node)
+	node := l.nodeID(u.Node)
 	ident, full := l.fingerprints(&u, line, node)
 	key := idHash(u.ID)
 	slot, seen := l.seen.slot(key)
