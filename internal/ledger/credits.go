@@ -206,7 +206,10 @@ func (l *Ledger) SetBudget(b Budget) error {
 	if b.Monthly < 0 || b.Monthly > maxGrant {
 		return fmt.Errorf("budget for %q: monthly: %s: want 0..%s", b.Tenant, b.Monthly, maxGrant)
 	}
-	l.account(l.tenants.id(b.Tenant)).budget = b.Monthly
+	a := l.account(l.tenants.id(b.Tenant))
+	a.budget = b.Monthly
+	// The next Meter brings the month's overage up to date for it.
+	a.dirty[MonthOf(l.horizon).Index()] = true
 	return nil
 }
 
