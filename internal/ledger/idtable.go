@@ -1,19 +1,125 @@
 package ledger
 
-// idTable is the set of record IDs fed, keyed by their 128-bit hash: an
-// open-addressing table with linear probing. A lookup that misses leaves
-// the slot where the ID goes, so that feeding a new record costs one probe
-// of the table (the one cache miss that remembering millions of IDs
-// costs), where a map costs a lookup and then an insert. It holds no
-// pointer, so the collector skips it.
+// idTable is the set of record IDs fed, keyed by their 128-bit hash. The
+// table probed is small: 8 bytes a slot (a 32-bit tag of the hash and the
+// index of the entry), open addressing with linear probing; the entries
+// (the full hash and what the ledger keeps of the record) are appended in
+// the order records come. Feeding a new record costs one probe of the tag
+// table and an append, which touches memory the record before touched: the
+// one cache miss that remembering millions of IDs costs. Nothing in it is
+// a pointer, so the collector skips it.
 type idTable struct {
-	slots []idSlot // a power of two long
-	n     int
+	tags    []uint64 // a power of two long; 0 empty, else tag<<32 | 1+entry
+	entries idEntries
+	n       int
 }
 
-type idSlot struct {
-	key idKey // zero: empty
+type idEntry struct {
+	key idKey
 	seenRec
+}
+
+// idEntries keeps entries in fixed chunks, so that appending never
+// copies the others.
+type idEntries struct {
+	chunks [][]idEntry
+	n      int32
+}
+
+const idChunk = 8192
+
+func (e *idEntries) at(i int32) *idEntry { return &e.chunks[i/idChunk][i%idChunk] }
+
+func (e *idEntries) add(x idEntry) int32 {
+	if int(e.n)%idChunk == 0 {
+		e.chunks = append(e.chunks, make([]idEntry, 0, idChunk))
+	}
+	c := &e.chunks[len(e.chunks)-1]
+	*c = append(*c, x)
+	e.n++
+	return e.n - 1
+}
+
+// idRef is where a key is, or goes, in the table.
+type idRef struct {
+	pos   uint64
+	entry int32 // -1: not there
+}
+
+func idTag(k idKey) uint64 { return (k[0]>>32 ^ k[1]<<7>>32) | 1 }
+
+// find returns where k is (found) or the empty slot it would take. The
+// table grows first when a new key would fill it past three quarters.
+func (t *idTable) find(k idKey) (idRef, bool) {
+	if (t.n+1)*4 > len(t.tags)*3 {
+		t.grow()
+	}
+	tag := idTag(k)
+	mask := uint64(len(t.tags) - 1)
+	for i := k.spread() & mask; ; i = (i + 1) & mask {
+		x := t.tags[i]
+		if x == 0 {
+			return idRef{pos: i, entry: -1}, false
+		}
+		if x>>32 == tag {
+			if e := int32(x&0xffffffff) - 1; t.entries.at(e).key == k {
+				return idRef{pos: i, entry: e}, true
+			}
+		}
+	}
+}
+
+// rec returns the record of a found key.
+func (t *idTable) rec(r idRef) *seenRec { return &t.entries.at(r.entry).seenRec }
+
+// put adds k at the empty slot find returned.
+func (t *idTable) put(r idRef, k idKey, s seenRec) {
+	e := t.entries.add(idEntry{key: k, seenRec: s})
+	t.tags[r.pos] = idTag(k)<<32 | uint64(e+1)
+	t.n++
+}
+
+// reserve sizes an empty table for n entries.
+func (t *idTable) reserve(n int) {
+	size := 1024
+	for size*3 < n*4 {
+		size *= 2
+	}
+	t.tags = make([]uint64, size)
+}
+
+func (t *idTable) grow() { t.rehash(max(1024, 2*len(t.tags))) }
+
+// rehash rebuilds the tag table at a size.
+func (t *idTable) rehash(size int) {
+	t.tags = make([]uint64, size)
+	mask := uint64(size - 1)
+	for e := range t.entries.n {
+		k := t.entries.at(e).key
+		i := k.spread() & mask
+		for t.tags[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.tags[i] = idTag(k)<<32 | uint64(e+1)
+	}
+}
+
+// keep rebuilds the table with the entries f keeps.
+func (t *idTable) keep(f func(*seenRec) bool) {
+	old := t.entries
+	t.entries = idEntries{}
+	t.n = 0
+	for e := range old.n {
+		if x := old.at(e); f(&x.seenRec) {
+			t.entries.add(*x)
+			t.n++
+		}
+	}
+	size := 1024
+	for size*3 < t.n*4 {
+		size *= 2
+	}
+	t.rehash(size)
 }
 
 // seenRec is what the ledger keeps of a record ID, in 16 bytes: a
@@ -35,90 +141,6 @@ func (s *seenRec) isOpen() (int32, bool) { return s.aux, s.aux >= 0 }
 
 // closedBy reports whether a closed record ended by t (a day boundary).
 func (s *seenRec) closedBy(t int64) bool { return s.aux < 0 && int64(-1-s.aux)*msPerDay <= t }
-
-// slot returns the slot of k: its own when present (found), else the
-// empty slot it would take. The table grows first when a new key would
-// fill it past three quarters.
-func (t *idTable) slot(k idKey) (s *idSlot, found bool) {
-	if k == (idKey{}) {
-		k[1] = 1 // zero marks an empty slot
-	}
-	if (t.n+1)*4 > len(t.slots)*3 {
-		t.grow()
-	}
-	mask := uint64(len(t.slots) - 1)
-	for i := k.spread() & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.key == k {
-			return s, true
-		}
-		if s.key == (idKey{}) {
-			return s, false
-		}
-	}
-}
-
-// put fills a slot slot returned empty.
-func (t *idTable) put(s *idSlot, k idKey, r seenRec) {
-	if k == (idKey{}) {
-		k[1] = 1
-	}
-	if s.key == (idKey{}) {
-		t.n++
-	}
-	s.key, s.seenRec = k, r
-}
-
-// reserve sizes an empty table for n entries.
-func (t *idTable) reserve(n int) {
-	size := 1024
-	for size*3 < n*4 {
-		size *= 2
-	}
-	t.slots = make([]idSlot, size)
-}
-
-func (t *idTable) grow() {
-	old := t.slots
-	size := max(1024, 2*len(old))
-	t.slots = make([]idSlot, size)
-	t.n = 0
-	for i := range old {
-		if old[i].key != (idKey{}) {
-			t.insert(old[i])
-		}
-	}
-}
-
-func (t *idTable) insert(e idSlot) {
-	mask := uint64(len(t.slots) - 1)
-	for i := e.key.spread() & mask; ; i = (i + 1) & mask {
-		if t.slots[i].key == (idKey{}) {
-			t.slots[i] = e
-			t.n++
-			return
-		}
-	}
-}
-
-// keep rebuilds the table with the entries f keeps.
-func (t *idTable) keep(f func(*seenRec) bool) {
-	old := t.slots
-	size := 1024
-	for size*3 < t.n*4*2 {
-		size *= 2
-	}
-	t.slots = make([]idSlot, size)
-	t.n = 0
-	for i := range old {
-		if old[i].key != (idKey{}) && f(&old[i].seenRec) {
-			if (t.n+1)*4 > len(t.slots)*3 {
-				t.grow()
-			}
-			t.insert(old[i])
-		}
-	}
-}
 
 // bucketStore keeps buckets in fixed chunks, so that adding one never
 // copies the others.

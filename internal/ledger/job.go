@@ -19,6 +19,13 @@ type jobTable struct {
 	heads   []jobHead // a power of two long
 	n       int
 	entries entryStore
+	// last is the job of the record fed last, by name: a gang's records
+	// come together.
+	last struct {
+		name string
+		key  idKey
+		head int // index into heads; -1 after growing
+	}
 }
 
 // entryStore keeps job entries in fixed chunks, so that adding one never
@@ -56,8 +63,8 @@ type jobEntry struct {
 	Totals
 }
 
-// head returns a job's head, adding it.
-func (t *jobTable) head(k idKey) *jobHead {
+// head returns the index of a job's head, adding it.
+func (t *jobTable) head(k idKey) int {
 	if k == (idKey{}) {
 		k[1] = 1
 	}
@@ -68,12 +75,12 @@ func (t *jobTable) head(k idKey) *jobHead {
 	for i := k.spread() & mask; ; i = (i + 1) & mask {
 		h := &t.heads[i]
 		if h.key == k {
-			return h
+			return int(i)
 		}
 		if h.key == (idKey{}) {
 			h.key = k
 			t.n++
-			return h
+			return int(i)
 		}
 	}
 }
@@ -99,6 +106,7 @@ func (t *jobTable) find(k idKey) *jobHead {
 }
 
 func (t *jobTable) grow() {
+	t.last.head = -1
 	old := t.heads
 	t.heads = make([]jobHead, max(1024, 2*len(old)))
 	t.n = 0
@@ -140,11 +148,25 @@ func (t *jobTable) entry(h *jobHead, gang, replica, line int32) int32 {
 	return i - 1
 }
 
-func (l *Ledger) jobEntry(st *meterState, u *Usage) {
-	st.job = idHash(u.Job)
-	h := l.jobs.head(st.job)
-	st.je = l.jobs.entry(h, int32(u.Gang), int32(u.Replica), st.line)
+// jobKey returns the hash of a job's name, remembering the last one.
+func (l *Ledger) jobKey(name string) idKey {
+	t := &l.jobs
+	if t.last.name == name && name != "" {
+		return t.last.key
+	}
+	t.last.name, t.last.key, t.last.head = name, idHash(name), -1
+	return t.last.key
 }
+
+func (l *Ledger) jobEntry(st *meterState, u *Usage) {
+	t := &l.jobs
+	st.job = l.jobKey(u.Job)
+	if t.last.head < 0 || len(t.heads) == 0 {
+		t.last.head = t.head(st.job)
+	}
+	st.je = t.entry(&t.heads[t.last.head], int32(u.Gang), int32(u.Replica), st.line)
+}
+
 
 // flushJob adds what a record metered since the last flush to its job's
 // usage: once per metering call, not once per piece.
@@ -209,7 +231,7 @@ func (l *Ledger) pruneJobs(t int64) (entryMap []int32) {
 		if h.key == (idKey{}) || h.open == 0 && h.lastEnd <= t {
 			continue
 		}
-		nh := l.jobs.head(h.key)
+		nh := &l.jobs.heads[l.jobs.head(h.key)]
 		nh.open, nh.lastEnd = h.open, h.lastEnd
 		for e := h.first; e != 0; e = old.entries.at(e - 1).next {
 			x := old.entries.at(e - 1)

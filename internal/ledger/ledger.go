@@ -29,6 +29,7 @@ type Ledger struct {
 	queueIdx map[string]*queueLines
 	last     lastLine
 	lastNode lastNode
+	lastKind lastNode
 
 	// seen holds every record ID fed, open or closed, by a 128-bit hash
 	// of the ID: a map without pointers, which the garbage collector

@@ -178,11 +178,12 @@ func (l *Ledger) Add(u Usage) (Outcome, error) {
 		return 0, err
 	}
 	node := l.nodeID(u.Node)
-	ident, full := l.fingerprints(&u, line, node)
+	ident, full := l.fingerprints(&u, line, node, l.jobKey(u.Job))
 	key := idHash(u.ID)
-	slot, seen := l.seen.slot(key)
+	ref, seen := l.seen.find(key)
 	if seen {
-		s := slot.seenRec
+		slot := l.seen.rec(ref)
+		s := *slot
 		if s.ident != uint32(ident) {
 			return 0, &UsageError{ID: u.ID, Msg: "fields other than toMs and end differ from the record fed before", Err: ErrConflict}
 		}
@@ -208,7 +209,7 @@ func (l *Ledger) Add(u Usage) (Outcome, error) {
 		l.closed(&r.meterState, u.ToMs)
 		l.open[i] = nil
 		l.free = append(l.free, i)
-		slot.seenRec = seenRec{ident: uint32(ident), full: full, aux: closedAux(u.ToMs)}
+		*slot = seenRec{ident: uint32(ident), full: full, aux: closedAux(u.ToMs)}
 		return Closed, nil
 	}
 	if u.FromMs < l.sealed {
@@ -227,12 +228,12 @@ func (l *Ledger) Add(u Usage) (Outcome, error) {
 			i = int32(len(l.open))
 			l.open = append(l.open, r)
 		}
-		l.seen.put(slot, key, seenRec{ident: uint32(ident), full: full, aux: openAux(i)})
+		l.seen.put(ref, key, seenRec{ident: uint32(ident), full: full, aux: openAux(i)})
 		l.opened(&r.meterState)
 		return Opened, nil
 	}
 	l.advance(&st, u.FromMs, u.ToMs)
-	l.seen.put(slot, key, seenRec{ident: uint32(ident), full: full, aux: closedAux(u.ToMs)})
+	l.seen.put(ref, key, seenRec{ident: uint32(ident), full: full, aux: closedAux(u.ToMs)})
 	l.jobOpen(st.job, 0, u.ToMs)
 	return Metered, nil
 }

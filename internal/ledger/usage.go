@@ -203,7 +203,7 @@ func (l *Ledger) checkLine(u *Usage) error {
 // without keeping the record. Strings enter by their interned numbers
 // (the line stands for tenant, queue, tier, type and site), so the hash
 // mixes integers only.
-func (l *Ledger) fingerprints(u *Usage, line, node int32) (ident, full uint64) {
+func (l *Ledger) fingerprints(u *Usage, line, node int32, job idKey) (ident, full uint64) {
 	h := uint64(0x9e3779b97f4a7c15)
 	mix := func(x uint64) {
 		h ^= x
@@ -212,8 +212,9 @@ func (l *Ledger) fingerprints(u *Usage, line, node int32) (ident, full uint64) {
 	}
 	mix(uint64(line))
 	mix(uint64(node))
-	mix(uint64(l.kinds.id(u.Kind)))
-	mix(strHash(u.Job))
+	mix(uint64(l.kindID(u.Kind)))
+	mix(job[0])
+	mix(job[1])
 	mix(uint64(u.Gang)<<32 | uint64(u.Replica))
 	mix(uint64(u.Devices)<<32 | uint64(u.Milli))
 	mix(u.DeviceMask)
@@ -222,6 +223,16 @@ func (l *Ledger) fingerprints(u *Usage, line, node int32) (ident, full uint64) {
 	mix(uint64(u.ToMs))
 	mix(strHash(u.End))
 	return ident, h
+}
+
+// kindID interns a job kind, remembering the last one.
+func (l *Ledger) kindID(kind string) int32 {
+	if l.lastKind.ok && kind == l.lastKind.name {
+		return l.lastKind.id
+	}
+	id := l.kinds.id(kind)
+	l.lastKind = lastNode{ok: true, name: kind, id: id}
+	return id
 }
 
 // strHash is FNV-1a, 64 bits.
