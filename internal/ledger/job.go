@@ -167,7 +167,6 @@ func (l *Ledger) jobEntry(st *meterState, u *Usage) {
 	st.je = t.entry(&t.heads[t.last.head], int32(u.Gang), int32(u.Replica), st.line)
 }
 
-
 // flushJob adds what a record metered since the last flush to its job's
 // usage: once per metering call, not once per piece.
 func (l *Ledger) flushJob(st *meterState) {

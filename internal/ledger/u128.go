@@ -35,7 +35,6 @@ func (x u128) mul(y uint64) u128 {
 	return u128{hi, lo}
 }
 
-
 func (x u128) isZero() bool { return x.hi == 0 && x.lo == 0 }
 
 // divmod returns x/d and x%d as a 128-bit quotient and a remainder.
