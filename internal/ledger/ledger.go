@@ -20,7 +20,9 @@ type Ledger struct {
 
 	tenants names
 	queues  names
-	nodes   names
+	// nodes numbers nodes by a 128-bit hash of their name: a map whose
+	// keys hold no pointer to chase (there are thousands of nodes).
+	nodes   map[idKey]int32
 	kinds   names
 	nodeInf []nodeInfo
 
@@ -202,7 +204,7 @@ func New(cfg Config) (*Ledger, error) {
 	l := &Ledger{
 		cfg: cfg, cur: cur, types: types, typeIdx: byType, defTier: defTier,
 		siteIdx: map[string]int{}, lineIdx: map[lineKey]int32{}, queueIdx: map[string]*queueLines{},
-		acct: map[int32]*account{},
+		acct: map[int32]*account{}, nodes: map[idKey]int32{},
 		ttl:  cfg.SampleTTLMs,
 	}
 	if l.ttl == 0 {
@@ -262,7 +264,7 @@ func (l *Ledger) site(name string) int {
 }
 
 func (l *Ledger) node(name string) *nodeInfo {
-	id := l.nodes.id(name)
+	id := l.nodeID(name)
 	for int(id) >= len(l.nodeInf) {
 		l.nodeInf = append(l.nodeInf, nodeInfo{})
 	}

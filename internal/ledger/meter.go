@@ -78,7 +78,12 @@ func (l *Ledger) nodeID(name string) int32 {
 	if l.lastNode.ok && name == l.lastNode.name {
 		return l.lastNode.id
 	}
-	id := l.nodes.id(name)
+	k := idHash(name)
+	id, ok := l.nodes[k]
+	if !ok {
+		id = int32(len(l.nodes))
+		l.nodes[k] = id
+	}
 	l.lastNode = lastNode{ok: true, name: name, id: id}
 	return id
 }
