@@ -205,7 +205,7 @@ func New(cfg Config) (*Ledger, error) {
 		cfg: cfg, cur: cur, types: types, typeIdx: byType, defTier: defTier,
 		siteIdx: map[string]int{}, lineIdx: map[lineKey]int32{}, queueIdx: map[string]*queueLines{},
 		acct: map[int32]*account{}, nodes: map[idKey]int32{},
-		ttl:  cfg.SampleTTLMs,
+		ttl: cfg.SampleTTLMs,
 	}
 	if l.ttl == 0 {
 		l.ttl = DefaultSampleTTLMs
