@@ -321,3 +321,45 @@ func BenchmarkMeterClosedMinimal(b *testing.B) {
 		b.ReportMetric(float64(b.N)/cpu, "records/cpu-s")
 	}
 }
+
+// BenchmarkMeterOpenSampled: BenchmarkMeterOpen with utilization: before
+// each Meter, one sample per device of the 10,000 nodes (80,000 samples a
+// minute, as agents reporting nvidia-smi every minute would send), and
+// records that name their device, so that energy and carbon follow each
+// device's reading. One op is 80,000 samples and one Meter call.
+func BenchmarkMeterOpenSampled(b *testing.B) {
+	l := benchLedger(b)
+	g := newBenchGen()
+	for i := range 80_000 {
+		u := g.next()
+		u.ToMs, u.End = 0, ""
+		u.FromMs = monthStart
+		u.Node = g.nodes[i/8]
+		u.Devices, u.Milli, u.DeviceMask = 1, 1000, 1<<(i%8)
+		if _, err := l.Add(u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := monthStart
+	c0 := cpuSeconds()
+	b.ResetTimer()
+	for b.Loop() {
+		for n := range benchNodes {
+			for d := range 8 {
+				if err := l.Sample(ledger.Sample{Node: g.nodes[n], Device: d, AtMs: now, Percent: rng.IntN(101)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		now += 60_000
+		if err := l.Meter(now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)*80_000/b.Elapsed().Seconds(), "record-meters/s")
+	if cpu := cpuSeconds() - c0; cpu > 0 {
+		b.ReportMetric(float64(b.N)*80_000/cpu, "record-meters/cpu-s")
+	}
+}

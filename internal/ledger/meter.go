@@ -287,17 +287,7 @@ func (l *Ledger) Seal(t int64) error {
 	}
 	l.sealed = t
 	l.seen.keep(func(s *seenRec) bool { return !s.closedBy(t) })
-	for i := range l.nodeInf {
-		n := &l.nodeInf[i]
-		if n.wide != nil {
-			n.wide.prune(t)
-		}
-		for _, d := range n.dev {
-			if d != nil {
-				d.prune(t)
-			}
-		}
-	}
+	l.pruneSamples(t)
 	moved := l.pruneJobs(t)
 	for _, r := range l.open {
 		if r != nil {

@@ -160,3 +160,28 @@ func (l *Ledger) Sample(s Sample) error {
 	}
 	return nil
 }
+
+// PruneSamples forgets utilization readings before t, which metering no
+// longer needs once every record on their nodes is metered past t: a
+// driver that takes samples every few seconds calls it, say, hourly with
+// t an hour behind its horizon, so that memory holds an hour of readings
+// rather than a month's. The reading in force at t is kept; before it a
+// device counts as fully used, so usage before t fed afterwards (a record
+// that arrives late, or a close earlier than t, which would be cut back
+// with readings that are gone) is metered as fully used: prune only
+// behind what the driver may still feed. Seal prunes at the seal.
+func (l *Ledger) PruneSamples(t int64) { l.pruneSamples(t) }
+
+func (l *Ledger) pruneSamples(t int64) {
+	for i := range l.nodeInf {
+		n := &l.nodeInf[i]
+		if n.wide != nil {
+			n.wide.prune(t)
+		}
+		for _, d := range n.dev {
+			if d != nil {
+				d.prune(t)
+			}
+		}
+	}
+}
