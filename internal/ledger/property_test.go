@@ -163,10 +163,30 @@ func TestMeteringExactlyOnce(t *testing.T) {
 				t.Fatalf("job %s (-once +interleaved):\n%s", j, diff)
 			}
 		}
-		// The credit is never overdrawn and pays only t0's charges.
+		// The credit is never overdrawn and pays only t0's charges; what the
+		// budget counts is what the invoice charges, cut-backs included.
 		st := l.Standing("t0", "", t0+2*day)
 		if st.Credits < 0 || st.Credits > grant {
 			t.Fatalf("credits %s of a grant of %s", st.Credits, grant)
+		}
+		for _, tenant := range propTenants {
+			inv, err := l.Invoice(tenant, ledger.MonthOf(t0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ref.Invoice(tenant, ledger.MonthOf(t0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inv.Usage != want.Usage || inv.Spent != inv.Usage {
+				t.Fatalf("%s: invoice usage %s, fed once %s, budget spend %s", tenant, inv.Usage, want.Usage, inv.Spent)
+			}
+			if tenant != "t0" && inv.Credits != 0 {
+				t.Fatalf("%s has no grant but was credited %s", tenant, inv.Credits)
+			}
+			if inv.Credits > grant {
+				t.Fatalf("%s: credited %s of a grant of %s", tenant, inv.Credits, grant)
+			}
 		}
 	})
 }
