@@ -100,7 +100,7 @@ func ParsePrices(name string, data []byte, opts ...Option) (PricesFile, error) {
 
 // singleDoc returns the one document of a file.
 func singleDoc(d *decoder, data []byte, what string) (value, bool) {
-	docs := d.documents(data)
+	docs := d.documents(data, MaxFileBytes)
 	if d.failed() {
 		return value{}, false
 	}
