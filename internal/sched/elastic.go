@@ -55,7 +55,9 @@ func (c *Core) growGang(j *job, g int) {
 		var d quota.Demand
 		f := -1
 		if ti >= 0 {
-			f = c.flavor(ti, j.Tier)
+			if f = c.flavor(ti, j.Tier); f < 0 {
+				return // its flavor left the tree: no quota to grow on
+			}
 			d = quota.Demand{f: gang.Shape.GPUMilli()}
 			if c.queues.Check(j.queue, d) != nil {
 				return

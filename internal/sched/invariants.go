@@ -41,7 +41,7 @@ func (c *Core) CheckInvariants() error {
 			if r.leaving == 0 {
 				counts[r.gang]++
 			}
-			if ti := j.gangType[r.gang]; ti >= 0 {
+			if ti := j.gangType[r.gang]; ti >= 0 && c.flavor(ti, j.Tier) >= 0 {
 				usage[[2]int{j.queue, c.flavor(ti, j.Tier)}] += s.GPUMilli()
 			}
 		}

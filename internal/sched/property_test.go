@@ -59,12 +59,16 @@ func genWorld(t *rapid.T) world {
 					lim.Lend = &x
 				}
 				l[ty] = lim
+				if rapid.IntRange(0, 2).Draw(t, "spotQuota") == 0 {
+					l[ty+":spot"] = genLimits(t)
+				}
 			}
 			w.specs = append(w.specs, quota.Spec{Name: fmt.Sprintf("%s-q%d", tn, qi), Parent: tn, Quotas: l,
 				Weight: float64(rapid.IntRange(1, 3).Draw(t, "weight")), Strict: rapid.Bool().Draw(t, "strict")})
 		}
 	}
 	w.cfg.Seed = rapid.Uint64().Draw(t, "seed")
+	w.cfg.SpotNoticeSec = int64(rapid.SampledFrom([]int{0, 0, 30}).Draw(t, "spotNotice"))
 	w.cfg.Placement = rapid.SampledFrom([][]string{nil, {"spread"}, {"bestfit"}}).Draw(t, "placement")
 	return w
 }
@@ -91,6 +95,7 @@ func genJob(t *rapid.T, i int) Job {
 		NoticeSec:     int64(rapid.SampledFrom([]int{0, 0, 10, 50}).Draw(t, "notice")),
 		EstimatedSec:  int64(rapid.SampledFrom([]int{0, 30, 100, 500}).Draw(t, "est")),
 		CheckpointSec: int64(rapid.SampledFrom([]int{0, 20}).Draw(t, "ckpt")),
+		Tier:          rapid.SampledFrom([]string{"", "", "", TierSpot}).Draw(t, "tier"),
 	}
 	for range rapid.IntRange(1, 2).Draw(t, "gangs") {
 		g := Gang{Replicas: rapid.IntRange(1, 4).Draw(t, "replicas")}
@@ -149,7 +154,7 @@ func genQueues(t *rapid.T, specs []quota.Spec) []quota.Spec {
 		}
 		i := rapid.SampledFrom(leaves).Draw(t, "leaf")
 		out[i].Weight = float64(rapid.IntRange(1, 3).Draw(t, "weight"))
-		out[i].Quotas[rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "flavor")] = genLimits(t)
+		out[i].Quotas[rapid.SampledFrom([]string{"h100", "h200", "h100:spot"}).Draw(t, "flavor")] = genLimits(t)
 	case 1:
 		if len(leaves) < 2 {
 			break
@@ -195,7 +200,7 @@ func genScript(t *rapid.T, w world) []step {
 				}
 			}
 			out = append(out, step{kind: "quota", specs: []quota.Spec{{Name: rapid.SampledFrom(leaves).Draw(t, "queue")}},
-				flavor: rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "flavor"), limits: genLimits(t)})
+				flavor: rapid.SampledFrom([]string{"h100", "h200", "h200:spot"}).Draw(t, "flavor"), limits: genLimits(t)})
 		case 10:
 			added++
 			z := rapid.IntRange(1, 2).Draw(t, "zone")
@@ -238,6 +243,8 @@ type driver struct {
 	shrinking map[[3]any]int64
 	// held are the devices the driver holds apart, by key.
 	held map[string]DevicesHeld
+	// jobs are the jobs submitted, as submitted.
+	jobs map[JobID]Job
 }
 
 func (d *driver) fail(format string, args ...any) {
@@ -275,6 +282,13 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			// been requeued; its holdings ended in the same call.
 			defer d.ended(a.Job) // after its usage is checked
 		case Preempt:
+			victim := d.jobs[a.Job]
+			if !victim.Preemptible && victim.Tier != TierSpot {
+				d.fail("preempt %v: the job is not preemptible", a)
+			}
+			if by, _, ok := strings.Cut(strings.TrimPrefix(a.Reason, "preempted for "), ":"); ok && d.jobs[JobID(by)].Tier == TierSpot && victim.Tier != TierSpot {
+				d.fail("preempt %v: spot work took a job of the %q tier", a, victim.Tier)
+			}
 			if len(a.Replicas) == 0 {
 				d.stopping[a.Job] = a.Deadline
 			}
@@ -473,7 +487,7 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 	}
 	var log strings.Builder
 	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{},
-		held: map[string]DevicesHeld{}}
+		held: map[string]DevicesHeld{}, jobs: map[JobID]Job{}}
 	now := int64(0)
 	specs := w.specs
 	for _, s := range script {
@@ -483,6 +497,7 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		id := JobID(fmt.Sprintf("j%d", s.id))
 		switch s.kind {
 		case "submit":
+			d.jobs[s.job.ID] = s.job
 			r, err = c.Apply(JobSubmitted{Job: s.job})
 		case "finish":
 			if r, err = c.Apply(JobFinished{ID: id}); err == nil {

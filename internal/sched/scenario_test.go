@@ -65,7 +65,7 @@ func (s *scenario) ensure() error {
 var commandKeys = map[string][]string{
 	"fleet":       {"levels"},
 	"queues":      {},
-	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after"},
+	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after", "spot-notice"},
 	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel", "wait"},
 	"schedule":    {"now"},
 	"restore":     {"id", "queue", "gpus", "milli", "cpu", "mem", "accel", "binds", "start"},
@@ -257,6 +257,7 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		_, s.cfg.NoPreemption = a["nopreemption"]
 		s.cfg.Candidates = int(num(a, "candidates", 0))
 		s.cfg.PreemptAfterSec = num(a, "preempt-after", -1)
+		s.cfg.SpotNoticeSec = num(a, "spot-notice", 0)
 		return "", nil
 	case "submit":
 		if err := s.ensure(); err != nil {

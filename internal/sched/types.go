@@ -74,6 +74,26 @@ type Topology struct {
 	Required bool   `json:"required,omitempty"`
 }
 
+// Capacity tiers with a meaning to the core. Other tier names only name
+// quota flavors.
+const (
+	// TierCommitted is capacity reserved under a contract.
+	TierCommitted = "committed"
+	// TierOnDemand is capacity paid for as it is used; "" counts as it.
+	TierOnDemand = "on-demand"
+	// TierSpot is cheap capacity that work of any other tier takes back,
+	// with a notice.
+	TierSpot = "spot"
+)
+
+// tierName names a tier in messages: "" is on-demand.
+func tierName(t string) string {
+	if t == "" {
+		return TierOnDemand
+	}
+	return t
+}
+
 // Job is the unit of admission: all gangs start together or not at all.
 type Job struct {
 	ID       JobID  `json:"id"`
@@ -83,6 +103,8 @@ type Job struct {
 	Priority int32  `json:"priority"`
 	// Tier is the capacity tier the job draws quota from ("" is the default
 	// tier); together with the accelerator type it names a quota flavor.
+	// TierSpot work is always preemptible, by work of any other tier in any
+	// queue (see Config.SpotNoticeSec).
 	Tier        string `json:"tier,omitempty"`
 	Preemptible bool   `json:"preemptible,omitempty"`
 	// NoticeSec is how long a preempted job keeps its resources before they
