@@ -25,6 +25,9 @@ func (c *Core) grow(blockedPrio int32) {
 			delete(c.elastic, j.ID)
 			continue
 		}
+		if c.isPaused(j.queue) {
+			continue // grows again once admission resumes
+		}
 		full := true
 		for g := range j.Gangs {
 			c.growGang(j, g)

@@ -168,6 +168,8 @@ func (c *Core) pendingStatus(j *job) Status {
 	if j.never != nil {
 		st = *j.never
 		st.Code = Unschedulable
+	} else if c.isPaused(j.queue) {
+		st = Status{Code: Paused, Detail: c.pausedQ[j.queue]}
 	}
 	return st
 }

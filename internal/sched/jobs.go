@@ -54,6 +54,8 @@ type job struct {
 	// index the next replica bound will get (indices are never reused
 	// within an attempt, so a grown replica is never taken for one that
 	// was given back).
+	// stopped marks a job told to stop by a pause of admission.
+	stopped   bool
 	attempt   int
 	nextRep   []int
 	queue     int

@@ -178,7 +178,7 @@ func genScript(t *rapid.T, w world) []step {
 	specs := w.specs
 	added := 0
 	for i := range n {
-		switch rapid.IntRange(0, 15).Draw(t, "kind") {
+		switch rapid.IntRange(0, 17).Draw(t, "kind") {
 		case 0, 1, 2, 3:
 			out = append(out, step{kind: "submit", job: genJob(t, i)})
 		case 4:
@@ -216,6 +216,14 @@ func genScript(t *rapid.T, w world) []step {
 			out = append(out, step{kind: "hold", arg: rapid.IntRange(0, len(w.nodes)-1).Draw(t, "node"), id: rapid.IntRange(0, 2).Draw(t, "devs")})
 		case 13:
 			out = append(out, step{kind: "unhold", arg: rapid.IntRange(0, 1000).Draw(t, "which")})
+		case 14, 15:
+			tn := fmt.Sprintf("t%d", rapid.IntRange(0, 1).Draw(t, "tenant"))
+			q := rapid.SampledFrom([]string{"", "", tn + "-q0", tn + "-q1"}).Draw(t, "queue")
+			kind := "pause"
+			if rapid.Bool().Draw(t, "resume") {
+				kind = "resume"
+			}
+			out = append(out, step{kind: kind, flavor: tn, specs: []quota.Spec{{Name: q}}, flag: rapid.Bool().Draw(t, "stop")})
 		default:
 			out = append(out, step{kind: "schedule", arg: rapid.IntRange(1, 120).Draw(t, "dt")})
 		}
@@ -243,8 +251,10 @@ type driver struct {
 	shrinking map[[3]any]int64
 	// held are the devices the driver holds apart, by key.
 	held map[string]DevicesHeld
-	// jobs are the jobs submitted, as submitted.
-	jobs map[JobID]Job
+	// jobs are the jobs submitted, as submitted; paused the scopes
+	// (tenant, queue or "") of admission paused.
+	jobs   map[JobID]Job
+	paused map[[2]string]bool
 }
 
 func (d *driver) fail(format string, args ...any) {
@@ -266,6 +276,9 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 				d.fail("job %s gang %d replica %d bound twice", a.Job, a.Gang, a.Replica)
 			}
 			d.bound[a.Job][[2]int{a.Gang, a.Replica}] = a
+			if q := d.jobs[a.Job].Queue; d.paused[[2]string{q[:2], ""}] || d.paused[[2]string{q[:2], q}] {
+				d.fail("bind %v: admission to queue %s is paused", a, q)
+			}
 			k := holdKey{a.Job, a.Attempt, a.Gang, a.Replica}
 			if _, dup := d.open[k]; dup {
 				d.fail("holding %v bound twice", k)
@@ -283,7 +296,7 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			defer d.ended(a.Job) // after its usage is checked
 		case Preempt:
 			victim := d.jobs[a.Job]
-			if !victim.Preemptible && victim.Tier != TierSpot {
+			if !victim.Preemptible && victim.Tier != TierSpot && !strings.HasPrefix(a.Reason, "stopped: ") {
 				d.fail("preempt %v: the job is not preemptible", a)
 			}
 			if by, _, ok := strings.Cut(strings.TrimPrefix(a.Reason, "preempted for "), ":"); ok && d.jobs[JobID(by)].Tier == TierSpot && victim.Tier != TierSpot {
@@ -399,6 +412,9 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 	for _, k := range slices.Sorted(maps.Keys(d.held)) {
 		must(c.Apply(d.held[k]))
 	}
+	for _, k := range slices.SortedFunc(maps.Keys(d.paused), func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) {
+		must(c.Apply(AdmissionPaused{Tenant: k[0], Queue: k[1], Reason: "paused"}))
+	}
 	js := make([]*job, 0, len(old.jobs))
 	for _, j := range old.jobs {
 		js = append(js, j)
@@ -487,7 +503,7 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 	}
 	var log strings.Builder
 	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{},
-		held: map[string]DevicesHeld{}, jobs: map[JobID]Job{}}
+		held: map[string]DevicesHeld{}, jobs: map[JobID]Job{}, paused: map[[2]string]bool{}}
 	now := int64(0)
 	specs := w.specs
 	for _, s := range script {
@@ -539,6 +555,20 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 			}
 		case "addnode":
 			r, err = c.Apply(NodeAdded{Node: s.node})
+		case "pause":
+			k := [2]string{s.flavor, s.specs[0].Name}
+			if r, err = c.Apply(AdmissionPaused{Tenant: k[0], Queue: k[1], Reason: "paused", Stop: s.flag}); err == nil {
+				d.paused[k] = true
+				for _, j := range c.running {
+					if s.flag && j.state == jRunning && j.queue > 0 && strings.HasPrefix(j.Queue, k[0]) && (k[1] == "" || k[1] == j.Queue) {
+						d.fail("pause %v with stop: job %s runs on", k, j.ID)
+					}
+				}
+			}
+		case "resume":
+			if r, err = c.Apply(AdmissionResumed{Tenant: s.flavor, Queue: s.specs[0].Name}); err == nil {
+				delete(d.paused, [2]string{s.flavor, s.specs[0].Name})
+			}
 		case "restart":
 			c = d.restart(c, w, specs)
 		case "hold":

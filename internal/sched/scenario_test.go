@@ -78,6 +78,8 @@ var commandKeys = map[string][]string{
 	"node-cordon": {"node"},
 	"node-return": {"node"},
 	"node-add":    {"name", "path", "accel", "count", "cpu", "mem"},
+	"pause":       {"tenant", "queue", "reason", "stop"},
+	"resume":      {"tenant", "queue"},
 	"hold":        {"key", "node", "devices", "milli"},
 	"unhold":      {"key"},
 	"quota":       {"queue", "flavor", "limits"},
@@ -339,6 +341,13 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 	case "node-add":
 		return s.show(s.core.Apply(sched.NodeAdded{Node: fleet.Node{Name: a["name"], Path: strings.Split(a["path"], "/"),
 			Accel: a["accel"], Count: int(num(a, "count", 8)), CPUMilli: num(a, "cpu", 64000), MemoryMiB: num(a, "mem", 512*1024)}}))
+	case "pause":
+		// pause tenant=T [queue=Q] [reason=words_joined_by_underscores] [stop]
+		_, stop := a["stop"]
+		return s.show(s.core.Apply(sched.AdmissionPaused{Tenant: a["tenant"], Queue: a["queue"],
+			Reason: strings.ReplaceAll(a["reason"], "_", " "), Stop: stop}))
+	case "resume":
+		return s.show(s.core.Apply(sched.AdmissionResumed{Tenant: a["tenant"], Queue: a["queue"]}))
 	case "quota":
 		return s.show(s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])}))
 	case "pending":
