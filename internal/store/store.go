@@ -1,24 +1,27 @@
 // Package store is the live control plane's durable state: tenants and
-// queues, access tokens (as hashes), nodes, and jobs with their bindings and
-// replica states, in one embedded bbolt file. Every write is committed with
-// fsync before it returns; concurrent job submissions share commits through
-// bbolt's batching, so many clients pay for one disk flush.
+// queues, access tokens (as hashes), nodes, jobs with their bindings and
+// replica states, and secondary indexes of the jobs by state, tenant,
+// queue and end time. What it persists are records of its own, versioned
+// (package schema); codec.go converts them. This file is the embedded
+// store, one bbolt file; package etcdstore keeps the same records and
+// indexes in an etcd cluster. Every write is committed with fsync before
+// it returns.
 package store
 
 import (
-	"encoding/binary"
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/gpufleet/gpufleet/internal/api"
-	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/store/schema"
 )
 
 // FileName is the store's file inside a data directory.
@@ -29,44 +32,53 @@ var (
 	bucketTokens = []byte("tokens")
 	bucketQueues = []byte("queues")
 	bucketNodes  = []byte("nodes")
-	bucketJobs   = []byte("jobs")   // seq (8 bytes, big endian) -> Job
+	bucketJobs   = []byte("jobs")   // seq (8 bytes, big endian) -> job record
 	bucketJobIDs = []byte("jobids") // job id -> seq
 	bucketIdem   = []byte("idempotency")
-	allBuckets   = [][]byte{bucketMeta, bucketTokens, bucketQueues, bucketNodes, bucketJobs, bucketJobIDs, bucketIdem}
+	bucketIndex  = []byte("index") // index key (index.go) -> nothing
+	allBuckets   = [][]byte{bucketMeta, bucketTokens, bucketQueues, bucketNodes, bucketJobs, bucketJobIDs, bucketIdem, bucketIndex}
 
 	keyQueues = []byte("specs")
+	// keySchema holds the schema version the records were written in;
+	// a store without it is of version 0 (and has no indexes).
+	keySchema = []byte("schema")
 )
 
-// ErrNotFound is returned for a missing record.
-var ErrNotFound = errors.New("not found")
+// recordBucket is the bucket of an extra record kind.
+func recordBucket(kind string) []byte { return []byte("x:" + kind) }
 
-// DB is an open store.
+// DB is an open bbolt store.
 type DB struct {
-	bolt    *bolt.DB
-	noBatch bool
+	bolt *bolt.DB
 	// created is true when Open made a new, empty store.
 	created bool
+	live    *liveIndex
+	// Migrated counts the job records Open converted from an earlier
+	// schema version.
+	Migrated int
 }
 
 // Options tune an open store.
 type Options struct {
-	// BatchDelay is how long a submission waits for others to share its
-	// commit; 0 keeps bbolt's default.
-	BatchDelay time.Duration
-	// NoGroupCommit gives every submission its own commit (to measure
-	// what group commit buys).
-	NoGroupCommit bool
+	// Timeout bounds the wait for another process's lock on the file
+	// (default 2s).
+	Timeout time.Duration
 }
 
-// Open opens (creating when needed) the store in dir.
+// Open opens (creating when needed) the store in dir; a store of an
+// earlier schema version is converted to this one, and its indexes built,
+// first.
 func Open(dir string, opt Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
 	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 2 * time.Second
+	}
 	path := filepath.Join(dir, FileName)
 	_, statErr := os.Stat(path)
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: 2 * time.Second,
+		Timeout: opt.Timeout,
 		// The freelist is rebuilt on open instead of written on every
 		// commit: fewer pages per fsync for the same durability.
 		NoFreelistSync: true,
@@ -75,21 +87,173 @@ func Open(dir string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if opt.BatchDelay > 0 {
-		b.MaxBatchDelay = opt.BatchDelay
+	d := &DB{bolt: b, created: os.IsNotExist(statErr), live: newLiveIndex()}
+	if err := d.init(); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), b.Close())
 	}
-	err = b.Update(func(tx *bolt.Tx) error {
+	return d, nil
+}
+
+func (d *DB) init() error {
+	var v int
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		raw := meta.Get(keySchema)
+		if raw == nil {
+			if d.created || tx.Bucket(bucketJobs).Stats().KeyN == 0 && tx.Bucket(bucketTokens).Stats().KeyN == 0 {
+				return meta.Put(keySchema, []byte(strconv.Itoa(schema.Version)))
+			}
+			return nil // version 0: migrate below
+		}
+		var err error
+		if v, err = strconv.Atoi(string(raw)); err != nil || v > schema.Version {
+			return fmt.Errorf("schema version %q: this build reads versions 0..%d; run a newer gpufleet", raw, schema.Version)
+		}
+		v = schema.Version
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if v < schema.Version {
+		if err := d.migrate(); err != nil {
+			return fmt.Errorf("migrate from schema version %d: %w", v, err)
+		}
+	}
+	return d.loadLive()
+}
+
+// migrateBatch is how many job records one transaction of a migration
+// converts.
+const migrateBatch = 10000
+
+// migrate rewrites a version 0 store in this version's records and builds
+// its indexes. It is safe to run again after a crash: records of either
+// version read the same, and index writes are idempotent; the schema
+// version is recorded last.
+func (d *DB) migrate() error {
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTokens, bucketNodes, bucketIdem, bucketQueues} {
+			if err := rewrite(tx.Bucket(b), b); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("store: init %s: %w", path, err), b.Close())
+		return err
 	}
-	return &DB{bolt: b, created: os.IsNotExist(statErr), noBatch: opt.NoGroupCommit}, nil
+	from := uint64(0)
+	for {
+		next := uint64(0)
+		err := d.bolt.Update(func(tx *bolt.Tx) error {
+			jobs, idx := tx.Bucket(bucketJobs), tx.Bucket(bucketIndex)
+			c := jobs.Cursor()
+			type rec struct {
+				k    []byte
+				data []byte
+				keys [][]byte
+			}
+			var recs []rec
+			for k, v := c.Seek(be8(from + 1)); k != nil; k, v = c.Next() {
+				if len(recs) == migrateBatch {
+					next = seqOf(k) - 1
+					break
+				}
+				j, err := DecodeJob(v)
+				if err != nil {
+					return fmt.Errorf("job record %x: %w", k, err)
+				}
+				data, err := EncodeJob(&j)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, rec{bytes.Clone(k), data, indexedOf(&j).keys()})
+			}
+			for _, r := range recs {
+				if err := jobs.Put(r.k, r.data); err != nil {
+					return err
+				}
+				for _, k := range r.keys {
+					if err := idx.Put(k, nil); err != nil {
+						return err
+					}
+				}
+			}
+			d.Migrated += len(recs)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if next == 0 {
+			break
+		}
+		from = next
+	}
+	return d.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(schema.Version)))
+	})
+}
+
+// rewrite converts a bucket's records to this version.
+func rewrite(b *bolt.Bucket, name []byte) error {
+	type kv struct{ k, v []byte }
+	var out []kv
+	err := b.ForEach(func(k, v []byte) error {
+		var data []byte
+		var err error
+		switch string(name) {
+		case string(bucketTokens):
+			var t Token
+			if t, err = DecodeToken(v); err == nil {
+				data, err = EncodeToken(&t)
+			}
+		case string(bucketNodes):
+			var n Node
+			if n, err = DecodeNode(v); err == nil {
+				data, err = EncodeNode(&n)
+			}
+		case string(bucketIdem):
+			var r schema.Idempotency
+			if r, err = DecodeIdempotency(v); err == nil {
+				data, err = EncodeIdempotency(r.Job, r.BodyHash)
+			}
+		case string(bucketQueues):
+			var specs []quota.Spec
+			if specs, err = DecodeQueues(v); err == nil {
+				data, err = EncodeQueues(specs)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s record %q: %w", name, k, err)
+		}
+		out = append(out, kv{bytes.Clone(k), data})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range out {
+		if err := b.Put(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadLive fills the live index from the index keys: the unfinished states'
+// ranges, and the finished jobs whose processes may still run (read whole:
+// there are few).
+func (d *DB) loadLive() error {
+	return d.bolt.View(func(tx *bolt.Tx) error {
+		return liveJobs(tx, func(j *Job) bool { d.live.settle(j, false); return true })
+	})
 }
 
 // Created reports whether Open made a new store.
@@ -98,46 +262,29 @@ func (d *DB) Created() bool { return d.created }
 // Close closes the file.
 func (d *DB) Close() error { return d.bolt.Close() }
 
-// Token roles.
-const (
-	RoleAdmin  = "admin"
-	RoleTenant = "tenant"
-	RoleNode   = "node"
-	// RoleMetrics may only read the Prometheus metrics.
-	RoleMetrics = "metrics"
-)
-
-// Token is an access token as stored: only its SHA-256 hash is kept.
-type Token struct {
-	Hash   string `json:"hash"`
-	Role   string `json:"role"`
-	Tenant string `json:"tenant,omitempty"`
-	// Node is the one node a node token may act for; empty until the
-	// token first registers a node, when it is bound to that node.
-	Node    string `json:"node,omitempty"`
-	Created int64  `json:"created"`
+// Backup writes a consistent copy of the whole store to w while it runs
+// (bbolt's Tx.WriteTo in a read transaction), and returns its size.
+func (d *DB) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }
-
-// TokenIDLen is how many hex digits of a token's hash name it in listings
-// and revocations: enough to tell tokens apart, nothing to authenticate.
-const TokenIDLen = 16
-
-// ID names the token without revealing it.
-func (t Token) ID() string { return t.Hash[:min(TokenIDLen, len(t.Hash))] }
-
-// Errors of BindToken.
-var (
-	// ErrTokenBound: the token is bound to another node.
-	ErrTokenBound = errors.New("the token is bound to another node")
-	// ErrNodeClaimed: another token is bound to the node.
-	ErrNodeClaimed = errors.New("another token is bound to the node")
-)
 
 // PutToken records a token.
 func (d *DB) PutToken(t Token) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketTokens), []byte(t.Hash), t)
-	})
+	return d.bolt.Update(func(tx *bolt.Tx) error { return putToken(tx.Bucket(bucketTokens), &t) })
+}
+
+func putToken(b *bolt.Bucket, t *Token) error {
+	data, err := EncodeToken(t)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(t.Hash), data)
 }
 
 // BindToken binds an unbound node token to a node, unless another token
@@ -148,47 +295,51 @@ func (d *DB) BindToken(hash, node string) (Token, error) {
 	var t Token
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
-		if err := getJSON(b, []byte(hash), &t); err != nil {
+		var err error
+		if t, err = getToken(b, hash); err != nil {
 			return err
 		}
-		switch t.Node {
-		case node:
-			return nil
-		case "":
-		default:
-			return ErrTokenBound
-		}
-		err := b.ForEach(func(k, v []byte) error {
-			var o Token
-			if err := json.Unmarshal(v, &o); err != nil {
-				return err
-			}
-			if o.Role == RoleNode && o.Node == node {
-				return ErrNodeClaimed
-			}
-			return nil
-		})
+		all, err := tokens(b)
 		if err != nil {
 			return err
 		}
-		t.Node = node
-		return putJSON(b, []byte(hash), t)
+		changed, err := BindCheck(&t, node, all)
+		if err != nil || !changed {
+			return err
+		}
+		return putToken(b, &t)
 	})
 	return t, err
+}
+
+func getToken(b *bolt.Bucket, hash string) (Token, error) {
+	data := b.Get([]byte(hash))
+	if data == nil {
+		return Token{}, ErrNotFound
+	}
+	return DecodeToken(data)
+}
+
+func tokens(b *bolt.Bucket) ([]Token, error) {
+	var out []Token
+	err := b.ForEach(func(_, v []byte) error {
+		t, err := DecodeToken(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, err
 }
 
 // Tokens lists every token by hash order.
 func (d *DB) Tokens() ([]Token, error) {
 	var out []Token
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).ForEach(func(_, v []byte) error {
-			var t Token
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			out = append(out, t)
-			return nil
-		})
+		var err error
+		out, err = tokens(tx.Bucket(bucketTokens))
+		return err
 	})
 	return out, err
 }
@@ -200,22 +351,12 @@ func (d *DB) DeleteTokens(drop func(Token) bool, keep func(left []Token) error) 
 	var gone []Token
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
-		var left []Token
-		err := b.ForEach(func(_, v []byte) error {
-			var t Token
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			if drop(t) {
-				gone = append(gone, t)
-			} else {
-				left = append(left, t)
-			}
-			return nil
-		})
+		all, err := tokens(b)
 		if err != nil {
 			return err
 		}
+		var left []Token
+		gone, left = SplitTokens(all, drop)
 		if keep != nil {
 			if err := keep(left); err != nil {
 				return err
@@ -238,37 +379,34 @@ func (d *DB) DeleteTokens(drop func(Token) bool, keep func(left []Token) error) 
 func (d *DB) Token(hash string) (Token, error) {
 	var t Token
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		return getJSON(tx.Bucket(bucketTokens), []byte(hash), &t)
+		var err error
+		t, err = getToken(tx.Bucket(bucketTokens), hash)
+		return err
 	})
 	return t, err
 }
 
 // HasRole reports whether any token of the role exists.
 func (d *DB) HasRole(role string) (bool, error) {
-	found := false
-	err := d.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).ForEach(func(_, v []byte) error {
-			var t Token
-			if err := json.Unmarshal(v, &t); err != nil {
-				return err
-			}
-			if t.Role == role {
-				found = true
-			}
-			return nil
-		})
-	})
-	return found, err
+	toks, err := d.Tokens()
+	for _, t := range toks {
+		if t.Role == role {
+			return true, err
+		}
+	}
+	return false, err
 }
 
 // Queues returns the queue tree's specs in creation order.
 func (d *DB) Queues() ([]quota.Spec, error) {
 	var specs []quota.Spec
 	err := d.bolt.View(func(tx *bolt.Tx) error {
-		err := getJSON(tx.Bucket(bucketQueues), keyQueues, &specs)
-		if errors.Is(err, ErrNotFound) {
+		data := tx.Bucket(bucketQueues).Get(keyQueues)
+		if data == nil {
 			return nil
 		}
+		var err error
+		specs, err = DecodeQueues(data)
 		return err
 	})
 	return specs, err
@@ -276,19 +414,11 @@ func (d *DB) Queues() ([]quota.Spec, error) {
 
 // PutQueues replaces the queue tree's specs.
 func (d *DB) PutQueues(specs []quota.Spec) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketQueues), keyQueues, specs)
-	})
-}
-
-// Node is a registered node.
-type Node struct {
-	Info       api.NodeInfo `json:"info"`
-	State      string       `json:"state"` // ready, draining, down
-	Registered int64        `json:"registered"`
-	// Drained records an administrator's drain: the node takes no new
-	// work until undrained, through restarts and a spell down.
-	Drained bool `json:"drained,omitempty"`
+	data, err := EncodeQueues(specs)
+	if err != nil {
+		return err
+	}
+	return d.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketQueues).Put(keyQueues, data) })
 }
 
 // Nodes returns every registered node by name order.
@@ -296,8 +426,8 @@ func (d *DB) Nodes() ([]Node, error) {
 	var out []Node
 	err := d.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketNodes).ForEach(func(_, v []byte) error {
-			var n Node
-			if err := json.Unmarshal(v, &n); err != nil {
+			n, err := DecodeNode(v)
+			if err != nil {
 				return err
 			}
 			out = append(out, n)
@@ -307,204 +437,300 @@ func (d *DB) Nodes() ([]Node, error) {
 	return out, err
 }
 
-// The job records are the live lifecycle's (package lifecycle); the store
-// keeps them as JSON.
-type (
-	Job      = lifecycle.Job
-	Replica  = lifecycle.Replica
-	Stopping = lifecycle.Stopping
-	Run      = lifecycle.Run
-	Unit     = lifecycle.Unit
-)
-
-// Job and replica states, as package lifecycle names them.
-const (
-	Pending         = lifecycle.Pending
-	Running         = lifecycle.Running
-	Preempting      = lifecycle.Preempting
-	Cancelling      = lifecycle.Cancelling
-	Succeeded       = lifecycle.Succeeded
-	Failed          = lifecycle.Failed
-	Cancelled       = lifecycle.Cancelled
-	ReplicaStarting = lifecycle.ReplicaStarting
-	ReplicaRunning  = lifecycle.ReplicaRunning
-	ReplicaExited   = lifecycle.ReplicaExited
-	ReplicaLost     = lifecycle.ReplicaLost
-	ReplicaSkipped  = lifecycle.ReplicaSkipped
-)
-
-// States lists every job state, in the order a job passes them.
-var States = lifecycle.States
-
-// Terminal reports whether a job state is final.
-func Terminal(state string) bool { return lifecycle.Terminal(state) }
-
-// Submission is one job to add, with its idempotency scope.
-type Submission struct {
-	Tenant string
-	// Key is the idempotency key; BodyHash tells a replay from a different
-	// request that reuses the key.
-	Key      string
-	BodyHash string
-	// Build makes the job record once its sequence number is known.
-	Build func(seq uint64) Job
-}
-
-// ErrKeyReused is returned when an idempotency key comes back with a
-// different request body.
-var ErrKeyReused = errors.New("idempotency key was used for a different request")
-
-type idemRecord struct {
-	Job      string `json:"job"`
-	BodyHash string `json:"bodyHash"`
-}
-
-// Submit durably adds a job, or returns the job an earlier submission with
-// the same idempotency key created (created false). Concurrent calls share
-// commits.
-func (d *DB) Submit(s Submission) (job Job, created bool, err error) {
-	write := d.bolt.Batch
-	if d.noBatch {
-		write = d.bolt.Update
-	}
-	err = write(func(tx *bolt.Tx) error {
-		created = false
-		idem := tx.Bucket(bucketIdem)
-		var ikey []byte
-		if s.Key != "" {
-			ikey = []byte(s.Tenant + "\x00" + s.Key)
-			var rec idemRecord
-			switch err := getJSON(idem, ikey, &rec); {
-			case err == nil:
-				if rec.BodyHash != s.BodyHash {
-					return ErrKeyReused
-				}
-				return getJob(tx, rec.Job, &job)
-			case !errors.Is(err, ErrNotFound):
-				return err
-			}
-		}
-		jobs := tx.Bucket(bucketJobs)
-		seq, err := jobs.NextSequence()
-		if err != nil {
-			return err
-		}
-		job = s.Build(seq)
-		job.Seq = seq
-		job.Tenant = s.Tenant
-		job.IdempotencyKey = s.Key
-		ids := tx.Bucket(bucketJobIDs)
-		if ids.Get([]byte(job.ID)) != nil {
-			return fmt.Errorf("job %s exists", job.ID)
-		}
-		if err := putJob(tx, &job); err != nil {
-			return err
-		}
-		if ikey != nil {
-			if err := putJSON(idem, ikey, idemRecord{Job: job.ID, BodyHash: s.BodyHash}); err != nil {
-				return err
-			}
-		}
-		created = true
-		return nil
-	})
-	return job, created, err
-}
-
-// PutJobs writes job records in one commit.
-func (d *DB) PutJobs(jobs []*Job) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		for _, j := range jobs {
-			if err := putJob(tx, j); err != nil {
-				return err
-			}
+// LastSeq is the highest job sequence number handed out.
+func (d *DB) LastSeq() (uint64, error) {
+	var seq uint64
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		seq = b.Sequence()
+		if k, _ := b.Cursor().Last(); k != nil {
+			seq = max(seq, seqOf(k))
 		}
 		return nil
 	})
-}
-
-// DeleteJob removes a job and its idempotency record (a submission the
-// core refused).
-func (d *DB) DeleteJob(j *Job) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error { return deleteJob(tx, j) })
-}
-
-// deleteJob removes a job's record, its id and its idempotency key.
-func deleteJob(tx *bolt.Tx, j *Job) error {
-	if err := tx.Bucket(bucketJobs).Delete(seqKey(j.Seq)); err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketJobIDs).Delete([]byte(j.ID)); err != nil {
-		return err
-	}
-	if j.IdempotencyKey != "" {
-		return tx.Bucket(bucketIdem).Delete([]byte(j.Tenant + "\x00" + j.IdempotencyKey))
-	}
-	return nil
-}
-
-// PruneJobs deletes jobs for which done reports true, reading at most
-// scan records from the first job submitted after sequence number from.
-// It returns the jobs deleted and where the next call should start (0
-// when it reached the end, to start again from the beginning).
-func (d *DB) PruneJobs(from uint64, scan int, done func(*Job) bool) ([]Job, uint64, error) {
-	var gone []Job
-	next := uint64(0)
-	err := d.bolt.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		n := 0
-		for k, v := c.Seek(seqKey(from + 1)); k != nil; k, v = c.Next() {
-			if n == scan {
-				next = binary.BigEndian.Uint64(k) - 1
-				break
-			}
-			n++
-			var j Job
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("job record %x: %w", k, err)
-			}
-			if done(&j) {
-				gone = append(gone, j)
-			}
-		}
-		// Deleted after the walk: a cursor's bucket must not change under it.
-		for i := range gone {
-			if err := deleteJob(tx, &gone[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, from, err
-	}
-	return gone, next, nil
+	return seq, err
 }
 
 // Job reads one job by id.
 func (d *DB) Job(id string) (Job, error) {
 	var j Job
-	err := d.bolt.View(func(tx *bolt.Tx) error { return getJob(tx, id, &j) })
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		j, err = getJob(tx, id)
+		return err
+	})
 	return j, err
 }
 
-// Jobs calls fn for every job in submission order until fn returns false.
-func (d *DB) Jobs(fn func(*Job) bool) error { return d.JobsAfter(0, fn) }
+func getJob(tx *bolt.Tx, id string) (Job, error) {
+	k := tx.Bucket(bucketJobIDs).Get([]byte(id))
+	if k == nil {
+		return Job{}, ErrNotFound
+	}
+	data := tx.Bucket(bucketJobs).Get(k)
+	if data == nil {
+		return Job{}, ErrNotFound
+	}
+	return DecodeJob(data)
+}
 
-// JobsAfter is Jobs from the first job submitted after the one with
-// sequence number seq (0: from the start).
-func (d *DB) JobsAfter(seq uint64, fn func(*Job) bool) error {
+// Idempotent returns the job a tenant's idempotency key created, with the
+// hash of the request that created it (ErrNotFound when none did).
+func (d *DB) Idempotent(tenant, key string) (Job, string, error) {
+	var j Job
+	var hash string
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		data := tx.Bucket(bucketIdem).Get(IdempotencyKey(tenant, key))
+		if data == nil {
+			return ErrNotFound
+		}
+		r, err := DecodeIdempotency(data)
+		if err != nil {
+			return err
+		}
+		hash = r.BodyHash
+		j, err = getJob(tx, r.Job)
+		return err
+	})
+	return j, hash, err
+}
+
+// IdempotencyKey is where a tenant's idempotency key is kept.
+func IdempotencyKey(tenant, key string) []byte { return []byte(tenant + "\x00" + key) }
+
+// List calls fn for the jobs the filter selects that were submitted after
+// sequence number after (0: from the first), in submission order, until fn
+// returns false. It reads only the jobs selected, through the indexes.
+func (d *DB) List(f Filter, after uint64, fn func(*Job) bool) error {
 	return d.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		for k, v := c.Seek(seqKey(seq + 1)); k != nil; k, v = c.Next() {
-			var j Job
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("job record %x: %w", k, err)
+		jobs := tx.Bucket(bucketJobs)
+		if f == (Filter{}) {
+			c := jobs.Cursor()
+			for k, v := c.Seek(be8(after + 1)); k != nil; k, v = c.Next() {
+				j, err := DecodeJob(v)
+				if err != nil {
+					return fmt.Errorf("job record %x: %w", k, err)
+				}
+				if !fn(&j) {
+					return nil
+				}
 			}
-			if !fn(&j) {
+			return nil
+		}
+		idx := tx.Bucket(bucketIndex)
+		var err error
+		MergeRanges(FilterPrefixes(f), after, func(prefix []byte, from uint64) Range {
+			return &boltRange{c: idx.Cursor(), prefix: prefix, from: from}
+		}, func(seq uint64) bool {
+			data := jobs.Get(be8(seq))
+			if data == nil {
+				return true // deleted under the index: not in a consistent view, but never stop a listing on it
+			}
+			j, derr := DecodeJob(data)
+			if derr != nil {
+				err = fmt.Errorf("job record %d: %w", seq, derr)
+				return false
+			}
+			return !f.Match(&j) || fn(&j)
+		})
+		return err
+	})
+}
+
+// LiveJobs calls fn, in submission order, for every job a restart holds:
+// the unfinished ones and the finished ones whose processes may still run.
+func (d *DB) LiveJobs(fn func(*Job) bool) error {
+	return d.bolt.View(func(tx *bolt.Tx) error { return liveJobs(tx, fn) })
+}
+
+func liveJobs(tx *bolt.Tx, fn func(*Job) bool) error {
+	jobs := tx.Bucket(bucketJobs)
+	idx := tx.Bucket(bucketIndex)
+	var err error
+	MergeRanges(LivePrefixes(), 0, func(prefix []byte, from uint64) Range {
+		return &boltRange{c: idx.Cursor(), prefix: prefix, from: from}
+	}, func(seq uint64) bool {
+		data := jobs.Get(be8(seq))
+		if data == nil {
+			err = fmt.Errorf("index names job %d, which is not in the store", seq)
+			return false
+		}
+		j, derr := DecodeJob(data)
+		if derr != nil {
+			err = fmt.Errorf("job record %d: %w", seq, derr)
+			return false
+		}
+		return fn(&j)
+	})
+	return err
+}
+
+// Finished returns up to limit finished jobs that ended before the given
+// time (Unix ms), oldest first, for the retention sweep.
+func (d *DB) Finished(before int64, limit int) ([]Job, error) {
+	var out []Job
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		jobs := tx.Bucket(bucketJobs)
+		c := tx.Bucket(bucketIndex).Cursor()
+		prefix := indexPrefix(idxFinished)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Next() {
+			if finishedOf(k) >= before {
+				break
+			}
+			data := jobs.Get(be8(seqOf(k)))
+			if data == nil {
+				continue
+			}
+			j, err := DecodeJob(data)
+			if err != nil {
+				return fmt.Errorf("job record %d: %w", seqOf(k), err)
+			}
+			out = append(out, j)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Commit writes a change in one transaction.
+func (d *DB) Commit(c Change) error {
+	if c.Empty() {
+		return nil
+	}
+	d.live.mu.Lock()
+	defer d.live.mu.Unlock()
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		nodes := tx.Bucket(bucketNodes)
+		for _, n := range c.Nodes {
+			data, err := EncodeNode(n)
+			if err != nil {
+				return err
+			}
+			if err := nodes.Put([]byte(n.Info.Name), data); err != nil {
+				return err
+			}
+		}
+		jobs, ids, idem, idx := tx.Bucket(bucketJobs), tx.Bucket(bucketJobIDs), tx.Bucket(bucketIdem), tx.Bucket(bucketIndex)
+		for _, n := range c.New {
+			if ids.Get([]byte(n.Job.ID)) != nil {
+				return fmt.Errorf("job %s exists", n.Job.ID)
+			}
+			if err := ids.Put([]byte(n.Job.ID), be8(n.Job.Seq)); err != nil {
+				return err
+			}
+			if n.Key != "" {
+				data, err := EncodeIdempotency(n.Job.ID, n.BodyHash)
+				if err != nil {
+					return err
+				}
+				if err := idem.Put(IdempotencyKey(n.Job.Tenant, n.Key), data); err != nil {
+					return err
+				}
+			}
+		}
+		for _, j := range c.Jobs {
+			data, err := EncodeJob(j)
+			if err != nil {
+				return err
+			}
+			if err := jobs.Put(be8(j.Seq), data); err != nil {
+				return err
+			}
+			if err := applyDiff(idx, d.live.diff(j, false)); err != nil {
+				return err
+			}
+		}
+		for _, j := range c.Deleted {
+			if err := jobs.Delete(be8(j.Seq)); err != nil {
+				return err
+			}
+			if err := ids.Delete([]byte(j.ID)); err != nil {
+				return err
+			}
+			if j.IdempotencyKey != "" {
+				if err := idem.Delete(IdempotencyKey(j.Tenant, j.IdempotencyKey)); err != nil {
+					return err
+				}
+			}
+			if err := applyDiff(idx, d.live.diff(j, true)); err != nil {
+				return err
+			}
+		}
+		for _, r := range c.Records {
+			b, err := tx.CreateBucketIfNotExists(recordBucket(r.Kind))
+			if err != nil {
+				return err
+			}
+			if r.Value == nil {
+				err = b.Delete([]byte(r.Key))
+			} else {
+				err = b.Put([]byte(r.Key), r.Value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if c.Seq > jobs.Sequence() {
+			return jobs.SetSequence(c.Seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range c.Jobs {
+		d.live.settle(j, false)
+	}
+	for _, j := range c.Deleted {
+		d.live.settle(j, true)
+	}
+	return nil
+}
+
+func applyDiff(b *bolt.Bucket, d indexDiff) error {
+	for _, k := range d.del {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range d.put {
+		if err := b.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Record reads an extra record (ErrNotFound when there is none).
+func (d *DB) Record(kind, key string) ([]byte, error) {
+	var out []byte
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket(kind))
+		if b == nil {
+			return ErrNotFound
+		}
+		v := b.Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+// Records calls fn for the extra records of a kind whose keys start with
+// prefix, in key order, until fn returns false.
+func (d *DB) Records(kind, prefix string, fn func(key string, value []byte) bool) error {
+	return d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket(kind))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if !fn(string(k), v) {
 				return nil
 			}
 		}
@@ -512,66 +738,27 @@ func (d *DB) JobsAfter(seq uint64, fn func(*Job) bool) error {
 	})
 }
 
-// PutNode records a node.
-func (d *DB) PutNode(n Node) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketNodes), []byte(n.Info.Name), n)
-	})
+// boltRange walks one index prefix from a sequence number on.
+type boltRange struct {
+	c      *bolt.Cursor
+	prefix []byte
+	from   uint64
+	k      []byte
+	done   bool
 }
 
-// Commit writes nodes and jobs in one transaction.
-func (d *DB) Commit(nodes []*Node, jobs []*Job) error {
-	if len(nodes) == 0 && len(jobs) == 0 {
-		return nil
+func (r *boltRange) Next() (uint64, bool) {
+	if r.done {
+		return 0, false
 	}
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		for _, n := range nodes {
-			if err := putJSON(tx.Bucket(bucketNodes), []byte(n.Info.Name), n); err != nil {
-				return err
-			}
-		}
-		for _, j := range jobs {
-			if err := putJob(tx, j); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
-}
-
-func putJob(tx *bolt.Tx, j *Job) error {
-	if err := putJSON(tx.Bucket(bucketJobs), seqKey(j.Seq), j); err != nil {
-		return err
+	if r.k == nil {
+		r.k, _ = r.c.Seek(append(bytes.Clone(r.prefix), be8(r.from+1)...))
+	} else {
+		r.k, _ = r.c.Next()
 	}
-	return tx.Bucket(bucketJobIDs).Put([]byte(j.ID), seqKey(j.Seq))
-}
-
-func getJob(tx *bolt.Tx, id string, j *Job) error {
-	k := tx.Bucket(bucketJobIDs).Get([]byte(id))
-	if k == nil {
-		return ErrNotFound
+	if r.k == nil || !bytes.HasPrefix(r.k, r.prefix) {
+		r.done = true
+		return 0, false
 	}
-	return getJSON(tx.Bucket(bucketJobs), k, j)
-}
-
-func putJSON(b *bolt.Bucket, k []byte, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, data)
-}
-
-func getJSON(b *bolt.Bucket, k []byte, v any) error {
-	data := b.Get(k)
-	if data == nil {
-		return ErrNotFound
-	}
-	return json.Unmarshal(data, v)
+	return seqOf(r.k), true
 }

@@ -1,0 +1,206 @@
+// Package schema is the layout of what the store persists: records of the
+// store's own, each with a schema version, so that a change to an API, core
+// or lifecycle struct cannot silently change what is on disk. The store
+// converts between these records and the types the server works with (in
+// package store, codec.go); a record written by an earlier version is read
+// through that version's frozen layout (V0 here) and converted forward.
+//
+// Rules for changing it: a field may be added (omitempty, with a zero value
+// that means what records without it meant); a field's meaning or
+// encoding never changes in place: that is a new Version, a frozen copy of
+// the old layout, and a conversion from it.
+package schema
+
+// Version is the schema version this build writes. It reads every version
+// from 0 up to it.
+const Version = 1
+
+// Job is a job record: what was submitted and everything the control plane
+// knows of its lifecycle.
+type Job struct {
+	V              int       `json:"v"`
+	ID             string    `json:"id"`
+	Seq            uint64    `json:"seq"`
+	Name           string    `json:"name"`
+	Tenant         string    `json:"tenant"`
+	Queue          string    `json:"queue"`
+	Spec           JobSpec   `json:"spec"`
+	Run            Run       `json:"run"`
+	IdempotencyKey string    `json:"idempotencyKey,omitempty"`
+	State          string    `json:"state"`
+	Reason         string    `json:"reason,omitempty"`
+	SubmittedMs    int64     `json:"submittedMs"`
+	StartedMs      int64     `json:"startedMs,omitempty"`
+	FinishedMs     int64     `json:"finishedMs,omitempty"`
+	Attempt        int       `json:"attempt"`
+	Restarts       int       `json:"restarts,omitempty"`
+	MasterPort     int       `json:"masterPort,omitempty"`
+	Replicas       []Replica `json:"replicas,omitempty"`
+	Stale          []Replica `json:"stale,omitempty"`
+	Stopping       *Stopping `json:"stopping,omitempty"`
+	Units          []Unit    `json:"units,omitempty"`
+	Generation     int       `json:"generation,omitempty"`
+	Events         []Event   `json:"events,omitempty"`
+}
+
+// JobSpec is what the scheduling core admits. Kind is written by name.
+type JobSpec struct {
+	ID              string   `json:"id"`
+	Tenant          string   `json:"tenant"`
+	Queue           string   `json:"queue"`
+	Kind            string   `json:"kind"`
+	Priority        int32    `json:"priority,omitempty"`
+	Tier            string   `json:"tier,omitempty"`
+	Preemptible     bool     `json:"preemptible,omitempty"`
+	NoticeSec       int64    `json:"noticeSec,omitempty"`
+	CheckpointSec   int64    `json:"checkpointSec,omitempty"`
+	Gangs           []Gang   `json:"gangs"`
+	Topology        Topology `json:"topology,omitzero"`
+	EstimatedSec    int64    `json:"estimatedSec,omitempty"`
+	MaxSec          int64    `json:"maxSec,omitempty"`
+	WaitForCapacity bool     `json:"waitForCapacity,omitempty"`
+}
+
+// Gang is a set of identical replicas.
+type Gang struct {
+	Name        string `json:"name,omitempty"`
+	Replicas    int    `json:"replicas"`
+	MinReplicas int    `json:"minReplicas,omitempty"`
+	Shape       Shape  `json:"shape"`
+	AnyType     bool   `json:"anyType,omitempty"`
+}
+
+// Shape is one replica's request.
+type Shape struct {
+	Accel     []string `json:"accel,omitempty"`
+	Devices   int      `json:"devices,omitempty"`
+	Milli     int32    `json:"milli,omitempty"`
+	CPUMilli  int64    `json:"cpuMilli,omitempty"`
+	MemoryMiB int64    `json:"memoryMiB,omitempty"`
+}
+
+// Topology is a job's placement constraint.
+type Topology struct {
+	Level    string `json:"level,omitempty"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// Run is what the agents execute.
+type Run struct {
+	Command       []string          `json:"command"`
+	Env           map[string]string `json:"env,omitempty"`
+	RestartPolicy string            `json:"restartPolicy,omitempty"`
+	MaxRestarts   int               `json:"maxRestarts,omitempty"`
+	Resize        string            `json:"resize,omitempty"`
+	Replicas      string            `json:"replicas,omitempty"`
+}
+
+// Replica is one bound replica of one attempt.
+type Replica struct {
+	Unit    int               `json:"unit,omitempty"`
+	Gang    int               `json:"gang"`
+	Replica int               `json:"replica"`
+	Attempt int               `json:"attempt"`
+	Rank    int               `json:"rank"`
+	Node    string            `json:"node"`
+	Accel   string            `json:"accel,omitempty"`
+	Devices []int             `json:"devices,omitempty"`
+	Milli   int32             `json:"milli,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	State   string            `json:"state"`
+	Exit    int               `json:"exitCode,omitempty"`
+	Signal  string            `json:"signal,omitempty"`
+	BoundMs int64             `json:"boundMs,omitempty"`
+	StopMs  int64             `json:"stopMs,omitempty"`
+	Shrunk  bool              `json:"shrunk,omitempty"`
+	Sent    bool              `json:"sent,omitempty"`
+	Held    bool              `json:"held,omitempty"`
+}
+
+// Stopping is why a unit's attempt is being stopped.
+type Stopping struct {
+	Reason    string `json:"reason"`
+	Requeue   bool   `json:"requeue"`
+	Preempted bool   `json:"preempted,omitempty"`
+	Cancelled bool   `json:"cancelled,omitempty"`
+}
+
+// Unit is what the core admits as one job.
+type Unit struct {
+	Core       string    `json:"core"`
+	State      string    `json:"state"`
+	Reason     string    `json:"reason,omitempty"`
+	Attempt    int       `json:"attempt,omitempty"`
+	Restarts   int       `json:"restarts,omitempty"`
+	Stopping   *Stopping `json:"stopping,omitempty"`
+	StartedMs  int64     `json:"startedMs,omitempty"`
+	FinishedMs int64     `json:"finishedMs,omitempty"`
+}
+
+// Event is one entry of a job's history.
+type Event struct {
+	AtMs   int64  `json:"atMs"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Node is a registered node.
+type Node struct {
+	V          int      `json:"v"`
+	Info       NodeInfo `json:"info"`
+	State      string   `json:"state"`
+	Registered int64    `json:"registered"`
+	Drained    bool     `json:"drained,omitempty"`
+}
+
+// NodeInfo is what an agent declared of its node.
+type NodeInfo struct {
+	Name      string            `json:"name"`
+	Address   string            `json:"address"`
+	Path      map[string]string `json:"path,omitempty"`
+	Accel     string            `json:"accel,omitempty"`
+	Count     int               `json:"count"`
+	CPUMilli  int64             `json:"cpuMilli"`
+	MemoryMiB int64             `json:"memoryMiB"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Token is an access token's hash and what it may do.
+type Token struct {
+	V       int    `json:"v"`
+	Hash    string `json:"hash"`
+	Role    string `json:"role"`
+	Tenant  string `json:"tenant,omitempty"`
+	Node    string `json:"node,omitempty"`
+	Created int64  `json:"created"`
+}
+
+// Queues is the queue tree, in creation order.
+type Queues struct {
+	V      int     `json:"v"`
+	Queues []Queue `json:"queues"`
+}
+
+// Queue declares one queue of the tree.
+type Queue struct {
+	Name   string            `json:"name"`
+	Parent string            `json:"parent,omitempty"`
+	Weight float64           `json:"weight,omitempty"`
+	Strict bool              `json:"strict,omitempty"`
+	Quotas map[string]Limits `json:"quotas,omitempty"`
+}
+
+// Limits are one flavor's quota of a queue, in milli-accelerators; nil is
+// unlimited.
+type Limits struct {
+	Nominal int64  `json:"nominal"`
+	Borrow  *int64 `json:"borrowingLimit,omitempty"`
+	Lend    *int64 `json:"lendingLimit,omitempty"`
+}
+
+// Idempotency ties a tenant's idempotency key to the job it created.
+type Idempotency struct {
+	V        int    `json:"v"`
+	Job      string `json:"job"`
+	BodyHash string `json:"bodyHash"`
+}
