@@ -278,7 +278,7 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request, _ principa
 		writeErr(w, api.Internal("the tenant is deleted, but revoking its tokens failed: %v", err))
 		return
 	}
-	purged, err := s.purgeJobs(func(j *store.Job) bool { return j.Tenant == name && store.Terminal(j.State) && j.SubmittedMs <= cutoff })
+	purged, err := s.purgeJobs(name, func(j *store.Job) bool { return store.Terminal(j.State) && j.SubmittedMs <= cutoff })
 	if err != nil {
 		writeErr(w, api.Internal("the tenant is deleted, but deleting its finished jobs failed: %v", err))
 		return
@@ -287,13 +287,28 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request, _ principa
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// purgeJobs deletes the stored jobs done selects, with their logs, a
-// slice of the store at a time.
-func (s *Server) purgeJobs(done func(*store.Job) bool) (int, error) {
+// purgeJobs deletes a tenant's stored jobs that done selects, with their
+// logs, through the tenant's index, pruneScan jobs a commit.
+func (s *Server) purgeJobs(tenant string, done func(*store.Job) bool) (int, error) {
 	n := 0
-	from := uint64(0)
+	after := uint64(0)
 	for {
-		gone, next, err := s.db.PruneJobs(from, pruneScan, func(j *store.Job) bool { return !hasLive(j) && done(j) })
+		var gone []*store.Job
+		more := false
+		err := s.db.List(store.Filter{Tenant: tenant}, after, func(j *store.Job) bool {
+			if len(gone) == pruneScan {
+				more = true
+				return false
+			}
+			after = j.Seq
+			if !hasLive(j) && done(j) {
+				gone = append(gone, j)
+			}
+			return true
+		})
+		if err == nil && len(gone) > 0 {
+			err = s.db.Commit(store.Change{Deleted: gone})
+		}
 		if err != nil {
 			return n, err
 		}
@@ -303,10 +318,9 @@ func (s *Server) purgeJobs(done func(*store.Job) bool) (int, error) {
 			}
 		}
 		n += len(gone)
-		if next == 0 {
+		if !more {
 			return n, nil
 		}
-		from = next
 	}
 }
 

@@ -66,7 +66,7 @@ func start(t *testing.T, dir string, opts ...option) *harness {
 	}
 	clk := &clock{t: time.Unix(1_800_000_000, 0)}
 	cfg := Config{DataDir: dir, InitialQueues: testQueues(), HeartbeatTimeout: 10 * time.Second, StopGrace: 5 * time.Second,
-		Now: clk.Now, BatchDelay: time.Millisecond}
+		Now: clk.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -304,48 +304,42 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	sum := sha256.Sum256(append([]byte(file+"\x00"), body...))
+	sub := submission{tenant: tenant, key: key, bodyHash: hex.EncodeToString(sum[:]), looked: time.Now()}
+	if key != "" {
+		switch j, hash, err := s.db.Idempotent(tenant, key); {
+		case err == nil && hash != sub.bodyHash:
+			writeErr(w, api.Conflict("idempotency key %q was used for a different job document", key))
+			return
+		case err == nil:
+			writeJSON(w, http.StatusOK, jobView(&j))
+			return
+		case !errors.Is(err, store.ErrNotFound):
+			writeErr(w, api.Internal("store: %v", err))
+			return
+		}
+	}
 	nowMs := s.cfg.Now().UnixMilli()
-	job, created, err := s.db.Submit(store.Submission{Tenant: tenant, Key: key, BodyHash: hex.EncodeToString(sum[:]),
-		Build: func(seq uint64) store.Job {
-			id := fmt.Sprintf("%s-%d", name, seq)
-			spec := js.Job
-			spec.ID, spec.Tenant = sched.JobID(id), tenant
-			return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs}
-		}})
+	sub.build = func(seq uint64) store.Job {
+		id := fmt.Sprintf("%s-%d", name, seq)
+		spec := js.Job
+		spec.ID, spec.Tenant = sched.JobID(id), tenant
+		return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs}
+	}
+	// Once the loop has it, the job goes in even if the client leaves.
+	a, err := exec(context.WithoutCancel(r.Context()), s, func(l *loop, reply func(submitted)) { l.submit(sub, l.now(), reply) })
+	if err == nil {
+		err = a.err
+	}
 	switch {
 	case errors.Is(err, store.ErrKeyReused):
 		writeErr(w, api.Conflict("idempotency key %q was used for a different job document", key))
-		return
 	case err != nil:
-		writeErr(w, api.Internal("store: %v", err))
-		return
-	case !created:
-		writeJSON(w, http.StatusOK, jobView(&job))
-		return
-	}
-	view := jobView(&job)
-	live := job
-	// The job is durable: hand it to the core even if the client leaves.
-	refused, err := exec(context.WithoutCancel(r.Context()), s, func(l *loop, reply func(error)) {
-		// The core may refuse it for good (no node could ever hold it): the
-		// client hears why at once.
-		reply(l.submitted(&live, l.now()))
-	})
-	if err != nil {
-		// The loop is gone; the job is in the store and the next start
-		// hands it to the core.
 		writeErr(w, err)
-		return
+	case !a.created:
+		writeJSON(w, http.StatusOK, a.view)
+	default:
+		writeJSON(w, http.StatusCreated, a.view)
 	}
-	if refused != nil {
-		if err := s.db.DeleteJob(&job); err != nil {
-			s.log.Error("delete refused job", "job", job.ID, "err", err)
-		}
-		writeErr(w, api.Invalid("", "%v", refused))
-		return
-	}
-	s.metrics.submissions.Inc()
-	writeJSON(w, http.StatusCreated, view)
 }
 
 func (s *Server) queueHint(qi *queueIndex, p principal) string {
@@ -392,10 +386,11 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	out := api.JobList{Jobs: []api.Job{}}
 	var last uint64
-	err := s.db.JobsAfter(after, func(j *store.Job) bool {
-		if !p.sees(j.Tenant) || (state != "" && j.State != state) || (queue != "" && j.Queue != queue) {
-			return true
-		}
+	f := store.Filter{State: state, Queue: queue}
+	if !p.admin() {
+		f.Tenant = p.tenant
+	}
+	err := s.db.List(f, after, func(j *store.Job) bool {
 		if len(out.Jobs) == limit {
 			// One more matches: there is a next page, from the last one
 			// returned.

@@ -25,6 +25,7 @@ import (
 type loop struct {
 	s    *Server
 	log  *slog.Logger
+	term *term
 	core *sched.Core
 	// specs is the queue tree as the core has it.
 	specs []quota.Spec
@@ -35,13 +36,26 @@ type loop struct {
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
+	// newJobs are the jobs submitted since the last commit, deleted the
+	// jobs it is to delete, with what to do once they are gone.
+	newJobs []store.NewJob
+	deleted []*store.Job
+	// records are extra records for the next commit (Loop.Record).
+	records []store.Record
+	// seq is the highest job sequence number handed out.
+	seq uint64
+	// keys are the idempotency keys of the jobs this term accepted lately
+	// (see submit).
+	keys map[string]keyRecord
 	// after runs once the pending writes are durable (err nil) or failed.
 	after    []func(err error)
 	lastTick time.Time
-	// lastPrune and pruneFrom pace the sweep for finished jobs past their
-	// retention (see prune).
+	// lastPrune paces the sweep for finished jobs past their retention.
 	lastPrune time.Time
-	pruneFrom uint64
+	// cycleEnd and cycleTook pace scheduling cycles under load (see run).
+	cycleEnd  time.Time
+	cycleTook time.Duration
+	owed      bool
 }
 
 type node struct {
@@ -60,23 +74,46 @@ func (l *loop) markNode(n *node)     { l.dirtyNodes[n.rec.Info.Name] = n }
 // afterCommit runs fn once the writes made so far are durable.
 func (l *loop) afterCommit(fn func(err error)) { l.after = append(l.after, fn) }
 
+// run takes the requests waiting, runs a scheduling cycle and commits, in
+// a loop: every request waiting when an iteration starts shares its one
+// commit (group commit: a burst of submissions pays one fsync, or one etcd
+// transaction, for all of them).
+//
+// A scheduling cycle runs after each iteration, except while requests keep
+// waiting and less time has passed since the last cycle ended than that
+// cycle took: cycles then take at most half the loop's time. The core
+// walks its pending jobs in a cycle, so a cycle costs more as the backlog
+// grows; without the bound a burst of submissions into a full fleet
+// slowed down as the backlog grew (BenchmarkSubmit). A skipped cycle runs
+// as soon as the bound allows, waiting requests or not.
 func (l *loop) run(ctx context.Context) error {
 	t := time.NewTicker(l.s.cfg.Tick)
 	defer t.Stop()
 	for {
+		var owed <-chan time.Time
+		if l.owed {
+			owed = time.After(max(time.Until(l.cycleEnd.Add(l.cycleTook)), 0))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case o := <-l.s.inbox:
+		case o := <-l.term.inbox:
 			o(l)
-			l.drain()
+			if !l.s.cfg.NoGroupCommit {
+				l.drain()
+			}
 		case <-t.C:
+		case <-owed:
 		}
 		now := l.now()
 		if now.Sub(l.lastTick) >= l.s.cfg.Tick {
 			l.tick(now)
 		}
-		l.cycle(now)
+		if len(l.term.inbox) == 0 || time.Since(l.cycleEnd) >= l.cycleTook {
+			l.cycle(now)
+		} else {
+			l.owed = true
+		}
 		if err := l.commit(); err != nil {
 			return err
 		}
@@ -86,9 +123,9 @@ func (l *loop) run(ctx context.Context) error {
 // drain takes the ops already waiting, so one cycle and one commit serve
 // them all.
 func (l *loop) drain() {
-	for range cap(l.s.inbox) {
+	for range cap(l.term.inbox) {
 		select {
-		case o := <-l.s.inbox:
+		case o := <-l.term.inbox:
 			o(l)
 		default:
 			return
@@ -107,8 +144,10 @@ func (l *loop) tick(now time.Time) {
 }
 
 // pruneEvery is how often the loop looks for finished jobs past their
-// retention; pruneScan bounds the records one look reads, so a large store
-// is swept a slice at a time without holding up the loop.
+// retention; pruneScan bounds the jobs one look deletes, so that a large
+// backlog of them is removed a slice at a time without holding up the
+// loop. The store's index of finished jobs by end time answers the look:
+// it reads nothing else.
 const (
 	pruneEvery = time.Minute
 	pruneScan  = 5000
@@ -119,32 +158,59 @@ const (
 // ended, and no replica of any attempt still alive.
 func (l *loop) prune(now time.Time) {
 	before := now.Add(-l.s.cfg.Retain).UnixMilli()
-	gone, next, err := l.s.db.PruneJobs(l.pruneFrom, pruneScan, func(j *store.Job) bool {
-		return l.lc.Job(j.ID) == nil && store.Terminal(j.State) && !lifecycle.Live(j) && j.FinishedMs > 0 && j.FinishedMs < before
-	})
+	old, err := l.s.db.Finished(before, pruneScan)
 	if err != nil {
-		l.log.Error("pruning finished jobs failed", "err", err)
+		l.log.Error("reading finished jobs past their retention failed", "err", err)
 		return
 	}
-	l.pruneFrom = next
-	for _, j := range gone {
-		if err := os.RemoveAll(filepath.Join(l.s.logDir(), j.ID)); err != nil {
-			l.log.Warn("removing a pruned job's logs", "job", j.ID, "err", err)
+	var gone []*store.Job
+	for i := range old {
+		j := &old[i]
+		if l.lc.Job(j.ID) == nil && !lifecycle.Live(j) && j.FinishedMs > 0 {
+			gone = append(gone, j)
 		}
 	}
-	if len(gone) > 0 {
-		l.log.Info("pruned finished jobs", "count", len(gone), "retain", l.s.cfg.Retain)
+	if len(gone) == 0 {
+		return
 	}
+	l.deleted = append(l.deleted, gone...)
+	for _, j := range gone {
+		if j.IdempotencyKey != "" {
+			delete(l.keys, string(store.IdempotencyKey(j.Tenant, j.IdempotencyKey)))
+		}
+	}
+	l.afterCommit(func(err error) {
+		if err != nil {
+			return
+		}
+		for _, j := range gone {
+			if err := os.RemoveAll(filepath.Join(l.s.logDir(), j.ID)); err != nil {
+				l.log.Warn("removing a pruned job's logs", "job", j.ID, "err", err)
+			}
+		}
+		l.log.Info("pruned finished jobs", "count", len(gone), "retain", l.s.cfg.Retain)
+	})
 }
 
 // cycle runs one scheduling cycle and carries out its actions.
 func (l *loop) cycle(now time.Time) {
 	start := time.Now()
 	r := l.core.Schedule(now.Unix())
-	l.s.metrics.schedLatency.Observe(time.Since(start).Seconds())
+	l.cycleEnd = time.Now()
+	l.cycleTook = l.cycleEnd.Sub(start)
+	l.owed = false
+	l.s.metrics.schedLatency.Observe(l.cycleTook.Seconds())
 	l.take(r, now)
 }
 
+// Record adds an extra record to the next commit: it lands with the jobs
+// and nodes the loop writes then, or not at all.
+func (l *loop) Record(r store.Record) { l.records = append(l.records, r) }
+
+// commit writes what the loop changed since the last commit in one
+// transaction, then runs what waited for it. With answers waiting, a
+// replicated store is asked to confirm the lead even when nothing changed:
+// an answer is given only by a server that still leads.
 func (l *loop) commit() error {
 	nodes := make([]*store.Node, 0, len(l.dirtyNodes))
 	for _, n := range l.dirtyNodes {
@@ -154,9 +220,18 @@ func (l *loop) commit() error {
 	for _, j := range l.dirtyJobs {
 		jobs = append(jobs, j)
 	}
+	slices.SortFunc(jobs, func(a, b *store.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	clear(l.dirtyNodes)
 	clear(l.dirtyJobs)
-	err := l.s.db.Commit(nodes, jobs)
+	change := store.Change{Nodes: nodes, Jobs: jobs, New: l.newJobs, Deleted: l.deleted, Records: l.records, Confirm: len(l.after) > 0}
+	if len(l.newJobs) > 0 {
+		change.Seq = l.seq
+	}
+	l.newJobs, l.deleted, l.records = nil, nil, nil
+	var err error
+	if !change.Empty() || change.Confirm {
+		err = l.s.db.Commit(change)
+	}
 	if err != nil {
 		err = fmt.Errorf("commit: %w", err)
 		l.log.Error("store commit failed; stopping", "err", err)
@@ -184,11 +259,17 @@ func restore(s *Server) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
+	seq, err := s.db.LastSeq()
+	if err != nil {
+		return nil, err
+	}
 	now := s.cfg.Now()
 	l := &loop{
-		s: s, log: s.log, specs: specs, nodes: map[string]*node{},
+		s: s, log: s.log, specs: specs, nodes: map[string]*node{}, seq: seq, keys: map[string]keyRecord{},
 		dirtyJobs: map[string]*store.Job{}, dirtyNodes: map[string]*node{}, lastTick: now,
+		term: &term{inbox: make(chan op, 4096), done: make(chan struct{})},
 	}
+	l.term.loop = l
 	l.lc = lifecycle.New(lifecycle.Config{StopGraceMs: s.cfg.StopGrace.Milliseconds(), Node: l.nodeFacts})
 	s.queues.Store(newQueueIndex(specs))
 	nodes, err := s.db.Nodes()
@@ -205,14 +286,7 @@ func restore(s *Server) (*loop, error) {
 		l.nodes[rec.Info.Name] = &node{rec: rec, lastSeen: now}
 	}
 	var live []*store.Job
-	err = s.db.Jobs(func(j *store.Job) bool {
-		switch j.State {
-		case store.Running, store.Preempting, store.Cancelling, store.Pending:
-		default:
-			if !hasLive(j) {
-				return true
-			}
-		}
+	err = s.db.LiveJobs(func(j *store.Job) bool {
 		l.lc.Add(j, now.UnixMilli())
 		live = append(live, j)
 		return true

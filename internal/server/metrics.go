@@ -25,6 +25,7 @@ type metrics struct {
 	total        *prometheus.GaugeVec
 	tenantUsage  *prometheus.GaugeVec
 	nodes        *prometheus.GaugeVec
+	leader       prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -47,9 +48,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "Accelerators held by a tenant's running jobs, by flavor."}, []string{"tenant", "flavor"}),
 		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_nodes",
 			Help: "Registered nodes by state."}, []string{"state"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gpufleet_leader",
+			Help: "1 while this server runs the loop (a server on its own always does; one of a group while elected)."}),
 	}
 	reg.MustRegister(m.pending, m.admissions, m.preemptions, m.submissions, m.schedLatency, m.allocated, m.total,
-		m.tenantUsage, m.nodes, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.tenantUsage, m.nodes, m.leader, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -33,8 +33,16 @@ import (
 
 // Config sets up a server.
 type Config struct {
-	// DataDir holds the store and the replicas' logs.
+	// DataDir holds the replicas' logs, and the store unless Store is set.
 	DataDir string
+	// Store is the store to use (default: the bbolt file in DataDir). A
+	// store that is also an Elector makes the server one of a group: it
+	// leads (runs the loop) only while elected, and stands by otherwise,
+	// forwarding requests to the leader.
+	Store Store
+	// Advertise is the URL other servers of a group forward requests to
+	// while this one leads (default: the listener's).
+	Advertise string
 	// Sched configures the scheduling core.
 	Sched sched.Config
 	// InitialQueues are created when the store is new.
@@ -48,10 +56,6 @@ type Config struct {
 	StopGrace time.Duration
 	// Tick is the longest time between scheduling cycles (default 1s).
 	Tick time.Duration
-	// BatchDelay is how long a submission waits to share a commit with
-	// others (default 2ms: about one fsync, so a lone client barely waits
-	// while a burst fills each commit).
-	BatchDelay time.Duration
 	// Retain is how long a finished job (its record, idempotency key and
 	// logs) is kept after it ends; negative keeps everything (default 30
 	// days).
@@ -69,7 +73,8 @@ type Config struct {
 	// IdleTimeout closes a kept-alive connection that brings no request
 	// for this long (default 30s; agents send one every heartbeat).
 	IdleTimeout time.Duration
-	// NoGroupCommit commits every submission on its own (benchmarks).
+	// NoGroupCommit commits after every request the loop takes instead
+	// of once for all that are waiting (benchmarks).
 	NoGroupCommit bool
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
@@ -105,9 +110,6 @@ func (c *Config) defaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Second
 	}
-	if c.BatchDelay <= 0 {
-		c.BatchDelay = 2 * time.Millisecond
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -119,39 +121,71 @@ func (c *Config) defaults() {
 // Server is a running control plane.
 type Server struct {
 	cfg     Config
-	db      *store.DB
+	db      Store
+	elector Elector
 	log     *slog.Logger
-	inbox   chan op
 	queues  atomic.Pointer[queueIndex]
 	metrics *metrics
 	reg     *prometheus.Registry
-	loop    *loop
+	// term is the loop of the current leadership: always there for a
+	// server on its own, nil while a server of a group stands by.
+	term atomic.Pointer[term]
 	// adminToken is set when Open created the first admin token.
 	adminToken string
 	started    atomic.Bool
-	done       chan struct{}
 	runErr     error
 }
 
-// Open opens the data directory, creates the first admin token and the
-// initial queues when the store is new, and rebuilds the scheduling core
-// from the store. Call Run to start the loop.
+// term is one run of the loop: its inbox, and done closed when it is over.
+type term struct {
+	loop  *loop
+	inbox chan op
+	done  chan struct{}
+}
+
+// Open opens the store (the data directory's, unless Config.Store names
+// one), creates the first admin token and the initial queues when the
+// store is new, and rebuilds the scheduling core from the store. Call Run
+// to start the loop. A server of a group (a store that elects) does none
+// of that until it is elected: see Serve.
 func Open(cfg Config) (*Server, error) {
 	cfg.defaults()
-	db, err := store.Open(cfg.DataDir, store.Options{BatchDelay: cfg.BatchDelay, NoGroupCommit: cfg.NoGroupCommit})
-	if err != nil {
-		return nil, err
+	db := cfg.Store
+	if db == nil {
+		bdb, err := store.Open(cfg.DataDir, store.Options{})
+		if err != nil {
+			return nil, err
+		}
+		if bdb.Migrated > 0 {
+			cfg.Logger.Info("store converted to this schema version", "jobs", bdb.Migrated)
+		}
+		db = bdb
 	}
-	s := &Server{cfg: cfg, db: db, log: cfg.Logger, inbox: make(chan op, 4096), done: make(chan struct{})}
+	s := &Server{cfg: cfg, db: db, log: cfg.Logger}
+	s.elector, _ = db.(Elector)
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
-	if err := s.bootstrap(); err != nil {
+	if s.elector != nil {
+		return s, nil
+	}
+	if err := s.startTerm(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	if s.loop, err = restore(s); err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
+	s.metrics.leader.Set(1)
 	return s, nil
+}
+
+// startTerm readies the store and rebuilds the loop from it.
+func (s *Server) startTerm() error {
+	if err := s.bootstrap(); err != nil {
+		return err
+	}
+	l, err := restore(s)
+	if err != nil {
+		return err
+	}
+	s.term.Store(l.term)
+	return nil
 }
 
 func (s *Server) bootstrap() error {
@@ -202,15 +236,84 @@ func hashToken(tok string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Run runs the loop until ctx is done or the store fails.
+// Run runs the loop until ctx is done or the store fails. A server of a
+// group campaigns for leadership, runs the loop while it leads and stands
+// by again when it loses it, until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
 	}
-	defer close(s.done)
-	s.runErr = s.loop.run(ctx)
+	if s.elector != nil {
+		s.runErr = s.lead(ctx)
+		return s.runErr
+	}
+	t := s.term.Load()
+	defer close(t.done)
+	s.runErr = t.loop.run(ctx)
 	return s.runErr
 }
+
+// lead campaigns, runs the loop for each term won and stands by between.
+func (s *Server) lead(ctx context.Context) error {
+	for ctx.Err() == nil {
+		lt, err := s.elector.Campaign(ctx, s.cfg.Advertise)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("campaign for leadership failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		s.log.Info("leading: rebuilding the core from the store", "advertise", s.cfg.Advertise)
+		start := time.Now()
+		if err := s.startTerm(); err != nil {
+			s.log.Error("cannot take the lead; resigning", "err", err)
+			s.resign(lt)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		s.metrics.leader.Set(1)
+		s.log.Info("leading", "restore", time.Since(start).Round(time.Millisecond))
+		tctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lt.Done():
+				s.log.Warn("leadership lost; standing by")
+			case <-tctx.Done():
+			}
+			cancel()
+		}()
+		t := s.term.Load()
+		err = t.loop.run(tctx)
+		cancel()
+		s.term.Store(nil)
+		close(t.done)
+		s.metrics.leader.Set(0)
+		if err != nil {
+			s.log.Warn("the loop stopped; standing by", "err", err)
+		}
+		s.resign(lt)
+	}
+	return nil
+}
+
+func (s *Server) resign(t Term) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := t.Resign(ctx); err != nil {
+		s.log.Debug("resign", "err", err)
+	}
+}
+
+// Leading reports whether this server runs the loop now.
+func (s *Server) Leading() bool { return s.term.Load() != nil }
 
 // Close closes the store; call it after Run has returned.
 func (s *Server) Close() error { return s.db.Close() }
@@ -219,6 +322,9 @@ func (s *Server) Close() error { return s.db.Close() }
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The read and write deadlines of each request are set by Handler,
 	// so that a route that streams can set its own.
+	if s.cfg.Advertise == "" {
+		s.cfg.Advertise = "http://" + ln.Addr().String()
+	}
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	ctx, cancel := context.WithCancel(ctx)
@@ -258,10 +364,14 @@ type op func(l *loop)
 func exec[T any](ctx context.Context, s *Server, fn func(l *loop, reply func(T))) (T, error) {
 	ch := make(chan T, 1)
 	var zero T
+	t := s.term.Load()
+	if t == nil {
+		return zero, api.Unavailable("this server does not lead now; ask another of the group")
+	}
 	o := func(l *loop) { fn(l, func(v T) { ch <- v }) }
 	select {
-	case s.inbox <- o:
-	case <-s.done:
+	case t.inbox <- o:
+	case <-t.done:
 		return zero, api.Unavailable("the server is shutting down")
 	case <-ctx.Done():
 		return zero, ctx.Err()
@@ -269,7 +379,7 @@ func exec[T any](ctx context.Context, s *Server, fn func(l *loop, reply func(T))
 	select {
 	case v := <-ch:
 		return v, nil
-	case <-s.done:
+	case <-t.done:
 		// The loop may have answered just before it stopped.
 		select {
 		case v := <-ch:
