@@ -44,7 +44,7 @@ func genReplicas(t *rapid.T, label string) []Replica {
 			Accel: rapid.SampledFrom([]string{"", "h100"}).Draw(t, "accel"), Devices: rapid.SliceOfN(rapid.IntRange(0, 7), 0, 8).Draw(t, "devices"),
 			Milli: rapid.Int32Range(0, 1000).Draw(t, "milli"), Env: genEnv().Draw(t, "env"),
 			State: rapid.SampledFrom([]string{ReplicaStarting, ReplicaRunning, ReplicaExited, ReplicaLost, ReplicaSkipped}).Draw(t, "state"),
-			Exit: rapid.IntRange(-1, 255).Draw(t, "exit"), Signal: rapid.SampledFrom([]string{"", "SIGKILL"}).Draw(t, "signal"),
+			Exit:  rapid.IntRange(-1, 255).Draw(t, "exit"), Signal: rapid.SampledFrom([]string{"", "SIGKILL"}).Draw(t, "signal"),
 			BoundMs: rapid.Int64().Draw(t, "bound"), StopMs: rapid.Int64().Draw(t, "stop"), Shrunk: rapid.Bool().Draw(t, "shrunk"),
 			Sent: rapid.Bool().Draw(t, "sent"), Held: rapid.Bool().Draw(t, "held")}
 	}
