@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 const benchJob = `name: bench
@@ -38,7 +39,12 @@ func BenchmarkSubmit(b *testing.B) {
 }
 
 func benchSubmit(b *testing.B, clients int, noGroup bool) {
-	s, err := Open(Config{DataDir: b.TempDir(), InitialQueues: testQueues(), HeartbeatTimeout: time.Hour, NoGroupCommit: noGroup})
+	benchSubmitIn(b, b.TempDir(), clients, noGroup)
+}
+
+// benchSubmitIn runs the submission benchmark on the store in dir.
+func benchSubmitIn(b *testing.B, dir string, clients int, noGroup bool) {
+	s, err := Open(Config{DataDir: dir, InitialQueues: testQueues(), HeartbeatTimeout: time.Hour, NoGroupCommit: noGroup})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,7 +55,13 @@ func benchSubmit(b *testing.B, clients int, noGroup bool) {
 	defer func() { cancel(); <-done; ts.Close(); s.Close() }()
 
 	transport := &http.Transport{MaxIdleConnsPerHost: clients}
-	admin := api.NewClient(ts.URL, s.AdminToken())
+	adminTok := s.AdminToken()
+	if adminTok == "" {
+		if adminTok, err = s.CreateToken(store.RoleAdmin, "", ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	admin := api.NewClient(ts.URL, adminTok)
 	admin.HTTP.Transport = transport
 	for _, n := range []string{"n1", "n2"} {
 		if err := admin.Register(ctx, api.NodeInfo{Name: n, Address: n, Accel: "h100", Count: 8, CPUMilli: 64000, MemoryMiB: 1 << 19}); err != nil {

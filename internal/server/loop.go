@@ -46,7 +46,8 @@ type loop struct {
 	seq uint64
 	// keys are the idempotency keys of the jobs this term accepted lately
 	// (see submit).
-	keys map[string]keyRecord
+	keys     map[string]keyRecord
+	keyOrder []string
 	// after runs once the pending writes are durable (err nil) or failed.
 	after    []func(err error)
 	lastTick time.Time

@@ -50,7 +50,7 @@ type submitted struct {
 // is durable.
 func (l *loop) submit(sub submission, now time.Time, reply func(submitted)) {
 	if sub.key != "" {
-		l.forgetKeys(now)
+		l.forgetKeys()
 		k := string(store.IdempotencyKey(sub.tenant, sub.key))
 		if rec, ok := l.keys[k]; ok {
 			l.replay(rec.job, rec.bodyHash, sub.bodyHash, reply)
@@ -85,7 +85,9 @@ func (l *loop) submit(sub submission, now time.Time, reply func(submitted)) {
 	l.markJob(live)
 	l.newJobs = append(l.newJobs, store.NewJob{Job: live, Key: sub.key, BodyHash: sub.bodyHash})
 	if sub.key != "" {
-		l.keys[string(store.IdempotencyKey(sub.tenant, sub.key))] = keyRecord{job: j.ID, bodyHash: sub.bodyHash, at: time.Now()}
+		k := string(store.IdempotencyKey(sub.tenant, sub.key))
+		l.keys[k] = keyRecord{job: j.ID, bodyHash: sub.bodyHash, at: time.Now()}
+		l.keyOrder = append(l.keyOrder, k)
 	}
 	l.afterCommit(func(err error) {
 		if err != nil {
@@ -121,14 +123,19 @@ func (l *loop) replay(id, hash, bodyHash string, reply func(submitted)) {
 	})
 }
 
-// forgetKeys drops the keys accepted more than keyWindow ago.
-func (l *loop) forgetKeys(now time.Time) {
-	if len(l.keys) < 1024 {
-		return
-	}
-	for k, rec := range l.keys {
-		if time.Since(rec.at) >= keyWindow {
+// forgetKeys drops the keys accepted more than keyWindow ago, oldest
+// first (keyOrder is in the order they were taken).
+func (l *loop) forgetKeys() {
+	n := 0
+	for _, k := range l.keyOrder {
+		rec, ok := l.keys[k]
+		if ok && time.Since(rec.at) < keyWindow {
+			break
+		}
+		if ok {
 			delete(l.keys, k)
 		}
+		n++
 	}
+	l.keyOrder = l.keyOrder[n:]
 }
