@@ -291,8 +291,8 @@ func DecodeQueues(data []byte) ([]quota.Spec, error) {
 }
 
 // EncodeIdempotency writes an idempotency record.
-func EncodeIdempotency(job, bodyHash string) ([]byte, error) {
-	return json.Marshal(schema.Idempotency{V: schema.Version, Job: job, BodyHash: bodyHash})
+func EncodeIdempotency(job string, seq uint64, bodyHash string) ([]byte, error) {
+	return json.Marshal(schema.Idempotency{V: schema.Version, Job: job, Seq: seq, BodyHash: bodyHash})
 }
 
 // DecodeIdempotency reads an idempotency record of any version.

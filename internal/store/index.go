@@ -100,54 +100,60 @@ func finishedOf(key []byte) int64 {
 	return int64(binary.BigEndian.Uint64(key[2:10]))
 }
 
-// indexDiff is what writing a job changes in the indexes.
-type indexDiff struct{ del, put [][]byte }
+// IndexDiff is what writing a job changes in the indexes: keys to delete,
+// keys to put.
+type IndexDiff struct{ Del, Put [][]byte }
 
-// liveIndex remembers what the indexes hold for the jobs whose index keys
+// LiveIndex remembers what the indexes hold for the jobs whose index keys
 // can still change (unfinished jobs, and finished ones whose processes may
 // still run), so that a write knows which keys to drop without reading the
 // record it replaces. A finished job's keys never change: its state is
 // final and its end time set.
-type liveIndex struct {
-	mu   sync.Mutex
+//
+// A store holds it locked (Lock, Unlock) across a write: Diff before, Settle
+// once the write is durable.
+type LiveIndex struct {
+	sync.Mutex
 	jobs map[uint64]indexed
 }
 
-func newLiveIndex() *liveIndex { return &liveIndex{jobs: map[uint64]indexed{}} }
+// NewLiveIndex makes an empty live index; Settle fills it (with every
+// job LiveJobs yields, when a store opens).
+func NewLiveIndex() *LiveIndex { return &LiveIndex{jobs: map[uint64]indexed{}} }
 
-// diff is what writing j (deleting it, when gone) changes.
-func (li *liveIndex) diff(j *Job, gone bool) indexDiff {
+// Diff is what writing j (deleting it, when gone) changes.
+func (li *LiveIndex) Diff(j *Job, gone bool) IndexDiff {
 	now := indexedOf(j)
 	old, known := li.jobs[j.Seq]
-	var d indexDiff
+	var d IndexDiff
 	if gone {
 		if known {
-			d.del = old.keys()
+			d.Del = old.keys()
 		} else {
-			d.del = now.keys()
+			d.Del = now.keys()
 		}
 		return d
 	}
 	nk := now.keys()
 	if !known {
-		return indexDiff{put: nk}
+		return IndexDiff{Put: nk}
 	}
 	ok := old.keys()
 	for _, k := range ok {
 		if !containsKey(nk, k) {
-			d.del = append(d.del, k)
+			d.Del = append(d.Del, k)
 		}
 	}
 	for _, k := range nk {
 		if !containsKey(ok, k) {
-			d.put = append(d.put, k)
+			d.Put = append(d.Put, k)
 		}
 	}
 	return d
 }
 
-// settle records what a committed write left in the indexes.
-func (li *liveIndex) settle(j *Job, gone bool) {
+// Settle records what a committed write left in the indexes.
+func (li *LiveIndex) Settle(j *Job, gone bool) {
 	x := indexedOf(j)
 	if gone || (x.terminal && !x.live) {
 		delete(li.jobs, j.Seq)

@@ -52,7 +52,7 @@ type DB struct {
 	bolt *bolt.DB
 	// created is true when Open made a new, empty store.
 	created bool
-	live    *liveIndex
+	live    *LiveIndex
 	// Migrated counts the job records Open converted from an earlier
 	// schema version.
 	Migrated int
@@ -87,7 +87,7 @@ func Open(dir string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	d := &DB{bolt: b, created: os.IsNotExist(statErr), live: newLiveIndex()}
+	d := &DB{bolt: b, created: os.IsNotExist(statErr), live: NewLiveIndex()}
 	if err := d.init(); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), b.Close())
 	}
@@ -222,7 +222,7 @@ func rewrite(b *bolt.Bucket, name []byte) error {
 		case string(bucketIdem):
 			var r schema.Idempotency
 			if r, err = DecodeIdempotency(v); err == nil {
-				data, err = EncodeIdempotency(r.Job, r.BodyHash)
+				data, err = EncodeIdempotency(r.Job, r.Seq, r.BodyHash)
 			}
 		case string(bucketQueues):
 			var specs []quota.Spec
@@ -252,7 +252,7 @@ func rewrite(b *bolt.Bucket, name []byte) error {
 // there are few).
 func (d *DB) loadLive() error {
 	return d.bolt.View(func(tx *bolt.Tx) error {
-		return liveJobs(tx, func(j *Job) bool { d.live.settle(j, false); return true })
+		return liveJobs(tx, func(j *Job) bool { d.live.Settle(j, false); return true })
 	})
 }
 
@@ -597,8 +597,8 @@ func (d *DB) Commit(c Change) error {
 	if c.Empty() {
 		return nil
 	}
-	d.live.mu.Lock()
-	defer d.live.mu.Unlock()
+	d.live.Lock()
+	defer d.live.Unlock()
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		nodes := tx.Bucket(bucketNodes)
 		for _, n := range c.Nodes {
@@ -619,7 +619,7 @@ func (d *DB) Commit(c Change) error {
 				return err
 			}
 			if n.Key != "" {
-				data, err := EncodeIdempotency(n.Job.ID, n.BodyHash)
+				data, err := EncodeIdempotency(n.Job.ID, n.Job.Seq, n.BodyHash)
 				if err != nil {
 					return err
 				}
@@ -636,7 +636,7 @@ func (d *DB) Commit(c Change) error {
 			if err := jobs.Put(be8(j.Seq), data); err != nil {
 				return err
 			}
-			if err := applyDiff(idx, d.live.diff(j, false)); err != nil {
+			if err := applyDiff(idx, d.live.Diff(j, false)); err != nil {
 				return err
 			}
 		}
@@ -652,7 +652,7 @@ func (d *DB) Commit(c Change) error {
 					return err
 				}
 			}
-			if err := applyDiff(idx, d.live.diff(j, true)); err != nil {
+			if err := applyDiff(idx, d.live.Diff(j, true)); err != nil {
 				return err
 			}
 		}
@@ -679,21 +679,21 @@ func (d *DB) Commit(c Change) error {
 		return err
 	}
 	for _, j := range c.Jobs {
-		d.live.settle(j, false)
+		d.live.Settle(j, false)
 	}
 	for _, j := range c.Deleted {
-		d.live.settle(j, true)
+		d.live.Settle(j, true)
 	}
 	return nil
 }
 
-func applyDiff(b *bolt.Bucket, d indexDiff) error {
-	for _, k := range d.del {
+func applyDiff(b *bolt.Bucket, d IndexDiff) error {
+	for _, k := range d.Del {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
 	}
-	for _, k := range d.put {
+	for _, k := range d.Put {
 		if err := b.Put(k, nil); err != nil {
 			return err
 		}

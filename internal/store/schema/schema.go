@@ -200,7 +200,10 @@ type Limits struct {
 
 // Idempotency ties a tenant's idempotency key to the job it created.
 type Idempotency struct {
-	V        int    `json:"v"`
-	Job      string `json:"job"`
+	V   int    `json:"v"`
+	Job string `json:"job"`
+	// Seq is the job's sequence number (0 in records written before it
+	// was kept: the job is then found by its id).
+	Seq      uint64 `json:"seq,omitempty"`
 	BodyHash string `json:"bodyHash"`
 }
