@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/gpufleet/gpufleet/internal/api"
 )
@@ -23,6 +26,8 @@ type statusError struct {
 	path string
 	code int
 	body string
+	// retry is set when the server said when to try again.
+	retry bool
 }
 
 func (e *statusError) Error() string {
@@ -35,11 +40,19 @@ func (e *statusError) permanent() bool {
 	return e.code == http.StatusBadRequest || e.code == http.StatusUnauthorized || e.code == http.StatusForbidden
 }
 
-// client speaks the agent protocol to one server.
+// TryTimeout bounds one request to one server of a group.
+const TryTimeout = 3 * time.Second
+
+// client speaks the agent protocol to a server, or to any of a group of
+// servers sharing one store (base: their URLs separated by commas). A
+// request that reaches none of them, or that one answers 503 with
+// Retry-After (an election is under way), goes to the next; the one that
+// answered is tried first next time.
 type client struct {
 	base  string
 	token string
 	http  *http.Client
+	cur   atomic.Int32
 }
 
 func (c *client) post(ctx context.Context, path string, in, out any) error {
@@ -47,7 +60,37 @@ func (c *client) post(ctx context.Context, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.base, "/")+path, bytes.NewReader(body))
+	bases := api.Bases(c.base)
+	if len(bases) == 0 {
+		bases = []string{c.base}
+	}
+	for try := range len(bases) {
+		i := (int(c.cur.Load()) + try) % len(bases)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(bases) > 1 {
+			// A server that froze holds a request without answering:
+			// with others to ask, one try is bounded.
+			tctx, cancel = context.WithTimeout(ctx, TryTimeout)
+		}
+		err = c.postTo(tctx, bases[i], path, body, out)
+		timedOut := tctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		var se *statusError
+		// Register and heartbeat may be sent twice: a retry of either
+		// only repeats what the node says.
+		again := timedOut || api.Retryable(err, true) || errors.As(err, &se) && se.code == http.StatusServiceUnavailable && (se.retry || len(bases) > 1)
+		if !again || ctx.Err() != nil {
+			if err == nil {
+				c.cur.Store(int32(i))
+			}
+			return err
+		}
+	}
+	return err
+}
+
+func (c *client) postTo(ctx context.Context, base, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -62,7 +105,7 @@ func (c *client) post(ctx context.Context, path string, in, out any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return &statusError{path: path, code: resp.StatusCode, body: strings.TrimSpace(string(msg))}
+		return &statusError{path: path, code: resp.StatusCode, body: strings.TrimSpace(string(msg)), retry: resp.Header.Get("Retry-After") != ""}
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))

@@ -4,26 +4,65 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// Client calls a gpufleet server.
+// Client calls a gpufleet server, or any of a group of servers that share
+// one store (one leads, the others forward to it).
 type Client struct {
-	// Base is the server's URL, e.g. http://127.0.0.1:7070.
+	// Base is the server's URL, e.g. http://127.0.0.1:7070; for a group,
+	// the servers' URLs separated by commas. A request that cannot reach
+	// one (or that one answers 503 with Retry-After: an election is under
+	// way) goes to the next, for up to Failover.
 	Base  string
 	Token string
 	HTTP  *http.Client
+	// Failover bounds how long a request keeps trying the servers
+	// (default 15s); with several servers, TryTimeout bounds one try of
+	// an idempotent request (default 5s: a server that froze holds a
+	// request without answering).
+	Failover   time.Duration
+	TryTimeout time.Duration
+	cur      atomic.Int32
 }
 
 // NewClient makes a client with a bounded request timeout.
 func NewClient(base, token string) *Client {
 	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Bases splits a comma-separated list of server URLs.
+func Bases(list string) []string {
+	var out []string
+	for _, b := range strings.Split(list, ",") {
+		if b = strings.TrimRight(strings.TrimSpace(b), "/"); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Retryable reports whether a request that failed with err may be sent to
+// another server of a group: it never reached one (no connection), or
+// sending it twice does no harm (idempotent says so: a GET, or a request
+// with an idempotency key).
+func Retryable(err error, idempotent bool) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return idempotent && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED))
 }
 
 // Log response headers.
@@ -35,11 +74,55 @@ const (
 )
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, contentType string, hdr http.Header, out any) (*http.Response, error) {
+	bases := Bases(c.Base)
+	if len(bases) == 0 {
+		bases = []string{c.Base}
+	}
+	failover := c.Failover
+	if failover <= 0 {
+		failover = 15 * time.Second
+	}
+	idempotent := method == http.MethodGet || hdr.Get(HeaderIdempotency) != ""
+	deadline := time.Now().Add(failover)
+	try1 := c.TryTimeout
+	if try1 <= 0 {
+		try1 = 5 * time.Second
+	}
+	for try := 0; ; try++ {
+		i := int(c.cur.Load()) % len(bases)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(bases) > 1 && idempotent {
+			tctx, cancel = context.WithTimeout(ctx, try1)
+		}
+		resp, err := c.once(tctx, bases[i], method, path, body, contentType, hdr, out)
+		again := Retryable(err, idempotent) || idempotent && tctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		var ae *Error
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && resp != nil &&
+			(resp.Header.Get("Retry-After") != "" || len(bases) > 1) {
+			again = true
+		}
+		if !again || ctx.Err() != nil || time.Now().After(deadline) {
+			return resp, err
+		}
+		c.cur.CompareAndSwap(int32(i), int32((i+1)%len(bases)))
+		if (try+1)%len(bases) == 0 {
+			// Every server tried once: give the election a moment.
+			select {
+			case <-ctx.Done():
+				return resp, err
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, base, method, path string, body []byte, contentType string, hdr http.Header, out any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, err
 	}

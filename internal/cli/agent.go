@@ -150,7 +150,7 @@ the operating system unless given. See docs/AGENT.md.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&server, "server", "", "server base URL, e.g. http://gpufleet-server:8080")
+	f.StringVar(&server, "server", "", "server base URL, e.g. http://gpufleet-server:8080; several servers of a group sharing one store, separated by commas (the agent finds the one that leads)")
 	f.StringVar(&token, "token", "", "bearer token (default $GPUFLEET_TOKEN)")
 	f.StringVar(&name, "name", "", "node name (default: the host name)")
 	f.StringVar(&address, "address", "", "host other nodes reach this node's replicas at (default: the host name)")

@@ -86,7 +86,7 @@ type clientFlags struct {
 
 func addClientFlags(c *cobra.Command) *clientFlags {
 	f := &clientFlags{}
-	c.Flags().StringVar(&f.server, "server", "", "server `URL` (default $GPUFLEET_SERVER, the config file, or "+DefaultServer+")")
+	c.Flags().StringVar(&f.server, "server", "", "server `URL`, or several servers of a group separated by commas (default $GPUFLEET_SERVER, the config file, or "+DefaultServer+")")
 	c.Flags().StringVar(&f.token, "token", "", "bearer `TOKEN` (default $GPUFLEET_TOKEN or the config file)")
 	c.Flags().StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table, json or yaml")
 	return f
@@ -125,10 +125,13 @@ func (f *clientFlags) client() (*api.Client, error) {
 	if server == "" {
 		server = DefaultServer
 	}
-	if !strings.Contains(server, "://") {
-		server = "http://" + server
+	bases := api.Bases(server)
+	for i, b := range bases {
+		if !strings.Contains(b, "://") {
+			bases[i] = "http://" + b
+		}
 	}
-	return api.NewClient(server, token), nil
+	return api.NewClient(strings.Join(bases, ","), token), nil
 }
 
 // emit writes v as JSON or YAML, or calls table for the table format.

@@ -25,6 +25,7 @@ func init() { addCommand(newServerCmd) }
 // serverFlags configure a server; up and server share them.
 type serverFlags struct {
 	data, listen, addrFile           string
+	store                            storeFlags
 	hbInterval, hbTimeout, stopGrace time.Duration
 	retain, preemptAfter             time.Duration
 	headerTimeout, bodyTimeout       time.Duration
@@ -34,7 +35,7 @@ type serverFlags struct {
 
 func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	f := &serverFlags{}
-	c.Flags().StringVar(&f.data, "data", defaultData, "data `DIR`: the store and the replicas' logs")
+	c.Flags().StringVar(&f.data, "data", defaultData, "data `DIR`: the replicas' logs, and the store unless --store names an etcd cluster")
 	c.Flags().StringVar(&f.listen, "listen", "127.0.0.1:7070", "`ADDR` the API listens on (port 0 picks a free one)")
 	c.Flags().StringVar(&f.addrFile, "addr-file", "", "write the API's URL to `FILE` once listening (for scripts)")
 	c.Flags().DurationVar(&f.hbInterval, "heartbeat-interval", time.Second, "how often node agents report")
@@ -122,33 +123,52 @@ state from the store: every acknowledged job is still there.`,
 					return err
 				}
 			}
-			s, err := server.Open(sf.config(cmd.ErrOrStderr(), queues))
+			cfg := sf.config(cmd.ErrOrStderr(), queues)
+			st, where, err := sf.store.open(cmd.Context(), sf.data)
 			if err != nil {
 				return err
 			}
-			defer func() { err = errors.Join(err, s.Close()) }()
+			cfg.Store = st
 			// The token file is in place before the address file tells
-			// scripts the server is up.
+			// scripts the server is up (for a server of a group, when it
+			// first leads a new store).
 			out := cmd.OutOrStdout()
-			tokenNote := ""
-			if tok := s.AdminToken(); tok != "" {
+			var tokenErr error
+			cfg.AdminTokenCreated = func(tok string) {
 				if tokenFile != "" {
-					if err := writeFileAtomic(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
-						return fmt.Errorf("--admin-token-file: %w", err)
+					if tokenErr = writeFileAtomic(tokenFile, []byte(tok+"\n"), 0o600); tokenErr == nil {
+						fmt.Fprintf(out, "admin token written to %s (the server keeps only its hash)\n", tokenFile)
 					}
-					tokenNote = fmt.Sprintf("admin token written to %s (the server keeps only its hash)\n", tokenFile)
-				} else {
-					tokenNote = fmt.Sprintf("admin token (shown once; the server keeps only its hash): %s\n", tok)
+					return
 				}
+				fmt.Fprintf(out, "admin token (shown once; the server keeps only its hash): %s\n", tok)
 			}
 			ln, url, err := sf.listenURL()
 			if err != nil {
+				if st != nil {
+					err = errors.Join(err, st.Close())
+				}
 				return err
+			}
+			cfg.Advertise = sf.store.advertise
+			if cfg.Advertise == "" {
+				cfg.Advertise = url
+			}
+			s, err := server.Open(cfg)
+			if err != nil {
+				if st != nil {
+					err = errors.Join(err, st.Close())
+				}
+				return errors.Join(err, ln.Close())
+			}
+			defer func() { err = errors.Join(err, s.Close()) }()
+			if tokenErr != nil {
+				return errors.Join(fmt.Errorf("--admin-token-file: %w", tokenErr), ln.Close())
 			}
 			if err := sf.announce(url); err != nil {
 				return errors.Join(err, ln.Close())
 			}
-			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n%s", url, sf.data, tokenNote)
+			fmt.Fprintf(out, "gpufleet server listening on %s (store %s, data %s)\n", url, where, sf.data)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			return s.Serve(ctx, ln)
@@ -157,6 +177,7 @@ state from the store: every acknowledged job is still there.`,
 	sf = addServerFlags(c, "./.gpufleet")
 	c.Flags().StringVar(&tokenFile, "admin-token-file", "", "write the first admin token to `FILE` (mode 0600) instead of printing it")
 	c.Flags().StringVar(&queuesFile, "queues", "", "queue tree `FILE` to create in a new data directory")
+	sf.store.add(c)
 	return c
 }
 

@@ -112,6 +112,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
 	})
+	if s.elector != nil {
+		return s.deadlines(s.forward(mux))
+	}
 	return s.deadlines(mux)
 }
 
@@ -214,8 +217,17 @@ func (s *Server) openAPI(w http.ResponseWriter, r *http.Request, _ principal) {
 	w.Write(api.OpenAPI)
 }
 
+// healthz says the server is up, and for one of a group whether it leads
+// and which server does.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ principal) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := map[string]string{"status": "ok"}
+	if s.elector != nil {
+		h["role"], h["leader"] = "standby", s.elector.Leader()
+		if s.Leading() {
+			h["role"], h["leader"] = "leader", s.cfg.Advertise
+		}
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // jobNameMax leaves room for the "-SEQ" suffix within job id limits.

@@ -106,6 +106,12 @@ func (l *loop) run(ctx context.Context) error {
 		case <-t.C:
 		case <-owed:
 		}
+		if ctx.Err() != nil {
+			// The term is over (or the server stopping): what the ops
+			// just taken decided is not committed, and their callers hear
+			// so when the term's done closes.
+			return nil
+		}
 		now := l.now()
 		if now.Sub(l.lastTick) >= l.s.cfg.Tick {
 			l.tick(now)

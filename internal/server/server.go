@@ -43,6 +43,10 @@ type Config struct {
 	// Advertise is the URL other servers of a group forward requests to
 	// while this one leads (default: the listener's).
 	Advertise string
+	// AdminTokenCreated, when set, is told the first admin token when the
+	// server creates it: in Open for a server on its own, when it first
+	// leads a new store for one of a group.
+	AdminTokenCreated func(token string)
 	// Sched configures the scheduling core.
 	Sched sched.Config
 	// InitialQueues are created when the store is new.
@@ -207,6 +211,9 @@ func (s *Server) bootstrap() error {
 			return err
 		}
 		s.adminToken = tok
+		if s.cfg.AdminTokenCreated != nil {
+			s.cfg.AdminTokenCreated(tok)
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // MaxTxnOps is the members' --max-txn-ops: large enough that a loop
@@ -77,6 +78,7 @@ func (c *Cluster) start(i int, initial, state string) {
 	cfg.InitialClusterToken = "gpufleet-test"
 	cfg.ClusterState = state
 	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	// Raft's clock of a loaded 2-core machine: ticks of 50 ms, elections
 	// after 1 s without a heartbeat.
 	cfg.TickMs, cfg.ElectionMs = 50, 1000
