@@ -44,15 +44,27 @@ func benchSubmit(b *testing.B, clients int, noGroup bool) {
 
 // benchSubmitIn runs the submission benchmark on the store in dir.
 func benchSubmitIn(b *testing.B, dir string, clients int, noGroup bool) {
-	s, err := Open(Config{DataDir: dir, InitialQueues: testQueues(), HeartbeatTimeout: time.Hour, NoGroupCommit: noGroup})
+	benchSubmitWith(b, Config{DataDir: dir, NoGroupCommit: noGroup}, clients)
+}
+
+// benchSubmitWith runs the submission benchmark on a server of cfg (with
+// the test queues and no heartbeat timeout).
+func benchSubmitWith(b *testing.B, cfg Config, clients int) {
+	cfg.InitialQueues, cfg.HeartbeatTimeout = testQueues(), time.Hour
+	s, err := Open(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
+	ts := httptest.NewUnstartedServer(s.Handler())
+	s.cfg.Advertise = "http://" + ts.Listener.Addr().String()
+	ts.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done; ts.Close(); s.Close() }()
+	for !s.Leading() {
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	transport := &http.Transport{MaxIdleConnsPerHost: clients}
 	adminTok := s.AdminToken()

@@ -48,8 +48,16 @@ type loop struct {
 	// (see submit).
 	keys     map[string]keyRecord
 	keyOrder []string
-	// after runs once the pending writes are durable (err nil) or failed.
+	// after runs once an iteration has decided everything (afterCommit);
+	// waiting are the answers and actions that wait for the commit of what
+	// was decided before them, inflight those of the commit in flight.
 	after    []func(err error)
+	waiting  []func()
+	inflight []func()
+	// busy is set while a commit is in flight; committed brings its
+	// outcome.
+	busy      bool
+	committed chan commitDone
 	lastTick time.Time
 	// lastPrune paces the sweep for finished jobs past their retention.
 	lastPrune time.Time
@@ -72,8 +80,22 @@ func (l *loop) now() time.Time { return l.s.cfg.Now() }
 func (l *loop) markJob(j *store.Job) { l.dirtyJobs[j.ID] = j }
 func (l *loop) markNode(n *node)     { l.dirtyNodes[n.rec.Info.Name] = n }
 
-// afterCommit runs fn once the writes made so far are durable.
+// afterCommit runs fn at the end of this iteration, once it has decided
+// everything (its scheduling cycle included); what fn answers is held until
+// the commit that persists those decisions is durable. When that commit
+// fails the loop stops, and the answers are not given (their callers hear
+// the server is not available). err is nil: there for callers that once
+// ran after the commit.
 func (l *loop) afterCommit(fn func(err error)) { l.after = append(l.after, fn) }
+
+// whenDurable runs fn once everything decided so far is durable.
+func (l *loop) whenDurable(fn func()) { l.waiting = append(l.waiting, fn) }
+
+// commitDone is the outcome of one commit.
+type commitDone struct {
+	err  error
+	jobs []*store.Job
+}
 
 // run takes the requests waiting, runs a scheduling cycle and commits, in
 // a loop: every request waiting when an iteration starts shares its one
@@ -87,9 +109,24 @@ func (l *loop) afterCommit(fn func(err error)) { l.after = append(l.after, fn) }
 // grows; without the bound a burst of submissions into a full fleet
 // slowed down as the backlog grew (BenchmarkSubmit). A skipped cycle runs
 // as soon as the bound allows, waiting requests or not.
+//
+// Commits are pipelined: while one is in flight (an fsync, an etcd
+// transaction) the loop goes on taking requests and deciding; what it
+// decides meanwhile goes in the next commit, sent when the one in flight is
+// done. Every answer waits for the commit of everything decided before it
+// (whenDurable), so nothing an agent or a client hears is lost by a crash.
 func (l *loop) run(ctx context.Context) error {
 	t := time.NewTicker(l.s.cfg.Tick)
 	defer t.Stop()
+	work := make(chan store.Change)
+	l.committed = make(chan commitDone, 1)
+	go func() {
+		for c := range work {
+			err := l.s.db.Commit(c)
+			l.committed <- commitDone{err: err, jobs: c.Jobs}
+		}
+	}()
+	defer close(work)
 	for {
 		var owed <-chan time.Time
 		if l.owed {
@@ -97,7 +134,11 @@ func (l *loop) run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return l.settleInflight(nil)
+		case done := <-l.committed:
+			if err := l.settleInflight(&done); err != nil {
+				return err
+			}
 		case o := <-l.term.inbox:
 			o(l)
 			if !l.s.cfg.NoGroupCommit {
@@ -110,7 +151,7 @@ func (l *loop) run(ctx context.Context) error {
 			// The term is over (or the server stopping): what the ops
 			// just taken decided is not committed, and their callers hear
 			// so when the term's done closes.
-			return nil
+			return l.settleInflight(nil)
 		}
 		now := l.now()
 		if now.Sub(l.lastTick) >= l.s.cfg.Tick {
@@ -121,9 +162,53 @@ func (l *loop) run(ctx context.Context) error {
 		} else {
 			l.owed = true
 		}
-		if err := l.commit(); err != nil {
-			return err
+		l.decided()
+		if !l.busy {
+			if c, ok := l.nextChange(); ok {
+				l.busy = true
+				l.inflight, l.waiting = l.waiting, nil
+				work <- c
+				if l.s.cfg.NoGroupCommit {
+					if err := l.settleInflight(nil); err != nil {
+						return err
+					}
+				}
+			}
 		}
+	}
+}
+
+// settleInflight takes the outcome of the commit in flight (waiting for it
+// when done is nil): on success its answers are given.
+func (l *loop) settleInflight(done *commitDone) error {
+	if !l.busy {
+		return nil
+	}
+	if done == nil {
+		d := <-l.committed
+		done = &d
+	}
+	l.busy = false
+	if done.err != nil {
+		err := fmt.Errorf("commit: %w", done.err)
+		l.log.Error("store commit failed; stopping", "err", err)
+		l.inflight = nil
+		return err
+	}
+	for _, fn := range l.inflight {
+		fn()
+	}
+	l.inflight = nil
+	l.lc.Settle(done.jobs)
+	return nil
+}
+
+// decided runs what waited for the end of the iteration.
+func (l *loop) decided() {
+	after := l.after
+	l.after = nil
+	for _, fn := range after {
+		fn(nil)
 	}
 }
 
@@ -186,10 +271,7 @@ func (l *loop) prune(now time.Time) {
 			delete(l.keys, string(store.IdempotencyKey(j.Tenant, j.IdempotencyKey)))
 		}
 	}
-	l.afterCommit(func(err error) {
-		if err != nil {
-			return
-		}
+	l.whenDurable(func() {
 		for _, j := range gone {
 			if err := os.RemoveAll(filepath.Join(l.s.logDir(), j.ID)); err != nil {
 				l.log.Warn("removing a pruned job's logs", "job", j.ID, "err", err)
@@ -214,45 +296,49 @@ func (l *loop) cycle(now time.Time) {
 // and nodes the loop writes then, or not at all.
 func (l *loop) Record(r store.Record) { l.records = append(l.records, r) }
 
-// commit writes what the loop changed since the last commit in one
-// transaction, then runs what waited for it. With answers waiting, a
-// replicated store is asked to confirm the lead even when nothing changed:
-// an answer is given only by a server that still leads.
-func (l *loop) commit() error {
+// nextChange is what the loop changed since the last commit, as copies the
+// loop will not touch (the commit runs beside it), with what to write for
+// them; ok is false when there is nothing to write and no answer waits.
+// With answers waiting, a replicated store is asked to confirm the lead
+// even when nothing changed: an answer is given only by a server that
+// still leads.
+func (l *loop) nextChange() (store.Change, bool) {
 	nodes := make([]*store.Node, 0, len(l.dirtyNodes))
 	for _, n := range l.dirtyNodes {
-		nodes = append(nodes, &n.rec)
+		rec := n.rec
+		nodes = append(nodes, &rec)
 	}
 	jobs := make([]*store.Job, 0, len(l.dirtyJobs))
 	for _, j := range l.dirtyJobs {
-		jobs = append(jobs, j)
+		jobs = append(jobs, store.CloneJob(j))
 	}
 	slices.SortFunc(jobs, func(a, b *store.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	clear(l.dirtyNodes)
 	clear(l.dirtyJobs)
-	change := store.Change{Nodes: nodes, Jobs: jobs, New: l.newJobs, Deleted: l.deleted, Records: l.records, Confirm: len(l.after) > 0}
+	newJobs := make([]store.NewJob, len(l.newJobs))
+	for i, n := range l.newJobs {
+		n.Job = store.CloneJob(n.Job)
+		newJobs[i] = n
+	}
+	change := store.Change{Nodes: nodes, Jobs: jobs, New: newJobs, Deleted: l.deleted, Records: l.records, Confirm: len(l.waiting) > 0}
 	if len(l.newJobs) > 0 {
 		change.Seq = l.seq
 	}
 	l.newJobs, l.deleted, l.records = nil, nil, nil
-	var err error
-	if !change.Empty() || change.Confirm {
-		err = l.s.db.Commit(change)
+	return change, !change.Empty() || change.Confirm
+}
+
+// commit writes what the loop decided and gives the answers that waited
+// for it, without a commit in flight (restore).
+func (l *loop) commit() error {
+	l.decided()
+	c, ok := l.nextChange()
+	if !ok {
+		return nil
 	}
-	if err != nil {
-		err = fmt.Errorf("commit: %w", err)
-		l.log.Error("store commit failed; stopping", "err", err)
-	}
-	after := l.after
-	l.after = nil
-	for _, fn := range after {
-		fn(err)
-	}
-	if err != nil {
-		return err
-	}
-	l.lc.Settle(jobs)
-	return nil
+	l.busy = true
+	l.inflight, l.waiting = l.waiting, nil
+	return l.settleInflight(&commitDone{err: l.s.db.Commit(c), jobs: c.Jobs})
 }
 
 // hasLive reports whether any process of a job may still run.

@@ -77,8 +77,9 @@ type Config struct {
 	// IdleTimeout closes a kept-alive connection that brings no request
 	// for this long (default 30s; agents send one every heartbeat).
 	IdleTimeout time.Duration
-	// NoGroupCommit commits after every request the loop takes instead
-	// of once for all that are waiting (benchmarks).
+	// NoGroupCommit commits after every request the loop takes, and waits
+	// for the commit, instead of once for all that are waiting with the
+	// next commit sent while one is in flight (benchmarks).
 	NoGroupCommit bool
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
@@ -375,7 +376,8 @@ func exec[T any](ctx context.Context, s *Server, fn func(l *loop, reply func(T))
 	if t == nil {
 		return zero, api.Unavailable("this server does not lead now; ask another of the group")
 	}
-	o := func(l *loop) { fn(l, func(v T) { ch <- v }) }
+	// Every answer waits for the commit of what was decided before it.
+	o := func(l *loop) { fn(l, func(v T) { l.whenDurable(func() { ch <- v }) }) }
 	select {
 	case t.inbox <- o:
 	case <-t.done:

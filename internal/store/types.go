@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/lifecycle"
@@ -145,3 +146,30 @@ func (c *Change) Empty() bool {
 // Live reports whether a job is one the loop holds after a restart: not
 // over, or over with processes that may still run.
 func Live(j *Job) bool { return !Terminal(j.State) || lifecycle.Live(j) }
+
+// CloneJob copies what of a job the live lifecycle changes in place (its
+// replicas, units, stop order and events), so that a commit in flight
+// holds the record as it was decided while the loop goes on.
+func CloneJob(j *Job) *Job {
+	c := *j
+	c.Replicas = slices.Clone(j.Replicas)
+	c.Stale = slices.Clone(j.Stale)
+	c.Events = slices.Clone(j.Events)
+	c.Stopping = cloneStopping(j.Stopping)
+	if j.Units != nil {
+		c.Units = make([]Unit, len(j.Units))
+		for i, u := range j.Units {
+			u.Stopping = cloneStopping(u.Stopping)
+			c.Units[i] = u
+		}
+	}
+	return &c
+}
+
+func cloneStopping(s *Stopping) *Stopping {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	return &c
+}

@@ -316,9 +316,18 @@ func (s *Store) jobKey(seq uint64) string { return fmt.Sprintf("%sjobs/%016x", s
 
 // Tokens.
 
-// Token looks a token up by hash.
+// Token looks a token up by hash, in the member's own copy (a
+// serializable read: every request authenticates, and a linearizable read
+// would cost each a round of the cluster's consensus). A token revoked is
+// refused by every member once it has applied the revocation, within
+// milliseconds of its commit.
 func (s *Store) Token(hash string) (store.Token, error) {
-	resp, err := s.get(s.p + "tokens/" + hash)
+	resp, err := s.get(s.p+"tokens/"+hash, clientv3.WithSerializable())
+	if err == nil && len(resp.Kvs) == 0 {
+		// Not there, or not yet applied by this member (a token made a
+		// moment ago): ask the cluster.
+		resp, err = s.get(s.p + "tokens/" + hash)
+	}
 	if err != nil {
 		return store.Token{}, err
 	}
