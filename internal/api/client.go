@@ -33,7 +33,7 @@ type Client struct {
 	// request without answering).
 	Failover   time.Duration
 	TryTimeout time.Duration
-	cur      atomic.Int32
+	cur        atomic.Int32
 }
 
 // NewClient makes a client with a bounded request timeout.

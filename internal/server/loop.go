@@ -58,7 +58,7 @@ type loop struct {
 	// outcome.
 	busy      bool
 	committed chan commitDone
-	lastTick time.Time
+	lastTick  time.Time
 	// lastPrune paces the sweep for finished jobs past their retention.
 	lastPrune time.Time
 	// cycleEnd and cycleTook pace scheduling cycles under load (see run).
