@@ -3,12 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
 // quotaChanges turns the quota flags of an update into per-flavor changes
@@ -249,6 +251,49 @@ to run elsewhere.`
 			}
 			fmt.Fprintf(tw, "node %s %s (%s)\n", n.Name, verb, n.State)
 		})
+	}
+	f = addClientFlags(c)
+	return c
+}
+
+func newBackupCmd() *cobra.Command {
+	var f *clientFlags
+	c := &cobra.Command{
+		Use:   "backup FILE",
+		Short: "Copy the server's store file while it runs, to FILE (a bbolt store; back etcd up with etcdctl snapshot save)",
+		Long: `Backup asks the server for a consistent copy of its store file, taken in
+one read transaction while it runs, and writes it to FILE (through a
+temporary file, renamed once whole). To restore, stop the server and put the
+copy at DATA/state.db.`,
+		Example: "  gpufleet admin backup /backups/gpufleet-$(date +%F).db",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			tmp := args[0] + ".tmp"
+			out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			n, err := cl.Backup(cmd.Context(), out)
+			if err == nil {
+				err = out.Sync()
+			}
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = os.Rename(tmp, args[0])
+			}
+			if err != nil {
+				os.Remove(tmp)
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup of %s written to %s\n", spec.FormatBytes(n), args[0])
+			return nil
+		},
 	}
 	f = addClientFlags(c)
 	return c
