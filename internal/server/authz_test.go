@@ -74,6 +74,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		"POST /v1/tenants":              {body: `{"name":"evil"}`, status: 403},
 		"POST /v1/tokens":               {body: `{"role":"tenant","tenant":"acme"}`, status: 403},
 		"GET /v1/tokens":                {status: 403},
+		"GET /v1/backup":                {status: 403},
 		"DELETE /v1/tokens/{id}":        {status: 403},
 		"PATCH /v1/queues/{name}":       {body: `{"weight":9}`, status: 403},
 		"DELETE /v1/queues/{name}":      {status: 403},

@@ -132,6 +132,7 @@ func (l *loop) run(ctx context.Context) error {
 		if l.owed {
 			owed = time.After(max(time.Until(l.cycleEnd.Add(l.cycleTook)), 0))
 		}
+		settled := false
 		select {
 		case <-ctx.Done():
 			return l.settleInflight(nil)
@@ -139,6 +140,7 @@ func (l *loop) run(ctx context.Context) error {
 			if err := l.settleInflight(&done); err != nil {
 				return err
 			}
+			settled = true
 		case o := <-l.term.inbox:
 			o(l)
 			if !l.s.cfg.NoGroupCommit {
@@ -153,14 +155,18 @@ func (l *loop) run(ctx context.Context) error {
 			// so when the term's done closes.
 			return l.settleInflight(nil)
 		}
-		now := l.now()
-		if now.Sub(l.lastTick) >= l.s.cfg.Tick {
-			l.tick(now)
-		}
-		if len(l.term.inbox) == 0 || time.Since(l.cycleEnd) >= l.cycleTook {
-			l.cycle(now)
-		} else {
-			l.owed = true
+		// A commit that came back changed nothing to decide on: only
+		// the next commit is due.
+		if !settled {
+			now := l.now()
+			if now.Sub(l.lastTick) >= l.s.cfg.Tick {
+				l.tick(now)
+			}
+			if len(l.term.inbox) == 0 || time.Since(l.cycleEnd) >= l.cycleTook {
+				l.cycle(now)
+			} else {
+				l.owed = true
+			}
 		}
 		l.decided()
 		if !l.busy {
