@@ -288,8 +288,7 @@ copy at DATA/state.db.`,
 				err = os.Rename(tmp, args[0])
 			}
 			if err != nil {
-				os.Remove(tmp)
-				return err
+				return errors.Join(err, os.Remove(tmp))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup of %s written to %s\n", spec.FormatBytes(n), args[0])
 			return nil

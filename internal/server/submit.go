@@ -51,8 +51,7 @@ type submitted struct {
 func (l *loop) submit(sub submission, now time.Time, reply func(submitted)) {
 	if sub.key != "" {
 		l.forgetKeys()
-		k := string(store.IdempotencyKey(sub.tenant, sub.key))
-		if rec, ok := l.keys[k]; ok {
+		if rec, ok := l.keys[string(store.IdempotencyKey(sub.tenant, sub.key))]; ok {
 			l.replay(rec.job, rec.bodyHash, sub.bodyHash, reply)
 			return
 		}

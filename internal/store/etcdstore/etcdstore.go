@@ -222,8 +222,7 @@ func (s *Store) Campaign(ctx context.Context, addr string) (*Term, error) {
 		err = s.initSchema(t.f)
 	}
 	if err != nil {
-		t.Resign(context.Background())
-		return nil, fmt.Errorf("etcd store: take the lead: %w", err)
+		return nil, errors.Join(fmt.Errorf("etcd store: take the lead: %w", err), t.Resign(context.Background()))
 	}
 	s.live.Store(live)
 	s.fence.Store(t.f)
