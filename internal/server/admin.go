@@ -413,7 +413,6 @@ func (l *loop) nodeView(name string) api.Node {
 	return api.Node{Name: name}
 }
 
-
 // drainNode keeps new work off a node (the core's NodeCordoned: its jobs
 // stay where they are); with evict, those jobs are then stopped as a
 // preemption without notice stops them (SIGTERM, SIGKILL after the stop
