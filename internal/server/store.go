@@ -43,8 +43,11 @@ type Store interface {
 	LastSeq() (uint64, error)
 	// Commit writes one change, all of it or nothing: what the loop
 	// decided (nodes, jobs, new jobs with their idempotency keys,
-	// deletions, extra records such as usage).
+	// deletions, extra records such as usage: loop.Record).
 	Commit(c store.Change) error
+	// Record and Records read the extra records of a kind back.
+	Record(kind, key string) ([]byte, error)
+	Records(kind, prefix string, fn func(key string, value []byte) bool) error
 }
 
 // Elector is the leader election of servers that share one replicated

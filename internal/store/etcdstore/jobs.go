@@ -321,3 +321,26 @@ func (s *Store) Record(kind, key string) ([]byte, error) {
 	}
 	return bytes.Clone(resp.Kvs[0].Value), nil
 }
+
+// Records calls fn for the extra records of a kind whose keys start with
+// prefix, in key order, until fn returns false.
+func (s *Store) Records(kind, prefix string, fn func(key string, value []byte) bool) error {
+	base := s.p + "x/" + kind + "/"
+	from := base + prefix
+	end := clientv3.GetPrefixRangeEnd(from)
+	for {
+		resp, err := s.get(from, clientv3.WithRange(end), clientv3.WithLimit(page))
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			if !fn(string(kv.Key[len(base):]), kv.Value) {
+				return nil
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}

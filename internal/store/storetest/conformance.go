@@ -35,6 +35,8 @@ type Store interface {
 	Finished(before int64, limit int) ([]store.Job, error)
 	LastSeq() (uint64, error)
 	Commit(c store.Change) error
+	Record(kind, key string) ([]byte, error)
+	Records(kind, prefix string, fn func(key string, value []byte) bool) error
 }
 
 // Job makes a job record of one gang.
@@ -48,6 +50,7 @@ func Job(seq uint64, tenant, queue, state string) *store.Job {
 func Run(t *testing.T, open func(t testing.TB) Store) {
 	t.Run("Basics", func(t *testing.T) { basics(t, open(t)) })
 	t.Run("Tokens", func(t *testing.T) { tokens(t, open(t)) })
+	t.Run("RecordsShareTheCommit", func(t *testing.T) { records(t, open(t)) })
 	t.Run("IndexesAgreeWithAScan", func(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) { indexes(rt, open(t)) })
 	})
@@ -268,5 +271,32 @@ func mapsKeys(m map[uint64]*store.Job) func(func(uint64) bool) {
 				return
 			}
 		}
+	}
+}
+
+// records: extra records land with the commit that carries them, or not
+// at all, and read back by key and by prefix.
+func records(t *testing.T, s Store) {
+	j := Job(1, "acme", "acme-a", store.Running)
+	must(t, s.Commit(store.Change{Jobs: []*store.Job{j}, New: []store.NewJob{{Job: j}}, Seq: 1,
+		Records: []store.Record{{Kind: "usage", Key: "r/1", Value: []byte("one")}, {Kind: "usage", Key: "r/2", Value: []byte("two")},
+			{Kind: "usage", Key: "s/1", Value: []byte("other")}}}))
+	bad := Job(2, "acme", "acme-a", store.Running)
+	bad.ID = j.ID
+	if err := s.Commit(store.Change{Jobs: []*store.Job{bad}, New: []store.NewJob{{Job: bad}},
+		Records: []store.Record{{Kind: "usage", Key: "r/3", Value: []byte("x")}}}); err == nil {
+		t.Fatal("commit of an existing id: no error")
+	}
+	must(t, s.Commit(store.Change{Records: []store.Record{{Kind: "usage", Key: "r/1"}}}))
+	var got []string
+	must(t, s.Records("usage", "r/", func(k string, v []byte) bool { got = append(got, k+"="+string(v)); return true }))
+	if diff := cmp.Diff([]string{"r/2=two"}, got); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+	if v, err := s.Record("usage", "s/1"); err != nil || string(v) != "other" {
+		t.Errorf("Record(s/1) = %q, %v", v, err)
+	}
+	if _, err := s.Record("usage", "r/3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("record of a failed commit: %v", err)
 	}
 }
