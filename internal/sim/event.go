@@ -16,6 +16,7 @@ const (
 	evTick                        // a scheduling cycle with no other cause
 	evNodeAdd                     // a node is delivered (Config.NodeEvents)
 	evNodeRetire                  // a node is retired
+	evAbandon                     // a job that never started gives up (Config.AbandonAfterSec)
 )
 
 type event struct {

@@ -113,3 +113,25 @@ func TestRunWithoutNodeEventsIsUnchangedByAnEmptyList(t *testing.T) {
 		t.Errorf("summary (-nil +empty):\n%s", diff)
 	}
 }
+
+func TestRunAbandonsJobsThatWaitTooLong(t *testing.T) {
+	// "long" holds the only node until 1000; "impatient" gives up at
+	// 10+300 without starting; "later", arriving at 800, starts at 1000,
+	// before its own time to give up (1100).
+	cfg := Config{AbandonAfterSec: 300}
+	res := run(t, cfg, testFleet(t, "h100", 1), testQueues("h100", 8),
+		gpuJob("long", 0, 1000, 1, 8), gpuJob("impatient", 10, 50, 1, 8), gpuJob("later", 800, 50, 1, 8))
+	got := map[string]JobRecord{}
+	for _, j := range res.Jobs {
+		got[j.ID] = j
+	}
+	if j := got["impatient"]; j.Status != StatusAbandoned || j.Start != -1 || j.End != 310 {
+		t.Errorf("impatient: %s, start %d, end %d; want abandoned at 310 without a start", j.Status, j.Start, j.End)
+	}
+	if j := got["later"]; j.Status != StatusFinished || j.Start != 1000 {
+		t.Errorf("later: %s from %d; want finished, started at 1000", j.Status, j.Start)
+	}
+	if res.Summary.Jobs.Abandoned != 1 {
+		t.Errorf("summary counts %d abandoned, want 1", res.Summary.Jobs.Abandoned)
+	}
+}

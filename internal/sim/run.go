@@ -40,6 +40,12 @@ type Config struct {
 	Outages []Outage
 	// NodeEvents add and retire nodes during the run (nodes.go).
 	NodeEvents []NodeEvent
+	// AbandonAfterSec, when positive, withdraws a job that has waited this
+	// long since its arrival without ever starting: it is cancelled and
+	// recorded as abandoned, as a user gives up on a queue. A capacity
+	// plan uses it so that a fleet short of capacity does not pile up a
+	// backlog whose waits are long past what it measures.
+	AbandonAfterSec int64
 	// SampleSec is the interval of the time series (default 600).
 	SampleSec int64
 	// CycleSec, when positive, runs scheduling cycles only at multiples of
@@ -83,6 +89,8 @@ const (
 	StatusRejected = "rejected"
 	StatusRunning  = "running"
 	StatusPending  = "pending"
+	// StatusAbandoned: withdrawn unstarted after Config.AbandonAfterSec.
+	StatusAbandoned = "abandoned"
 )
 
 type bindRec struct {
@@ -559,6 +567,17 @@ func (e *engine) handle(ev event) error {
 			e.tickAt = -1
 		}
 		e.dirty = true
+	case evAbandon:
+		j := &e.jobs[ev.job]
+		if ev.ver != j.runVer || j.state != jsPending || j.start >= 0 || len(j.binds) > 0 {
+			return nil
+		}
+		if err := e.apply(sched.JobCancelled{ID: j.id}); err != nil {
+			return fmt.Errorf("job %s: %w", j.id, err)
+		}
+		j.reason = fmt.Sprintf("abandoned after waiting %d seconds", e.cfg.AbandonAfterSec)
+		e.done(ev.job, StatusAbandoned)
+		e.dirty = true
 	case evNodeAdd:
 		return e.deliver(int(ev.job))
 	case evNodeRetire:
@@ -608,6 +627,9 @@ func (e *engine) submit(w *Job) error {
 	e.pending++
 	if w.Duration != NoDuration {
 		e.finiteLeft++
+	}
+	if e.cfg.AbandonAfterSec > 0 {
+		e.q.push(event{t: w.Arrival + e.cfg.AbandonAfterSec, kind: evAbandon, job: idx, ver: sj.runVer})
 	}
 	e.dirty = true
 	if e.cfg.Progress != nil && e.arrived%1000 == 0 {
