@@ -181,12 +181,3 @@ func (c *Catalog) model(name string) (*Model, bool) {
 	}
 	return nil, false
 }
-
-func (c *Catalog) site(name string) (*Site, bool) {
-	for i := range c.Sites {
-		if c.Sites[i].Name == name {
-			return &c.Sites[i], true
-		}
-	}
-	return nil, false
-}

@@ -40,10 +40,9 @@ type Aggregator struct {
 }
 
 type aggSeries struct {
-	values          map[int64]float64
-	accels, hours   []float64
-	jobs            int
-	firstStep, last int64
+	values        map[int64]float64
+	accels, hours []float64
+	jobs          int
 }
 
 // NewAggregator sums jobs into steps of stepSec seconds from origin.
@@ -334,4 +333,39 @@ func (h History) Weekly() (ws []Weekly, dropped int, err error) {
 		ws = append(ws, w)
 	}
 	return ws, dropped, nil
+}
+
+// Retype gives demand that accepts any type to the one type there is,
+// when the fleet and the catalog have a single accelerator type: on such
+// a fleet, work that takes any type is work for that type. A series that
+// then names the same tenant, kind and type as another is added to it;
+// the merged series keeps the shape of the one with more jobs.
+func (h History) Retype(types []string) History {
+	if len(types) != 1 {
+		return h
+	}
+	out := History{StepSec: h.StepSec}
+	idx := map[Key]int{}
+	for _, s := range h.Series {
+		if s.Key.Accel == AnyAccel {
+			s.Key.Accel = types[0]
+		}
+		i, ok := idx[s.Key]
+		if !ok {
+			idx[s.Key] = len(out.Series)
+			s.Values = slices.Clone(s.Values)
+			out.Series = append(out.Series, s)
+			continue
+		}
+		m := &out.Series[i]
+		for j := range min(len(m.Values), len(s.Values)) {
+			m.Values[j] += s.Values[j]
+		}
+		if s.Jobs > m.Jobs {
+			m.Shape = s.Shape
+		}
+		m.Jobs += s.Jobs
+	}
+	sort.SliceStable(out.Series, func(i, j int) bool { return out.Series[i].Key.Less(out.Series[j].Key) })
+	return out
 }
