@@ -244,11 +244,11 @@ func (s *searcher) plan(cur map[string][]WeekStat) error {
 		}
 		d := pick.week
 		if d > p.Horizon {
-			s.accept(c, w, p.Horizon, fmt.Sprintf("the earliest delivery of %s, %d weeks after its order, is past the horizon", pick.m.Name, pick.m.LeadWeeks))
+			s.accept(c, w, p.Horizon, fmt.Sprintf("the earliest delivery of %s, %s after its order, is past the horizon", pick.m.Name, count(pick.m.LeadWeeks, "week")))
 			continue
 		}
 		if d > w {
-			s.accept(c, w, d-1, fmt.Sprintf("no capacity for %s arrives before week %d (%s: %d weeks from order)", c, d, pick.m.Name, pick.m.LeadWeeks))
+			s.accept(c, w, d-1, fmt.Sprintf("no capacity for %s arrives before week %d (%s: %s from order)", c, d, pick.m.Name, count(pick.m.LeadWeeks, "week")))
 			if firstBroken(cur[c], d, s.accepted[c]) == 0 {
 				continue // from the delivery on, the target holds already
 			}
@@ -258,11 +258,11 @@ func (s *searcher) plan(cur map[string][]WeekStat) error {
 		if err != nil {
 			return err
 		}
-		reason := fmt.Sprintf("%s breaks %s in week %d; %s is the cheapest %s capacity arriving by week %d (%.0f per effective accelerator, %d weeks from order) with room in %s; %d nodes keep the target through week %d",
-			c, p.Target, w, pick.m.Name, c, d, pick.costPer, pick.m.LeadWeeks, pick.site.Name, k, check)
+		reason := fmt.Sprintf("%s breaks %s in week %d; %s is the cheapest %s capacity arriving by week %d (%.0f per effective accelerator, %s from order) with room in %s; with %s the target holds through week %d",
+			c, p.Target, w, pick.m.Name, c, d, pick.costPer, count(pick.m.LeadWeeks, "week"), pick.site.Name, count(k, "node"), check)
 		if !ok {
-			reason = fmt.Sprintf("%s breaks %s in week %d; %s in %s fills the site (%d nodes; %s) without keeping the target through week %d",
-				c, p.Target, w, pick.m.Name, pick.site.Name, k, pick.limit, check)
+			reason = fmt.Sprintf("%s breaks %s in week %d; %s in %s fills the site (%s; %s) without keeping the target through week %d",
+				c, p.Target, w, pick.m.Name, pick.site.Name, count(k, "node"), pick.limit, check)
 		}
 		s.orders = append(s.orders, Order{Delivery: Delivery{Model: pick.m.Name, Site: pick.site.Name, Count: k, Week: d},
 			OrderWeek: d - pick.m.LeadWeeks, Cost: float64(k) * pick.m.Price, Class: c, Reason: reason, Replays: probes})
@@ -474,4 +474,12 @@ func (p *Problem) check() error {
 		}
 	}
 	return p.Catalog.Check(p.Fleet)
+}
+
+// count writes n things: "1 node", "3 nodes".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

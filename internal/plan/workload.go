@@ -34,6 +34,10 @@ type WorkloadOptions struct {
 	// series' jobs run longer instead of being more (0:
 	// DefaultMaxJobsPerWeek).
 	MaxJobsPerWeek int
+	// Even spreads a week's jobs evenly over it by its profile instead of
+	// at random: the replay is then exact arithmetic (no job waits while
+	// a type's capacity exceeds its demand), an optimistic bound.
+	Even bool
 }
 
 // DefaultMaxJobsPerWeek bounds the jobs of a week of a plan's workload. A
@@ -53,7 +57,8 @@ const minJobsPerWeek = 20
 // series' weekly profile: each job draws its slot of the week with the
 // slot's share of the work, and a uniform time within it, from a stream
 // seeded by the seed and the series (so the same seed gives the same jobs
-// for P50 and P90 up to the extra work). Jobs are split into replicas of
+// for P50 and P90 up to the extra work); or, with Even, they are spread
+// evenly by the profile. Jobs are split into replicas of
 // at most perNode(class) accelerators, the largest node of the class.
 func (p *Problem) Workload(o WorkloadOptions) []Arrival {
 	budget := o.MaxJobsPerWeek
@@ -101,8 +106,12 @@ func (p *Problem) Workload(o WorkloadOptions) []Arrival {
 				n = maxJobs
 			}
 			carry = work + carry - float64(n)*job*sec/(d.Shape.Hours*3600)
-			for range n {
-				at := int64(wk)*WeekSec + p.slotTime(d.Profile, rng)
+			for k := range n {
+				u := rng.Float64()
+				if o.Even {
+					u = (float64(k) + 0.5) / float64(n)
+				}
+				at := int64(wk)*WeekSec + slotTime(d.Profile, u)
 				out = append(out, Arrival{Series: si, At: at, Week: max(week, 0), Replicas: replicas, PerReplica: per,
 					Milli: milli, Sec: max(1, int64(math.Round(sec)))})
 			}
@@ -150,21 +159,25 @@ func (p *Problem) perNode(class string) int {
 	return best
 }
 
-// slotTime draws a time within a week, in seconds from its start: a slot
-// with the profile's weights, then a uniform offset within it.
-func (p *Problem) slotTime(profile []float64, rng *rand.Rand) int64 {
+// slotTime is the time within a week, in seconds from its start, at
+// which the share u of its work has arrived, by the profile (the inverse
+// of the profile's distribution function, linear within a slot).
+func slotTime(profile []float64, u float64) int64 {
 	slots := len(profile)
 	if slots == 0 {
-		return rng.Int64N(WeekSec)
+		return int64(u * WeekSec)
 	}
-	u := rng.Float64()
-	s := 0
-	for acc := 0.0; s < slots-1; s++ {
-		acc += profile[s]
-		if u < acc {
-			break
+	span := float64(WeekSec) / float64(slots)
+	acc := 0.0
+	for s, share := range profile {
+		if u < acc+share || s == slots-1 {
+			within := 0.0
+			if share > 0 {
+				within = min(max((u-acc)/share, 0), 1)
+			}
+			return min(int64((float64(s)+within)*span), WeekSec-1)
 		}
+		acc += share
 	}
-	span := WeekSec / int64(slots)
-	return int64(s)*span + rng.Int64N(span)
+	return 0
 }

@@ -24,19 +24,17 @@ import (
 type Config struct {
 	// Sched configures the scheduling core.
 	Sched sched.Config
-	// CycleSec runs a scheduling cycle at multiples of it (0: a sixteenth
-	// of the target wait, from a minute to half an hour).
+	// CycleSec, when positive, runs scheduling cycles only at multiples
+	// of it; 0 runs one at every event, as the live loop does. A node
+	// freed between periodic cycles idles until the next, which lengthens
+	// every job by up to a cycle: a 15-minute cycle made hour-long jobs
+	// take 75 minutes of a node, and a plan buy a fifth more than it
+	// needs. At a few hundred jobs a week, a cycle at every event costs no
+	// more than one every 15 minutes.
 	CycleSec int64
 	// Parallel bounds the trials replayed at once (0: GOMAXPROCS).
 	Parallel int
 }
-
-// CycleFor is the scheduling cycle of a plan's replays for a target
-// wait: a sixteenth of it, so that waiting for the next cycle moves a
-// wait by at most that, from a minute to half an hour. A cycle costs
-// time in proportion to the jobs waiting, and a fleet short of capacity
-// has many: a 4-hour target replays with 15-minute cycles, 672 a week.
-func CycleFor(t plan.Target) int64 { return min(max(t.WaitSec/16, 60), 1800) }
 
 // Simulator replays a plan's trials; it implements plan.Simulator.
 type Simulator struct {
@@ -50,9 +48,6 @@ type Simulator struct {
 // queue whose quota is unbounded: a plan asks whether the fleet can serve
 // the demand, not how quotas would ration it.
 func New(p *plan.Problem, cfg Config) (*Simulator, error) {
-	if cfg.CycleSec <= 0 {
-		cfg.CycleSec = CycleFor(p.Target)
-	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = runtime.GOMAXPROCS(0)
 	}
