@@ -104,12 +104,15 @@ func WritePlanText(w io.Writer, p *Plan) error {
 		pr("note: the last %d steps of history, less than a week, are left out\n", p.DroppedSteps)
 	}
 	pr("\nForecast, accelerators kept busy (p50 [p10, p90]):\n")
-	marks := []int{1, 13, 26, r.Horizon}
+	var marks []int
+	for _, m := range []int{1, 13, 26, r.Horizon} {
+		if m <= r.Horizon && (len(marks) == 0 || m > marks[len(marks)-1]) {
+			marks = append(marks, m)
+		}
+	}
 	pr("%-34s %12s", "series", "last week")
 	for _, m := range marks {
-		if m <= r.Horizon {
-			pr(" %22s", fmt.Sprintf("week %d", m))
-		}
+		pr(" %22s", fmt.Sprintf("week %d", m))
 	}
 	pr("\n")
 	for _, d := range p.Demand {
@@ -119,9 +122,7 @@ func WritePlanText(w io.Writer, p *Plan) error {
 		}
 		pr("%-34s %12.1f", d.Key, weekAccels(last))
 		for _, m := range marks {
-			if m <= r.Horizon {
-				pr(" %22s", fmt.Sprintf("%.1f [%.1f, %.1f]", weekAccels(d.Point[m-1]), weekAccels(d.Lower[m-1]), weekAccels(d.Upper[m-1])))
-			}
+			pr(" %22s", fmt.Sprintf("%.1f [%.1f, %.1f]", weekAccels(d.Point[m-1]), weekAccels(d.Lower[m-1]), weekAccels(d.Upper[m-1])))
 		}
 		pr("\n")
 	}
