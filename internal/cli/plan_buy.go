@@ -26,6 +26,7 @@ type planOpts struct {
 	history, fleetFile, catalogFile string
 	horizon, review                 string
 	target, scenario, method        string
+	arrivals                        string
 	step                            time.Duration
 	warmup, maxJobs                 int
 	seed                            uint64
@@ -95,7 +96,8 @@ func newPlanCmd() *cobra.Command {
 	f.IntVar(&o.warmup, "warmup", 2, "weeks of history replayed before the horizon, so that it starts with a busy fleet")
 	f.IntVar(&o.maxJobs, "max-jobs", plan.DefaultMaxJobsPerWeek, "representative jobs a week, all series together; past a series' share, its jobs run longer")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the jobs' arrival times")
-	f.Int64Var(&o.cycle, "cycle", 0, "scheduling cycle of the replays in `SEC` seconds (0: a sixteenth of the target wait, 60 to 1800)")
+	f.StringVar(&o.arrivals, "arrivals", "random", "how a week's jobs arrive by its profile: random (seeded) or even (evenly spread: no job waits while capacity exceeds demand, an optimistic bound)")
+	f.Int64Var(&o.cycle, "cycle", 0, "run the replays' scheduling cycles every `SEC` seconds (0: at every event, as the live loop does)")
 	f.StringVar(&o.reportDir, "report", "", "write plan.json, plan.txt and index.html into `DIR`")
 	f.BoolVar(&o.asJSON, "json", false, "print the whole plan as JSON")
 	f.BoolVar(&o.quiet, "quiet", false, "print no notes on standard error")
@@ -124,6 +126,8 @@ func planCapacity(cmd *cobra.Command, o planOpts) error {
 		return fmt.Errorf("--max-jobs %d: want at least 1", o.maxJobs)
 	case o.cycle < 0:
 		return fmt.Errorf("--cycle %d: must not be negative", o.cycle)
+	case o.arrivals != "random" && o.arrivals != "even":
+		return fmt.Errorf("--arrivals %q: want random or even", o.arrivals)
 	}
 	horizon, err := parseWeeks("--horizon", o.horizon)
 	if err != nil {
@@ -175,7 +179,7 @@ func planCapacity(cmd *cobra.Command, o planOpts) error {
 	}
 	p := &plan.Problem{Fleet: f, Catalog: cat, PowerCaps: caps, Demand: demand, Horizon: horizon,
 		Warmup: min(o.warmup, len(weekly[0].Weeks)), Target: target, Scenario: scenario, ReviewWeeks: review,
-		Jobs: plan.WorkloadOptions{Seed: o.seed, MaxJobsPerWeek: o.maxJobs}}
+		Jobs: plan.WorkloadOptions{Seed: o.seed, MaxJobsPerWeek: o.maxJobs, Even: o.arrivals == "even"}}
 	s, err := replay.New(p, replay.Config{CycleSec: o.cycle})
 	if err != nil {
 		return err

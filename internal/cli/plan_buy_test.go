@@ -48,8 +48,13 @@ func TestPlanWorkedExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	indented := "    " + strings.ReplaceAll(strings.TrimRight(stdout, "\n"), "\n", "\n    ")
-	indented = strings.ReplaceAll(indented, "    \n", "\n")
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = "    " + l
+		}
+	}
+	indented := strings.Join(lines, "\n")
 	if !strings.Contains(string(doc), indented) {
 		t.Errorf("docs/PLANNING.md does not show the worked example's output as the command prints it; put this in, indented by four spaces:\n%s", indented)
 	}

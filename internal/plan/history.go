@@ -313,7 +313,7 @@ func (h History) Weekly() (ws []Weekly, dropped int, err error) {
 	for _, s := range h.Series {
 		full := len(s.Values) / perWeek
 		if full < MinWeeks {
-			return nil, 0, fmt.Errorf("series %s: the history covers %d full weeks; a plan needs at least %d", s.Key, full, MinWeeks)
+			return nil, 0, fmt.Errorf("series %s: the history covers %s; a plan needs at least %d", s.Key, count(full, "full week"), MinWeeks)
 		}
 		dropped = max(dropped, len(s.Values)-full*perWeek)
 		w := Weekly{Key: s.Key, Weeks: make([]float64, full), Profile: make([]float64, slots), Shape: s.Shape, Jobs: s.Jobs}

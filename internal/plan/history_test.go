@@ -140,7 +140,7 @@ func TestWeeklySumsFullWeeksAndTheirProfile(t *testing.T) {
 		t.Error("a step of 5 hours, which does not divide a week, was taken")
 	}
 	short := History{StepSec: 86400, Series: []Series{{Key: Key{"a", "batch", "h100"}, Values: make([]float64, 10)}}}
-	if _, _, err := short.Weekly(); err == nil || err.Error() != "series a/batch/h100: the history covers 1 full weeks; a plan needs at least 2" {
+	if _, _, err := short.Weekly(); err == nil || err.Error() != "series a/batch/h100: the history covers 1 full week; a plan needs at least 2" {
 		t.Errorf("short history: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -95,8 +94,8 @@ func money(v float64) string {
 // WritePlanText writes the plan for people: the forecast, when each type
 // runs out, the buy plan, the shortfalls and the sites.
 func WritePlanText(w io.Writer, p *Plan) error {
-	bw := bufio.NewWriter(w)
-	pr := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
+	var bw strings.Builder
+	pr := func(format string, args ...any) { fmt.Fprintf(&bw, format, args...) }
 	r := p.Result
 	pr("Capacity plan for %d weeks after the history (%d series, %d weeks of history from %s)\n", r.Horizon, len(p.Demand), p.HistoryWeeks, p.Source)
 	pr("target: the %s wait of each week's jobs of each accelerator type; the buy plan is for %s demand\n", r.Target, r.Scenario)
@@ -162,7 +161,13 @@ func WritePlanText(w io.Writer, p *Plan) error {
 		}
 	}
 	pr("\nreplays: %d\n", r.Replays)
-	return bw.Flush()
+	// Columns padded to the right leave spaces at line ends: drop them.
+	lines := strings.Split(bw.String(), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n"))
+	return err
 }
 
 // classSum adds the series of a class (all of them, when all is set):
