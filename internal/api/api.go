@@ -242,3 +242,16 @@ type TokenInfo struct {
 type TokenList struct {
 	Tokens []TokenInfo `json:"tokens" yaml:"tokens"`
 }
+
+// Job document syntaxes.
+const (
+	FormatYAML = "yaml"
+	FormatJSON = "json"
+)
+
+// JobMediaTypes are the Content-Types POST /v1/jobs takes, with the syntax
+// each announces.
+var JobMediaTypes = map[string]string{
+	"application/yaml": FormatYAML, "application/x-yaml": FormatYAML, "text/yaml": FormatYAML, "text/x-yaml": FormatYAML,
+	"application/json": FormatJSON,
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/api/jobdoc"
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/quota"
@@ -260,7 +261,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	if file == "" {
 		file = "request"
 	}
-	js, e := api.DecodeJobAs(file, body, api.JobMediaTypes[mt])
+	js, e := jobdoc.DecodeAs(file, body, api.JobMediaTypes[mt])
 	if e != nil {
 		writeErr(w, e)
 		return
