@@ -42,7 +42,7 @@ var modelFields = []string{"name", "accelerators", "cpu", "memory", "price", "po
 
 var catalogSiteFields = []string{"name", "powerKW", "space", "models"}
 
-var commitmentFields = []string{"tenant", "kind", "accelerator", "accelerators", "fromWeek", "toWeek"}
+var planCommitmentFields = []string{"tenant", "kind", "accelerator", "accelerators", "fromWeek", "toWeek"}
 
 var onOrderFields = []string{"model", "site", "count", "week"}
 
@@ -262,7 +262,7 @@ func weekField(fs fields, key string, need bool) (int, bool) {
 func (o *options) commitment(v value) (plan.Commitment, bool) {
 	var c plan.Commitment
 	before := v.d.count
-	fs, isMap := v.fields(commitmentFields...)
+	fs, isMap := v.fields(planCommitmentFields...)
 	if !isMap {
 		return c, false
 	}

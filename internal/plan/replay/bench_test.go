@@ -78,25 +78,3 @@ func BenchmarkPlan52Weeks(b *testing.B) {
 		b.ReportMetric(float64(len(res.Orders)), "orders")
 	}
 }
-
-func TestBenchProblemPlans(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a year's plan")
-	}
-	p := benchProblem(t)
-	s, err := New(p, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := plan.Search(p, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("replays %d, run-out %+v", res.Replays, res.RunOut)
-	for _, o := range res.Orders {
-		t.Logf("order %+v", o)
-	}
-	for _, sh := range res.Shortfalls {
-		t.Logf("shortfall %+v", sh)
-	}
-}
