@@ -330,3 +330,50 @@ func (c *Client) Heartbeat(ctx context.Context, h HeartbeatRequest) (HeartbeatRe
 	err := c.postJSON(ctx, "/v1/agent/heartbeat", h, &out)
 	return out, err
 }
+
+// Export streams the fleet's recorded history from from to to (zero
+// times: the beginning of the record, now) as a native trace into w. The
+// client's timeout does not cut it short; ctx does.
+func (c *Client) Export(ctx context.Context, from, to time.Time, w io.Writer) error {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	path := "/v1/export"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return eb.Error
+		}
+		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))}
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}

@@ -55,8 +55,13 @@ The workload is --trace (the native JSON Lines format of docs/TRACE_FORMAT.md,
 "-" for standard input; or, for a .csv file, an openb task list of the
 Alibaba GPU trace replayed by its creation, scheduled and deletion times) or
 else a generated one (--jobs, --seed). --fleet may also be an openb node list
-(.csv). Queues come from --queues, else from the trace's queue lines (for
+(.csv). A native trace with node lines brings its own fleet (its nodes at
+the start, then nodes added and retired over time), used unless --fleet
+names another. Queues come from --queues, else from the trace's queue lines (for
 an openb trace, one queue "openb-tasks" owning the fleet), else the built-in tree.
+A trace recorded on a live fleet (gpufleet export) names the scheduler
+configuration it ran under; the replay uses it unless --policy,
+--no-backfill, --no-preemption, --preempt-after or --seed say otherwise.
 --policy names the placement stages after the filters, comma-separated:
 "default", or for example "spread", "fgd", "bestfit,fragmentation". The same
 inputs and seed give the same results, byte for byte.
@@ -117,6 +122,8 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 	var src sim.Source
 	var total int64
 	var done func() int64
+	var nodeEvents []sim.NodeEvent
+	var recorded *sched.Config
 	if o.traceFile != "" {
 		if cmd.Flags().Changed("jobs") {
 			return fmt.Errorf("--jobs and --trace: --jobs sizes a generated workload; give one, not both")
@@ -150,13 +157,23 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 			src, total = tr, int64(len(tr.Jobs))
 		} else {
 			tr := sim.NewTraceReader(name, cr)
-			_, traceQueues, err := tr.Preamble()
+			h, traceQueues, err := tr.Preamble()
 			if err != nil {
 				return err
 			}
 			if qs == nil {
 				qs = traceQueues
 			}
+			// A trace with node lines describes its fleet: it replaces
+			// the built-in one, as its queue lines replace the built-in
+			// tree, unless --fleet names another.
+			if o.fleetFile == "" && (len(tr.Fleet()) > 0 || len(tr.NodeEvents()) > 0) {
+				if f, err = fleet.New(nil, nil, tr.Fleet()); err != nil {
+					return fmt.Errorf("%s: the fleet's nodes: %w", name, err)
+				}
+				sites = nil
+			}
+			nodeEvents, recorded = tr.NodeEvents(), h.Sched
 			src, done = tr, func() int64 { return cr.n.Load() }
 		}
 	} else {
@@ -180,11 +197,15 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		SampleSec:          o.sample,
 		CycleSec:           o.cycle,
 		PUE:                func(n *fleet.Node) float64 { return sites.For(n.Path).PUE },
+		NodeEvents:         nodeEvents,
 	}
 	if p := strings.TrimSpace(o.policy); p != "" && p != "default" {
 		for _, s := range strings.Split(p, ",") {
 			cfg.Sched.Placement = append(cfg.Sched.Placement, strings.TrimSpace(s))
 		}
+	}
+	if recorded != nil {
+		cfg.Sched = recordedSched(cmd, *recorded, cfg.Sched)
 	}
 	var bar *progressbar.ProgressBar
 	if !o.quiet && simIsTerminal(stderr) && total > 0 {
@@ -246,6 +267,29 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		fmt.Fprintf(stderr, "simulated %s of virtual time in %s\n", report.Duration(float64(res.Summary.End-res.Summary.Start)), elapsed.Round(time.Millisecond))
 	}
 	return nil
+}
+
+// recordedSched is the scheduler configuration a trace was recorded
+// under, with what the command line says otherwise in its place: a replay
+// of a live fleet's history runs its policy unless asked for another.
+func recordedSched(cmd *cobra.Command, rec, flags sched.Config) sched.Config {
+	fl := cmd.Flags()
+	if fl.Changed("policy") {
+		rec.Placement = flags.Placement
+	}
+	if fl.Changed("no-backfill") {
+		rec.NoBackfill = flags.NoBackfill
+	}
+	if fl.Changed("no-preemption") {
+		rec.NoPreemption = flags.NoPreemption
+	}
+	if fl.Changed("preempt-after") {
+		rec.PreemptAfterSec = flags.PreemptAfterSec
+	}
+	if fl.Changed("seed") {
+		rec.Seed = flags.Seed
+	}
+	return rec
 }
 
 // simIsTerminal reports whether w is a terminal, where a progress bar

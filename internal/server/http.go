@@ -83,6 +83,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/nodes", users, s.listNodes},
 		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
 		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
+		{"GET", "/v1/export", admin, s.export},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
 	}

@@ -95,13 +95,15 @@ type TenantShare struct {
 
 // JobCounts counts jobs by outcome.
 type JobCounts struct {
-	Total        int            `json:"total"`
-	Finished     int            `json:"finished"`
-	TimedOut     int            `json:"timedOut"`
-	Rejected     int            `json:"rejected"`
-	RunningAtEnd int            `json:"runningAtEnd"`
-	PendingAtEnd int            `json:"pendingAtEnd"`
-	ByKind       map[string]int `json:"byKind"`
+	Total        int `json:"total"`
+	Finished     int `json:"finished"`
+	TimedOut     int `json:"timedOut"`
+	Rejected     int `json:"rejected"`
+	RunningAtEnd int `json:"runningAtEnd"`
+	PendingAtEnd int `json:"pendingAtEnd"`
+	// Abandoned counts jobs withdrawn unstarted (Config.AbandonAfterSec).
+	Abandoned int            `json:"abandoned,omitempty"`
+	ByKind    map[string]int `json:"byKind"`
 }
 
 // Summary is a run's headline figures.
@@ -199,6 +201,8 @@ func (e *engine) result() *Result {
 			s.Jobs.RunningAtEnd++
 		case StatusPending:
 			s.Jobs.PendingAtEnd++
+		case StatusAbandoned:
+			s.Jobs.Abandoned++
 		}
 		if rec.Wait >= 0 {
 			waits.add(k, t, float64(rec.Wait))

@@ -38,6 +38,14 @@ type Config struct {
 	// Outages are node failures at given times, in addition to the random
 	// ones: what-if scenarios and tests.
 	Outages []Outage
+	// NodeEvents add and retire nodes during the run (nodes.go).
+	NodeEvents []NodeEvent
+	// AbandonAfterSec, when positive, withdraws a job that has waited this
+	// long since its arrival without ever starting: it is cancelled and
+	// recorded as abandoned, as a user gives up on a queue. A capacity
+	// plan uses it so that a fleet short of capacity does not pile up a
+	// backlog whose waits are long past what it measures.
+	AbandonAfterSec int64
 	// SampleSec is the interval of the time series (default 600).
 	SampleSec int64
 	// CycleSec, when positive, runs scheduling cycles only at multiples of
@@ -81,6 +89,8 @@ const (
 	StatusRejected = "rejected"
 	StatusRunning  = "running"
 	StatusPending  = "pending"
+	// StatusAbandoned: withdrawn unstarted after Config.AbandonAfterSec.
+	StatusAbandoned = "abandoned"
 )
 
 type bindRec struct {
@@ -143,6 +153,9 @@ type nodeInfo struct {
 	used  int64
 	up    bool
 	speed float64
+	// retiring: cordoned for good; gone: retired and empty, out of the
+	// fleet's capacity for the rest of the run.
+	retiring, gone bool
 }
 
 // powerClass groups nodes of one accelerator type and PUE.
@@ -176,6 +189,9 @@ type engine struct {
 	nodes      []nodeInfo
 	nodeByName map[string]int32
 	classes    []powerClass
+	classOf    map[classKey]int32
+	catalog    *fleet.Catalog
+	adds       int // node deliveries still to come
 
 	tenants    []string
 	tenantIdx  map[string]int32
@@ -323,40 +339,9 @@ func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
 		tickAt:     -1,
 		usageMS:    map[string]int64{},
 	}
-	classOf := map[[2]any]int32{}
+	e.classOf, e.catalog = map[classKey]int32{}, f.Catalog
 	for i := range f.Nodes {
-		n := &f.Nodes[i]
-		pue := DefaultPUE
-		if cfg.PUE != nil {
-			if p := cfg.PUE(n); p > 0 {
-				pue = p
-			}
-		}
-		ni := nodeInfo{name: n.Name, up: n.State == fleet.Ready, speed: 1, class: -1}
-		if n.Count > 0 {
-			t := f.Catalog.Types[f.Catalog.Index(n.Accel)]
-			key := [2]any{n.Accel, pue}
-			k, ok := classOf[key]
-			if !ok {
-				k = int32(len(e.classes))
-				classOf[key] = k
-				e.classes = append(e.classes, powerClass{accel: n.Accel, idleW: t.IdlePowerW, busyW: t.BoardPowerW - t.IdlePowerW, pue: pue})
-			}
-			ni.class = k
-			ni.cap = int64(n.Count) * 1000
-			if t.RelSpeed > 0 {
-				ni.speed = t.RelSpeed
-			}
-		}
-		e.nodeByName[n.Name] = int32(len(e.nodes))
-		e.nodes = append(e.nodes, ni)
-		if ni.up {
-			e.capUp += ni.cap
-			e.freeEmpty += ni.cap
-			if ni.class >= 0 {
-				e.classes[ni.class].upAccels += int64(n.Count)
-			}
-		}
+		e.addNode(f.Catalog, &f.Nodes[i])
 	}
 	for i := 1; i < tree.Len(); i++ {
 		if tree.Parent(i) == 0 {
@@ -373,6 +358,9 @@ func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
 		}
 		e.q.push(event{t: o.At, kind: evFailure, node: n, job: int32(i)})
 		e.repairs++ // an outage to come keeps the run going like a repair
+	}
+	if err := e.queueNodeEvents(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -472,7 +460,7 @@ const stallLimit = 30 * 86400
 // is due, and either no cycle or repair is pending or nothing has started
 // or ended for stallLimit.
 func (e *engine) stalled() bool {
-	if e.jobEvents > 0 {
+	if e.jobEvents > 0 || e.adds > 0 {
 		return false
 	}
 	if e.tickAt < 0 && e.repairs == 0 {
@@ -565,6 +553,10 @@ func (e *engine) handle(ev event) error {
 		}
 		e.dirty = true
 	case evRepair:
+		if e.nodes[ev.node].retiring {
+			// Retired while down: it stays out.
+			return nil
+		}
 		if err := e.apply(sched.NodeReturned{Node: e.nodes[ev.node].name}); err != nil {
 			return err
 		}
@@ -575,6 +567,21 @@ func (e *engine) handle(ev event) error {
 			e.tickAt = -1
 		}
 		e.dirty = true
+	case evAbandon:
+		j := &e.jobs[ev.job]
+		if ev.ver != j.runVer || j.state != jsPending || j.start >= 0 || len(j.binds) > 0 {
+			return nil
+		}
+		if err := e.apply(sched.JobCancelled{ID: j.id}); err != nil {
+			return fmt.Errorf("job %s: %w", j.id, err)
+		}
+		j.reason = fmt.Sprintf("abandoned after waiting %d seconds", e.cfg.AbandonAfterSec)
+		e.done(ev.job, StatusAbandoned)
+		e.dirty = true
+	case evNodeAdd:
+		return e.deliver(int(ev.job))
+	case evNodeRetire:
+		return e.retire(int(ev.job))
 	}
 	return nil
 }
@@ -620,6 +627,9 @@ func (e *engine) submit(w *Job) error {
 	e.pending++
 	if w.Duration != NoDuration {
 		e.finiteLeft++
+	}
+	if e.cfg.AbandonAfterSec > 0 {
+		e.q.push(event{t: w.Arrival + e.cfg.AbandonAfterSec, kind: evAbandon, job: idx, ver: sj.runVer})
 	}
 	e.dirty = true
 	if e.cfg.Progress != nil && e.arrived%1000 == 0 {
@@ -1003,18 +1013,20 @@ func (e *engine) take(j *simJob, b bindRec, sign int64) {
 	n := &e.nodes[b.node]
 	before := n.used
 	n.used += m
-	if !n.up {
-		return
+	if n.up {
+		e.usedUp += m
+		if n.class >= 0 {
+			e.classes[n.class].usedMilli += m
+		}
+		switch {
+		case before == 0 && n.used > 0:
+			e.freeEmpty -= n.cap
+		case before > 0 && n.used == 0:
+			e.freeEmpty += n.cap
+		}
 	}
-	e.usedUp += m
-	if n.class >= 0 {
-		e.classes[n.class].usedMilli += m
-	}
-	switch {
-	case before == 0 && n.used > 0:
-		e.freeEmpty -= n.cap
-	case before > 0 && n.used == 0:
-		e.freeEmpty += n.cap
+	if n.retiring && n.used == 0 && !n.gone {
+		e.remove(b.node)
 	}
 }
 

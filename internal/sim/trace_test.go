@@ -131,7 +131,7 @@ func TestTraceErrorsNameLineAndColumn(t *testing.T) {
 		},
 		"two records on one line": {
 			text: `{"queue":{"name":"a"},"job":{"id":"b"}}`,
-			want: "w.jsonl:1:1: a line holds exactly one of header, queue or job",
+			want: "w.jsonl:1:1: a line holds exactly one of header, queue, node or job",
 		},
 		"two objects on one line": {
 			text: `{"queue":{"name":"a"}} {"queue":{"name":"b"}}`,
@@ -221,7 +221,16 @@ func FuzzTraceReader(f *testing.F) {
 	f.Add(`{"job":{"id":"b","arrival":1,"duration":1,"queue":"q","kind":"batch","gangs":[{"replicas":1},{"replicas":1,"gpus":2}]}}`)
 	f.Add("{\"job\":{\"id\":\"b\",,}}\r\n\n")
 	f.Add(`{"queue":{"name":"q","quotas":{}}}` + "\n" + `{"joB":{"id":"0","queue":"0","kind":"service","gAngs":[{"repliCAs":1,"ACCel":[]}]}}`)
+	f.Add(nodeTrace)
+	f.Add(`{"header":{"version":1,"origin":"2026-12-01T00:00:00Z","sched":{"placement":["bestfit"],"preemptAfterSec":2}}}` + "\n" +
+		`{"node":{"name":"n","path":["a","b","c","d"]}}` + "\n" + `{"node":{"at":3,"event":"retire","name":"n"}}` + "\n" +
+		`{"job":{"id":"a","arrival":1,"duration":5,"queue":"q","kind":"batch","waitForCapacity":true,"gangs":[{"replicas":1}],"observed":{"start":2,"end":7,"outcome":"succeeded","attempts":1}}}`)
 	f.Fuzz(func(t *testing.T, text string) {
+		r := NewTraceReader("f.jsonl", strings.NewReader(text))
+		if _, _, err := r.Preamble(); err == nil {
+			// Nodes and node events survive a write and a read too.
+			checkNodeRoundTrip(t, r)
+		}
 		h, qs, jobs, err := readAll("f.jsonl", text)
 		if err != nil {
 			var le *LineError
@@ -251,9 +260,12 @@ func FuzzTraceReader(f *testing.F) {
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		_, qs2, jobs2, err := readAll("f2.jsonl", buf.String())
+		h2, qs2, jobs2, err := readAll("f2.jsonl", buf.String())
 		if err != nil {
 			t.Fatalf("rereading what was written: %v\n%s", err, buf.String())
+		}
+		if diff := cmp.Diff(h, h2); diff != "" {
+			t.Fatalf("header changed by a round trip (-first +second):\n%s", diff)
 		}
 		if diff := cmp.Diff(jobs, jobs2); diff != "" {
 			t.Fatalf("jobs changed by a round trip (-first +second):\n%s", diff)
