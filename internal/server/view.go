@@ -43,6 +43,11 @@ func jobView(j *store.Job) api.Job {
 
 func explanationView(ex sched.Explanation) *api.Explanation {
 	v := &api.Explanation{State: ex.State, Reason: ex.Reason, Nodes: ex.Nodes}
+	if ex.Reason != "" {
+		// The same words, with the times the reason names as dates (the
+		// live core counts Unix seconds).
+		v.Reason = ex.Status.Text(liveTime)
+	}
 	if ex.EarliestStart >= 0 && ex.State == sched.StatePending {
 		t := time.Unix(ex.EarliestStart, 0).UTC()
 		v.EarliestStart = &t
