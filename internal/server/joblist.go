@@ -140,7 +140,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 	if f.live() {
 		out, err = s.liveJobs(r.Context(), f, p, pg)
 	} else {
-		out, err = s.storedJobs(f, p, pg)
+		out, err = s.storedJobs(f, p, pg, maxScan)
 	}
 	if err != nil {
 		writeErr(w, err)
@@ -194,8 +194,8 @@ func compareSeq(a, b uint64) int {
 	return 0
 }
 
-// storedJobs pages through the store.
-func (s *Server) storedJobs(f jobFilter, p principal, pg jobPage) (api.JobList, error) {
+// storedJobs pages through the store, reading at most scan records.
+func (s *Server) storedJobs(f jobFilter, p principal, pg jobPage, scan int) (api.JobList, error) {
 	out := api.JobList{Jobs: []api.Job{}}
 	var last uint64
 	read := 0
@@ -211,7 +211,7 @@ func (s *Server) storedJobs(f jobFilter, p principal, pg jobPage) (api.JobList, 
 			out.Jobs = append(out.Jobs, jobView(j))
 		}
 		last = j.Seq
-		if read == maxScan {
+		if read == scan {
 			// The page ends where the reading stopped; the next goes on.
 			out.Next = strconv.FormatUint(last, 10)
 			return false
@@ -277,8 +277,8 @@ func (s *Server) lastSeq() (uint64, error) {
 		err := s.db.JobsAfter(x, func(*store.Job) bool { found = true; return false })
 		return found, err
 	}
-	any, err := after(0)
-	if err != nil || !any {
+	some, err := after(0)
+	if err != nil || !some {
 		return 0, err
 	}
 	lo, hi := uint64(0), uint64(1024)

@@ -14,10 +14,11 @@ type queueStat struct {
 // queueStats reads every queue's borrowing, lending and shares off the
 // core's queue tree. Borrowing is the tree's own figure (occupation above
 // nominal). What a queue lends is not recorded by the tree, which only
-// bounds it; it is apportioned: below each parent, what the children
-// borrow that the parent does not itself borrow from outside is lent by
-// the children with idle lendable quota, each in proportion to what it
-// may lend (its idle nominal, capped by its lending limit). Shares are
+// bounds it; it is apportioned from the top down: below each parent, what
+// its children borrow that it does not itself borrow from outside, plus
+// what it lends outside (apportioned to it one level up), is lent by the
+// children with idle lendable quota, each in proportion to what it may
+// lend (its idle nominal, capped by its lending limit). Shares are
 // dominant shares (the largest over flavors) of the root's pool.
 func queueStats(t *quota.Tree) map[string]queueStat {
 	flavors := t.Flavors()
@@ -28,11 +29,16 @@ func queueStats(t *quota.Tree) map[string]queueStat {
 			kids[p] = append(kids[p], i)
 		}
 	}
-	out := make(map[string]queueStat, n)
+	// Parents before their children, whatever order the specs came in.
+	order := []int{0}
+	for k := 0; k < len(order); k++ {
+		order = append(order, kids[order[k]]...)
+	}
 	stats := make([]queueStat, n)
 	for i := 1; i < n; i++ {
 		stats[i] = queueStat{borrowed: map[string]int64{}, lent: map[string]int64{}}
 	}
+	lentOut := make([]int64, n)
 	for f, name := range flavors {
 		pool := t.Nominal(0, f)
 		for i := 1; i < n; i++ {
@@ -47,33 +53,39 @@ func queueStats(t *quota.Tree) map[string]queueStat {
 				}
 			}
 		}
-		for p := range n {
+		clear(lentOut)
+		for _, p := range order {
 			if len(kids[p]) == 0 {
 				continue
 			}
-			var inside, lendable int64
-			idle := make([]int64, len(kids[p]))
+			owed := lentOut[p]
+			var idle int64
+			idles := make([]int64, len(kids[p]))
 			for k, c := range kids[p] {
-				inside += t.Borrowing(c, f)
+				owed += t.Borrowing(c, f)
 				nom, _, lend := t.Limits(c, f)
-				idle[k] = min(max(0, nom-t.Occupation(c, f)), lend)
-				lendable += idle[k]
+				idles[k] = min(max(0, nom-t.Occupation(c, f)), lend)
+				idle += idles[k]
 			}
 			if p > 0 {
-				inside -= t.Borrowing(p, f)
+				owed -= t.Borrowing(p, f)
 			}
-			inside = min(inside, lendable)
-			if inside <= 0 || lendable <= 0 {
+			owed = min(owed, idle)
+			if owed <= 0 {
 				continue
 			}
 			for k, c := range kids[p] {
-				if idle[k] > 0 {
+				if idles[k] > 0 {
 					// Rounded down, so the lent never exceed the borrowed.
-					stats[c].lent[name] = int64(float64(inside) * float64(idle[k]) / float64(lendable))
+					lentOut[c] = int64(float64(owed) * float64(idles[k]) / float64(idle))
+					if lentOut[c] > 0 {
+						stats[c].lent[name] = lentOut[c]
+					}
 				}
 			}
 		}
 	}
+	out := make(map[string]queueStat, n)
 	for i := 1; i < n; i++ {
 		out[t.Name(i)] = stats[i]
 	}
