@@ -84,7 +84,8 @@ func (b *browser) until(what, cond string) {
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
 		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`))
-		b.t.Fatalf("waiting for %s (%s): %v\npage text:\n%s", what, cond, err, text)
+		loaded, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`performance.getEntriesByType('resource').map((r) => r.name + ' ' + Math.round(r.duration)).join('\n')`))
+		b.t.Fatalf("waiting for %s (%s): %v\npage text:\n%s\nrequests done:\n%s", what, cond, err, text, loaded)
 	}
 }
 
@@ -98,7 +99,8 @@ func (b *browser) shown() int {
 func (b *browser) open(hash, view string) {
 	b.t.Helper()
 	before := b.shown()
-	eval[string](b, fmt.Sprintf(`location.hash = %q`, hash))
+	// The same fragment again fires no hashchange: one is sent.
+	eval[bool](b, fmt.Sprintf(`(location.hash === %[1]q ? window.dispatchEvent(new HashChangeEvent('hashchange')) : (location.hash = %[1]q), true)`, hash))
 	b.until("view "+view, fmt.Sprintf(`(() => { const v = document.getElementById('view'); return v.dataset.ready === %q && Number(v.dataset.shown) > %d; })()`, view, before))
 }
 

@@ -69,23 +69,22 @@ func Handler() http.Handler {
 		panic(err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		SecurityHeaders(h)
 		name := "index.html"
 		if r.URL.Path != "/" {
+			// The page is served at / only, so that it has one address.
 			rest, ok := strings.CutPrefix(r.URL.Path, AssetPrefix)
 			if !ok || rest == "index.html" {
-				http.NotFound(w, r)
-				return
+				rest = ""
 			}
 			name = rest
 		}
 		a, ok := assets[name]
 		if !ok {
-			SecurityHeaders(w.Header())
 			http.Error(w, "no such file", http.StatusNotFound)
 			return
 		}
-		h := w.Header()
-		SecurityHeaders(h)
 		h.Set("Content-Type", a.ctype)
 		// Revalidated on every load (cheap: 304 by ETag), so a new
 		// binary's files are never mixed with an old one's.

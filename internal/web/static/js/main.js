@@ -123,12 +123,14 @@ async function show() {
 function setLive(state) {
   const el = $('live');
   el.dataset.state = state;
-  el.textContent = { open: 'Live', retrying: 'Reconnecting…', closed: 'Offline' }[state] || state;
+  el.textContent = { open: 'Live', retrying: 'Reconnecting…', closed: 'Offline', paused: 'Paused' }[state] || state;
 }
 
-function startLive() {
+// startLive opens the event stream; again (after a pause) the view
+// reloads once it is open, for what happened meanwhile.
+function startLive(again = false) {
   live = new AbortController();
-  let opened = false;
+  let opened = again;
   stream('/v1/events', {
     signal: live.signal,
     onState: (state) => {
@@ -147,6 +149,30 @@ function startLive() {
     },
   });
 }
+
+// A browser keeps at most six connections to a server over HTTP/1.1,
+// and each open tab's stream holds one: a tab that is hidden, or a page
+// left for another (it may be kept for the back button), closes its
+// streams, and opens them again when it is shown.
+function pause() {
+  if (!live) return;
+  live.abort();
+  live = null;
+  setLive('paused');
+  if (current && current.pause) current.pause();
+}
+
+function resume() {
+  if (!who || live) return;
+  startLive(true);
+  if (current && current.resume) current.resume();
+}
+
+document.addEventListener('visibilitychange', () => (document.hidden ? pause() : resume()));
+window.addEventListener('pagehide', pause);
+window.addEventListener('pageshow', (e) => {
+  if (e.persisted) resume();
+});
 
 // openAPIPaths lists the paths of the server's API document, so that a
 // view whose API this server lacks (an older or newer server) stays out.
@@ -172,6 +198,7 @@ async function signIn(tok) {
     throw e;
   }
   features = await openAPIPaths().catch(() => new Set());
+  if (live) live.abort();
   for (const a of document.querySelectorAll('#nav a[data-feature]')) a.hidden = !features.has(a.dataset.feature);
   $('who-name').textContent = who.role === 'admin' ? 'admin' : `tenant ${who.tenant}`;
   $('signin').hidden = true;

@@ -105,15 +105,14 @@ function logs(j) {
   const out = h('pre', { class: 'log', tabindex: '0', 'aria-label': 'Output of the selected rank' });
   const status = h('p', { class: 'log-status', role: 'status' });
   let ctl = null;
+  let paused = false;
   let size = 0;
-  const start = () => {
+  let offset = 0;
+  let attempt = 0;
+  // connect follows the log from where it is; start from the beginning.
+  const connect = () => {
     if (ctl) ctl.abort();
     ctl = new AbortController();
-    out.replaceChildren();
-    size = 0;
-    let offset = 0;
-    let attempt = 0;
-    status.textContent = 'Connecting…';
     stream(() => query(`/v1/jobs/${encodeURIComponent(j.id)}/logs/stream`, { rank: rankSel.value, offset, attempt: attempt || undefined }), {
       signal: ctl.signal,
       once: true,
@@ -141,9 +140,18 @@ function logs(j) {
           status.textContent = d.state === 'pending' ? 'Waiting for the job to start…' : `Following (job ${d.state}).`;
         } else if (type === 'end') {
           status.textContent = `End of output (job ${d.state}).`;
+          ctl = null;
         }
       },
     });
+  };
+  const start = () => {
+    out.replaceChildren();
+    size = 0;
+    offset = 0;
+    attempt = 0;
+    status.textContent = 'Connecting…';
+    connect();
   };
   rankSel.addEventListener('change', start);
   start();
@@ -151,7 +159,21 @@ function logs(j) {
     h('div', { class: 'toolbar' }, field('Replica', rankSel),
       h('div', { class: 'field check' }, h('label', follow, ' Scroll with new output'))),
     status, out);
-  return { el, dispose: () => ctl && ctl.abort() };
+  return {
+    el,
+    dispose: () => ctl && ctl.abort(),
+    pause: () => {
+      if (!ctl) return;
+      ctl.abort();
+      ctl = null;
+      status.textContent = 'Paused while the page is hidden.';
+      paused = true;
+    },
+    resume: () => {
+      if (paused) connect();
+      paused = false;
+    },
+  };
 }
 
 export default {
@@ -189,6 +211,8 @@ export default {
         if (type === 'job' && data.id === id) refresh();
       },
       dispose: lg.dispose,
+      pause: lg.pause,
+      resume: lg.resume,
     };
   },
 };
