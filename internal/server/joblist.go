@@ -66,10 +66,10 @@ func (f jobFilter) live() bool {
 // maxScan bounds the records one page of GET /v1/jobs reads from the
 // store: a filter few jobs match answers a shorter page (with the cursor
 // to go on) rather than reading the whole store in one request. Reading a
-// stored record costs about 32 µs on two shared cores
-// (BenchmarkJobPages/budget, docs/BENCHMARKS.md), so a page reads for at
-// most about a third of a second, well inside the dashboard's 1 s.
-const maxScan = 10000
+// stored record costs 30 to 100 µs on two shared cores, as loaded as they
+// are (BenchmarkJobPages/budget, docs/BENCHMARKS.md), so a page reads for
+// at most about half a second, inside the dashboard's 1 s.
+const maxScan = 5000
 
 // jobPage is a page's position: after (oldest first) or before (newest
 // first) a cursor, which is a job's sequence number.

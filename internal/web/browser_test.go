@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -170,9 +169,4 @@ func (b *browser) signOut() {
 	b.t.Helper()
 	b.step("sign out", chromedp.Click(chromedp.CSS("#signout")))
 	b.until("the sign-in form", `!document.getElementById('signin').hidden`)
-}
-
-func mustJSON(v any) string {
-	data, _ := json.Marshal(v)
-	return string(data)
 }

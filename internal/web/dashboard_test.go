@@ -121,6 +121,9 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	b.until("the node map", `document.querySelectorAll('.node').length === 3`)
+	if shown := eval[bool](b, `[...document.querySelectorAll('#nav a[data-feature]')].some((a) => !a.hidden)`); shown {
+		t.Errorf("a view whose route this server lacks is in the navigation")
+	}
 	if got := b.text("#who-name"); got != "tenant acme" {
 		t.Errorf("signed in as %q, want tenant acme", got)
 	}

@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -40,16 +41,16 @@ var kinds = []sched.Kind{sched.Training, sched.FineTuning, sched.Batch, sched.Ba
 // store's own submission path, many at once so that they share commits,
 // then records the finished ones' ends. It returns the jobs' ids, oldest
 // first. The same seed gives the same jobs.
-func Fill(dir string, s Seed) ([]string, error) {
+func Fill(dir string, s Seed) (ids []string, err error) {
 	db, err := store.Open(dir, store.Options{BatchDelay: 5 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
+	defer func() { err = errors.Join(err, db.Close()) }()
 	if err := db.PutQueues(s.Tree); err != nil {
 		return nil, err
 	}
-	ids := make([]string, s.Jobs)
+	ids = make([]string, s.Jobs)
 	jobs := make([]store.Job, s.Jobs)
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)

@@ -18,7 +18,7 @@ const views = { fleet, queues, jobs, job, submit, ...extraViews };
 const $ = (id) => document.getElementById(id);
 const viewEl = $('view');
 let who = null;
-let features = new Set();
+const features = new Set();
 let current = null;
 let seq = 0;
 let live = null;
@@ -197,9 +197,14 @@ async function signIn(tok) {
     if (e instanceof ApiError && e.status === 401) throw new Error('The server does not know this token.');
     throw e;
   }
-  features = await openAPIPaths().catch(() => new Set());
+  // The views that depend on optional routes show up once the server's
+  // API document says it has them; the first view does not wait for it.
+  openAPIPaths().then((paths) => {
+    features.clear();
+    for (const x of paths) features.add(x);
+    for (const a of document.querySelectorAll('#nav a[data-feature]')) a.hidden = !features.has(a.dataset.feature);
+  }).catch(() => {});
   if (live) live.abort();
-  for (const a of document.querySelectorAll('#nav a[data-feature]')) a.hidden = !features.has(a.dataset.feature);
   $('who-name').textContent = who.role === 'admin' ? 'admin' : `tenant ${who.tenant}`;
   $('signin').hidden = true;
   $('nav').hidden = false;

@@ -62,7 +62,7 @@ async function pendingPage(ctx, admin) {
     columns: [
       ['Position', (j) => h('span', { class: 'pos' }, `#${j.position}`), 'num'],
       ['Job', (j) => jobLink(j.id)],
-      ['Queue', (j) => j.queue],
+      ['Queue', (j) => j.queue, 'nowrap'],
       ...(admin ? [['Tenant', (j) => j.tenant]] : []),
       ['Kind', (j) => j.kind],
       ['Priority', (j) => String(j.priority), 'num'],
@@ -99,7 +99,7 @@ async function jobsPage(ctx, admin) {
       ['Job', (j) => jobLink(j.id)],
       ['State', (j) => badge(j.state)],
       ...(admin ? [['Tenant', (j) => j.tenant]] : []),
-      ['Queue', (j) => j.queue],
+      ['Queue', (j) => j.queue, 'nowrap'],
       ['Kind', (j) => j.kind],
       ['Submitted', (j) => timeEl(j.submitted)],
       ['Ran', ran],
