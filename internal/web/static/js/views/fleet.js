@@ -153,7 +153,8 @@ function summary(nodes, latest, use, admin, queues) {
     cards.push(['Utilization', pct(latest.fleet.utilization)], ['Fragmentation', pct(latest.fleet.fragmentation)],
       ['Jobs', `${latest.fleet.running} running, ${latest.fleet.pending} pending`]);
   } else if (!admin) {
-    const mine = queues.filter((q) => q.parent);
+    // The queues that hold jobs: those without queues below them.
+    const mine = queues.filter((q) => !queues.some((o) => o.parent === q.name));
     cards.push(['Your jobs', `${mine.reduce((a, q) => a + q.running, 0)} running, ${mine.reduce((a, q) => a + q.pending, 0)} pending`]);
   }
   return h('dl', { class: 'cards' }, cards.map(([k, v]) => h('div', { class: 'card' }, h('dt', k), h('dd', v))));
