@@ -18,6 +18,9 @@ type PendingJob struct {
 	Kind      string    `json:"kind" yaml:"kind"`
 	Priority  int32     `json:"priority" yaml:"priority"`
 	Submitted time.Time `json:"submitted" yaml:"submitted"`
+	// Element is, for an array job, the replica that waits (each waits on
+	// its own); absent for a gang job.
+	Element *int `json:"element,omitempty" yaml:"element,omitempty"`
 	// Position is the job's place in its queue's order (priority, then
 	// submission), from 1.
 	Position int `json:"position" yaml:"position"`
@@ -46,16 +49,20 @@ const (
 	MaxPendingPage     = 500
 )
 
-// Job event types of a job's timeline (GET /v1/jobs/{id}/events).
+// Job event types of a job's timeline (GET /v1/jobs/{id}/events), as the
+// live lifecycle records them.
 const (
 	EventSubmitted = "submitted"
 	EventAdmitted  = "admitted"
+	EventGrown     = "grown"
+	EventShrunk    = "shrunk"
+	EventPreempted = "preempted"
 	EventRequeued  = "requeued"
 	EventRestarted = "restarted"
-	EventPreempted = "preempted"
-	EventStopping  = "stopping"
-	EventShrunk    = "shrunk"
-	EventFinished  = "finished"
+	EventCancelled = "cancelled"
+	EventSucceeded = "succeeded"
+	EventFailed    = "failed"
+	EventRejected  = "rejected"
 )
 
 // JobEvent is one entry of a job's timeline.
@@ -67,10 +74,12 @@ type JobEvent struct {
 	Detail  string     `json:"detail,omitempty" yaml:"detail,omitempty"`
 }
 
-// JobEvents is the answer to GET /v1/jobs/{id}/events. Derived is set
-// while the timeline is read off the job's record (its submission, the
-// start of its current attempt, its end and its counters) rather than from
-// recorded events: earlier attempts then appear without their times.
+// JobEvents is the answer to GET /v1/jobs/{id}/events, oldest first. The
+// live lifecycle records a job's events (the first and the latest of a
+// long history). Derived is set for a record from before it did: the
+// timeline is then read off the record (its submission, the start of its
+// current attempt, its end and its counters), and earlier attempts appear
+// without their times.
 type JobEvents struct {
 	Events  []JobEvent `json:"events" yaml:"events"`
 	Derived bool       `json:"derived,omitempty" yaml:"derived,omitempty"`

@@ -230,7 +230,7 @@ func (a *admission) keepReservations() {
 	}
 	for _, h := range c.reserved {
 		j := h.job
-		if j.state != jPending || len(a.res) == maxReservations {
+		if j.state != jPending || len(a.res) == maxReservations || c.isPaused(j.queue) {
 			continue
 		}
 		if h.at > c.now {
@@ -258,7 +258,7 @@ func (a *admission) startPreemptors() {
 	var ready []*job
 	seen := map[*job]bool{}
 	for _, j := range c.nominee {
-		if !seen[j] && j.awaiting <= c.now {
+		if !seen[j] && j.awaiting <= c.now && !c.isPaused(j.queue) {
 			seen[j] = true
 			ready = append(ready, j)
 		}
@@ -293,7 +293,7 @@ func (a *admission) push(turn *queueTurn, fresh bool) {
 func (a *admission) takeTurns() {
 	c := a.c
 	for q, p := range c.pending {
-		if p.Len() > 0 {
+		if p.Len() > 0 && !c.isPaused(q) {
 			a.push(&queueTurn{q: q, share: c.queues.Share(q)}, true)
 		}
 	}

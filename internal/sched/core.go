@@ -40,7 +40,11 @@ type Core struct {
 	pools []jobSet
 	// nominee[n] is the preemptor node n is being freed for; nominated
 	// marks those nodes for a cheap check on the placement path.
-	nominee   map[int]*job
+	nominee map[int]*job
+	// paused are the standing pauses of admission, with their reasons;
+	// pausedQ the reason per queue index (nil when nothing is paused).
+	paused    map[pauseKey]string
+	pausedQ   []string
 	nominated bitset
 	// reserved are last cycle's backfill reservations.
 	reserved holds
@@ -90,6 +94,8 @@ type Core struct {
 	// boards are the scoreboards of a chain with a local scorer, per
 	// request shape and eligible types.
 	boards map[boardKey]*scoreboard
+	// held are devices kept apart from placement (DevicesHeld), by key.
+	held map[string]heldDevices
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node
@@ -227,7 +233,11 @@ func (c *Core) apply(ev Event) error {
 		}
 		if j.state == jPreempting {
 			c.release(j, EndPreempted)
-			c.requeuePreempted(j, e.Reason)
+			if j.stopped {
+				c.requeueStopped(j)
+			} else {
+				c.requeuePreempted(j, e.Reason)
+			}
 			return nil
 		}
 		c.release(j, EndFailed)
@@ -279,10 +289,19 @@ func (c *Core) apply(ev Event) error {
 		if err := c.replaceQueues(e.Specs); err != nil {
 			return err
 		}
+		c.repause()
 		c.noteGrace()
 		return nil
 	case JobRestored:
 		return c.restore(e)
+	case DevicesHeld:
+		return c.holdDevices(e)
+	case DevicesFreed:
+		return c.freeDevices(e.Key)
+	case AdmissionPaused:
+		return c.pause(e)
+	case AdmissionResumed:
+		return c.resume(e)
 	case TimeAdvanced:
 		if e.Now > c.now {
 			c.now = e.Now

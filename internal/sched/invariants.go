@@ -41,7 +41,7 @@ func (c *Core) CheckInvariants() error {
 			if r.leaving == 0 {
 				counts[r.gang]++
 			}
-			if ti := j.gangType[r.gang]; ti >= 0 {
+			if ti := j.gangType[r.gang]; ti >= 0 && c.flavor(ti, j.Tier) >= 0 {
 				usage[[2]int{j.queue, c.flavor(ti, j.Tier)}] += s.GPUMilli()
 			}
 		}
@@ -61,6 +61,13 @@ func (c *Core) CheckInvariants() error {
 				dom = d
 			}
 		}
+	}
+	for _, h := range c.held {
+		for _, d := range h.choice.Devices {
+			used[h.node][d] += h.choice.Milli
+		}
+		cpu[h.node] += h.shape.CPUMilli
+		mem[h.node] += h.shape.MemoryMiB
 	}
 	for i, n := range c.idx.nodes {
 		for d, f := range n.Free {

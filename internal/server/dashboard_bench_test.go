@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/lifecycle"
+	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/store"
 	"github.com/gpufleet/gpufleet/internal/store/storetest"
 )
@@ -198,15 +200,20 @@ func BenchmarkJobPages(b *testing.B) {
 func BenchmarkFeedWatch(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("live=%d", n), func(b *testing.B) {
-			l := &loop{jobs: make(map[string]*store.Job, n)}
+			l := &loop{lc: lifecycle.New(lifecycle.Config{})}
+			var changed *store.Job
 			for i := range n {
 				id := fmt.Sprintf("j-%d", i)
-				l.jobs[id] = &store.Job{ID: id, Tenant: "acme", Queue: "acme-train", State: store.Pending}
+				j := &store.Job{ID: id, Tenant: "acme", Queue: "acme-train", State: store.Pending,
+					Spec: sched.Job{ID: sched.JobID(id), Gangs: []sched.Gang{{Replicas: 1}}}}
+				l.lc.Add(j, 0)
+				if i == 7 {
+					changed = j
+				}
 			}
 			f := newFeed(&Server{})
 			f.subs[&subscriber{p: principal{role: store.RoleAdmin}, ch: make(chan streamEvent, 1)}] = struct{}{}
 			f.baseline(l)
-			changed := l.jobs["j-7"]
 			for i := 0; b.Loop(); i++ {
 				changed.Attempt = i + 1
 				f.watchJobs(l)

@@ -272,7 +272,8 @@ func TestStoredPagesReadAtMostTheirBudget(t *testing.T) {
 	}
 }
 
-// TestJobTimelineFromTheRecord: the events a job's record tells.
+// TestJobTimelineFromTheRecord: the events the record of a job from
+// before the lifecycle recorded them tells.
 func TestJobTimelineFromTheRecord(t *testing.T) {
 	at := func(sec int64) *time.Time { v := time.Unix(1_800_000_000+sec, 0).UTC(); return &v }
 	ms := func(sec int64) int64 { return (1_800_000_000 + sec) * 1000 }
@@ -307,13 +308,17 @@ func TestJobTimelineFromTheRecord(t *testing.T) {
 			j.State, j.Attempt, j.StartedMs, j.Reason = store.Preempting, 1, ms(5), "for urgent-2"
 		}, []api.JobEvent{submitted, {Time: at(5), Type: api.EventAdmitted, Attempt: 1, Detail: "started"},
 			{Type: api.EventPreempted, Attempt: 1, Detail: "for urgent-2"}}},
+		"cancelling": {func(j *store.Job) {
+			j.State, j.Attempt, j.StartedMs, j.Reason = store.Cancelling, 1, ms(5), "cancelled by request; stopping its processes"
+		}, []api.JobEvent{submitted, {Time: at(5), Type: api.EventAdmitted, Attempt: 1, Detail: "started"},
+			{Type: api.EventCancelled, Attempt: 1, Detail: "cancelled by request; stopping its processes"}}},
 		"failed": {func(j *store.Job) {
 			j.State, j.Attempt, j.StartedMs, j.FinishedMs, j.Reason = store.Failed, 1, ms(5), ms(65), "rank 0 exited with code 2"
 		}, []api.JobEvent{submitted, {Time: at(5), Type: api.EventAdmitted, Attempt: 1, Detail: "started"},
-			{Time: at(65), Type: api.EventFinished, Attempt: 1, Detail: "failed: rank 0 exited with code 2"}}},
+			{Time: at(65), Type: api.EventFailed, Attempt: 1, Detail: "rank 0 exited with code 2"}}},
 		"cancelled before it started": {func(j *store.Job) {
 			j.State, j.FinishedMs, j.Reason = store.Cancelled, ms(9), "cancelled by request"
-		}, []api.JobEvent{submitted, {Time: at(9), Type: api.EventFinished, Detail: "cancelled: cancelled by request"}}},
+		}, []api.JobEvent{submitted, {Time: at(9), Type: api.EventCancelled, Detail: "cancelled by request"}}},
 	} {
 		j := base
 		c.edit(&j)
@@ -420,5 +425,32 @@ func TestHistorySamplesTheFleetAndTheQueues(t *testing.T) {
 	}
 	if w, err := h.admin.Whoami(h.ctx()); err != nil || w != (api.Whoami{Role: "admin"}) {
 		t.Errorf("whoami: %+v, %v", w, err)
+	}
+}
+
+// TestJobEventsAreTheLifecyclesRecord: a job's timeline is what the live
+// lifecycle recorded, with the times.
+func TestJobEventsAreTheLifecyclesRecord(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	j := h.submit(acme, gangJob)
+	if _, err := acme.Cancel(h.ctx(), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := acme.JobEvents(h.ctx(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range ev.Events {
+		kinds = append(kinds, e.Type)
+		if e.Time == nil || e.Time.IsZero() {
+			t.Errorf("event %+v without its time", e)
+		}
+	}
+	if ev.Derived || !slices.Equal(kinds[:2], []string{api.EventSubmitted, api.EventAdmitted}) || !slices.Contains(kinds, api.EventCancelled) {
+		t.Errorf("timeline %+v: want the recorded submission, admission and cancel", ev)
 	}
 }

@@ -160,10 +160,8 @@ func (f *feed) baseline(l *loop) {
 	if f.jobs != nil {
 		return
 	}
-	f.jobs = make(map[*store.Job]jobMark, len(l.jobs))
-	for _, j := range l.jobs {
-		f.jobs[j] = markOf(j)
-	}
+	f.jobs = make(map[*store.Job]jobMark, l.lc.Len())
+	l.lc.Jobs(func(j *store.Job) { f.jobs[j] = markOf(j) })
 	f.mu.Lock()
 	f.validFrom = f.next
 	f.mu.Unlock()
@@ -195,12 +193,11 @@ func jobChange(id, tenant, queue string, m jobMark, prev string) api.JobChange {
 func (f *feed) watchJobs(l *loop) {
 	// Changes are published in job id order; only they are sorted.
 	var changed []*store.Job
-	for _, j := range l.jobs {
-		if old, ok := f.jobs[j]; ok && old == markOf(j) {
-			continue
+	l.lc.Jobs(func(j *store.Job) {
+		if old, ok := f.jobs[j]; !ok || old != markOf(j) {
+			changed = append(changed, j)
 		}
-		changed = append(changed, j)
-	}
+	})
 	slices.SortFunc(changed, func(a, b *store.Job) int { return strings.Compare(a.ID, b.ID) })
 	for _, j := range changed {
 		m := markOf(j)
@@ -208,14 +205,14 @@ func (f *feed) watchJobs(l *loop) {
 		f.jobs[j] = m
 		f.publishJob(jobChange(j.ID, j.Tenant, j.Queue, m, old.state))
 	}
-	if len(f.jobs) == len(l.jobs) {
+	if len(f.jobs) == l.lc.Len() {
 		return
 	}
 	// Some jobs left the loop (they ended) since the last look; the
 	// store has their final record.
 	var gone []*store.Job
 	for j := range f.jobs {
-		if l.jobs[j.ID] != j {
+		if l.lc.Job(j.ID) != j {
 			gone = append(gone, j)
 		}
 	}
@@ -223,7 +220,7 @@ func (f *feed) watchJobs(l *loop) {
 	for _, j := range gone {
 		old := f.jobs[j]
 		delete(f.jobs, j)
-		if _, again := l.jobs[j.ID]; again || store.Terminal(old.state) {
+		if l.lc.Job(j.ID) != nil || store.Terminal(old.state) {
 			// Still live under a new record (told as a change above), or
 			// its end was told.
 			continue

@@ -64,16 +64,16 @@ func (f *feed) sample(l *loop, now time.Time) {
 // take work (ready ones), as the simulator measures it.
 func fleetSample(l *loop) *api.FleetSample {
 	alloc := map[string]int64{}
-	for _, j := range l.jobs {
+	l.lc.Jobs(func(j *store.Job) {
 		if j.State != store.Running && j.State != store.Preempting && j.State != store.Cancelling {
-			continue
+			return
 		}
 		for i := range j.Replicas {
 			if r := &j.Replicas[i]; !r.Shrunk {
 				alloc[r.Node] += replicaMilli(r)
 			}
 		}
-	}
+	})
 	fs := &api.FleetSample{ByType: map[string]api.TypeSample{}}
 	var capMilli, used, free, freeEmpty int64
 	for name, n := range l.nodes {

@@ -158,15 +158,15 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
 func (s *Server) liveJobs(ctx context.Context, f jobFilter, p principal, pg jobPage) (api.JobList, error) {
 	return exec(ctx, s, func(l *loop, reply func(api.JobList)) {
 		var match []*store.Job
-		for _, j := range l.jobs {
+		l.lc.Jobs(func(j *store.Job) {
 			if !f.match(j, p) {
-				continue
+				return
 			}
 			if pg.cursor > 0 && ((pg.newest && j.Seq >= pg.cursor) || (!pg.newest && j.Seq <= pg.cursor)) {
-				continue
+				return
 			}
 			match = append(match, j)
-		}
+		})
 		slices.SortFunc(match, func(a, b *store.Job) int {
 			if pg.newest {
 				return compareSeq(b.Seq, a.Seq)

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -43,7 +42,7 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, p principal)
 			return
 		}
 	}
-	if len(j.Replicas) > 0 && !slices.ContainsFunc(j.Replicas, func(rp store.Replica) bool { return rp.Rank == rank }) {
+	if _, _, ok := logReplica(&j, rank, 0, false); len(j.Replicas) > 0 && !ok {
 		writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, len(j.Replicas)-1))
 		return
 	}
@@ -64,8 +63,8 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, p principal)
 			return
 		}
 		follow = false
-	} else {
-		attempt = j.Attempt
+	} else if _, at, ok := logReplica(&j, rank, 0, false); ok {
+		attempt = at
 	}
 	if e := s.feed.openStream(); e != nil {
 		writeErr(w, e)
@@ -125,11 +124,42 @@ func (ls *logStream) stateData() api.LogState {
 	return api.LogState{State: ls.state, Attempt: ls.attempt, Next: ls.offset}
 }
 
+// logReplica finds the replica whose log a rank's stands for: the newest
+// replica of the rank (a gang that shrank and grew back has had several)
+// and its attempt, or with explicit set, the rank's replica of that
+// attempt (an earlier one's: the same gang and index as the rank's now).
+func logReplica(j *store.Job, rank, attempt int, explicit bool) (store.Replica, int, bool) {
+	idx := -1
+	for i, rp := range j.Replicas {
+		if rp.Rank == rank && (!explicit || rp.Attempt == attempt) {
+			idx = i
+		}
+	}
+	if idx < 0 && explicit {
+		for i, rp := range j.Replicas {
+			if rp.Rank == rank {
+				idx = i
+			}
+		}
+	}
+	if idx < 0 {
+		return store.Replica{}, 0, false
+	}
+	rp := j.Replicas[idx]
+	if !explicit {
+		attempt = rp.Attempt
+	}
+	return rp, attempt, true
+}
+
 // step tells what changed in the job's record and sends the output that
 // came since the last step. It reports whether the stream is over.
 func (ls *logStream) step(j *store.Job) (done, wrote bool, err error) {
-	if ls.follow && j.Attempt > ls.attempt {
-		ls.attempt, ls.offset = j.Attempt, 0
+	rp, attempt, placed := logReplica(j, ls.rank, ls.attempt, !ls.follow)
+	if ls.follow && placed && attempt > ls.attempt {
+		// Another attempt of the rank's replica (a requeue, a restart, a
+		// gang grown back): its log from the start.
+		ls.attempt, ls.offset = attempt, 0
 		wrote = true
 		if err := ls.st.sendJSON(api.LogStreamAttempt, ls.stateData()); err != nil {
 			return true, wrote, err
@@ -144,10 +174,8 @@ func (ls *logStream) step(j *store.Job) (done, wrote bool, err error) {
 	}
 	// The state is read before the output, so that output written before
 	// the job ended is read before its end is told.
-	over := (store.Terminal(j.State) || j.Attempt > ls.attempt) && !hasLive(j)
-	idx := slices.IndexFunc(j.Replicas, func(rp store.Replica) bool { return rp.Rank == ls.rank })
-	if ls.attempt > 0 && idx >= 0 {
-		rp := j.Replicas[idx]
+	over := (store.Terminal(j.State) || (!ls.follow && j.Attempt > ls.attempt)) && !hasLive(j)
+	if ls.attempt > 0 && placed {
 		path := ls.s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: ls.attempt})
 		for {
 			data, err := readAt(path, ls.offset, logChunk)

@@ -10,10 +10,6 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
-// liveTime renders one of the core's times (Unix seconds, on the live
-// server) for people.
-func liveTime(t int64) string { return time.Unix(t, 0).UTC().Format(time.RFC3339) }
-
 // pending is GET /v1/pending: the pending jobs p may see, queue by queue
 // in the tree's order and in each queue's own order, each with its place
 // in its queue and why it waits, as the scheduling core keeps them (at
@@ -56,15 +52,20 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request, p principal) {
 		qi := l.s.queues.Load()
 		out := api.PendingList{Jobs: []api.PendingJob{}}
 		l.core.Pending(func(wt sched.Waiting) bool {
-			if (f.queue != "" && wt.Queue != f.queue) || (only != "" && string(wt.Job) != only) {
+			if f.queue != "" && wt.Queue != f.queue {
 				return true
 			}
 			tenant := qi.tenantOf[wt.Queue]
 			if !p.sees(tenant) || (f.tenant != "" && tenant != f.tenant) {
 				return true
 			}
-			j := l.jobs[string(wt.Job)]
-			if j == nil || j.State != store.Pending || (f.kind != "" && j.Spec.Kind.String() != f.kind) {
+			// The core's job is a job's unit: the job itself, or one
+			// element of an array job.
+			j, u, ok := l.lc.Unit(wt.Job)
+			if !ok || j.Units[u].State != store.Pending || (f.kind != "" && j.Spec.Kind.String() != f.kind) {
+				return true
+			}
+			if only != "" && j.ID != only {
 				return true
 			}
 			out.Total++
@@ -73,7 +74,11 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request, p principal) {
 			}
 			pj := api.PendingJob{ID: j.ID, Name: j.Name, Tenant: j.Tenant, Queue: j.Queue, Kind: j.Spec.Kind.String(),
 				Priority: j.Spec.Priority, Submitted: msTime(j.SubmittedMs), Position: wt.Position,
-				Code: wt.Status.Code.String(), Reason: wt.Status.Text(liveTime)}
+				Code: wt.Status.Code.String(), Reason: wt.Status.Text(wallTime)}
+			if j.Run.Independent() {
+				e := u
+				pj.Element = &e
+			}
 			if at := l.core.EarliestStart(wt.Job); at >= 0 {
 				t := time.Unix(at, 0).UTC()
 				pj.EarliestStart = &t

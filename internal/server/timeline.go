@@ -11,15 +11,21 @@ import (
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
-// jobEvents is GET /v1/jobs/{id}/events: the job's timeline. The server
-// records no events of a job yet, so the timeline is read off the job's
-// record: its submission, the start of its current attempt (with its
-// placement), the earlier attempts as counters without their times, the
-// replicas an elastic job gave back, a stop under way, and its end.
+// jobEvents is GET /v1/jobs/{id}/events: the job's timeline, as the
+// live lifecycle recorded it. A record from before the lifecycle recorded
+// events has none: its timeline is read off the record (derived).
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request, p principal) {
 	j, e := s.lookup(r.PathValue("id"), p)
 	if e != nil {
 		writeErr(w, e)
+		return
+	}
+	if len(j.Events) > 0 {
+		out := make([]api.JobEvent, len(j.Events))
+		for i, ev := range j.Events {
+			out[i] = api.JobEvent{Time: msPtr(ev.AtMs), Type: ev.Kind, Detail: ev.Detail}
+		}
+		writeJSON(w, http.StatusOK, api.JobEvents{Events: out})
 		return
 	}
 	writeJSON(w, http.StatusOK, api.JobEvents{Events: timeline(&j), Derived: true})
@@ -34,7 +40,9 @@ func msPtr(ms int64) *time.Time {
 }
 
 // timeline derives a job's events from its record, in the order they
-// happened.
+// happened: its submission, the start of its current attempt (with its
+// placement), the earlier attempts as a count without their times, the
+// replicas an elastic job gave back, a stop under way, and its end.
 func timeline(j *store.Job) []api.JobEvent {
 	out := []api.JobEvent{{Time: msPtr(j.SubmittedMs), Type: api.EventSubmitted,
 		Detail: fmt.Sprintf("to queue %s, priority %d", j.Queue, j.Spec.Priority)}}
@@ -56,18 +64,15 @@ func timeline(j *store.Job) []api.JobEvent {
 	case store.Preempting:
 		out = append(out, api.JobEvent{Type: api.EventPreempted, Attempt: j.Attempt, Detail: j.Reason})
 	case store.Cancelling:
-		out = append(out, api.JobEvent{Type: api.EventStopping, Attempt: j.Attempt, Detail: j.Reason})
+		out = append(out, api.JobEvent{Type: api.EventCancelled, Attempt: j.Attempt, Detail: j.Reason})
 	case store.Pending:
 		if j.Attempt > 0 {
 			out = append(out, api.JobEvent{Type: api.EventRequeued, Attempt: j.Attempt, Detail: j.Reason})
 		}
 	}
 	if store.Terminal(j.State) {
-		detail := j.State
-		if j.Reason != "" {
-			detail += ": " + j.Reason
-		}
-		out = append(out, api.JobEvent{Time: msPtr(j.FinishedMs), Type: api.EventFinished, Attempt: j.Attempt, Detail: detail})
+		// The end's kind is the job's final state.
+		out = append(out, api.JobEvent{Time: msPtr(j.FinishedMs), Type: j.State, Attempt: j.Attempt, Detail: j.Reason})
 	}
 	return out
 }

@@ -207,7 +207,7 @@ func TestDashboard(t *testing.T) {
 	// No reload: the stream brings the start and the output.
 	b.until("the running state", `document.querySelector('.state').innerText.includes('running')`)
 	b.until("streamed output", `document.querySelector('.log').textContent.includes('line 3')`)
-	if !strings.Contains(b.text(".timeline"), "admitted attempt 1") {
+	if tl := b.text(".timeline"); !strings.Contains(tl, "admitted") || !strings.Contains(tl, "attempt 1") {
 		t.Errorf("the timeline lacks the admission:\n%s", b.text("#view"))
 	}
 	isolated("the running job")

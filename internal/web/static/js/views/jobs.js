@@ -57,11 +57,12 @@ async function pendingPage(ctx, admin) {
   const tbl = table({
     caption: `${l.total} pending, in their queues' order`,
     rows: l.jobs,
-    rowKey: (j) => j.id,
+    rowKey: (j) => (j.element !== undefined ? `${j.id}[${j.element}]` : j.id),
     empty: 'No job is waiting.',
     columns: [
       ['Position', (j) => h('span', { class: 'pos' }, `#${j.position}`), 'num'],
-      ['Job', (j) => jobLink(j.id)],
+      // An array job's replicas wait each on its own.
+      ['Job', (j) => (j.element !== undefined ? h('span', jobLink(j.id), ` replica ${j.element}`) : jobLink(j.id))],
       ['Queue', (j) => j.queue, 'nowrap'],
       ...(admin ? [['Tenant', (j) => j.tenant]] : []),
       ['Kind', (j) => j.kind],
