@@ -117,6 +117,12 @@ export function clockSeconds(t) {
   return `${clock(t)}:${pad(d.getSeconds())}`;
 }
 
+// localTimes writes the RFC 3339 times the server puts in its reasons
+// (UTC) in local time, as the rest of the page does.
+export function localTimes(text) {
+  return String(text || '').replace(/\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\b/g, (m) => time(m));
+}
+
 // timeEl is a <time> with the exact instant for assistive tools.
 export function timeEl(t) {
   if (!t) return '—';

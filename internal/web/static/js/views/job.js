@@ -2,7 +2,7 @@
 // nodes and devices, its timeline, and its logs streaming live; cancel.
 
 import { get, post, query, stream, ApiError } from '../api.js';
-import { h, replace, section, table, badge, timeEl, time, until, select, field, message, link } from '../dom.js';
+import { h, replace, section, table, badge, timeEl, time, until, select, field, message, link, localTimes } from '../dom.js';
 import { placement } from './jobs.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -25,7 +25,7 @@ function facts(j) {
     ['Gangs', (j.gangs || []).map((g) => `${g.name ? g.name + ': ' : ''}${g.replicas}${g.minReplicas ? ' (at least ' + g.minReplicas + ')' : ''} x ${g.milli ? g.milli + ' milli of ' : (g.count || 0) + ' '}${(g.accelerators || ['no accelerator']).join(' or ')}`).join('; ')],
     ['Command', h('code', { class: 'cmd' }, (j.command || []).join(' '))],
   ];
-  if (j.reason) rows.push(['Reason', j.reason]);
+  if (j.reason) rows.push(['Reason', localTimes(j.reason)]);
   return h('dl', { class: 'facts' }, rows.map(([k, v]) => h('div', h('dt', k), h('dd', v))));
 }
 
@@ -33,7 +33,7 @@ function waiting(j, place) {
   const ex = j.explanation || {};
   const items = [];
   if (place) items.push(h('p', h('strong', `${ordinal(place.position)} in queue ${place.queue}`), ` (${place.code})`));
-  items.push(h('p', { class: 'reason' }, h('strong', 'Why it waits: '), ex.reason || j.reason || 'waiting for the next scheduling cycle'));
+  items.push(h('p', { class: 'reason' }, h('strong', 'Why it waits: '), localTimes(ex.reason || j.reason) || 'waiting for the next scheduling cycle'));
   items.push(h('p', h('strong', 'Earliest start: '), ex.earliestStart
     ? h('span', timeEl(ex.earliestStart), ` (${until(ex.earliestStart)}, if running jobs end when their estimates say)`)
     : 'no prediction (it does not wait for capacity, or the running jobs have no runtime estimates)'));
@@ -63,7 +63,7 @@ function timeline(events) {
     list.append(h('li', { class: 'ev-' + e.type },
       h('span', { class: 'ev-time' }, e.time ? timeEl(e.time) : 'time not recorded'),
       h('strong', { class: 'ev-type' }, e.type), e.attempt ? ` attempt ${e.attempt}` : '',
-      e.detail ? h('span', { class: 'ev-detail' }, ' — ', e.detail) : ''));
+      e.detail ? h('span', { class: 'ev-detail' }, ' — ', localTimes(e.detail)) : ''));
   }
   return section('Timeline', list,
     events.derived ? h('p', { class: 'hint' }, 'Read off the job\u2019s record: earlier attempts appear without their times.') : null);

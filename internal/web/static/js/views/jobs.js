@@ -4,7 +4,7 @@
 // earliest start; running jobs with their placement.
 
 import { get, query } from '../api.js';
-import { h, replace, section, table, badge, timeEl, duration, until, jobLink, select, field, message, link } from '../dom.js';
+import { h, replace, section, table, badge, timeEl, duration, until, jobLink, select, field, message, link, localTimes } from '../dom.js';
 
 const STATES = ['pending', 'running', 'preempting', 'cancelling', 'succeeded', 'failed', 'cancelled'];
 const KINDS = ['training', 'fine-tuning', 'batch', 'service'];
@@ -68,7 +68,7 @@ async function pendingPage(ctx, admin) {
       ['Kind', (j) => j.kind],
       ['Priority', (j) => String(j.priority), 'num'],
       ['Waiting', (j) => duration(Date.now() - new Date(j.submitted).getTime())],
-      ['Why it waits', (j) => h('span', { class: 'reason' }, h('span', { class: 'code' }, j.code), ' ', j.reason || '')],
+      ['Why it waits', (j) => h('span', { class: 'reason' }, h('span', { class: 'code' }, j.code), ' ', localTimes(j.reason))],
       ['Earliest start', (j) => (j.earliestStart ? h('span', timeEl(j.earliestStart), ' ', h('small', `(${until(j.earliestStart)})`)) : '—')],
     ],
   });
@@ -105,9 +105,9 @@ async function jobsPage(ctx, admin) {
       ['Submitted', (j) => timeEl(j.submitted)],
       ['Ran', ran],
       ['Placement or reason', (j) => {
-        if (j.state === 'pending') return (j.explanation && j.explanation.reason) || j.reason || '—';
+        if (j.state === 'pending') return localTimes((j.explanation && j.explanation.reason) || j.reason) || '—';
         if (j.state === 'running' || j.state === 'preempting' || j.state === 'cancelling') return h('span', { class: 'mono' }, placement(j));
-        return j.reason || '';
+        return localTimes(j.reason);
       }],
     ],
   });
