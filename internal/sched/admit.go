@@ -3,6 +3,7 @@ package sched
 import (
 	"container/heap"
 	"fmt"
+	"math"
 	"math/bits"
 	"sort"
 )
@@ -30,6 +31,11 @@ func (c *Core) commit(j *job, o outcome) {
 	c.markRunning(j, c.now)
 	if c.isElastic(j) {
 		c.elastic[j.ID] = j
+	}
+	if c.cfg.Forecast != nil && len(j.reps) > 0 {
+		if j.intensity = c.intensityAt(j.reps[0].node); math.IsNaN(j.intensity) {
+			j.intensity = 0
+		}
 	}
 }
 
@@ -338,6 +344,12 @@ func (a *admission) attempt(turn *queueTurn, p pend) verdict {
 	if j.never != nil {
 		return passedOver // unschedulable until the fleet grows
 	}
+	if j.NotBefore > c.now {
+		// Its window has not opened; the core wakes when it does.
+		j.seen = c.cycle
+		j.status = Status{Code: Deferred, Shift: ShiftWindow, At: j.NotBefore, Until: j.Deadline}
+		return passedOver
+	}
 	pat := a.res.pattern(j, p.est, c.now)
 	slot := &c.memo[p.key]
 	if slot.fails(c.cycle, pat) && (len(c.nominee) == 0 || j.noms == nil) {
@@ -352,6 +364,15 @@ func (a *admission) attempt(turn *queueTurn, p pend) verdict {
 	j.seen = c.cycle
 	j.blocked = false
 	o := c.plan(j, a.res)
+	if o.ok() && c.shiftable(j) {
+		var done bool
+		if o, done = c.shift(j, o, a.res); done {
+			a.binds++
+			turn.share = c.queues.Share(turn.q)
+			a.push(turn, false)
+			return turnOver
+		}
+	}
 	if o.ok() {
 		c.commit(j, o)
 		a.binds++

@@ -83,6 +83,12 @@ var stageKinds = map[string]func(c *Core) (stage, error){
 	"bestfit":       func(*Core) (stage, error) { return bestFit{}, nil },
 	"spread":        func(*Core) (stage, error) { return spread{}, nil },
 	"fragmentation": func(c *Core) (stage, error) { return fragmentation{c}, nil },
+	"carbon": func(c *Core) (stage, error) {
+		if c.cfg.Forecast == nil {
+			return nil, fmt.Errorf("placement stage carbon needs a carbon forecast (Config.Forecast)")
+		}
+		return carbonScorer{c}, nil
+	},
 }
 
 // builtinFilters always run, first, in this order.
