@@ -196,23 +196,24 @@ func planSlots(s *stepCurve, now, e, deadline, notice int64) (runs []span, cost 
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return slots[order[a]].v < slots[order[b]].v })
-	var have int64
-	chosen := make([]bool, len(slots))
+	// The cleanest steps are used whole, the last one needed in part.
+	use := make([]int64, len(slots))
+	left := e
 	for _, i := range order {
-		if have >= e {
+		if left <= 0 {
 			break
 		}
-		chosen[i] = true
-		have += slots[i].to - slots[i].from
+		use[i] = min(slots[i].to-slots[i].from, left)
+		left -= use[i]
 	}
-	if have < e {
+	if left > 0 {
 		return nil, 0, false
 	}
-	// The job runs the chosen steps in time order and ends once it has
-	// run e: the last one may be used in part.
-	left := e
+	// The job runs them in time order (a step used in part from its
+	// start) and ends once it has run e.
+	left = e
 	for i, sl := range slots {
-		if !chosen[i] || left <= 0 {
+		if use[i] == 0 || left <= 0 {
 			continue
 		}
 		n := len(runs)
@@ -224,14 +225,14 @@ func planSlots(s *stepCurve, now, e, deadline, notice int64) (runs []span, cost 
 				break
 			}
 		}
-		use := min(sl.to-sl.from, left)
-		left -= use
-		cost += sl.v * float64(use)
+		u := min(use[i], left)
+		left -= u
+		cost += sl.v * float64(u)
 		if n > 0 && runs[n-1].to == sl.from {
-			runs[n-1].to += use
+			runs[n-1].to += u
 			continue
 		}
-		runs = append(runs, span{sl.from, sl.from + use})
+		runs = append(runs, span{sl.from, sl.from + u})
 	}
 	return runs, cost, true
 }

@@ -285,6 +285,9 @@ func (c *Core) apply(ev Event) error {
 		}
 		c.fleet.Nodes[i].State = fleet.Draining
 		c.idx.setSchedulable(i, false)
+		if c.power != nil {
+			c.power.setUp(c, i, true)
+		}
 		return nil
 	case NodeReturned:
 		i, ok := c.fleet.NodeIndex(e.Node)

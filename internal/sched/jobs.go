@@ -353,8 +353,8 @@ func (c *Core) nodeDown(name string, st fleet.NodeState, reason string) error {
 	}
 	c.fleet.Nodes[i].State = st
 	c.idx.setSchedulable(i, false)
-	if c.power != nil && st == fleet.Down {
-		c.power.setUp(c, i, false)
+	if c.power != nil {
+		c.power.setUp(c, i, st != fleet.Down)
 	}
 	victims := append([]*job(nil), c.nodeJobs[i]...)
 	sort.Slice(victims, func(a, b int) bool { return victims[a].seq < victims[b].seq })

@@ -43,6 +43,8 @@ type powerBook struct {
 	// nodes whose idle power counts.
 	nodeSites [][]*capSite
 	up        []bool
+	// waiting are configured sites whose domain has no node yet.
+	waiting []Site
 }
 
 // capSite is one site's cap and what it draws.
@@ -130,6 +132,10 @@ func (b *powerBook) syncNode(c *Core, n int) {
 
 // addNode registers a node appended to the fleet (NodeAdded).
 func (b *powerBook) addNode(c *Core, n int) {
+	if len(b.waiting) > 0 {
+		// Its domains may be new: a configured site may now exist.
+		defer b.activate(c)
+	}
 	b.syncNode(c, n)
 	for _, s := range b.sites {
 		if c.inDomain(n, s.dom) {
@@ -215,26 +221,42 @@ func (c *Core) initPower() error {
 		return nil
 	}
 	b := newPowerBook(c.fleet.Catalog)
+	seen := map[string]bool{}
 	for i, st := range c.cfg.Sites {
-		d, ok := c.domainByPath(st.Domain)
-		if !ok {
-			return fmt.Errorf("sites[%d].domain: no domain %q in the fleet", i, st.Domain)
-		}
 		if st.PowerCapKW < 0 || math.IsNaN(st.PowerCapKW) || math.IsInf(st.PowerCapKW, 0) {
 			return fmt.Errorf("sites[%d].powerCapKW: %v, want a number of kW (0 for no cap)", i, st.PowerCapKW)
 		}
 		if st.PUE != 0 && !(st.PUE >= 1 && st.PUE <= 5) {
 			return fmt.Errorf("sites[%d].pue: %v, want 1..5", i, st.PUE)
 		}
-		if b.byDom[d] != nil {
-			return fmt.Errorf("sites[%d].domain: %q is listed twice", i, st.Domain)
+		if st.Domain == "" || seen[st.Domain] {
+			return fmt.Errorf("sites[%d].domain: %q is empty or listed twice", i, st.Domain)
+		}
+		seen[st.Domain] = true
+		// A domain the fleet does not have yet (a core rebuilt node by
+		// node) takes its site when its first node comes.
+		b.waiting = append(b.waiting, st)
+	}
+	c.power = b
+	c.idx.power = b
+	b.activate(c)
+	return nil
+}
+
+// activate gives the configured sites whose domains now exist their
+// place in the book.
+func (b *powerBook) activate(c *Core) {
+	kept := b.waiting[:0]
+	for _, st := range b.waiting {
+		d, ok := c.domainByPath(st.Domain)
+		if !ok {
+			kept = append(kept, st)
+			continue
 		}
 		s := b.addSite(c, d, c.fleet.DomainPath(d))
 		s.capKW, s.itCap, s.pue = st.PowerCapKW, st.ITCap, st.PUE
 	}
-	c.power = b
-	c.idx.power = b
-	return nil
+	b.waiting = kept
 }
 
 // domainByPath finds a domain by its path ("fleet" is the root).
