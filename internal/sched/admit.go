@@ -33,7 +33,7 @@ func (c *Core) commit(j *job, o outcome) {
 		c.elastic[j.ID] = j
 	}
 	if c.cfg.Forecast != nil && len(j.reps) > 0 {
-		if j.intensity = c.intensityAt(j.reps[0].node); math.IsNaN(j.intensity) {
+		if j.intensity = c.intensityAt(j.reps[0].node, j.runtime()); math.IsNaN(j.intensity) {
 			j.intensity = 0
 		}
 	}

@@ -481,35 +481,44 @@ func (c *Core) closeRun(j *job) {
 	c.setEnd(j, j.plan.runs[len(j.plan.runs)-1].to)
 }
 
-// intensityAt is the forecast intensity at node n's site now; 0 when
-// there is no forecast.
-func (c *Core) intensityAt(n int) float64 {
+// intensityAt is the forecast mean intensity at node n's site over the
+// next e seconds (the step now when e is 0, or as far as the forecast
+// reaches); NaN when the forecast knows nothing of the site, 0 when there
+// is no forecast. Answers are kept for the cycle's time.
+func (c *Core) intensityAt(n int, e int64) float64 {
 	f := c.cfg.Forecast
 	if f == nil {
 		return 0
 	}
 	d := c.fleet.Ancestor(n, c.siteLevel)
 	if c.carbonAt != c.now || c.carbonNow == nil {
-		c.carbonAt, c.carbonNow = c.now, map[int]float64{}
+		c.carbonAt, c.carbonNow = c.now, map[[2]int64]float64{}
 	}
-	if v, ok := c.carbonNow[d]; ok {
+	e = max(e, 1)
+	key := [2]int64{int64(d), e}
+	if v, ok := c.carbonNow[key]; ok {
 		return v
 	}
+	step := f.StepSec()
 	v := math.NaN()
-	if xs := f.Intensity(c.fleet.DomainPath(d), c.now, c.now+1); len(xs) > 0 {
-		v = xs[0]
+	if xs := f.Intensity(c.fleet.DomainPath(d), c.now, c.now+min(e, maxPlanSteps*step)); len(xs) > 0 {
+		s := newCurve(floorDiv(c.now, step)*step, step, xs)
+		to := min(c.now+e, s.end())
+		v = s.integral(c.now, to) / float64(to-c.now)
 	}
-	c.carbonNow[d] = v
+	c.carbonNow[key] = v
 	return v
 }
 
-// carbonScorer prefers nodes on the site whose grid is cleanest now;
-// sites the forecast does not know come last.
+// carbonScorer prefers nodes on the site whose grid the forecast shows
+// cleanest over the job's estimated run (the step now without an
+// estimate): spatial shifting of work that runs at once. Sites the
+// forecast does not know come last.
 type carbonScorer struct{ c *Core }
 
 func (carbonScorer) name() string { return "carbon" }
 func (s carbonScorer) score(t *try, n int, r *place.Request, ch place.Choice) float64 {
-	v := s.c.intensityAt(n)
+	v := s.c.intensityAt(n, t.j.runtime())
 	if math.IsNaN(v) {
 		return math.Inf(-1)
 	}

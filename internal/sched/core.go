@@ -104,7 +104,7 @@ type Core struct {
 	due       *btree.BTreeG[dueKey]
 	held      map[JobID]*job
 	carbonAt  int64
-	carbonNow map[int]float64
+	carbonNow map[[2]int64]float64
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node

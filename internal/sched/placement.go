@@ -210,9 +210,26 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 	// visit collects node n if it can take the replica; it returns false
 	// to stop the scan: limit candidates found since base, or scanLimit
 	// nodes looked at (ranking every node, limit < 0, never stops).
+	// A chain that ranks sites (the carbon stage) collects up to limit
+	// candidates from each site, so that every site is in the running.
+	var perSite map[int]int
+	full, sites := 0, 0
+	if c.pipe.perSite && limit > 0 {
+		perSite, sites = map[int]int{}, len(c.idx.levelDoms[c.siteLevel])
+	}
 	visit := func(n int) bool {
 		scanned++
 		if c.inDomain(n, d) && c.usable(t, n, r) {
+			if perSite != nil {
+				s := c.fleet.Ancestor(n, c.siteLevel)
+				if perSite[s] < limit {
+					nodes = append(nodes, n)
+					if perSite[s]++; perSite[s] == limit {
+						full++
+					}
+				}
+				return full < sites && scanned < scanLimit
+			}
 			nodes = append(nodes, n)
 		}
 		return limit < 0 || len(nodes)-base < max(limit, 1) && scanned < scanLimit

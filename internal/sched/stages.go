@@ -133,6 +133,9 @@ type pipeline struct {
 	// place.Local: its scores are kept on scoreboards.
 	only  place.Scorer
 	local place.Scorer
+	// perSite is set when a scorer ranks sites (carbon): the candidates
+	// then come from every site.
+	perSite bool
 }
 
 func (c *Core) buildPipeline(names []string) (*pipeline, error) {
@@ -173,6 +176,9 @@ func (c *Core) buildPipeline(names []string) (*pipeline, error) {
 			}
 		case scorer:
 			p.scorers = append(p.scorers, st)
+			if _, ok := st.(carbonScorer); ok {
+				p.perSite = true
+			}
 		}
 	}
 	if p.order == nil {
