@@ -189,6 +189,11 @@ type admission struct {
 	// of capacity (noneBlocked when none did): elastic growth waits for
 	// such jobs.
 	blockedPrio int32
+	// wanted marks the catalog types jobs failed for want of (all of
+	// them: wantedAll): capacity held for a carbon window on them starts
+	// now instead of idling (see carbon.go).
+	wanted    []bool
+	wantedAll bool
 }
 
 // verdict is how one job's attempt leaves its queue's turn.
@@ -222,6 +227,9 @@ func (c *Core) admit() int32 {
 	a.startPreemptors()
 	a.takeTurns()
 	c.reserved = append(c.reserved[:0], a.res...)
+	if len(c.held) > 0 && (a.wanted != nil || a.wantedAll) {
+		c.startHeld(a.wanted, a.wantedAll)
+	}
 	return a.blockedPrio
 }
 
@@ -410,6 +418,24 @@ func (a *admission) failed(j *job, o outcome, slot *memoSlot, pat uint8) {
 	if o.status.capacity() {
 		slot.record(c.cycle, pat, o.status)
 		a.blockedPrio = max(a.blockedPrio, j.Priority)
+		if len(c.held) > 0 && !c.canWait(j) {
+			a.want(j)
+		}
+	}
+}
+
+// want marks the types j failed for want of.
+func (a *admission) want(j *job) {
+	types := a.c.relevantTypes(j)
+	if types == nil {
+		a.wantedAll = true
+		return
+	}
+	if a.wanted == nil {
+		a.wanted = make([]bool, len(types))
+	}
+	for t, ok := range types {
+		a.wanted[t] = a.wanted[t] || ok
 	}
 }
 
