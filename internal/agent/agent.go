@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -174,6 +175,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cl:         &client{base: cfg.Server, token: cfg.Token, http: cfg.HTTPClient},
 		replicas:   map[string]*replica{},
 		tombstones: map[api.ReplicaKey]time.Time{},
+		waiting:    map[string]string{},
 		notify:     make(chan struct{}, 1),
 		interval:   cfg.Interval,
 	}
@@ -207,6 +209,9 @@ type agent struct {
 
 	replicas   map[string]*replica // by keyName
 	tombstones map[api.ReplicaKey]time.Time
+	// waiting names, per replica waiting to start, the replica whose
+	// devices it waits for (logged once per holder).
+	waiting    map[string]string
 	interval   time.Duration
 	registered bool
 	fails      int
@@ -266,6 +271,9 @@ func (a *agent) adopt() {
 		case stateStarting:
 			if lead, ok := leaderOf(procs); ok {
 				r.rec.PID, r.rec.PGID, r.rec.StartTicks, r.rec.State = lead.PID, lead.PID, lead.StartTicks, StateRunning
+				if len(r.rec.Devices) == 0 {
+					r.rec.Devices, r.rec.Milli = procDevices(procs)
+				}
 				a.save(r)
 				a.log.Warn("adopted a replica started just before the last agent stopped, which had not recorded its pid", "replica", name, "pid", lead.PID)
 				continue
@@ -282,8 +290,9 @@ func (a *agent) adopt() {
 			a.killLeftovers(name, procs)
 			continue
 		}
+		devs, milli := procDevices(procs)
 		r := &replica{rec: record{Key: k, PID: lead.PID, PGID: lead.PID, StartTicks: lead.StartTicks,
-			StartedAt: time.Now().UTC(), LogPath: a.dir.logPath(name), State: StateRunning}}
+			StartedAt: time.Now().UTC(), LogPath: a.dir.logPath(name), State: StateRunning, Devices: devs, Milli: milli}}
 		a.replicas[name] = r
 		a.save(r)
 		a.log.Warn("adopted a running replica that had no record", "replica", name, "pid", lead.PID)
@@ -473,7 +482,7 @@ func (a *agent) buildRequest() *api.HeartbeatRequest {
 	for _, name := range names {
 		r := a.replicas[name]
 		r.inflight = r.rec.Shipped
-		st := api.ReplicaStatus{ReplicaKey: r.rec.Key, State: r.rec.State, PID: r.rec.PID}
+		st := api.ReplicaStatus{ReplicaKey: r.rec.Key, State: r.rec.State, PID: r.rec.PID, Devices: r.rec.Devices, Milli: r.rec.Milli}
 		if r.exited() {
 			st.ExitCode, st.Signal = r.rec.ExitCode, r.rec.Signal
 		}
@@ -571,13 +580,27 @@ func (a *agent) apply(resp *api.HeartbeatResponse, now time.Time) {
 	for _, as := range resp.Run {
 		name := keyName(as.ReplicaKey)
 		wanted[name] = true
-		if a.replicas[name] != nil {
-			continue // running: adopt; exited: reported until acked, never rerun
+		if r := a.replicas[name]; r != nil {
+			// Running: adopt; exited: reported until acked, never rerun.
+			a.member(r, as.Membership)
+			continue
 		}
 		if _, gone := a.tombstones[as.ReplicaKey]; gone {
 			a.log.Warn("server lists a replica that already ended; not starting it again", "replica", name)
 			continue
 		}
+		devs, milli := assignedDevices(as)
+		if who := a.holder(devs, milli); who != "" {
+			// A device is never handed to a new replica while an old
+			// process still holds it: the server keeps listing it, and it
+			// starts once the other is gone.
+			if a.waiting[name] != who {
+				a.log.Info("replica waits for its devices", "replica", name, "held by", who)
+				a.waiting[name] = who
+			}
+			continue
+		}
+		delete(a.waiting, name)
 		a.start(as)
 	}
 	for name, r := range a.replicas {
@@ -644,6 +667,9 @@ func (a *agent) replicaEnv(as api.Assignment) []string {
 	for k, v := range as.Env {
 		env[k] = v
 	}
+	if as.Membership != nil {
+		env["GPUFLEET_MEMBERSHIP_FILE"] = a.dir.membershipPath(as.ReplicaKey)
+	}
 	// The marker comes last: an assignment cannot set it.
 	env[MarkerEnv] = a.dir.marker(keyName(as.ReplicaKey))
 	out := make([]string, 0, len(env))
@@ -667,13 +693,17 @@ var afterStart func()
 // written to its log.
 func (a *agent) start(as api.Assignment) {
 	name := keyName(as.ReplicaKey)
+	devs, milli := assignedDevices(as)
 	r := &replica{own: true, rec: record{
 		Key:       as.ReplicaKey,
 		Command:   as.Command,
 		StartedAt: time.Now().UTC(),
 		LogPath:   a.dir.logPath(name),
 		State:     stateStarting,
+		Devices:   devs,
+		Milli:     milli,
 	}}
+	a.member(r, as.Membership)
 	a.replicas[name] = r
 	if err := a.dir.save(&r.rec); err != nil {
 		// Unrecorded, a process could outlive this agent unknown to the
@@ -876,4 +906,88 @@ func (a *agent) shutdown() {
 		}
 	}
 	a.log.Warn("replicas still running after the agent's stop grace")
+}
+
+// assignedDevices reads the devices an assignment gives its replica and
+// the milli of each (0 for whole devices) from its environment.
+func assignedDevices(as api.Assignment) ([]int, int32) {
+	return parseDevices(as.Env["CUDA_VISIBLE_DEVICES"], as.Env["GPUFLEET_GPU_MILLI"])
+}
+
+func parseDevices(list, milli string) ([]int, int32) {
+	var devs []int
+	for _, f := range strings.Split(list, ",") {
+		if d, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && d >= 0 {
+			devs = append(devs, d)
+		}
+	}
+	m, err := strconv.Atoi(milli)
+	if err != nil || m <= 0 || m >= 1000 {
+		m = 0
+	}
+	return devs, int32(m)
+}
+
+// holder names a live replica beside which the given devices would be
+// overbooked, or "" when they are free: a whole device is free of every
+// other replica; fractions fit beside each other up to 1000 milli.
+func (a *agent) holder(devs []int, milli int32) string {
+	want := milli
+	if want == 0 {
+		want = 1000
+	}
+	for _, d := range devs {
+		var used int32
+		who := ""
+		for _, name := range a.sortedNames() {
+			r := a.replicas[name]
+			if r.exited() || !slices.Contains(r.rec.Devices, d) {
+				continue
+			}
+			if r.rec.Milli == 0 {
+				used += 1000
+			} else {
+				used += r.rec.Milli
+			}
+			who = name
+		}
+		if used+want > 1000 {
+			return who
+		}
+	}
+	return ""
+}
+
+// member keeps a resizable gang's membership file up to date: written
+// whole, atomically (a replica reading it sees the old or the new), each
+// time the generation moves.
+func (a *agent) member(r *replica, ms *api.Membership) {
+	if ms == nil || r.rec.MemberGen == ms.Generation+1 {
+		return
+	}
+	if err := a.dir.writeMembership(r.rec.Key, ms); err != nil {
+		a.log.Warn("cannot write the membership file", "replica", keyName(r.rec.Key), "err", err)
+		return
+	}
+	r.rec.MemberGen = ms.Generation + 1
+	if r.rec.PID != 0 || r.exited() {
+		a.save(r)
+	}
+}
+
+// procDevices reads the devices a replica's processes were started with
+// from their environment (CUDA_VISIBLE_DEVICES, GPUFLEET_GPU_MILLI).
+func procDevices(procs []markedProc) ([]int, int32) {
+	for _, p := range procs {
+		vars := map[string]string{}
+		for _, kv := range strings.Split(string(p.Env), "\x00") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				vars[k] = v
+			}
+		}
+		if list, ok := vars["CUDA_VISIBLE_DEVICES"]; ok {
+			return parseDevices(list, vars["GPUFLEET_GPU_MILLI"])
+		}
+	}
+	return nil, 0
 }

@@ -70,6 +70,14 @@ type record struct {
 	Signal     string         `json:"signal,omitempty"`
 	Shipped    int64          `json:"shipped"` // log bytes the server has taken
 	Acked      bool           `json:"acked,omitempty"`
+	// Devices and Milli are the devices the replica was started on and
+	// its milli of each (0: whole devices): no other replica is started on
+	// them while its process lives.
+	Devices []int `json:"devices,omitempty"`
+	Milli   int32 `json:"milli,omitempty"`
+	// MemberGen is 1 + the membership generation last written to the
+	// replica's membership file (a resizable gang); 0 when none was.
+	MemberGen int `json:"memberGen,omitempty"`
 }
 
 // keyName turns a replica key into a file name that is unique per key: the
@@ -128,6 +136,26 @@ func parseKeyName(name string) (api.ReplicaKey, bool) {
 		return k, false
 	}
 	return k, keyName(k) == name
+}
+
+// membershipPath is where a replica's membership file lives.
+func (d *stateDir) membershipPath(k api.ReplicaKey) string {
+	return filepath.Join(d.root, replicasDir, keyName(k)+".membership.json")
+}
+
+// writeMembership replaces a replica's membership file whole: written
+// aside, then renamed over the old one, so a reader sees one or the other.
+func (d *stateDir) writeMembership(k api.ReplicaKey, ms *api.Membership) error {
+	data, err := json.MarshalIndent(ms, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := d.membershipPath(k)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }
 
 // stateDir is the agent's directory on disk.

@@ -27,6 +27,29 @@ type ReplicaStatus struct {
 	ExitCode int    `json:"exitCode"`         // when exited; -1 if killed by a signal
 	Signal   string `json:"signal,omitempty"` // e.g. "SIGTERM" when killed by one
 	PID      int    `json:"pid,omitempty"`
+	// Devices and Milli are what the replica was started with (from its
+	// CUDA_VISIBLE_DEVICES and GPUFLEET_GPU_MILLI): the server holds them
+	// apart for a process it no longer accounts for until it is gone.
+	Devices []int `json:"devices,omitempty"`
+	Milli   int32 `json:"milli,omitempty"`
+}
+
+// Membership is the live membership of a resizable gang (resize: notify):
+// the agent keeps it, as JSON, in the file GPUFLEET_MEMBERSHIP_FILE names,
+// replacing the file whole each time the generation changes.
+type Membership struct {
+	Generation int      `json:"generation"`
+	WorldSize  int      `json:"worldSize"`
+	Members    []Member `json:"members"`
+}
+
+// Member is one live replica of a gang's membership.
+type Member struct {
+	Rank    int    `json:"rank"`
+	Node    string `json:"node"`
+	Address string `json:"address"`
+	Gang    int    `json:"gang"`
+	Replica int    `json:"replica"`
 }
 
 // LogChunk carries replica output from the agent to the server.
@@ -48,6 +71,8 @@ type Assignment struct {
 	ReplicaKey
 	Command []string          `json:"command"`
 	Env     map[string]string `json:"env"` // set by the server: CUDA_VISIBLE_DEVICES, GPUFLEET_GPU_MILLI, RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, GPUFLEET_JOB, ...
+	// Membership, for a resizable gang, is its live membership now.
+	Membership *Membership `json:"membership,omitempty"`
 }
 
 // StopOrder asks the agent to stop a replica: SIGTERM now, SIGKILL at the deadline.

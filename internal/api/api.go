@@ -69,8 +69,11 @@ type Replica struct {
 
 // Explanation is what the scheduling core says of a job.
 type Explanation struct {
-	State  string `json:"state" yaml:"state"`
+	State string `json:"state" yaml:"state"`
+	// Reason is why the job waits, in plain words; times in it are RFC
+	// 3339 (UTC). Code is its kind (no-capacity, over-quota, ...).
 	Reason string `json:"reason,omitempty" yaml:"reason,omitempty"`
+	Code   string `json:"code,omitempty" yaml:"code,omitempty"`
 	// EarliestStart is the predicted start of a pending job, when known.
 	EarliestStart *time.Time `json:"earliestStart,omitempty" yaml:"earliestStart,omitempty"`
 	Nodes         []string   `json:"nodes,omitempty" yaml:"nodes,omitempty"`
@@ -238,4 +241,17 @@ type TokenInfo struct {
 // TokenList is the answer to GET /v1/tokens.
 type TokenList struct {
 	Tokens []TokenInfo `json:"tokens" yaml:"tokens"`
+}
+
+// Job document syntaxes.
+const (
+	FormatYAML = "yaml"
+	FormatJSON = "json"
+)
+
+// JobMediaTypes are the Content-Types POST /v1/jobs takes, with the syntax
+// each announces.
+var JobMediaTypes = map[string]string{
+	"application/yaml": FormatYAML, "application/x-yaml": FormatYAML, "text/yaml": FormatYAML, "text/x-yaml": FormatYAML,
+	"application/json": FormatJSON,
 }

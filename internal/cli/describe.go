@@ -52,9 +52,9 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 	fmt.Fprintf(tw, "Kind:\t%s\n", j.Kind)
 	fmt.Fprintf(tw, "Priority:\t%d\n", j.Priority)
 	fmt.Fprintf(tw, "Preemptible:\t%v\n", j.Preemptible)
-	fmt.Fprintf(tw, "State:\t%s\n", j.State)
+	fmt.Fprintf(tw, "State:\t%s\n", jobState(j))
 	if j.Reason != "" {
-		fmt.Fprintf(tw, "Reason:\t%s\n", j.Reason)
+		fmt.Fprintf(tw, "Reason:\t%s\n", humanTimes(j.Reason, now))
 	}
 	fmt.Fprintf(tw, "Submitted:\t%s\n", stamp(j.Submitted))
 	fmt.Fprintf(tw, "Started:\t%s\n", stamp(j.Started))
@@ -69,10 +69,10 @@ func describeJob(tw *tabwriter.Writer, j api.Job, now time.Time) {
 	if ex := j.Explanation; ex != nil {
 		fmt.Fprintf(tw, "Scheduler:\t%s\n", ex.State)
 		if ex.Reason != "" {
-			fmt.Fprintf(tw, "  Pending reason:\t%s\n", ex.Reason)
+			fmt.Fprintf(tw, "  Pending reason:\t%s\n", humanTimes(ex.Reason, now))
 		}
 		if ex.EarliestStart != nil {
-			fmt.Fprintf(tw, "  Earliest start:\t%s\n", ex.EarliestStart.Local().Format(time.DateTime))
+			fmt.Fprintf(tw, "  Earliest start:\t%s\n", humanTime(*ex.EarliestStart, now))
 		} else if ex.State == "pending" {
 			fmt.Fprintf(tw, "  Earliest start:\tunknown\n")
 		}

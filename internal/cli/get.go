@@ -60,7 +60,7 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 						for _, g := range j.Gangs {
 							n += g.Replicas
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, j.State, n, j.Attempt, age(j.Submitted, now), dash(jobReason(j)))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, jobState(j), n, j.Attempt, age(j.Submitted, now), dash(humanTimes(jobReason(j), now)))
 					}
 				})
 			case "node":
@@ -126,6 +126,15 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 	c.Flags().StringVar(&after, "after", "", "start after the page ending at `CURSOR` (printed when there are more)")
 	f = addClientFlags(c)
 	return c
+}
+
+// jobState is the job's state, or unschedulable for a pending job the fleet
+// as it is could never hold (it waits for the fleet to grow).
+func jobState(j api.Job) string {
+	if j.State == "pending" && j.Explanation != nil && j.Explanation.State == "unschedulable" {
+		return "unschedulable"
+	}
+	return j.State
 }
 
 // jobReason is why a job is where it is: for a pending job, the

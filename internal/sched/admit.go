@@ -227,7 +227,7 @@ func (c *Core) admit() int32 {
 	a.startPreemptors()
 	a.takeTurns()
 	c.reserved = append(c.reserved[:0], a.res...)
-	if len(c.held) > 0 && (a.wanted != nil || a.wantedAll) {
+	if len(c.deferred) > 0 && (a.wanted != nil || a.wantedAll) {
 		c.startHeld(a.wanted, a.wantedAll)
 	}
 	return a.blockedPrio
@@ -244,7 +244,7 @@ func (a *admission) keepReservations() {
 	}
 	for _, h := range c.reserved {
 		j := h.job
-		if j.state != jPending || len(a.res) == maxReservations {
+		if j.state != jPending || len(a.res) == maxReservations || c.isPaused(j.queue) {
 			continue
 		}
 		if h.at > c.now {
@@ -272,7 +272,7 @@ func (a *admission) startPreemptors() {
 	var ready []*job
 	seen := map[*job]bool{}
 	for _, j := range c.nominee {
-		if !seen[j] && j.awaiting <= c.now {
+		if !seen[j] && j.awaiting <= c.now && !c.isPaused(j.queue) {
 			seen[j] = true
 			ready = append(ready, j)
 		}
@@ -307,7 +307,7 @@ func (a *admission) push(turn *queueTurn, fresh bool) {
 func (a *admission) takeTurns() {
 	c := a.c
 	for q, p := range c.pending {
-		if p.Len() > 0 {
+		if p.Len() > 0 && !c.isPaused(q) {
 			a.push(&queueTurn{q: q, share: c.queues.Share(q)}, true)
 		}
 	}
@@ -418,7 +418,7 @@ func (a *admission) failed(j *job, o outcome, slot *memoSlot, pat uint8) {
 	if o.status.capacity() {
 		slot.record(c.cycle, pat, o.status)
 		a.blockedPrio = max(a.blockedPrio, j.Priority)
-		if len(c.held) > 0 && !c.canWait(j) {
+		if len(c.deferred) > 0 && !c.canWait(j) {
 			a.want(j)
 		}
 	}

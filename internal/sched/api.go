@@ -36,6 +36,9 @@ type Config struct {
 	// by priority: jobs end all the time, and room that turns up on its own
 	// costs no one their work. 0 means 60 s; negative preempts at once.
 	PreemptAfterSec int64 `json:"preemptAfterSec,omitempty"`
+	// SpotNoticeSec is the notice spot-tier work gets when work of another
+	// tier takes its capacity back; 0 means the job's own NoticeSec.
+	SpotNoticeSec int64 `json:"spotNoticeSec,omitempty"`
 	// SiteLevel is the topology level whose domains are the sites (data
 	// centers) named in usage records; empty means "zone" when the fleet
 	// has that level, else its first level.

@@ -102,7 +102,7 @@ func (c *Core) initCarbon() error {
 		}
 	}
 	c.due = btree.NewG(8, dueLess)
-	c.held = map[JobID]*job{}
+	c.deferred = map[JobID]*job{}
 	return nil
 }
 
@@ -372,7 +372,7 @@ func (c *Core) hold(j *job, o outcome, p *shiftPlan) {
 		c.nodeJobs[r.node] = append(c.nodeJobs[r.node], j)
 	}
 	j.state = jHeld
-	c.held[j.ID] = j
+	c.deferred[j.ID] = j
 	j.plan = p
 	j.intensity = p.intensity
 	j.earliest = p.runs[0].from
@@ -405,7 +405,7 @@ func (c *Core) unshift(j *job) {
 	c.dropDue(j)
 	j.plan = nil
 	j.toHold = false
-	delete(c.held, j.ID)
+	delete(c.deferred, j.ID)
 }
 
 // shiftDue is the cycle's carbon phase: held jobs whose run starts are
@@ -421,16 +421,16 @@ func (c *Core) shiftDue() {
 		j.dueAt = 0
 		switch j.state {
 		case jHeld:
-			c.resume(j)
+			c.resumeRun(j)
 		case jRunning:
 			c.suspend(j)
 		}
 	}
 }
 
-// resume binds a held job's placement for its next run.
-func (c *Core) resume(j *job) {
-	delete(c.held, j.ID)
+// resumeRun binds a held job's placement for its next run.
+func (c *Core) resumeRun(j *job) {
+	delete(c.deferred, j.ID)
 	j.attempt++
 	for i := range j.reps {
 		j.reps[i].since = c.now
@@ -482,7 +482,7 @@ func (c *Core) closeRun(j *job) {
 	delete(c.preempting, j.ID)
 	j.toHold = false
 	j.state = jHeld
-	c.held[j.ID] = j
+	c.deferred[j.ID] = j
 	j.status = c.heldStatus(j, ShiftSuspended)
 	c.pushDue(j, j.plan.runs[j.plan.cur].from)
 	c.setEnd(j, j.plan.runs[len(j.plan.runs)-1].to)
@@ -559,7 +559,30 @@ func (c *Core) startHeld(types []bool, all bool) {
 		}
 		p.runs = append(p.runs[:p.cur], span{c.now, c.now + rest})
 		c.dropDue(j)
-		c.resume(j)
+		c.resumeRun(j)
+	}
+}
+
+// unholdPaused gives back the capacity held for jobs of paused queues
+// that have not started on their plan (they wait, paused, like the rest of
+// their queue), and with stop that of every such job, suspended ones and
+// ones being suspended too: they are stopped work.
+func (c *Core) unholdPaused(stop bool) {
+	for _, j := range c.heldJobs(-1) {
+		if !c.isPaused(j.queue) || !stop && j.plan.cur > 0 {
+			continue
+		}
+		c.release(j, EndPreempted)
+		j.status = Status{Code: Paused, Detail: c.pausedQ[j.queue]}
+		c.enqueue(j)
+	}
+	if !stop {
+		return
+	}
+	for _, j := range c.preempting {
+		if j.toHold && c.isPaused(j.queue) {
+			j.toHold, j.stopped = false, true
+		}
 	}
 }
 
@@ -567,7 +590,7 @@ func (c *Core) startHeld(types []bool, all bool) {
 // submission order.
 func (c *Core) heldJobs(q int) []*job {
 	var out []*job
-	for _, j := range c.held {
+	for _, j := range c.deferred {
 		if q < 0 || j.queue == q {
 			out = append(out, j)
 		}

@@ -43,7 +43,11 @@ type Core struct {
 	pools []jobSet
 	// nominee[n] is the preemptor node n is being freed for; nominated
 	// marks those nodes for a cheap check on the placement path.
-	nominee   map[int]*job
+	nominee map[int]*job
+	// paused are the standing pauses of admission, with their reasons;
+	// pausedQ the reason per queue index (nil when nothing is paused).
+	paused    map[pauseKey]string
+	pausedQ   []string
 	nominated bitset
 	// reserved are last cycle's backfill reservations.
 	reserved holds
@@ -97,14 +101,16 @@ type Core struct {
 	power    *powerBook
 	domPaths map[string]int
 	// shiftOn is set by the carbon admission rule; due holds the held
-	// jobs' next starts and the running ones' next suspensions, held the
-	// held jobs (carbon.go). carbonNow caches each site's intensity at
+	// jobs' next starts and the running ones' next suspensions, deferred the
+	// jobs held for a later window (carbon.go). carbonNow caches each site's intensity at
 	// carbonAt.
 	shiftOn   bool
 	due       *btree.BTreeG[dueKey]
-	held      map[JobID]*job
+	deferred  map[JobID]*job
 	carbonAt  int64
 	carbonNow map[[2]int64]float64
+	// held are devices kept apart from placement (DevicesHeld), by key.
+	held map[string]heldDevices
 	// Reusable buffers.
 	cand      []cand
 	pnodes    []*place.Node
@@ -254,7 +260,11 @@ func (c *Core) apply(ev Event) error {
 		}
 		if j.state == jPreempting {
 			c.release(j, EndPreempted)
-			c.requeuePreempted(j, e.Reason)
+			if j.stopped {
+				c.requeueStopped(j)
+			} else {
+				c.requeuePreempted(j, e.Reason)
+			}
 			return nil
 		}
 		c.release(j, EndFailed)
@@ -315,10 +325,19 @@ func (c *Core) apply(ev Event) error {
 		if err := c.replaceQueues(e.Specs); err != nil {
 			return err
 		}
+		c.repause()
 		c.noteGrace()
 		return nil
 	case JobRestored:
 		return c.restore(e)
+	case DevicesHeld:
+		return c.holdDevices(e)
+	case DevicesFreed:
+		return c.freeDevices(e.Key)
+	case AdmissionPaused:
+		return c.pause(e)
+	case AdmissionResumed:
+		return c.resume(e)
 	case TimeAdvanced:
 		if e.Now > c.now {
 			c.now = e.Now

@@ -25,6 +25,9 @@ func (c *Core) grow(blockedPrio int32) {
 			delete(c.elastic, j.ID)
 			continue
 		}
+		if c.isPaused(j.queue) {
+			continue // grows again once admission resumes
+		}
 		full := true
 		for g := range j.Gangs {
 			c.growGang(j, g)
@@ -55,7 +58,9 @@ func (c *Core) growGang(j *job, g int) {
 		var d quota.Demand
 		f := -1
 		if ti >= 0 {
-			f = c.flavor(ti, j.Tier)
+			if f = c.flavor(ti, j.Tier); f < 0 {
+				return // its flavor left the tree: no quota to grow on
+			}
 			d = quota.Demand{f: gang.Shape.GPUMilli()}
 			if c.queues.Check(j.queue, d) != nil {
 				return

@@ -78,7 +78,7 @@ func (c *Core) EarliestStart(id JobID) int64 {
 
 // noPreemption says why preemption could not help pending job j, or ""
 // when it could: lower-priority preemptible work runs in its queue on a
-// type it accepts, or its queue (or an ancestor) is owed quota that work
+// type it accepts, spot work runs there for a job of another tier, or its queue (or an ancestor) is owed quota that work
 // outside it borrows. It reads the core's state only.
 func (c *Core) noPreemption(j *job) string {
 	if c.cfg.NoPreemption {
@@ -89,8 +89,20 @@ func (c *Core) noPreemption(j *job) string {
 		return v != j && v.state == jRunning && v.Preemptible && (relevant == nil || c.touches(v, relevant))
 	}
 	for _, v := range c.pools[j.queue].list {
-		if v.Priority < j.Priority && eligible(v) {
+		if v.Priority < j.Priority && (j.Tier != TierSpot || v.Tier == TierSpot) && eligible(v) {
 			return ""
+		}
+	}
+	if j.Tier != TierSpot {
+		for _, pool := range c.pools {
+			if pool.spot == 0 {
+				continue
+			}
+			for _, v := range pool.list {
+				if v.Tier == TierSpot && eligible(v) {
+					return ""
+				}
+			}
 		}
 	}
 	scope := c.reclaimScope(j)
@@ -151,7 +163,7 @@ func (c *Core) Pending(fn func(Waiting) bool) {
 		}
 		// Jobs held for a cleaner window come after those that wait for
 		// a turn (O(held) a queue, and only when some are held).
-		if len(c.held) == 0 {
+		if len(c.deferred) == 0 {
 			continue
 		}
 		for _, j := range c.heldJobs(q) {
@@ -175,6 +187,8 @@ func (c *Core) pendingStatus(j *job) Status {
 	if j.never != nil {
 		st = *j.never
 		st.Code = Unschedulable
+	} else if c.isPaused(j.queue) {
+		st = Status{Code: Paused, Detail: c.pausedQ[j.queue]}
 	}
 	return st
 }

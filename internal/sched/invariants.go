@@ -41,7 +41,7 @@ func (c *Core) CheckInvariants() error {
 			if r.leaving == 0 {
 				counts[r.gang]++
 			}
-			if ti := j.gangType[r.gang]; ti >= 0 {
+			if ti := j.gangType[r.gang]; ti >= 0 && c.flavor(ti, j.Tier) >= 0 {
 				usage[[2]int{j.queue, c.flavor(ti, j.Tier)}] += s.GPUMilli()
 			}
 		}
@@ -61,6 +61,13 @@ func (c *Core) CheckInvariants() error {
 				dom = d
 			}
 		}
+	}
+	for _, h := range c.held {
+		for _, d := range h.choice.Devices {
+			used[h.node][d] += h.choice.Milli
+		}
+		cpu[h.node] += h.shape.CPUMilli
+		mem[h.node] += h.shape.MemoryMiB
 	}
 	for i, n := range c.idx.nodes {
 		for d, f := range n.Free {
@@ -234,14 +241,14 @@ func (c *Core) checkHeld() error {
 	n := 0
 	for _, j := range c.jobs {
 		if j.state != jHeld {
-			if c.held[j.ID] != nil {
+			if c.deferred[j.ID] != nil {
 				return fmt.Errorf("job %s is listed held in state %d", j.ID, j.state)
 			}
 			continue
 		}
 		n++
 		switch {
-		case c.held[j.ID] != j:
+		case c.deferred[j.ID] != j:
 			return fmt.Errorf("job %s is held but not listed", j.ID)
 		case j.plan == nil || j.plan.cur >= len(j.plan.runs):
 			return fmt.Errorf("job %s is held without a run to come", j.ID)
@@ -251,8 +258,8 @@ func (c *Core) checkHeld() error {
 			return fmt.Errorf("job %s is held and running", j.ID)
 		}
 	}
-	if n != len(c.held) {
-		return fmt.Errorf("%d jobs held, %d listed", n, len(c.held))
+	if n != len(c.deferred) {
+		return fmt.Errorf("%d jobs held, %d listed", n, len(c.deferred))
 	}
 	due := 0
 	c.due.Ascend(func(k dueKey) bool {

@@ -13,7 +13,12 @@ import (
 // jobSet is a set of jobs kept in a slice, for cheap iteration; each job
 // is in at most one set (its poolAt is its index there, -1 when in none).
 // Its order depends on history: readers that need an order sort.
-type jobSet struct{ list []*job }
+// jobSet is an unordered set of jobs (a job is in at most one) that counts
+// its spot-tier members.
+type jobSet struct {
+	list []*job
+	spot int
+}
 
 func (s *jobSet) add(j *job) {
 	if j.poolAt >= 0 {
@@ -21,6 +26,9 @@ func (s *jobSet) add(j *job) {
 	}
 	j.poolAt = len(s.list)
 	s.list = append(s.list, j)
+	if j.Tier == TierSpot {
+		s.spot++
+	}
 }
 
 func (s *jobSet) remove(j *job) {
@@ -33,6 +41,9 @@ func (s *jobSet) remove(j *job) {
 	s.list[len(s.list)-1] = nil
 	s.list = s.list[:len(s.list)-1]
 	j.poolAt = -1
+	if j.Tier == TierSpot {
+		s.spot--
+	}
 }
 
 // job is the core's record of one job.
@@ -43,6 +54,8 @@ type job struct {
 	// index the next replica bound will get (indices are never reused
 	// within an attempt, so a grown replica is never taken for one that
 	// was given back).
+	// stopped marks a job told to stop by a pause of admission.
+	stopped   bool
 	attempt   int
 	nextRep   []int
 	queue     int
@@ -170,6 +183,9 @@ func (c *Core) newJob(spec Job, restoring bool) (*job, error) {
 		return nil, fmt.Errorf("job %q: queue %q belongs to tenant %q, not %q", spec.ID, spec.Queue, c.queues.Tenant(q), spec.Tenant)
 	}
 	spec.Gangs = append([]Gang(nil), spec.Gangs...)
+	if spec.Tier == TierSpot {
+		spec.Preemptible = true // spot capacity may always be taken back
+	}
 	c.seq++
 	j := &job{Job: spec, seq: c.seq, queue: q, submitted: c.now, earliest: -1, poolAt: -1}
 	if spec.Topology.Level != "" && !contains(c.fleet.Levels, spec.Topology.Level) {

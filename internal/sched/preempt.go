@@ -17,10 +17,11 @@ type victim struct {
 }
 
 // preempt looks for the smallest set of running jobs whose removal lets j
-// start, and preempts them with their notice. Two kinds of victims are
+// start, and preempts them with their notice. Three kinds of victims are
 // allowed: work of other queues that borrows quota when j's queue asks for
-// no more than its nominal share (reclaim), and lower-priority work of j's
-// own queue. Non-preemptible jobs are never victims. Elastic jobs shrink to
+// no more than its nominal share (reclaim), lower-priority work of j's own
+// queue, and, for work of any tier but spot, spot-tier work anywhere
+// (taken first, with Config.SpotNoticeSec). Non-preemptible jobs are never victims. Elastic jobs shrink to
 // their minimum before any whole job is taken. It reports whether it acted.
 // The phases:
 //
@@ -163,10 +164,15 @@ func (c *Core) notify(j *job, scope int, chosen []victim) (n int, last int64, im
 			continue
 		}
 		n++
-		deadline := c.now + v.j.NoticeSec
-		last = max(last, deadline)
+		notice := v.j.NoticeSec
 		reason := fmt.Sprintf("preempted for %s: higher priority in queue %s", j.ID, c.queues.Name(v.j.queue))
-		if scope >= 0 && !c.sharesAncestor(scope, v.j.queue) {
+		switch {
+		case v.j.Tier == TierSpot && j.Tier != TierSpot:
+			reason = fmt.Sprintf("preempted for %s: spot capacity taken back for the %s tier", j.ID, tierName(j.Tier))
+			if c.cfg.SpotNoticeSec > 0 {
+				notice = c.cfg.SpotNoticeSec
+			}
+		case scope >= 0 && !c.sharesAncestor(scope, v.j.queue):
 			reason = fmt.Sprintf("preempted for %s: reclaiming quota that %s lent to queue %s", j.ID, c.queues.Name(scope), c.queues.Name(v.j.queue))
 			for f := range v.j.demand {
 				if f >= 0 {
@@ -174,6 +180,8 @@ func (c *Core) notify(j *job, scope int, chosen []victim) (n int, last int64, im
 				}
 			}
 		}
+		deadline := c.now + notice
+		last = max(last, deadline)
 		if v.shrink != nil {
 			if c.shrink(v, deadline, reason) {
 				// Released after the loop: dropping replicas now would
@@ -331,27 +339,34 @@ func (c *Core) victims(j *job, scope int) []victim {
 func (c *Core) eligible(j *job, scope int) []*job {
 	flavors := c.flavorsOf(j)
 	relevant := c.relevantTypes(j)
+	takesSpot := j.Tier != TierSpot
 	var run []*job
 	for q, pool := range c.pools {
-		if len(pool.list) == 0 || (q != j.queue && scope < 0) {
+		spot := takesSpot && pool.spot > 0
+		if len(pool.list) == 0 || (q != j.queue && scope < 0 && !spot) {
 			continue
 		}
 		var borrowed []int
-		if q != j.queue {
-			if borrowed = c.reclaimFrom(q, scope, flavors); borrowed == nil {
-				continue // nothing in this queue may be reclaimed for j
-			}
+		if q != j.queue && scope >= 0 {
+			borrowed = c.reclaimFrom(q, scope, flavors)
+		}
+		if q != j.queue && borrowed == nil && !spot {
+			continue // nothing in this queue may be reclaimed for j
 		}
 		for _, v := range pool.list {
 			if v == j || v.state != jRunning || !v.Preemptible || v.started == c.now {
 				continue
 			}
-			if q == j.queue && v.Priority >= j.Priority {
+			switch {
+			case takesSpot && v.Tier == TierSpot:
+				// Any other tier takes spot capacity back, in any queue
+				// and whatever the priorities.
+			case q == j.queue && (v.Priority >= j.Priority || !takesSpot && v.Tier != TierSpot):
 				// Its own queue: lower priority only (the scope always
-				// holds j's own queue, so there is no reclaim from it).
+				// holds j's own queue, so there is no reclaim from it),
+				// and spot work never takes another tier's.
 				continue
-			}
-			if q != j.queue && !slices.ContainsFunc(borrowed, func(f int) bool { return v.demand[f] > 0 }) {
+			case q != j.queue && !slices.ContainsFunc(borrowed, func(f int) bool { return v.demand[f] > 0 }):
 				continue
 			}
 			if relevant != nil && !c.touches(v, relevant) {
@@ -389,7 +404,8 @@ func (c *Core) reclaimFrom(q, scope int, flavors []int) []int {
 
 // rankVictims orders the candidates: one shrink candidate per surplus
 // replica of an elastic job (highest index first, so the minimization keeps
-// every replica it can), then every job whole. Both orders are total (job
+// every replica it can), then every job whole; spot-tier work, shrinks and
+// whole jobs, comes before all other work. The orders are total (job
 // sequence numbers are unique).
 func rankVictims(c *Core, run []*job) []victim {
 	var shrinks, whole []victim
@@ -418,7 +434,18 @@ func rankVictims(c *Core, run []*job) []victim {
 		}
 		return cmp.Compare(y.j.seq, x.j.seq)
 	})
-	return append(shrinks, whole...)
+	// Spot work first: it was sold as the capacity taken back first.
+	out := make([]victim, 0, len(shrinks)+len(whole))
+	for _, spot := range []bool{true, false} {
+		for _, list := range [][]victim{shrinks, whole} {
+			for _, v := range list {
+				if (v.j.Tier == TierSpot) == spot {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // focus reorders the candidates so that those inside the one place where

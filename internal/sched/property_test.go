@@ -59,12 +59,16 @@ func genWorld(t *rapid.T) world {
 					lim.Lend = &x
 				}
 				l[ty] = lim
+				if rapid.IntRange(0, 2).Draw(t, "spotQuota") == 0 {
+					l[ty+":spot"] = genLimits(t)
+				}
 			}
 			w.specs = append(w.specs, quota.Spec{Name: fmt.Sprintf("%s-q%d", tn, qi), Parent: tn, Quotas: l,
 				Weight: float64(rapid.IntRange(1, 3).Draw(t, "weight")), Strict: rapid.Bool().Draw(t, "strict")})
 		}
 	}
 	w.cfg.Seed = rapid.Uint64().Draw(t, "seed")
+	w.cfg.SpotNoticeSec = int64(rapid.SampledFrom([]int{0, 0, 30}).Draw(t, "spotNotice"))
 	w.cfg.Placement = rapid.SampledFrom([][]string{nil, {"spread"}, {"bestfit"}}).Draw(t, "placement")
 	return w
 }
@@ -93,6 +97,7 @@ func genJob(t *rapid.T, i int) Job {
 		NoticeSec:     int64(rapid.SampledFrom([]int{0, 0, 10, 50}).Draw(t, "notice")),
 		EstimatedSec:  int64(rapid.SampledFrom([]int{0, 30, 100, 500}).Draw(t, "est")),
 		CheckpointSec: int64(rapid.SampledFrom([]int{0, 20}).Draw(t, "ckpt")),
+		Tier:          rapid.SampledFrom([]string{"", "", "", TierSpot}).Draw(t, "tier"),
 	}
 	for range rapid.IntRange(1, 2).Draw(t, "gangs") {
 		g := Gang{Replicas: rapid.IntRange(1, 4).Draw(t, "replicas")}
@@ -151,7 +156,7 @@ func genQueues(t *rapid.T, specs []quota.Spec) []quota.Spec {
 		}
 		i := rapid.SampledFrom(leaves).Draw(t, "leaf")
 		out[i].Weight = float64(rapid.IntRange(1, 3).Draw(t, "weight"))
-		out[i].Quotas[rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "flavor")] = genLimits(t)
+		out[i].Quotas[rapid.SampledFrom([]string{"h100", "h200", "h100:spot"}).Draw(t, "flavor")] = genLimits(t)
 	case 1:
 		if len(leaves) < 2 {
 			break
@@ -175,7 +180,7 @@ func genScript(t *rapid.T, w world) []step {
 	specs := w.specs
 	added := 0
 	for i := range n {
-		switch rapid.IntRange(0, 13).Draw(t, "kind") {
+		switch rapid.IntRange(0, 17).Draw(t, "kind") {
 		case 0, 1, 2, 3:
 			out = append(out, step{kind: "submit", job: genJob(t, i)})
 		case 4:
@@ -197,7 +202,7 @@ func genScript(t *rapid.T, w world) []step {
 				}
 			}
 			out = append(out, step{kind: "quota", specs: []quota.Spec{{Name: rapid.SampledFrom(leaves).Draw(t, "queue")}},
-				flavor: rapid.SampledFrom([]string{"h100", "h200"}).Draw(t, "flavor"), limits: genLimits(t)})
+				flavor: rapid.SampledFrom([]string{"h100", "h200", "h200:spot"}).Draw(t, "flavor"), limits: genLimits(t)})
 		case 10:
 			added++
 			z := rapid.IntRange(1, 2).Draw(t, "zone")
@@ -209,6 +214,18 @@ func genScript(t *rapid.T, w world) []step {
 			}})
 		case 11:
 			out = append(out, step{kind: "restart"})
+		case 12:
+			out = append(out, step{kind: "hold", arg: rapid.IntRange(0, len(w.nodes)-1).Draw(t, "node"), id: rapid.IntRange(0, 2).Draw(t, "devs")})
+		case 13:
+			out = append(out, step{kind: "unhold", arg: rapid.IntRange(0, 1000).Draw(t, "which")})
+		case 14, 15:
+			tn := fmt.Sprintf("t%d", rapid.IntRange(0, 1).Draw(t, "tenant"))
+			q := rapid.SampledFrom([]string{"", "", tn + "-q0", tn + "-q1"}).Draw(t, "queue")
+			kind := "pause"
+			if rapid.Bool().Draw(t, "resume") {
+				kind = "resume"
+			}
+			out = append(out, step{kind: kind, flavor: tn, specs: []quota.Spec{{Name: q}}, flag: rapid.Bool().Draw(t, "stop")})
 		default:
 			out = append(out, step{kind: "schedule", arg: rapid.IntRange(1, 120).Draw(t, "dt")})
 		}
@@ -237,6 +254,12 @@ type driver struct {
 	// caps are the power caps set by events, in order: a restarted core
 	// hears them again.
 	caps []SitePowerCapped
+	// held are the devices the driver holds apart, by key.
+	held map[string]DevicesHeld
+	// jobs are the jobs submitted, as submitted; paused the scopes
+	// (tenant, queue or "") of admission paused.
+	jobs   map[JobID]Job
+	paused map[[2]string]bool
 }
 
 func (d *driver) fail(format string, args ...any) {
@@ -258,6 +281,9 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 				d.fail("job %s gang %d replica %d bound twice", a.Job, a.Gang, a.Replica)
 			}
 			d.bound[a.Job][[2]int{a.Gang, a.Replica}] = a
+			if q := d.jobs[a.Job].Queue; d.paused[[2]string{q[:2], ""}] || d.paused[[2]string{q[:2], q}] {
+				d.fail("bind %v: admission to queue %s is paused", a, q)
+			}
 			k := holdKey{a.Job, a.Attempt, a.Gang, a.Replica}
 			if _, dup := d.open[k]; dup {
 				d.fail("holding %v bound twice", k)
@@ -274,6 +300,13 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			// been requeued; its holdings ended in the same call.
 			defer d.ended(a.Job) // after its usage is checked
 		case Preempt:
+			victim := d.jobs[a.Job]
+			if !victim.Preemptible && victim.Tier != TierSpot && !strings.HasPrefix(a.Reason, "stopped: ") {
+				d.fail("preempt %v: the job is not preemptible", a)
+			}
+			if by, _, ok := strings.Cut(strings.TrimPrefix(a.Reason, "preempted for "), ":"); ok && d.jobs[JobID(by)].Tier == TierSpot && victim.Tier != TierSpot {
+				d.fail("preempt %v: spot work took a job of the %q tier", a, victim.Tier)
+			}
 			if len(a.Replicas) == 0 {
 				d.stopping[a.Job] = a.Deadline
 			}
@@ -381,6 +414,12 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 		}
 		_ = i
 	}
+	for _, k := range slices.Sorted(maps.Keys(d.held)) {
+		must(c.Apply(d.held[k]))
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(d.paused), func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) }) {
+		must(c.Apply(AdmissionPaused{Tenant: k[0], Queue: k[1], Reason: "paused"}))
+	}
 	js := make([]*job, 0, len(old.jobs))
 	for _, j := range old.jobs {
 		js = append(js, j)
@@ -431,6 +470,29 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 	return c
 }
 
+// holdFree holds up to k free whole devices (k 0: CPU and memory only) of
+// a node apart from placement, as a driver does for a process that
+// outlives its replica.
+func (d *driver) holdFree(c *Core, node string, k, n int) (Ready, error) {
+	i, _ := c.fleet.NodeIndex(node)
+	pn := c.idx.nodes[i]
+	var devs []int
+	for dv, f := range pn.Free {
+		if f == place.Whole && len(devs) < k {
+			devs = append(devs, dv)
+		}
+	}
+	if k > 0 && len(devs) == 0 {
+		return Ready{}, nil
+	}
+	h := DevicesHeld{Key: fmt.Sprintf("held%d", n), Node: node, Devices: devs, Milli: place.Whole, CPUMilli: min(1000, pn.CPUFree), MemoryMiB: min(1024, pn.MemFree)}
+	r, err := c.Apply(h)
+	if err == nil {
+		d.held[h.Key] = h
+	}
+	return r, err
+}
+
 // play runs a script and returns the actions as text; it checks the core's
 // invariants and the driver-visible ones after every step.
 //
@@ -451,7 +513,8 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		t.Fatal(err)
 	}
 	var log strings.Builder
-	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{}}
+	d := &driver{t: t, log: &log, bound: map[JobID]map[[2]int]Bind{}, open: map[holdKey]Bind{}, stopping: map[JobID]int64{}, shrinking: map[[3]any]int64{},
+		held: map[string]DevicesHeld{}, jobs: map[JobID]Job{}, paused: map[[2]string]bool{}}
 	now := int64(0)
 	specs := w.specs
 	before := c.capState()
@@ -462,6 +525,7 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		id := JobID(fmt.Sprintf("j%d", s.id))
 		switch s.kind {
 		case "submit":
+			d.jobs[s.job.ID] = s.job
 			r, err = c.Apply(JobSubmitted{Job: s.job})
 		case "finish":
 			if r, err = c.Apply(JobFinished{ID: id}); err == nil {
@@ -507,8 +571,31 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 			if r, err = c.Apply(s.cap); err == nil {
 				d.caps = append(d.caps, s.cap)
 			}
+		case "pause":
+			k := [2]string{s.flavor, s.specs[0].Name}
+			if r, err = c.Apply(AdmissionPaused{Tenant: k[0], Queue: k[1], Reason: "paused", Stop: s.flag}); err == nil {
+				d.paused[k] = true
+				for _, j := range c.running {
+					if s.flag && j.state == jRunning && j.queue > 0 && strings.HasPrefix(j.Queue, k[0]) && (k[1] == "" || k[1] == j.Queue) {
+						d.fail("pause %v with stop: job %s runs on", k, j.ID)
+					}
+				}
+			}
+		case "resume":
+			if r, err = c.Apply(AdmissionResumed{Tenant: s.flavor, Queue: s.specs[0].Name}); err == nil {
+				delete(d.paused, [2]string{s.flavor, s.specs[0].Name})
+			}
 		case "restart":
 			c = d.restart(c, w, specs)
+		case "hold":
+			r, err = d.holdFree(c, c.fleet.Nodes[s.arg%len(c.fleet.Nodes)].Name, s.id, len(log.String()))
+		case "unhold":
+			if len(d.held) > 0 {
+				keys := slices.Sorted(maps.Keys(d.held))
+				k := keys[s.arg%len(keys)]
+				r, err = c.Apply(DevicesFreed{Key: k})
+				delete(d.held, k)
+			}
 		case "schedule":
 			now += int64(s.arg)
 			r = c.Schedule(now)
@@ -523,7 +610,9 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		if err := c.CheckInvariants(); err != nil {
 			d.fail("after %s at t=%d: %v", s.kind, now, err)
 		}
-		if s.kind != "restart" {
+		if s.kind != "restart" && s.kind != "hold" {
+			// A restart restores running work and a hold reports
+			// devices a live process uses: facts, not admissions.
 			d.checkCaps(c, before, s.kind, s.cap.Site)
 		}
 		before = c.capState()
@@ -552,6 +641,11 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		ids = append(ids, string(id))
 	}
 	sort.Strings(ids)
+	for _, h := range d.held {
+		for _, dv := range h.Devices {
+			use[fmt.Sprintf("%s/%d", h.Node, dv)] += h.Milli
+		}
+	}
 	for _, id := range ids {
 		for _, b := range d.bound[JobID(id)] {
 			for _, dv := range b.Devices {

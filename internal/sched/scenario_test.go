@@ -66,7 +66,7 @@ func (s *scenario) ensure() error {
 var commandKeys = map[string][]string{
 	"fleet":       {"levels"},
 	"queues":      {},
-	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after", "admission"},
+	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after", "spot-notice", "admission"},
 	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel", "wait", "deadline", "notbefore", "interruptible"},
 	"sites":       {},
 	"forecast":    {"step"},
@@ -83,6 +83,10 @@ var commandKeys = map[string][]string{
 	"node-cordon": {"node"},
 	"node-return": {"node"},
 	"node-add":    {"name", "path", "accel", "count", "cpu", "mem"},
+	"pause":       {"tenant", "queue", "reason", "stop"},
+	"resume":      {"tenant", "queue"},
+	"hold":        {"key", "node", "devices", "milli"},
+	"unhold":      {"key"},
 	"quota":       {"queue", "flavor", "limits"},
 	"explain":     {"id"},
 	"pending":     {},
@@ -264,6 +268,7 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		if r := a["admission"]; r != "" {
 			s.cfg.Admission = strings.Split(r, ",")
 		}
+		s.cfg.SpotNoticeSec = num(a, "spot-notice", 0)
 		return "", nil
 	case "sites":
 		// Each line: DOMAIN [cap=KW] [it] [pue=P]
@@ -381,9 +386,26 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		return s.show(s.core.Apply(sched.NodeDrained{Node: a["node"]}))
 	case "node-return":
 		return s.show(s.core.Apply(sched.NodeReturned{Node: a["node"]}))
+	case "hold":
+		// hold key=K node=N devices=D+D [milli=M]
+		h := sched.DevicesHeld{Key: a["key"], Node: a["node"], Milli: int32(num(a, "milli", 1000))}
+		for _, d := range strings.Split(a["devices"], "+") {
+			n, _ := strconv.Atoi(d)
+			h.Devices = append(h.Devices, n)
+		}
+		return s.show(s.core.Apply(h))
+	case "unhold":
+		return s.show(s.core.Apply(sched.DevicesFreed{Key: a["key"]}))
 	case "node-add":
 		return s.show(s.core.Apply(sched.NodeAdded{Node: fleet.Node{Name: a["name"], Path: strings.Split(a["path"], "/"),
 			Accel: a["accel"], Count: int(num(a, "count", 8)), CPUMilli: num(a, "cpu", 64000), MemoryMiB: num(a, "mem", 512*1024)}}))
+	case "pause":
+		// pause tenant=T [queue=Q] [reason=words_joined_by_underscores] [stop]
+		_, stop := a["stop"]
+		return s.show(s.core.Apply(sched.AdmissionPaused{Tenant: a["tenant"], Queue: a["queue"],
+			Reason: strings.ReplaceAll(a["reason"], "_", " "), Stop: stop}))
+	case "resume":
+		return s.show(s.core.Apply(sched.AdmissionResumed{Tenant: a["tenant"], Queue: a["queue"]}))
 	case "quota":
 		return s.show(s.core.Apply(sched.QuotaChanged{Queue: a["queue"], Flavor: a["flavor"], Quota: limits(a["limits"])}))
 	case "pending":

@@ -52,6 +52,10 @@ func (c *Core) expire() {
 		if j.state == jPreempting && j.deadline <= c.now {
 			delete(c.preempting, j.ID)
 			c.release(j, EndPreempted)
+			if j.stopped {
+				c.requeueStopped(j)
+				continue
+			}
 			if c.requeuePreempted(j, j.status.Detail) {
 				c.emit(Requeue{Job: j.ID, Reason: "preempted: notice period over"})
 			}

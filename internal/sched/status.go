@@ -42,6 +42,9 @@ const (
 	// Unschedulable: Impossible, for a job that asked to wait for the fleet
 	// to grow (Job.WaitForCapacity).
 	Unschedulable
+	// Paused: admission to the job's queue is paused (AdmissionPaused;
+	// Detail says why).
+	Paused
 	// PowerCapped: room is free, but starting the job would take a site
 	// (Domain) over its power cap (PowerKW drawn of CapKW; NeedKW more
 	// for one replica).
@@ -54,7 +57,7 @@ const (
 )
 
 var codeNames = [...]string{"fits", "not-tried", "no-capacity", "over-quota", "no-flavor", "awaiting-victims",
-	"strict-head", "requeued", "preempting", "impossible", "unschedulable", "power-capped", "deferred"}
+	"strict-head", "requeued", "preempting", "impossible", "unschedulable", "paused", "power-capped", "deferred"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -195,7 +198,11 @@ func (s Status) Text(tf TimeFormat) string {
 	case NoFlavor:
 		fmt.Fprintf(&b, "no queue has quota for flavor %s", s.Flavor)
 	case AwaitingVictims:
-		fmt.Fprintf(&b, "waiting for the %s preempted for it to release their resources by %s", count(s.Count, "job"), tf(s.At))
+		if s.Count == 1 {
+			fmt.Fprintf(&b, "waiting for the job preempted for it to release its resources by %s", tf(s.At))
+		} else {
+			fmt.Fprintf(&b, "waiting for the %s preempted for it to release their resources by %s", count(s.Count, "job"), tf(s.At))
+		}
 	case StrictHead:
 		fmt.Fprintf(&b, "queue %s is strict FIFO and its head %s cannot start", s.Detail, s.Holder)
 	case Requeued:
@@ -203,7 +210,7 @@ func (s Status) Text(tf TimeFormat) string {
 		if s.Count > 0 {
 			fmt.Fprintf(&b, "; preempted %s, may start again from %s", count(s.Count, "time"), tf(s.At))
 		}
-	case Preempting:
+	case Preempting, Paused:
 		b.WriteString(s.Detail)
 	case Impossible, Unschedulable:
 		s.impossibleText(&b)

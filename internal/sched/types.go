@@ -74,6 +74,26 @@ type Topology struct {
 	Required bool   `json:"required,omitempty"`
 }
 
+// Capacity tiers with a meaning to the core. Other tier names only name
+// quota flavors.
+const (
+	// TierCommitted is capacity reserved under a contract.
+	TierCommitted = "committed"
+	// TierOnDemand is capacity paid for as it is used; "" counts as it.
+	TierOnDemand = "on-demand"
+	// TierSpot is cheap capacity that work of any other tier takes back,
+	// with a notice.
+	TierSpot = "spot"
+)
+
+// tierName names a tier in messages: "" is on-demand.
+func tierName(t string) string {
+	if t == "" {
+		return TierOnDemand
+	}
+	return t
+}
+
 // Job is the unit of admission: all gangs start together or not at all.
 type Job struct {
 	ID       JobID  `json:"id"`
@@ -83,6 +103,8 @@ type Job struct {
 	Priority int32  `json:"priority"`
 	// Tier is the capacity tier the job draws quota from ("" is the default
 	// tier); together with the accelerator type it names a quota flavor.
+	// TierSpot work is always preemptible, by work of any other tier in any
+	// queue (see Config.SpotNoticeSec).
 	Tier        string `json:"tier,omitempty"`
 	Preemptible bool   `json:"preemptible,omitempty"`
 	// NoticeSec is how long a preempted job keeps its resources before they
@@ -222,6 +244,24 @@ type JobRestored struct {
 	Attempt int
 }
 
+// DevicesHeld keeps devices of a node apart from placement: they are held
+// by something the core did not place, or no longer holds (the process of
+// a replica the driver stopped that has not been seen to end: a preempted
+// job past its deadline, a replica on a node that went down and came back
+// with it still running). Nothing is placed on them until DevicesFreed
+// with the same key. The devices must be free; they count against no queue.
+type DevicesHeld struct {
+	Key       string
+	Node      string
+	Devices   []int
+	Milli     int32
+	CPUMilli  int64
+	MemoryMiB int64
+}
+
+// DevicesFreed gives back devices held apart by DevicesHeld.
+type DevicesFreed struct{ Key string }
+
 // TimeAdvanced moves the core's clock; Schedule also takes the time.
 type TimeAdvanced struct{ Now int64 }
 
@@ -246,6 +286,8 @@ func (NodeFailed) isEvent()      {}
 func (NodeDrained) isEvent()     {}
 func (NodeReturned) isEvent()    {}
 func (NodeCordoned) isEvent()    {}
+func (DevicesHeld) isEvent()     {}
+func (DevicesFreed) isEvent()    {}
 func (QuotaChanged) isEvent()    {}
 func (TimeAdvanced) isEvent()    {}
 func (QueuesChanged) isEvent()   {}

@@ -45,13 +45,18 @@ func (c *Core) reinstate(s *saved) {
 }
 
 // replicaDemand is what one replica of j holds of the queue tree: the
-// flavor index and milli-accelerators (nothing for CPU-only gangs).
+// flavor index and milli-accelerators (nothing for CPU-only gangs, or
+// when the tree has no longer the flavor).
 func (c *Core) replicaDemand(j *job, r *replica) (quota.Demand, bool) {
 	ti := j.gangType[r.gang]
 	if ti < 0 {
 		return nil, false
 	}
-	return quota.Demand{c.flavor(ti, j.Tier): j.Gangs[r.gang].Shape.GPUMilli()}, true
+	f := c.flavor(ti, j.Tier)
+	if f < 0 {
+		return nil, false // its flavor left the tree: it runs on charged to none
+	}
+	return quota.Demand{f: j.Gangs[r.gang].Shape.GPUMilli()}, true
 }
 
 // addReplicas adds (sign +1) or removes (-1) the quota the listed replicas

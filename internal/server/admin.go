@@ -96,11 +96,11 @@ func (l *loop) below(name string) []string {
 // running, stopping, or ended with processes still being stopped.
 func (l *loop) unfinished(queues []string) []*store.Job {
 	var out []*store.Job
-	for _, j := range l.jobs {
+	l.lc.Jobs(func(j *store.Job) {
 		if slices.Contains(queues, j.Queue) {
 			out = append(out, j)
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b *store.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
 }
@@ -399,21 +399,8 @@ func (l *loop) nodeView(name string) api.Node {
 	return api.Node{Name: name}
 }
 
-// bound reports whether the core holds devices of the node for a job.
-func (l *loop) bound(name string) bool {
-	for id := range l.onNode[name] {
-		j := l.jobs[id]
-		if j == nil || (j.State != store.Running && j.State != store.Preempting && j.State != store.Cancelling) {
-			continue
-		}
-		for _, r := range j.Replicas {
-			if r.Node == name && !r.Shrunk {
-				return true
-			}
-		}
-	}
-	return false
-}
+// bound reports whether a node holds a replica of running work.
+func (l *loop) bound(name string) bool { return l.lc.Bound(name) }
 
 // drainNode keeps new work off a node (the core's NodeCordoned: its jobs
 // stay where they are); with evict, those jobs are then stopped as a
@@ -435,18 +422,7 @@ func (l *loop) drainNode(n *node, evict bool, now time.Time) error {
 	if !evict {
 		return nil
 	}
-	deadline := now.Add(l.s.cfg.StopGrace).UnixMilli()
-	for _, id := range slices.Sorted(maps.Keys(l.onNode[name])) {
-		j := l.jobs[id]
-		if j == nil || j.State != store.Running || j.Stopping != nil {
-			continue
-		}
-		if !slices.ContainsFunc(j.Replicas, func(r store.Replica) bool { return r.Node == name && !r.Gone() }) {
-			continue
-		}
-		j.State, j.Reason = store.Preempting, "evicted: node "+name+" is drained"
-		l.beginStop(j, store.Stopping{Reason: "requeued: node " + name + " was drained", Requeue: true}, deadline, now)
-	}
+	l.follow(l.lc.Evict(name, now.UnixMilli()), now)
 	return nil
 }
 

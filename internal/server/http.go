@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/api/jobdoc"
 	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/spec"
@@ -259,7 +261,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	if file == "" {
 		file = "request"
 	}
-	js, e := api.DecodeJobAs(file, body, api.JobMediaTypes[mt])
+	js, e := jobdoc.DecodeAs(file, body, api.JobMediaTypes[mt])
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -309,7 +311,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 			id := fmt.Sprintf("%s-%d", name, seq)
 			spec := js.Job
 			spec.ID, spec.Tenant = sched.JobID(id), tenant
-			return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: store.Run(js.Run), State: store.Pending, SubmittedMs: nowMs}
+			return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs}
 		}})
 	switch {
 	case errors.Is(err, store.ErrKeyReused):
@@ -326,22 +328,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	live := job
 	// The job is durable: hand it to the core even if the client leaves.
 	refused, err := exec(context.WithoutCancel(r.Context()), s, func(l *loop, reply func(error)) {
-		r, err := l.core.Apply(sched.JobSubmitted{Job: live.Spec})
-		if err != nil {
-			reply(err)
-			return
-		}
-		for _, a := range r.Actions {
-			if rej, ok := a.(sched.Reject); ok && rej.Job == live.Spec.ID {
-				// The core refused it for good (no node could ever hold
-				// it): the client hears why at once.
-				reply(fmt.Errorf("%s", rej.Reason))
-				return
-			}
-		}
-		l.jobs[live.ID] = &live
-		l.take(r, l.now())
-		reply(nil)
+		// The core may refuse it for good (no node could ever hold it): the
+		// client hears why at once.
+		reply(l.submitted(&live, l.now()))
 	})
 	if err != nil {
 		// The loop is gone; the job is in the store and the next start
@@ -444,7 +433,7 @@ func (s *Server) explainPending(r *http.Request, jobs []api.Job) error {
 	exs, err := exec(r.Context(), s, func(l *loop, reply func([]*api.Explanation)) {
 		out := make([]*api.Explanation, len(ids))
 		for k, i := range ids {
-			if ex, ok := l.core.Explain(sched.JobID(jobs[i].ID)); ok {
+			if ex, ok := l.explain(jobs[i].ID, false); ok {
 				out[k] = explanationView(ex)
 			}
 		}
@@ -485,10 +474,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, p principal) {
 			ok bool
 		}
 		a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
-			ex, ok := l.core.Explain(sched.JobID(j.ID))
-			if ok && ex.State == sched.StatePending {
-				ex.EarliestStart = l.core.EarliestStart(sched.JobID(j.ID))
-			}
+			ex, ok := l.explain(j.ID, true)
 			reply(answer{ex, ok})
 		})
 		if err != nil {
@@ -513,7 +499,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p principal) 
 		err error
 	}
 	a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
-		live := l.jobs[j.ID]
+		live := l.lc.Job(j.ID)
 		if live == nil || store.Terminal(live.State) {
 			state := j.State
 			if live != nil {
@@ -555,6 +541,7 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	q := r.URL.Query()
 	rank, offset, attempt := 0, int64(0), j.Attempt
+	explicit := q.Get("attempt") != ""
 	var err error
 	if v := q.Get("rank"); v != "" {
 		if rank, err = strconv.Atoi(v); err != nil || rank < 0 {
@@ -578,17 +565,33 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 			return
 		}
 	}
-	w.Header().Set(api.HeaderJobState, j.State)
-	w.Header().Set(api.HeaderLogAttempt, strconv.Itoa(attempt))
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	var data []byte
 	if attempt > 0 {
-		idx := slices.IndexFunc(j.Replicas, func(rp store.Replica) bool { return rp.Rank == rank })
+		// The newest replica of the rank (a gang that shrank and grew back
+		// has had several), of the attempt asked for when one is.
+		idx := -1
+		for i, rp := range j.Replicas {
+			if rp.Rank == rank && (!explicit || rp.Attempt == attempt) {
+				idx = i
+			}
+		}
+		if idx < 0 && explicit {
+			// An earlier attempt's replica of the rank: the same gang and
+			// index as the rank's replica now.
+			for i, rp := range j.Replicas {
+				if rp.Rank == rank {
+					idx = i
+				}
+			}
+		}
 		if idx < 0 {
-			writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, len(j.Replicas)-1))
+			writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, max(len(j.Replicas)-1, 0)))
 			return
 		}
 		rp := j.Replicas[idx]
+		if !explicit {
+			attempt = rp.Attempt
+		}
 		data, err = readAt(s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: attempt}), offset, maxLogRead)
 		if err != nil {
 			// The error names the server's file; the operator's log gets
@@ -598,6 +601,9 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 			return
 		}
 	}
+	w.Header().Set(api.HeaderJobState, j.State)
+	w.Header().Set(api.HeaderLogAttempt, strconv.Itoa(attempt))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set(api.HeaderLogNext, strconv.FormatInt(offset+int64(len(data)), 10))
 	w.WriteHeader(http.StatusOK)
 	w.Write(data)
@@ -886,9 +892,15 @@ func (s *Server) finishedJobChunks(nodeName string, chunks []api.LogChunk) []api
 		if j == nil {
 			continue
 		}
-		if r, _ := findReplica(j, c.ReplicaKey); r != nil && r.Node == nodeName {
+		if r, _ := lifecycle.FindReplica(j, c.Gang, c.Replica, c.Attempt); r != nil && r.Node == nodeName {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// runOf is what the agents run for a job document.
+func runOf(r spec.RunSpec) store.Run {
+	return store.Run{Command: r.Command, Env: r.Env, RestartPolicy: r.RestartPolicy, MaxRestarts: r.MaxRestarts,
+		Resize: r.Resize, Replicas: r.Replicas}
 }

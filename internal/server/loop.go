@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -28,11 +29,9 @@ type loop struct {
 	// specs is the queue tree as the core has it.
 	specs []quota.Spec
 	nodes map[string]*node
-	// jobs holds every job that is not finished, and finished jobs whose
-	// processes are still being stopped.
-	jobs map[string]*store.Job
-	// onNode indexes live jobs by the nodes their replicas are on.
-	onNode map[string]map[string]struct{}
+	// lc is the live job lifecycle: every job that is not finished, and
+	// finished jobs whose processes are still being stopped.
+	lc *lifecycle.Machine
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -48,6 +47,9 @@ type loop struct {
 type node struct {
 	rec      store.Node
 	lastSeen time.Time
+	// reported is set once the node's agent has said what it runs since
+	// the server started: until then the node takes no new work.
+	reported bool
 }
 
 func (l *loop) now() time.Time { return l.s.cfg.Now() }
@@ -118,8 +120,7 @@ const (
 func (l *loop) prune(now time.Time) {
 	before := now.Add(-l.s.cfg.Retain).UnixMilli()
 	gone, next, err := l.s.db.PruneJobs(l.pruneFrom, pruneScan, func(j *store.Job) bool {
-		_, live := l.jobs[j.ID]
-		return !live && store.Terminal(j.State) && !hasLive(j) && j.FinishedMs > 0 && j.FinishedMs < before
+		return l.lc.Job(j.ID) == nil && store.Terminal(j.State) && !lifecycle.Live(j) && j.FinishedMs > 0 && j.FinishedMs < before
 	})
 	if err != nil {
 		l.log.Error("pruning finished jobs failed", "err", err)
@@ -168,40 +169,12 @@ func (l *loop) commit() error {
 	if err != nil {
 		return err
 	}
-	for _, j := range jobs {
-		if store.Terminal(j.State) && !hasLive(j) {
-			l.evict(j)
-		}
-	}
+	l.lc.Settle(jobs)
 	return nil
 }
 
-func hasLive(j *store.Job) bool {
-	for i := range j.Replicas {
-		if !j.Replicas[i].Gone() {
-			return true
-		}
-	}
-	return len(j.Stale) > 0
-}
-
-func (l *loop) evict(j *store.Job) {
-	delete(l.jobs, j.ID)
-	for i := range j.Replicas {
-		if m := l.onNode[j.Replicas[i].Node]; m != nil {
-			delete(m, j.ID)
-		}
-	}
-}
-
-func (l *loop) index(nodeName, job string) {
-	m := l.onNode[nodeName]
-	if m == nil {
-		m = map[string]struct{}{}
-		l.onNode[nodeName] = m
-	}
-	m[job] = struct{}{}
-}
+// hasLive reports whether any process of a job may still run.
+func hasLive(j *store.Job) bool { return lifecycle.Live(j) }
 
 // restore rebuilds the core from the store: queues, then nodes, then
 // running jobs with their exact bindings, then pending jobs in submission
@@ -213,10 +186,10 @@ func restore(s *Server) (*loop, error) {
 	}
 	now := s.cfg.Now()
 	l := &loop{
-		s: s, log: s.log, specs: specs,
-		nodes: map[string]*node{}, jobs: map[string]*store.Job{}, onNode: map[string]map[string]struct{}{},
+		s: s, log: s.log, specs: specs, nodes: map[string]*node{},
 		dirtyJobs: map[string]*store.Job{}, dirtyNodes: map[string]*node{}, lastTick: now,
 	}
+	l.lc = lifecycle.New(lifecycle.Config{StopGraceMs: s.cfg.StopGrace.Milliseconds(), Node: l.nodeFacts})
 	s.queues.Store(newQueueIndex(specs))
 	nodes, err := s.db.Nodes()
 	if err != nil {
@@ -240,14 +213,8 @@ func restore(s *Server) (*loop, error) {
 				return true
 			}
 		}
-		l.jobs[j.ID] = j
+		l.lc.Add(j, now.UnixMilli())
 		live = append(live, j)
-		for i := range j.Replicas {
-			l.index(j.Replicas[i].Node, j.ID)
-		}
-		for i := range j.Stale {
-			l.index(j.Stale[i].Node, j.ID)
-		}
 		return true
 	})
 	if err != nil {
@@ -255,22 +222,25 @@ func restore(s *Server) (*loop, error) {
 	}
 	// A running job whose bindings no longer fit waits again, in its
 	// place among the pending ones; a pending job the core refuses fails.
-	requeue := func(j *store.Job, err error) {
-		s.log.Warn("restore: running job requeued", "job", j.ID, "err", err)
-		l.stopAttempt(j, now)
-		j.State, j.Reason, j.Stopping = store.Pending, "requeued: bindings could not be restored: "+err.Error(), nil
-		l.markJob(j)
+	type unbound struct {
+		j   *store.Job
+		u   int
+		err error
 	}
+	var requeued []unbound
+	requeue := func(j *store.Job, u int, err error) { requeued = append(requeued, unbound{j, u, err}) }
 	core, refused, err := l.buildCore(specs, live, 0, requeue)
 	if err != nil {
 		return nil, err
 	}
 	l.core = core
+	for _, r := range requeued {
+		s.log.Warn("restore: running job requeued", "job", r.j.ID, "err", r.err)
+		l.follow(l.lc.Unbound(r.j.ID, r.u, "requeued: bindings could not be restored: "+r.err.Error(), now.UnixMilli()), now)
+	}
 	for _, r := range refused {
-		j := r.job
-		s.log.Warn("restore: pending job refused", "job", j.ID, "err", r.err)
-		j.State, j.Reason, j.FinishedMs = store.Failed, "refused on restore: "+r.err.Error(), now.UnixMilli()
-		l.markJob(j)
+		s.log.Warn("restore: pending job refused", "job", r.job.ID, "err", r.err)
+		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
 	if err := l.commit(); err != nil {
 		return nil, err
@@ -278,20 +248,31 @@ func restore(s *Server) (*loop, error) {
 	return l, nil
 }
 
-// refusal is a job the core would not take back.
+// refusal is a unit of a job the core would not take back.
 type refusal struct {
-	job *store.Job
-	err error
+	job  *store.Job
+	unit int
+	err  error
+}
+
+// nodeFacts tells the job lifecycle a node's address and accelerator type.
+func (l *loop) nodeFacts(name string) (address, accel string, ok bool) {
+	n := l.nodes[name]
+	if n == nil {
+		return "", "", false
+	}
+	return n.rec.Info.Address, n.rec.Info.Accel, true
 }
 
 // buildCore makes a scheduling core that holds what the loop holds: the
-// queue tree, the nodes in their states (a drained node takes no work but
-// keeps what runs on it), the running jobs with their exact bindings, and
-// the pending jobs in submission order. now, when not 0, is the core's
-// clock to start from. A running job whose bindings the core refuses goes
-// to requeue, which makes it pending, or is refused when requeue is nil.
-// It is how the server starts.
-func (l *loop) buildCore(specs []quota.Spec, jobs []*store.Job, now int64, requeue func(*store.Job, error)) (*sched.Core, []refusal, error) {
+// queue tree, the nodes (each takes no new work until its agent has
+// reported what it runs; a drained one keeps what runs on it), the devices
+// held apart for processes that outlived their replicas, the running units
+// with their exact bindings, and the pending units in submission order. A
+// running unit whose bindings the core refuses goes to requeue, which makes
+// it pending; a pending unit the core refuses is returned. It is how the
+// server starts.
+func (l *loop) buildCore(specs []quota.Spec, jobs []*store.Job, now int64, requeue func(*store.Job, int, error)) (*sched.Core, []refusal, error) {
 	tree, err := quota.New(specs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("queues in the store: %w", err)
@@ -314,41 +295,57 @@ func (l *loop) buildCore(specs []quota.Spec, jobs []*store.Job, now int64, reque
 		fn, err := fleetNode(n.rec.Info)
 		if err == nil {
 			fn.State = nodeState(n.rec.State)
+			if !n.reported && fn.State == fleet.Ready {
+				fn.State = fleet.Draining
+			}
 			_, err = core.Apply(sched.NodeAdded{Node: fn})
 		}
 		if err != nil {
 			l.log.Warn("node left out of the core", "node", name, "err", err)
 		}
 	}
+	for _, h := range l.lc.Held() {
+		if _, err := core.Apply(h); err != nil {
+			l.log.Warn("devices held apart could not be restored", "key", h.Key, "err", err)
+		}
+	}
 	jobs = slices.Clone(jobs)
 	slices.SortFunc(jobs, func(a, b *store.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	var refused []refusal
-	var pending []*store.Job
+	type unitOf struct {
+		j *store.Job
+		u int
+	}
+	var pending []unitOf
 	for _, j := range jobs {
-		switch j.State {
-		case store.Running, store.Preempting, store.Cancelling:
-			_, err := core.Apply(sched.JobRestored{Job: j.Spec, Binds: restoreBinds(j), Start: j.StartedMs / 1000, Attempt: j.Attempt})
-			switch {
-			case err == nil:
-			case requeue != nil:
-				requeue(j, err)
-				pending = append(pending, j)
-			default:
-				refused = append(refused, refusal{job: j, err: err})
+		j.Normalize()
+		coreJobs := j.CoreJobs()
+		for u := range j.Units {
+			un := &j.Units[u]
+			if u >= len(coreJobs) {
+				break
 			}
-		case store.Pending:
-			pending = append(pending, j)
+			switch un.State {
+			case store.Running, store.Preempting, store.Cancelling:
+				_, err := core.Apply(sched.JobRestored{Job: coreJobs[u], Binds: restoreBinds(j, u), Start: un.StartedMs / 1000, Attempt: un.Attempt})
+				if err != nil {
+					requeue(j, u, err)
+					pending = append(pending, unitOf{j, u})
+				}
+			case store.Pending:
+				pending = append(pending, unitOf{j, u})
+			}
 		}
 	}
-	for _, j := range pending {
-		r, err := core.Apply(sched.JobSubmitted{Job: j.Spec})
+	for _, p := range pending {
+		r, err := core.Apply(sched.JobSubmitted{Job: p.j.CoreJobs()[p.u]})
 		for _, a := range r.Actions {
 			if rej, ok := a.(sched.Reject); ok && err == nil {
 				err = fmt.Errorf("%s", rej.Reason)
 			}
 		}
 		if err != nil {
-			refused = append(refused, refusal{job: j, err: err})
+			refused = append(refused, refusal{job: p.j, unit: p.u, err: err})
 		}
 	}
 	return core, refused, nil
@@ -365,15 +362,26 @@ func nodeState(s string) fleet.NodeState {
 	return fleet.Ready
 }
 
-// restoreBinds lists the bindings a running job holds in the core.
-func restoreBinds(j *store.Job) []sched.Bind {
+// restoreBinds lists the bindings unit u of a running job holds in the
+// core: its current attempt's replicas that were not given back (nor are
+// held apart, which the core no longer counts as the unit's).
+func restoreBinds(j *store.Job, u int) []sched.Bind {
+	un := &j.Units[u]
 	var out []sched.Bind
 	for _, r := range j.Replicas {
-		if r.Shrunk {
+		if r.Unit != u || r.Shrunk || r.Held || r.Attempt != un.Attempt {
 			continue
 		}
-		out = append(out, sched.Bind{Job: sched.JobID(j.ID), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli,
-			Attempt: j.Attempt, Since: j.StartedMs / 1000})
+		since := r.BoundMs / 1000
+		if since == 0 {
+			since = un.StartedMs / 1000
+		}
+		b := sched.Bind{Job: sched.JobID(un.Core), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli,
+			Attempt: un.Attempt, Since: since}
+		if j.Run.Independent() {
+			b.Gang, b.Replica = 0, 0
+		}
+		out = append(out, b)
 	}
 	return out
 }

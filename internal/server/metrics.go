@@ -9,7 +9,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gpufleet/gpufleet/internal/sched"
-	"github.com/gpufleet/gpufleet/internal/store"
 )
 
 type metrics struct {
@@ -54,10 +53,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	return m
 }
 
-// maxExplained bounds how many pending jobs one metrics refresh asks the
-// core about.
-const maxExplained = 5000
-
 // gatherer reads the registry between refreshes of the gauges.
 func (m *metrics) gatherer(reg prometheus.Gatherer) prometheus.Gatherer {
 	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
@@ -73,20 +68,11 @@ func (l *loop) updateGauges() {
 	m.refresh.Lock()
 	defer m.refresh.Unlock()
 	m.pending.Reset()
-	explained := 0
-	for _, j := range l.jobs {
-		if j.State != store.Pending {
-			continue
-		}
-		reason := "unexplained"
-		if explained < maxExplained {
-			explained++
-			if ex, ok := l.core.Explain(sched.JobID(j.ID)); ok {
-				reason = reasonClass(ex.Reason)
-			}
-		}
-		m.pending.WithLabelValues(j.Queue, reason).Inc()
-	}
+	// Every pending unit's status, read from the core's state.
+	l.core.Pending(func(w sched.Waiting) bool {
+		m.pending.WithLabelValues(w.Queue, w.Status.Code.String()).Inc()
+		return true
+	})
 	m.allocated.Reset()
 	m.total.Reset()
 	m.nodes.Reset()
@@ -106,34 +92,4 @@ func (l *loop) updateGauges() {
 			m.allocated.WithLabelValues(accel).Add(float64(milli) / 1000)
 		}
 	}
-}
-
-// reasonClass sorts the core's pending reasons (free text naming jobs,
-// queues and amounts) into a fixed set of label values, so the metric's
-// series stay few.
-func reasonClass(reason string) string {
-	r := strings.ToLower(reason)
-	switch {
-	case r == "":
-		return "none"
-	case strings.HasPrefix(r, "requeued"):
-		return "requeued"
-	case strings.Contains(r, "next scheduling cycle"):
-		return "next-cycle"
-	case strings.Contains(r, "strict fifo"):
-		return "strict-fifo-head"
-	case strings.Contains(r, "preempted job"):
-		return "awaiting-preemption"
-	case strings.Contains(r, "quota"), strings.Contains(r, "nominal"), strings.Contains(r, "borrowing limit"):
-		return "quota"
-	case strings.Contains(r, "backfill"):
-		return "backfill-reservation"
-	case strings.Contains(r, "cpu") || strings.Contains(r, "memory"):
-		return "cpu-memory"
-	case strings.Contains(r, " in one "):
-		return "topology"
-	case strings.Contains(r, "free"), strings.Contains(r, "needs"):
-		return "capacity"
-	}
-	return "other"
 }

@@ -23,7 +23,6 @@ func (l *loop) register(info api.NodeInfo, now time.Time) *api.Error {
 		n.rec.Info.Address, n.rec.Info.Labels = info.Address, info.Labels
 		n.lastSeen = now
 		l.markNode(n)
-		l.nodeBack(n)
 		return nil
 	}
 	fn, err := fleetNode(info)
@@ -33,24 +32,29 @@ func (l *loop) register(info api.NodeInfo, now time.Time) *api.Error {
 	if _, err := l.core.Apply(sched.NodeAdded{Node: fn}); err != nil {
 		return api.Invalid("", "node %s: %v", info.Name, err)
 	}
-	n := &node{rec: store.Node{Info: info, State: fleet.Ready.String(), Registered: now.Unix()}, lastSeen: now}
+	n := &node{rec: store.Node{Info: info, State: fleet.Ready.String(), Registered: now.Unix()}, lastSeen: now, reported: true}
 	l.nodes[info.Name] = n
 	l.markNode(n)
 	return nil
 }
 
+// nodeBack lets a node that was down, or that has not reported since the
+// server started, take work again, once its agent has said what it runs:
+// the processes no live replica accounts for are held apart first.
 func (l *loop) nodeBack(n *node) {
-	if n.rec.State != fleet.Down.String() {
+	if n.reported && n.rec.State != fleet.Down.String() {
 		return
 	}
-	if _, err := l.core.Apply(sched.NodeReturned{Node: n.rec.Info.Name}); err != nil {
-		l.log.Warn("core refused a node's return", "node", n.rec.Info.Name, "err", err)
-		return
+	n.reported = true
+	if n.rec.State == fleet.Down.String() || !n.rec.Drained {
+		if _, err := l.core.Apply(sched.NodeReturned{Node: n.rec.Info.Name}); err != nil {
+			l.log.Warn("core refused a node's return", "node", n.rec.Info.Name, "err", err)
+			return
+		}
 	}
 	n.rec.State = fleet.Ready.String()
 	if n.rec.Drained {
-		// An administrator's drain outlasts a spell down. The node holds
-		// nothing now (it was requeued when it went down).
+		// An administrator's drain outlasts a spell down or a restart.
 		if _, err := l.core.Apply(sched.NodeCordoned{Node: n.rec.Info.Name}); err != nil {
 			l.log.Warn("core refused to keep a returning node drained", "node", n.rec.Info.Name, "err", err)
 		} else {
@@ -58,7 +62,7 @@ func (l *loop) nodeBack(n *node) {
 		}
 	}
 	l.markNode(n)
-	l.log.Info("node is back", "node", n.rec.Info.Name, "state", n.rec.State)
+	l.log.Info("node reports", "node", n.rec.Info.Name, "state", n.rec.State)
 }
 
 // checkNodes marks nodes that missed heartbeats down.
@@ -74,6 +78,8 @@ func (l *loop) checkNodes(now time.Time) {
 	}
 }
 
+// nodeDown tells the core a node failed (it requeues what ran there) and
+// the machine that its replicas are lost.
 func (l *loop) nodeDown(n *node, reason string, now time.Time) {
 	name := n.rec.Info.Name
 	r, err := l.core.Apply(sched.NodeFailed{Node: name, Reason: reason})
@@ -81,153 +87,46 @@ func (l *loop) nodeDown(n *node, reason string, now time.Time) {
 		l.log.Error("core refused a node failure", "node", name, "err", err)
 		return
 	}
-	// The core requeued what ran on the node (Requeue actions); mirror it
-	// per job once its replicas there are marked lost.
-	requeued := map[string]sched.Requeue{}
-	var other []sched.Action
-	for _, a := range r.Actions {
-		if rq, ok := a.(sched.Requeue); ok {
-			requeued[string(rq.Job)] = rq
-			continue
-		}
-		other = append(other, a)
-	}
-	l.handle(other, now)
 	n.rec.State = fleet.Down.String()
 	l.markNode(n)
-	for _, id := range slices.Sorted(maps.Keys(l.onNode[name])) {
-		j := l.jobs[id]
-		if j == nil {
-			continue
-		}
-		j.Stale = slices.DeleteFunc(j.Stale, func(r store.Replica) bool { return r.Node == name })
-		var lost []*store.Replica
-		for i := range j.Replicas {
-			if r := &j.Replicas[i]; r.Node == name && !r.Gone() {
-				r.State = store.ReplicaLost
-				lost = append(lost, r)
-			}
-		}
-		l.markJob(j)
-		if len(lost) == 0 {
-			continue
-		}
-		if _, ok := requeued[id]; ok && !store.Terminal(j.State) && j.State != store.Pending {
-			l.requeue(id, "node "+name+" is down: "+reason, now)
-		}
-		l.finishStop(j, now)
-	}
-	delete(l.onNode, name)
+	l.follow(l.lc.NodeDown(name, now.UnixMilli()), now)
+	l.take(r, now)
 }
 
-// vouchLogs splits a node's log chunks into those of replicas the loop
-// knows on that node and those of jobs it does not hold (finished ones).
-func (l *loop) vouchLogs(nodeName string, chunks []api.LogChunk) (known, unknown []api.LogChunk) {
-	for _, c := range chunks {
-		if j := l.jobs[c.Job]; j != nil {
-			if r, _ := findReplica(j, c.ReplicaKey); r != nil && r.Node == nodeName {
-				known = append(known, c)
-			}
-			continue
-		}
-		unknown = append(unknown, c)
-	}
-	return known, unknown
-}
-
-// heartbeat records a node's report of its replicas.
+// heartbeat records a node's report of its replicas. The report is taken
+// before the node may take work again, so a process that outlived what the
+// server counts (a node that went down and came back) keeps its devices.
 func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) *api.Error {
 	n := l.nodes[req.Node]
 	if n == nil {
 		return api.NotFound("node %s is not registered", req.Node)
 	}
 	n.lastSeen = now
+	l.follow(l.lc.Heartbeat(req.Node, req.Replicas, now.UnixMilli()), now)
 	l.nodeBack(n)
-	for _, st := range req.Replicas {
-		j := l.jobs[st.Job]
-		if j == nil {
-			continue
-		}
-		r, current := findReplica(j, st.ReplicaKey)
-		if r == nil || r.Node != req.Node || r.Gone() {
-			continue
-		}
-		if !r.Sent {
-			// The agent runs it, whatever the store said (a restart may
-			// have lost the note that it was sent).
-			r.Sent = true
-			l.markJob(j)
-		}
-		switch st.State {
-		case api.ReplicaRunning:
-			if r.State == store.ReplicaStarting {
-				r.State = store.ReplicaRunning
-				l.markJob(j)
-			}
-		case api.ReplicaExited:
-			if !current {
-				j.Stale = slices.DeleteFunc(j.Stale, func(o store.Replica) bool {
-					return o.Attempt == st.Attempt && o.Gang == st.Gang && o.Replica == st.Replica
-				})
-				l.markJob(j)
-				continue
-			}
-			l.replicaExited(j, r, st, false, now)
-		}
-	}
 	return nil
 }
 
-func findReplica(j *store.Job, k api.ReplicaKey) (r *store.Replica, current bool) {
-	for i := range j.Replicas {
-		if r := &j.Replicas[i]; r.Attempt == k.Attempt && r.Gang == k.Gang && r.Replica == k.Replica {
-			return r, true
+// vouchLogs splits a node's log chunks into those of replicas the loop
+// knows on that node and those of jobs it does not hold (finished ones).
+func (l *loop) vouchLogs(nodeName string, chunks []api.LogChunk) (known, unknown []api.LogChunk) {
+	for _, c := range chunks {
+		ok, live := l.lc.Vouch(nodeName, c.ReplicaKey)
+		switch {
+		case ok:
+			known = append(known, c)
+		case !live:
+			unknown = append(unknown, c)
 		}
 	}
-	for i := range j.Stale {
-		if r := &j.Stale[i]; r.Attempt == k.Attempt && r.Gang == k.Gang && r.Replica == k.Replica {
-			return r, false
-		}
-	}
-	return nil, false
+	return known, unknown
 }
 
-// desired is the node's desired state: every replica that should run, and
-// stop orders for those that should not.
+// desired is the node's desired state (lifecycle.Machine.Desired).
 func (l *loop) desired(name string) api.HeartbeatResponse {
-	resp := api.HeartbeatResponse{Run: []api.Assignment{}, Stop: []api.StopOrder{}, IntervalMillis: int(l.s.cfg.HeartbeatInterval.Milliseconds())}
-	for _, id := range slices.Sorted(maps.Keys(l.onNode[name])) {
-		j := l.jobs[id]
-		if j == nil {
-			continue
-		}
-		running := j.State == store.Running || j.State == store.Preempting || j.State == store.Cancelling
-		for _, list := range [][]store.Replica{j.Replicas, j.Stale} {
-			for i := range list {
-				r := &list[i]
-				if r.Node != name || r.Gone() {
-					continue
-				}
-				key := api.ReplicaKey{Job: j.ID, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt}
-				if r.StopMs == 0 && running && r.Attempt == j.Attempt {
-					resp.Run = append(resp.Run, api.Assignment{ReplicaKey: key, Command: j.Run.Command, Env: r.Env})
-					if !r.Sent {
-						// Stored with the next commit. Should the server
-						// die first, a later stop counts the replica as
-						// never started, and its agent stops the process
-						// itself as one nobody asked for.
-						r.Sent = true
-						l.markJob(j)
-					}
-				} else {
-					deadline := r.StopMs
-					if deadline == 0 {
-						deadline = l.now().Add(l.s.cfg.StopGrace).UnixMilli()
-					}
-					resp.Stop = append(resp.Stop, api.StopOrder{ReplicaKey: key, DeadlineUnixMilli: deadline})
-				}
-			}
-		}
-	}
+	now := l.now()
+	resp, out := l.lc.Desired(name, now.UnixMilli())
+	l.follow(out, now)
+	resp.IntervalMillis = int(l.s.cfg.HeartbeatInterval.Milliseconds())
 	return resp
 }

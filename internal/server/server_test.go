@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
 
@@ -425,7 +426,7 @@ func TestMetrics(t *testing.T) {
 		`gpufleet_accelerators_allocated{type="h100"} 16`,
 		`gpufleet_admissions_total{queue="acme-train"} 1`,
 		`gpufleet_tenant_accelerators{flavor="h100",tenant="acme"} 16`,
-		`gpufleet_pending_jobs{queue="acme-train",reason="` + reasonClass(ex.Explanation.Reason) + `"} 1`,
+		`gpufleet_pending_jobs{queue="acme-train",reason="` + ex.Explanation.Code + `"} 1`,
 		`gpufleet_nodes{state="ready"} 2`,
 		`gpufleet_submissions_total 2`,
 		`gpufleet_schedule_seconds_count`,
@@ -436,20 +437,31 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestReasonClassKeepsLabelsFew(t *testing.T) {
-	for in, want := range map[string]string{
-		"needs 16 h100 (2 x 8); the fleet has 0 free":                                              "capacity",
-		"waiting for 2 preempted job(s) to release their resources by t=5":                         "awaiting-preemption",
-		"queue acme-train is strict FIFO and its head x-1 cannot start":                            "strict-fifo-head",
-		"queue q at nominal quota (8 of 8 h100 in use, needs 8 more); the fleet's pool has 0 left": "quota",
-		"needs 1 replicas of 1 x h100; no schedulable node has that CPU and memory free":           "cpu-memory",
-		"needs 16 h100 in one rack; the best rack (r1) has 8 free":                                 "topology",
-		"requeued: node n2 failed: no heartbeat":                                                   "requeued",
-		"":                                                                                         "none",
-	} {
-		if got := reasonClass(in); got != want {
-			t.Errorf("reasonClass(%q) = %q, want %q", in, got, want)
+// The pending gauge's reason labels are the core's status codes: a fixed
+// set, whatever the reasons' words.
+func TestPendingReasonLabelsAreCodes(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.node("n1")
+	h.node("n2")
+	h.submit(acme, gangJob)
+	h.submit(acme, strings.Replace(gangJob, "name: train", "name: second", 1))
+	h.sync()
+	h.clock.Advance(time.Second)
+	h.sync()
+	body := string(h.scrape())
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, "gpufleet_pending_jobs{") {
+			continue
 		}
+		_, rest, _ := strings.Cut(line, `reason="`)
+		code, _, _ := strings.Cut(rest, `"`)
+		if !slices.Contains(sched.CodeNames(), code) {
+			t.Errorf("pending reason label %q is not a status code (%v)", code, sched.CodeNames())
+		}
+	}
+	if !strings.Contains(body, `gpufleet_pending_jobs{queue="acme-train",reason="no-capacity"} 1`) {
+		t.Errorf("metrics lack the pending job waiting for capacity:\n%s", body)
 	}
 }
 

@@ -40,13 +40,51 @@ func jobView(j *store.Job) api.Job {
 	return v
 }
 
+// explanationView is the core's explanation as the API shows it: the
+// reason with its times in RFC 3339 (UTC; the command line shows them in
+// local time and as "in 4m 10s"), and the status code.
 func explanationView(ex sched.Explanation) *api.Explanation {
-	v := &api.Explanation{State: ex.State, Reason: ex.Reason, Nodes: ex.Nodes}
+	v := &api.Explanation{State: ex.State, Reason: ex.Status.Text(wallTime), Code: ex.Status.Code.String(), Nodes: ex.Nodes}
+	if ex.State == sched.StateRunning {
+		v.Reason, v.Code = "", ""
+	}
 	if ex.EarliestStart >= 0 && ex.State == sched.StatePending {
 		t := time.Unix(ex.EarliestStart, 0).UTC()
 		v.EarliestStart = &t
 	}
 	return v
+}
+
+// wallTime renders the core's times (Unix seconds live) as RFC 3339.
+func wallTime(t int64) string { return time.Unix(t, 0).UTC().Format(time.RFC3339) }
+
+// explain is the core's explanation of a job: of its one unit, or for an
+// array job of its first unit waiting (else running). With estimate set it
+// also asks the core for a pending unit's earliest start (a what-if).
+func (l *loop) explain(id string, estimate bool) (sched.Explanation, bool) {
+	j := l.lc.Job(id)
+	if j == nil {
+		return sched.Explanation{}, false
+	}
+	pick := -1
+	for u := range j.Units {
+		st := j.Units[u].State
+		if st == store.Pending && (pick < 0 || j.Units[pick].State != store.Pending) {
+			pick = u
+		}
+		if pick < 0 && !store.Terminal(st) {
+			pick = u
+		}
+	}
+	if pick < 0 {
+		return sched.Explanation{}, false
+	}
+	core := sched.JobID(j.Units[pick].Core)
+	ex, ok := l.core.Explain(core)
+	if ok && estimate && ex.State == sched.StatePending {
+		ex.EarliestStart = l.core.EarliestStart(core)
+	}
+	return ex, ok
 }
 
 func quotaView(qs map[string]quota.Limits) map[string]api.Quota {
@@ -93,19 +131,19 @@ func quotaSpec(qs map[string]api.Quota) map[string]quota.Limits {
 // hold, and per queue the pending and running job counts.
 func (l *loop) held() (usage map[string]map[string]int64, pending, running map[string]int) {
 	usage, pending, running = map[string]map[string]int64{}, map[string]int{}, map[string]int{}
-	for _, j := range l.jobs {
+	l.lc.Jobs(func(j *store.Job) {
 		switch j.State {
 		case store.Pending:
 			pending[j.Queue]++
-			continue
+			return
 		case store.Running, store.Preempting, store.Cancelling:
 			running[j.Queue]++
 		default:
-			continue
+			return
 		}
 		for _, r := range j.Replicas {
 			n := l.nodes[r.Node]
-			if r.Shrunk || n == nil {
+			if !holding(j, &r) || n == nil {
 				continue
 			}
 			f := quota.Flavor(n.rec.Info.Accel, j.Spec.Tier)
@@ -116,8 +154,22 @@ func (l *loop) held() (usage map[string]map[string]int64, pending, running map[s
 			}
 			m[f] += replicaMilli(&r)
 		}
-	}
+	})
 	return usage, pending, running
+}
+
+// holding reports whether a replica holds capacity in the core: of its
+// unit's current attempt, the unit placed, not given back, not held apart.
+func holding(j *store.Job, r *store.Replica) bool {
+	if r.Shrunk || r.Held || r.Unit >= len(j.Units) {
+		return false
+	}
+	u := &j.Units[r.Unit]
+	switch u.State {
+	case store.Running, store.Preempting, store.Cancelling:
+		return r.Attempt == u.Attempt
+	}
+	return false
 }
 
 func replicaMilli(r *store.Replica) int64 {
@@ -207,16 +259,15 @@ func (l *loop) tenantViews(tenant string) []api.Tenant {
 // that is every tenant's usage, for admins only.
 func (l *loop) nodeViews(withUsage bool) []api.Node {
 	alloc := map[string]int64{}
-	for _, j := range l.jobs {
-		if j.State != store.Running && j.State != store.Preempting && j.State != store.Cancelling {
-			continue
-		}
-		for _, r := range j.Replicas {
-			if !r.Shrunk {
-				alloc[r.Node] += replicaMilli(&r)
+	l.lc.Jobs(func(j *store.Job) {
+		for _, list := range [][]store.Replica{j.Replicas, j.Stale} {
+			for _, r := range list {
+				if holding(j, &r) || r.Held && !r.Gone() {
+					alloc[r.Node] += replicaMilli(&r)
+				}
 			}
 		}
-	}
+	})
 	out := make([]api.Node, 0, len(l.nodes))
 	for _, n := range l.nodes {
 		i := n.rec.Info

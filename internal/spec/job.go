@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,32 @@ type RunSpec struct {
 	RestartPolicy string
 	// MaxRestarts bounds gang restarts; 0 with RestartNever.
 	MaxRestarts int
+	// Resize says how the replicas of an elastic gang learn that it grew
+	// or shrank: ResizeNotify or ResizeRestart.
+	Resize string
+	// Replicas is ReplicasGang (start and end together) or
+	// ReplicasIndependent (an array job: each replica on its own).
+	Replicas string
 }
+
+// Resize policies.
+const (
+	// ResizeNotify keeps running replicas and keeps their membership file
+	// up to date.
+	ResizeNotify = "notify"
+	// ResizeRestart restarts the gang at its new size.
+	ResizeRestart = "restart"
+)
+
+var resizePolicies = []string{ResizeNotify, ResizeRestart}
+
+// Replica policies.
+const (
+	ReplicasGang        = "gang"
+	ReplicasIndependent = "independent"
+)
+
+var replicaPolicies = []string{ReplicasGang, ReplicasIndependent}
 
 // Restart policies.
 const (
@@ -37,9 +63,12 @@ const (
 	RestartNever = "never"
 	// RestartGang restarts every replica of the job together.
 	RestartGang = "gang"
+	// RestartOnFailure runs a failed unit again: the gang, or for an
+	// array job (replicaPolicy: independent) the failed replica alone.
+	RestartOnFailure = "onFailure"
 )
 
-var restartPolicies = []string{RestartNever, RestartGang}
+var restartPolicies = []string{RestartNever, RestartGang, RestartOnFailure}
 
 // maxRestarts bounds RunSpec.MaxRestarts.
 const maxRestarts = 1000
@@ -50,8 +79,8 @@ const maxReplicas = 100_000
 var jobFields = []string{
 	"name", "tenant", "queue", "kind", "priority", "tier", "preemptible",
 	"noticePeriod", "checkpointEvery", "gangs", "topology", "estimatedRuntime",
-	"maxRuntime", "deadline", "window", "interruptible", "command", "env",
-	"restartPolicy", "maxRestarts",
+	"maxRuntime", "deadline", "window", "interruptible", "command", "env", "restartPolicy",
+	"maxRestarts", "resize", "replicaPolicy", "waitForCapacity",
 }
 
 var gangFields = []string{"name", "replicas", "minReplicas", "accelerators", "count", "fraction", "cpu", "memory"}
@@ -172,6 +201,9 @@ func (o *options) job(v value) JobSpec {
 	if f, ok := fs.get("preemptible"); ok {
 		j.Preemptible, _ = f.boolean()
 	}
+	if f, ok := fs.get("waitForCapacity"); ok {
+		j.WaitForCapacity, _ = f.boolean()
+	}
 	j.NoticeSec = durationField(fs, "noticePeriod")
 	j.CheckpointSec = durationField(fs, "checkpointEvery")
 	j.EstimatedSec = durationField(fs, "estimatedRuntime")
@@ -188,6 +220,14 @@ func (o *options) job(v value) JobSpec {
 		j.Topology = o.topology(f)
 	}
 	js.Run = runSpec(fs)
+	if js.Run.Replicas == ReplicasIndependent {
+		for i, g := range j.Gangs {
+			if g.MinReplicas > 0 {
+				f, _ := fs.get("replicaPolicy")
+				f.errorf("independent replicas start and end on their own: gangs[%d].minReplicas does not apply; leave it out", i)
+			}
+		}
+	}
 	if d.count > before {
 		return js
 	}
@@ -463,7 +503,7 @@ func runSpec(fs fields) RunSpec {
 	}
 	if f, ok := fs.get("restartPolicy"); ok {
 		if s, ok := f.str(); ok {
-			if s != RestartNever && s != RestartGang {
+			if !slices.Contains(restartPolicies, s) {
 				f.errorf("%q: want one of %s", s, strings.Join(restartPolicies, ", "))
 			}
 			run.RestartPolicy = s
@@ -472,12 +512,28 @@ func runSpec(fs fields) RunSpec {
 	if f, ok := fs.get("maxRestarts"); ok {
 		if x, ok := f.intIn(0, maxRestarts); ok {
 			run.MaxRestarts = int(x)
-			if x > 0 && run.RestartPolicy != RestartGang {
-				f.errorf("%d restarts need restartPolicy: gang", x)
+			if x > 0 && run.RestartPolicy == RestartNever {
+				f.errorf("%d restarts need restartPolicy: gang or onFailure", x)
 			}
 		}
 	}
+	run.Resize = oneOf(fs, "resize", resizePolicies)
+	run.Replicas = oneOf(fs, "replicaPolicy", replicaPolicies)
 	return run
+}
+
+// oneOf reads an optional field that takes one of a few words.
+func oneOf(fs fields, key string, allowed []string) string {
+	f, ok := fs.get(key)
+	if !ok {
+		return ""
+	}
+	s, ok := f.str()
+	if ok && !slices.Contains(allowed, s) {
+		f.errorf("%q: want one of %s", s, strings.Join(allowed, ", "))
+		return ""
+	}
+	return s
 }
 
 // checkQueue checks the job's queue against the queue tree.
@@ -534,7 +590,7 @@ func (o *options) deferral(fs fields, j *sched.Job) {
 	case hasDeadline && hasWindow:
 		win.errorf("give deadline or window, not both (a window's to is its deadline)")
 	case hasDeadline:
-		j.Deadline, _ = timeValue(dl)
+		j.Deadline, _ = jobTime(dl)
 	case hasWindow:
 		wf, isMap := win.fields("from", "to")
 		if !isMap {
@@ -545,8 +601,8 @@ func (o *options) deferral(fs fields, j *sched.Job) {
 		if !okFrom || !okTo {
 			break
 		}
-		f, good := timeValue(from)
-		t, good2 := timeValue(to)
+		f, good := jobTime(from)
+		t, good2 := jobTime(to)
 		if good && good2 && f >= t {
 			to.errorf("%s is not after from %s: the window would be empty", formatTime(t), formatTime(f))
 		}
@@ -557,9 +613,9 @@ func (o *options) deferral(fs fields, j *sched.Job) {
 	}
 }
 
-// timeValue reads a time in RFC 3339 (2026-12-03T09:00:00Z) as Unix
+// jobTime reads a time in RFC 3339 (2026-12-03T09:00:00Z) as Unix
 // seconds.
-func timeValue(v value) (int64, bool) {
+func jobTime(v value) (int64, bool) {
 	s, ok := v.str()
 	if !ok {
 		return 0, false

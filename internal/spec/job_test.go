@@ -145,7 +145,7 @@ func TestParseJobErrors(t *testing.T) {
 		},
 		"unknown top-level field": {
 			src:  job + "colour: red\n",
-			want: `j.yaml:7:1: colour: unknown field (want one of name, tenant, queue, kind, priority, tier, preemptible, noticePeriod, checkpointEvery, gangs, topology, estimatedRuntime, maxRuntime, deadline, window, interruptible, command, env, restartPolicy, maxRestarts)`,
+			want: `j.yaml:7:1: colour: unknown field (want one of name, tenant, queue, kind, priority, tier, preemptible, noticePeriod, checkpointEvery, gangs, topology, estimatedRuntime, maxRuntime, deadline, window, interruptible, command, env, restartPolicy, maxRestarts, resize, replicaPolicy, waitForCapacity)`,
 		},
 		"unknown gang field": {
 			src:  job + "    gpus: 8\n",
@@ -259,11 +259,11 @@ func TestParseJobErrors(t *testing.T) {
 		},
 		"restart policy": {
 			src:  job + "restartPolicy: always\n",
-			want: `j.yaml:7:16: restartPolicy: "always": want one of never, gang`,
+			want: `j.yaml:7:16: restartPolicy: "always": want one of never, gang, onFailure`,
 		},
 		"restarts without policy": {
 			src:  job + "maxRestarts: 2\n",
-			want: `j.yaml:7:14: maxRestarts: 2 restarts need restartPolicy: gang`,
+			want: `j.yaml:7:14: maxRestarts: 2 restarts need restartPolicy: gang or onFailure`,
 		},
 		"env name": {
 			src:  job + "env: {2FAST: x}\n",

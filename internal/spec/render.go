@@ -95,6 +95,9 @@ func writeJob(b *bytes.Buffer, js *JobSpec) {
 	if j.Preemptible {
 		kv("", "preemptible", "true")
 	}
+	if j.WaitForCapacity {
+		kv("", "waitForCapacity", "true")
+	}
 	for _, d := range []struct {
 		key string
 		sec int64
@@ -152,6 +155,12 @@ func writeJob(b *bytes.Buffer, js *JobSpec) {
 	}
 	if run.MaxRestarts != 0 {
 		kv("", "maxRestarts", strconv.Itoa(run.MaxRestarts))
+	}
+	if run.Resize != "" {
+		kv("", "resize", run.Resize)
+	}
+	if run.Replicas != "" {
+		kv("", "replicaPolicy", run.Replicas)
 	}
 }
 

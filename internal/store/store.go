@@ -17,8 +17,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/quota"
-	"github.com/gpufleet/gpufleet/internal/sched"
 )
 
 // FileName is the store's file inside a data directory.
@@ -307,113 +307,37 @@ func (d *DB) Nodes() ([]Node, error) {
 	return out, err
 }
 
-// Job states.
+// The job records are the live lifecycle's (package lifecycle); the store
+// keeps them as JSON.
+type (
+	Job      = lifecycle.Job
+	Replica  = lifecycle.Replica
+	Stopping = lifecycle.Stopping
+	Run      = lifecycle.Run
+	Unit     = lifecycle.Unit
+)
+
+// Job and replica states, as package lifecycle names them.
 const (
-	Pending    = "pending"
-	Running    = "running"
-	Preempting = "preempting"
-	// Cancelling: a user cancelled the job; its processes are stopping and
-	// it keeps its accelerators until they are gone.
-	Cancelling = "cancelling"
-	Succeeded  = "succeeded"
-	Failed     = "failed"
-	Cancelled  = "cancelled"
+	Pending         = lifecycle.Pending
+	Running         = lifecycle.Running
+	Preempting      = lifecycle.Preempting
+	Cancelling      = lifecycle.Cancelling
+	Succeeded       = lifecycle.Succeeded
+	Failed          = lifecycle.Failed
+	Cancelled       = lifecycle.Cancelled
+	ReplicaStarting = lifecycle.ReplicaStarting
+	ReplicaRunning  = lifecycle.ReplicaRunning
+	ReplicaExited   = lifecycle.ReplicaExited
+	ReplicaLost     = lifecycle.ReplicaLost
+	ReplicaSkipped  = lifecycle.ReplicaSkipped
 )
 
 // States lists every job state, in the order a job passes them.
-var States = []string{Pending, Running, Preempting, Cancelling, Succeeded, Failed, Cancelled}
+var States = lifecycle.States
 
 // Terminal reports whether a job state is final.
-func Terminal(state string) bool {
-	return state == Succeeded || state == Failed || state == Cancelled
-}
-
-// Run is what the node agents execute for each replica of a job.
-type Run struct {
-	Command       []string          `json:"command"`
-	Env           map[string]string `json:"env,omitempty"`
-	RestartPolicy string            `json:"restartPolicy,omitempty"` // "never" or "gang"
-	MaxRestarts   int               `json:"maxRestarts,omitempty"`
-}
-
-// Replica states.
-const (
-	ReplicaStarting = "starting"
-	ReplicaRunning  = "running"
-	ReplicaExited   = "exited"
-	// ReplicaLost is a replica whose node went down before it reported an
-	// exit.
-	ReplicaLost = "lost"
-	// ReplicaSkipped is a replica stopped before any agent was told to
-	// start it.
-	ReplicaSkipped = "skipped"
-)
-
-// Replica is one bound replica of one attempt of a job.
-type Replica struct {
-	Gang    int    `json:"gang"`
-	Replica int    `json:"replica"`
-	Attempt int    `json:"attempt"`
-	Rank    int    `json:"rank"`
-	Node    string `json:"node"`
-	// Accel is the accelerator type granted: the node's.
-	Accel   string            `json:"accel,omitempty"`
-	Devices []int             `json:"devices,omitempty"`
-	Milli   int32             `json:"milli,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	State   string            `json:"state"`
-	Exit    int               `json:"exitCode,omitempty"`
-	Signal  string            `json:"signal,omitempty"`
-	// StopMs is the kill deadline (Unix ms) once the replica was asked to
-	// stop; 0 while it should run.
-	StopMs int64 `json:"stopMs,omitempty"`
-	// Shrunk marks a replica an elastic job gave back.
-	Shrunk bool `json:"shrunk,omitempty"`
-	// Sent is set once a heartbeat answer told the node to run it.
-	Sent bool `json:"sent,omitempty"`
-}
-
-// Gone reports whether the replica's process is known to be over.
-func (r *Replica) Gone() bool {
-	return r.State == ReplicaExited || r.State == ReplicaLost || r.State == ReplicaSkipped
-}
-
-// Stopping records why the driver is stopping a job's current attempt and
-// what it tells the core once every process is gone.
-type Stopping struct {
-	Reason string `json:"reason"`
-	// Requeue sends the job back to pending; otherwise it fails.
-	Requeue bool `json:"requeue"`
-	// Preempted marks a stop the core asked for.
-	Preempted bool `json:"preempted,omitempty"`
-	// Cancelled marks a stop a user asked for: the job ends cancelled.
-	Cancelled bool `json:"cancelled,omitempty"`
-}
-
-// Job is a submitted job with everything the driver knows of it.
-type Job struct {
-	ID             string    `json:"id"`
-	Seq            uint64    `json:"seq"`
-	Name           string    `json:"name"`
-	Tenant         string    `json:"tenant"`
-	Queue          string    `json:"queue"`
-	Spec           sched.Job `json:"spec"`
-	Run            Run       `json:"run"`
-	IdempotencyKey string    `json:"idempotencyKey,omitempty"`
-	State          string    `json:"state"`
-	Reason         string    `json:"reason,omitempty"`
-	SubmittedMs    int64     `json:"submittedMs"`
-	StartedMs      int64     `json:"startedMs,omitempty"`
-	FinishedMs     int64     `json:"finishedMs,omitempty"`
-	Attempt        int       `json:"attempt"`
-	Restarts       int       `json:"restarts,omitempty"`
-	MasterPort     int       `json:"masterPort,omitempty"`
-	Replicas       []Replica `json:"replicas,omitempty"`
-	// Stale holds replicas of earlier attempts whose processes have not
-	// been seen to exit yet; agents are told to stop them.
-	Stale    []Replica `json:"stale,omitempty"`
-	Stopping *Stopping `json:"stopping,omitempty"`
-}
+func Terminal(state string) bool { return lifecycle.Terminal(state) }
 
 // Submission is one job to add, with its idempotency scope.
 type Submission struct {
