@@ -37,6 +37,9 @@ type simRunOpts struct {
 	reportDir                        string
 	asJSON, quiet                    bool
 	cpuProfile                       string
+	carbonAware                      bool
+	forecastErr                      float64
+	start                            string
 }
 
 func newSimRunCmd() *cobra.Command {
@@ -88,6 +91,9 @@ writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
 	fl.BoolVar(&o.asJSON, "json", false, "print the summary as JSON")
 	fl.BoolVar(&o.quiet, "quiet", false, "print no progress bar or notes on standard error")
 	fl.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (read it with go tool pprof)")
+	fl.BoolVar(&o.carbonAware, "carbon-aware", false, "shift deferrable jobs to clean windows and sites (the carbon admission rule and placement stage), meter energy and carbon through the accounting ledger, and compare with the same run without")
+	fl.Float64Var(&o.forecastErr, "forecast-error", 0, "with --carbon-aware: noise on the carbon forecast, a share of each series' mean (0: the series itself)")
+	fl.StringVar(&o.start, "start", "", "with --carbon-aware: the time the virtual clock's 0 stands for (a date, UTC, or RFC 3339; default: the first midnight the fleet's carbon series cover)")
 	return c
 }
 
@@ -113,65 +119,84 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		}
 	}
 
-	// The workload and the progress it reports.
-	var src sim.Source
-	var total int64
-	var done func() int64
-	if o.traceFile != "" {
-		if cmd.Flags().Changed("jobs") {
-			return fmt.Errorf("--jobs and --trace: --jobs sizes a generated workload; give one, not both")
-		}
-		r := cmd.InOrStdin()
-		name := "standard input"
-		if o.traceFile != "-" {
-			fh, err := os.Open(o.traceFile)
-			if err != nil {
-				return err
+	// The workload and the progress it reports; open gives it afresh,
+	// for a second run of the same workload.
+	if o.traceFile != "" && cmd.Flags().Changed("jobs") {
+		return fmt.Errorf("--jobs and --trace: --jobs sizes a generated workload; give one, not both")
+	}
+	if o.carbonAware && o.traceFile == "-" {
+		return fmt.Errorf("--carbon-aware compares two runs of the workload: read the trace from a file, not standard input")
+	}
+	type workload struct {
+		src   sim.Source
+		total int64
+		done  func() int64
+		close func()
+	}
+	userQueues := qs
+	open := func() (workload, []quota.Spec, error) {
+		qs := userQueues
+		w := workload{close: func() {}}
+		if o.traceFile != "" {
+			r := cmd.InOrStdin()
+			name := "standard input"
+			if o.traceFile != "-" {
+				fh, err := os.Open(o.traceFile)
+				if err != nil {
+					return w, nil, err
+				}
+				w.close = func() { fh.Close() }
+				if st, err := fh.Stat(); err == nil {
+					w.total = st.Size()
+				}
+				r, name = fh, o.traceFile
 			}
-			defer fh.Close()
-			if st, err := fh.Stat(); err == nil {
-				total = st.Size()
+			cr := &simCountingReader{r: r}
+			if simIsCSV(o.traceFile) {
+				// An openb task list, replayed in time mode.
+				tr, err := sim.ReadOpenbTasks(name, cr, "openb-tasks")
+				if err != nil {
+					return w, nil, err
+				}
+				if qs == nil {
+					qs = sim.OpenbQueues(f, "openb-tasks")
+				}
+				if tr.NeverRan > 0 && !o.quiet {
+					fmt.Fprintf(stderr, "note: %d tasks of %s never ran (no scheduled_time) and are left out\n", tr.NeverRan, name)
+				}
+				w.src, w.total = tr, int64(len(tr.Jobs))
+			} else {
+				tr := sim.NewTraceReader(name, cr)
+				_, traceQueues, err := tr.Preamble()
+				if err != nil {
+					return w, nil, err
+				}
+				if qs == nil {
+					qs = traceQueues
+				}
+				w.src, w.done = tr, func() int64 { return cr.n.Load() }
 			}
-			r, name = fh, o.traceFile
-		}
-		cr := &simCountingReader{r: r}
-		if simIsCSV(o.traceFile) {
-			// An openb task list, replayed in time mode.
-			tr, err := sim.ReadOpenbTasks(name, cr, "openb-tasks")
-			if err != nil {
-				return err
-			}
-			if qs == nil {
-				qs = sim.OpenbQueues(f, "openb-tasks")
-			}
-			if tr.NeverRan > 0 && !o.quiet {
-				fmt.Fprintf(stderr, "note: %d tasks of %s never ran (no scheduled_time) and are left out\n", tr.NeverRan, name)
-			}
-			src, total = tr, int64(len(tr.Jobs))
 		} else {
-			tr := sim.NewTraceReader(name, cr)
-			_, traceQueues, err := tr.Preamble()
-			if err != nil {
-				return err
-			}
 			if qs == nil {
-				qs = traceQueues
+				qs, _ = simLoadQueues("")
 			}
-			src, done = tr, func() int64 { return cr.n.Load() }
+			g, err := sim.NewGenerator(sim.GenConfig{Jobs: o.jobs, Seed: o.seed, Queues: qs, Fleet: f})
+			if err != nil {
+				return w, nil, err
+			}
+			w.src, w.total = g, int64(o.jobs)
 		}
-	} else {
 		if qs == nil {
 			qs, _ = simLoadQueues("")
 		}
-		g, err := sim.NewGenerator(sim.GenConfig{Jobs: o.jobs, Seed: o.seed, Queues: qs, Fleet: f})
-		if err != nil {
-			return err
-		}
-		src, total = g, int64(o.jobs)
+		return w, qs, nil
 	}
-	if qs == nil {
-		qs, _ = simLoadQueues("")
+	wl, qs, err := open()
+	if err != nil {
+		return err
 	}
+	defer func() { wl.close() }()
+	src, total, done := wl.src, wl.total, wl.done
 
 	cfg := sim.Config{
 		Sched:              sched.Config{NoBackfill: o.noBackfill, NoPreemption: o.noPreemption, PreemptAfterSec: preemptAfterSec(o.preemptAfter), Seed: o.seed},
@@ -181,6 +206,8 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		CycleSec:           o.cycle,
 		PUE:                func(n *fleet.Node) float64 { return sites.For(n.Path).PUE },
 	}
+	// A power cap in the fleet file is a constraint of every run.
+	cfg.Sched.Sites = simPowerSites(sites)
 	if p := strings.TrimSpace(o.policy); p != "" && p != "default" {
 		for _, s := range strings.Split(p, ",") {
 			cfg.Sched.Placement = append(cfg.Sched.Placement, strings.TrimSpace(s))
@@ -214,7 +241,19 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		}
 	}
 	start := time.Now()
-	res, err := sim.Run(cfg, f, qs, src)
+	var res *sim.Result
+	if o.carbonAware {
+		res, err = simRunCarbonAware(cfg, o, f, sites, qs, src, func() (sim.Source, *fleet.Fleet, func(), error) {
+			w, _, err := open()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			f2, err := simFleetAgain(o.fleetFile)
+			return w.src, f2, w.close, err
+		})
+	} else {
+		res, err = sim.Run(cfg, f, qs, src)
+	}
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}

@@ -290,16 +290,51 @@ func (c *Core) sitePlans(j *job, e int64) []*shiftPlan {
 			out = append(out, p)
 		}
 	}
+	// Sites compare by what a kWh of IT energy emits there: the grid's
+	// intensity times the site's PUE.
 	slices.SortStableFunc(out, func(a, b *shiftPlan) int {
-		if cleaner(a.intensity, b.intensity) {
+		x, y := a.intensity*c.sitePUE(a.dom), b.intensity*c.sitePUE(b.dom)
+		if cleaner(x, y) {
 			return -1
 		}
-		if cleaner(b.intensity, a.intensity) {
+		if cleaner(y, x) {
 			return 1
 		}
 		return cmp.Compare(a.dom, b.dom)
 	})
 	return out
+}
+
+// sitePUE is the PUE of domain d: that of the closest configured site at
+// or above it (Config.Sites), 1 when none gives one.
+func (c *Core) sitePUE(d int) float64 {
+	if len(c.cfg.Sites) == 0 {
+		return 1
+	}
+	if v, ok := c.pues[d]; ok {
+		return v
+	}
+	pue := 1.0
+	for x := d; x > 0; x = c.fleet.Domains[x].Parent {
+		if p := c.configuredPUE(c.fleet.DomainPath(x)); p > 0 {
+			pue = p
+			break
+		}
+	}
+	if c.pues == nil {
+		c.pues = map[int]float64{}
+	}
+	c.pues[d] = pue
+	return pue
+}
+
+func (c *Core) configuredPUE(path string) float64 {
+	for _, s := range c.cfg.Sites {
+		if s.Domain == path {
+			return s.PUE
+		}
+	}
+	return 0
 }
 
 // placedWithin reports whether every replica of a placement lies below
@@ -519,8 +554,8 @@ func (c *Core) intensityAt(n int, e int64) float64 {
 
 // carbonScorer prefers nodes on the site whose grid the forecast shows
 // cleanest over the job's estimated run (the step now without an
-// estimate): spatial shifting of work that runs at once. Sites the
-// forecast does not know come last.
+// estimate), weighed by the site's PUE: spatial shifting of work that
+// runs at once. Sites the forecast does not know come last.
 type carbonScorer struct{ c *Core }
 
 func (carbonScorer) name() string { return "carbon" }
@@ -529,7 +564,7 @@ func (s carbonScorer) score(t *try, n int, r *place.Request, ch place.Choice) fl
 	if math.IsNaN(v) {
 		return math.Inf(-1)
 	}
-	return -v
+	return -v * s.c.sitePUE(s.c.fleet.Ancestor(n, s.c.siteLevel))
 }
 
 // canWait reports whether a job kept out for want of capacity waits by

@@ -109,6 +109,7 @@ type Core struct {
 	deferred  map[JobID]*job
 	carbonAt  int64
 	carbonNow map[[2]int64]float64
+	pues      map[int]float64
 	// held are devices kept apart from placement (DevicesHeld), by key.
 	held map[string]heldDevices
 	// Reusable buffers.

@@ -140,6 +140,9 @@ type Summary struct {
 	LostAccelHoursPreemption float64 `json:"lostAccelHoursPreemption"`
 	LostAccelHoursFailure    float64 `json:"lostAccelHoursFailure"`
 	AccelHours               float64 `json:"accelHours"`
+	// Carbon is what a metered run (RunMetered) emitted, per tenant, site
+	// and day; nil when the run was not metered.
+	Carbon *CarbonSummary `json:"carbon,omitempty"`
 	// EnergyKWh is at the facility meter (IT energy x PUE); ITEnergyKWh
 	// is what the accelerators drew.
 	EnergyKWh     float64 `json:"energyKWh"`
