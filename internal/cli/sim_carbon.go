@@ -51,8 +51,10 @@ repetitions (each with its own jobs and noise), as in the paper.
 
 --ci FILE is a carbon-intensity series (Time,Carbon Intensity CSV, as the
 paper's datasets); the site takes the file's name (gb_ci.csv: gb), or give
-NAME=FILE. With several, the shifted run moves jobs between sites too and is
-compared with the best single site; every site's own figures follow.
+NAME=FILE. NAME=FILE@12h moves the series twelve hours later: a grid with
+its day elsewhere, for what-if studies with one public series. With several,
+the shifted run moves jobs between sites too and is compared with the best
+single site; every site's own figures follow.
 --capacity N gives each site N accelerators instead of one per job, and jobs
 then wait for room: the waits and missed deadlines say what shifting costs.`,
 		Example: `  gpufleet sim carbon --ci ../shared/traces/carbon-intensity-gb-2020/gb_ci.csv
@@ -63,7 +65,7 @@ then wait for room: the waits and missed deadlines say what shifting costs.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return simCarbon(cmd, o) },
 	}
 	f := c.Flags()
-	f.StringArrayVar(&o.ci, "ci", nil, "carbon-intensity series `[NAME=]FILE`, one per site (repeat for several sites)")
+	f.StringArrayVar(&o.ci, "ci", nil, "carbon-intensity series `[NAME=]FILE[@SHIFT]`, one per site (repeat for several sites)")
 	f.BoolVar(&o.interruptible, "interruptible", false, "jobs may be suspended and resumed: they run in the cleanest half hours before their deadline")
 	f.Float64Var(&o.errShare, "error", sim.CarbonError, "forecast error: the noise's standard deviation as a share of the series' mean")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the jobs and the forecast noise")
@@ -110,9 +112,17 @@ func simCarbon(cmd *cobra.Command, o simCarbonOpts) error {
 	}
 	seen := map[string]string{}
 	for _, arg := range o.ci {
-		name, path, named := strings.Cut(arg, "=")
+		spec, shiftText, shifted := strings.Cut(arg, "@")
+		var shift time.Duration
+		if shifted {
+			var err error
+			if shift, err = time.ParseDuration(shiftText); err != nil || shift%(30*time.Minute) != 0 {
+				return fmt.Errorf("--ci %s: shift %q: want a whole number of half hours, such as @12h or @-90m", arg, shiftText)
+			}
+		}
+		name, path, named := strings.Cut(spec, "=")
 		if !named {
-			path = arg
+			path = spec
 			name = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), "_ci")
 		}
 		if name == "" || strings.ContainsAny(name, "/ ") {
@@ -130,6 +140,7 @@ func simCarbon(cmd *cobra.Command, o simCarbonOpts) error {
 		if err != nil {
 			return err
 		}
+		s.Start += int64(shift / time.Second)
 		cfg.Sites = append(cfg.Sites, sim.CarbonSite{Name: name, Series: s})
 	}
 	start := time.Now()
