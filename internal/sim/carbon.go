@@ -38,6 +38,10 @@ import (
 // waits say what shifting costs). With several sites the shifted run
 // moves work in space and time; it is compared with the best single site.
 
+// The experiment's forecasts are the carbon package's; it serves the core
+// without either importing the other.
+var _ sched.Forecast = (*carbon.Forecast)(nil)
+
 // CarbonSite is one site of the experiment: a name and its grid's
 // carbon-intensity series.
 type CarbonSite struct {
