@@ -61,6 +61,10 @@ type Config struct {
 	// Progress, when set, is called now and then with the number of jobs
 	// that have arrived.
 	Progress func(arrived int)
+	// Usage, when set, hears every usage record the core emits and, at the
+	// end, one for every holding still open: what a meter of energy and
+	// carbon reads.
+	Usage func(sched.Usage)
 }
 
 // Outage takes a node down at At for Duration seconds (0: for good).
@@ -144,6 +148,9 @@ type simJob struct {
 	lostMilliSec  float64
 	preemptions   int32
 	requeues      int32
+	// suspending marks a run told to stop at a checkpoint keeping all its
+	// work (Preempt.Suspend).
+	suspending bool
 }
 
 type nodeInfo struct {
@@ -267,6 +274,9 @@ func (e *engine) take1(r sched.Ready) error {
 func (e *engine) meter(us []sched.Usage) {
 	for i := range us {
 		e.usageMS[us[i].Tenant] += us[i].AccelMilliSeconds()
+		if e.cfg.Usage != nil {
+			e.cfg.Usage(us[i])
+		}
 	}
 }
 
@@ -280,6 +290,7 @@ type counters struct {
 	failRequeues  int64
 	rejections    int64
 	nodeFailures  int64
+	suspensions   int64
 	lostPreempt   float64 // accelerator milli-seconds
 	lostFailure   float64
 }
@@ -735,10 +746,17 @@ func (e *engine) act(a sched.Action) error {
 		if j.state == jsPreempting {
 			return nil
 		}
-		e.c.preemptions++
-		j.preemptions++
 		j.state = jsPreempting
 		j.reason = a.Reason
+		if a.Suspend {
+			// It checkpoints in its notice and keeps its work.
+			e.c.suspensions++
+			j.suspending = true
+			e.pushJobEvent(event{t: at, kind: evStop, job: ji, ver: j.runVer})
+			return nil
+		}
+		e.c.preemptions++
+		j.preemptions++
 		e.pushJobEvent(event{t: at, kind: evStop, job: ji, ver: j.runVer})
 	case sched.Requeue:
 		ji, j, err := e.lookup(a.Job)
@@ -903,7 +921,13 @@ func (e *engine) complete(ji int32) error {
 func (e *engine) stop(ji int32, failure bool) {
 	j := &e.jobs[ji]
 	e.advanceJob(j, e.now)
-	if j.kind != sched.Service {
+	suspended := j.suspending && !failure
+	j.suspending = false
+	switch {
+	case suspended:
+		// Suspended at a checkpoint: everything done so far is saved.
+		j.ckptWork, j.sinceCkpt = j.work, 0
+	case j.kind != sched.Service:
 		if failure {
 			e.c.lostFailure += j.sinceCkpt
 		} else {
@@ -911,11 +935,13 @@ func (e *engine) stop(ji int32, failure bool) {
 		}
 		j.lostMilliSec += j.sinceCkpt
 	}
-	e.c.requeues++
-	if failure {
-		e.c.failRequeues++
+	if !suspended {
+		e.c.requeues++
+		if failure {
+			e.c.failRequeues++
+		}
+		j.requeues++
 	}
-	j.requeues++
 	if j.ckptWork > j.savedAtStart {
 		e.lastProgress = e.now
 	}
@@ -1173,6 +1199,9 @@ func (e *engine) finish() {
 		h.Holdings(func(u sched.Usage) bool {
 			u.To = e.now
 			e.usageMS[u.Tenant] += u.AccelMilliSeconds()
+			if e.cfg.Usage != nil {
+				e.cfg.Usage(u)
+			}
 			return true
 		})
 	}

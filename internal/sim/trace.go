@@ -58,6 +58,9 @@ type traceJob struct {
 	Topology      *traceTopo  `json:"topology,omitempty"`
 	EstimatedSec  int64       `json:"estimatedSec,omitempty"`
 	MaxSec        int64       `json:"maxSec,omitempty"`
+	Deadline      int64       `json:"deadline,omitempty"`
+	NotBefore     int64       `json:"notBefore,omitempty"`
+	Interruptible bool        `json:"interruptible,omitempty"`
 	// WaitForCapacity keeps a job the fleet cannot hold yet waiting for
 	// nodes to come instead of rejecting it.
 	WaitForCapacity bool      `json:"waitForCapacity,omitempty"`
@@ -142,6 +145,9 @@ func (j *Job) wire() traceJob {
 		CheckpointSec: j.CheckpointSec,
 		EstimatedSec:  j.EstimatedSec,
 		MaxSec:        j.MaxSec,
+		Deadline:      j.Deadline,
+		NotBefore:     j.NotBefore,
+		Interruptible: j.Interruptible,
 		Gangs:         make([]traceGang, len(j.Gangs)),
 
 		WaitForCapacity: j.WaitForCapacity,
@@ -210,6 +216,9 @@ func (w *traceJob) job() (Job, error) {
 			MaxSec:        w.MaxSec,
 
 			WaitForCapacity: w.WaitForCapacity,
+			Deadline:        w.Deadline,
+			NotBefore:       w.NotBefore,
+			Interruptible:   w.Interruptible,
 		},
 		Observed: w.Observed,
 	}
@@ -238,10 +247,17 @@ func (w *traceJob) job() (Job, error) {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"noticeSec", w.NoticeSec}, {"checkpointSec", w.CheckpointSec}, {"estimatedSec", w.EstimatedSec}, {"maxSec", w.MaxSec}} {
+	}{{"noticeSec", w.NoticeSec}, {"checkpointSec", w.CheckpointSec}, {"estimatedSec", w.EstimatedSec}, {"maxSec", w.MaxSec},
+		{"deadline", w.Deadline}, {"notBefore", w.NotBefore}} {
 		if f.v < 0 {
 			return j, ferr(fmt.Sprintf("%d must not be negative", f.v), "job", f.name)
 		}
+	}
+	if w.Deadline > 0 && w.NotBefore >= w.Deadline {
+		return j, ferr(fmt.Sprintf("%d is not before the deadline %d: the window would be empty", w.NotBefore, w.Deadline), "job", "notBefore")
+	}
+	if w.Deadline > 0 && w.Deadline < w.Arrival {
+		return j, ferr(fmt.Sprintf("%d is before the arrival %d", w.Deadline, w.Arrival), "job", "deadline")
 	}
 	if len(w.Gangs) == 0 {
 		return j, ferr("a job needs at least one gang", "job", "gangs")
