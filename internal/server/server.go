@@ -77,6 +77,10 @@ type Config struct {
 	// IdleTimeout closes a kept-alive connection that brings no request
 	// for this long (default 30s; agents send one every heartbeat).
 	IdleTimeout time.Duration
+	// HistoryInterval is how often the fleet and the queues are sampled
+	// for GET /v1/history and the dashboard's charts (default 15s; the
+	// latest 960 samples, four hours at the default, are kept).
+	HistoryInterval time.Duration
 	// NoGroupCommit commits after every request the loop takes, and waits
 	// for the commit, instead of once for all that are waiting with the
 	// next commit sent while one is in flight (benchmarks).
@@ -115,6 +119,9 @@ func (c *Config) defaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Second
 	}
+	if c.HistoryInterval <= 0 {
+		c.HistoryInterval = 15 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -135,6 +142,11 @@ type Server struct {
 	// term is the loop of the current leadership: always there for a
 	// server on its own, nil while a server of a group stands by.
 	term atomic.Pointer[term]
+	// feed streams what the loop commits (GET /v1/events), across
+	// terms.
+	feed *feed
+	// done is closed when Run returns: open streams end.
+	done chan struct{}
 	// adminToken is set when Open created the first admin token.
 	adminToken string
 	started    atomic.Bool
@@ -166,8 +178,9 @@ func Open(cfg Config) (*Server, error) {
 		}
 		db = bdb
 	}
-	s := &Server{cfg: cfg, db: db, log: cfg.Logger}
+	s := &Server{cfg: cfg, db: db, log: cfg.Logger, done: make(chan struct{})}
 	s.elector, _ = db.(Elector)
+	s.feed = newFeed(s)
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
 	if s.elector != nil {
@@ -189,6 +202,10 @@ func (s *Server) startTerm() error {
 	if err != nil {
 		return err
 	}
+	// The feed watches this term's loop from a fresh look: the previous
+	// term's loop, over by now, held other records.
+	s.feed.newTerm()
+	l.afterCommit(s.feed.hook(l))
 	s.term.Store(l.term)
 	return nil
 }
@@ -251,6 +268,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
 	}
+	defer close(s.done)
 	if s.elector != nil {
 		s.runErr = s.lead(ctx)
 		return s.runErr
