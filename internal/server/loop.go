@@ -59,8 +59,10 @@ type loop struct {
 	busy      bool
 	committed chan commitDone
 	lastTick  time.Time
-	// lastPrune paces the sweep for finished jobs past their retention.
-	lastPrune time.Time
+	// lastPrune paces the sweep for finished jobs past their retention;
+	// pruneBacklog is set while the last look found a full slice.
+	lastPrune    time.Time
+	pruneBacklog bool
 	// cycleEnd and cycleTook pace scheduling cycles under load (see run).
 	cycleEnd  time.Time
 	cycleTook time.Duration
@@ -235,32 +237,39 @@ func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
 	l.updateGauges()
-	if l.s.cfg.Retain > 0 && now.Sub(l.lastPrune) >= pruneEvery {
+	if l.s.cfg.Retain > 0 && (l.pruneBacklog || now.Sub(l.lastPrune) >= pruneEvery) {
 		l.lastPrune = now
-		l.prune(now)
+		l.pruneBacklog = l.prune(now)
 	}
 }
 
 // pruneEvery is how often the loop looks for finished jobs past their
-// retention; pruneScan bounds the jobs one look deletes, so that a large
-// backlog of them is removed a slice at a time without holding up the
-// loop. The store's index of finished jobs by end time answers the look:
-// it reads nothing else.
+// retention; pruneSlice bounds the jobs one look deletes, so that a large
+// backlog of them (a store opened after a long stop, or with a shorter
+// retention than before) is removed a slice a tick, each slice a small
+// part of one commit, without holding up the submissions that share it
+// (a commit of thousands of deletions stalls every answer waiting on it).
+// The store's index of finished jobs by end time answers the look: it
+// reads nothing else. pruneScan bounds the jobs one commit of a tenant's
+// deletion removes.
 const (
 	pruneEvery = time.Minute
+	pruneSlice = 500
 	pruneScan  = 5000
 )
 
 // prune deletes finished jobs that ended more than Retain ago, with their
-// idempotency keys and logs. Only jobs the loop no longer tracks qualify:
-// ended, and no replica of any attempt still alive.
-func (l *loop) prune(now time.Time) {
+// idempotency keys and logs, at most pruneSlice of them; it reports
+// whether more may be waiting. Only jobs the loop no longer tracks
+// qualify: ended, and no replica of any attempt still alive.
+func (l *loop) prune(now time.Time) bool {
 	before := now.Add(-l.s.cfg.Retain).UnixMilli()
-	old, err := l.s.db.Finished(before, pruneScan)
+	old, err := l.s.db.Finished(before, pruneSlice)
 	if err != nil {
 		l.log.Error("reading finished jobs past their retention failed", "err", err)
-		return
+		return false
 	}
+	more := len(old) == pruneSlice
 	var gone []*store.Job
 	for i := range old {
 		j := &old[i]
@@ -269,7 +278,7 @@ func (l *loop) prune(now time.Time) {
 		}
 	}
 	if len(gone) == 0 {
-		return
+		return false
 	}
 	l.deleted = append(l.deleted, gone...)
 	for _, j := range gone {
@@ -285,6 +294,7 @@ func (l *loop) prune(now time.Time) {
 		}
 		l.log.Info("pruned finished jobs", "count", len(gone), "retain", l.s.cfg.Retain)
 	})
+	return more
 }
 
 // cycle runs one scheduling cycle and carries out its actions.

@@ -739,3 +739,50 @@ func TestMetricNamesPassPromlint(t *testing.T) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
+
+// A backlog of finished jobs past their retention (a store opened after
+// a long stop) goes a slice a tick, not in one commit that would hold up
+// every answer waiting on it.
+func TestRetentionBacklogIsPrunedASliceATick(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutQueues(testQueues()); err != nil {
+		t.Fatal(err)
+	}
+	const backlog = 2*pruneSlice + 200
+	var c store.Change
+	for seq := uint64(1); seq <= backlog; seq++ {
+		j := finishedJob(seq) // ended months before the harness's clock
+		c.Jobs = append(c.Jobs, j)
+		c.New = append(c.New, store.NewJob{Job: j})
+	}
+	c.Seq = backlog
+	if err := db.Commit(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, dir)
+	stored := func() int {
+		n := 0
+		if err := h.s.db.List(store.Filter{}, 0, func(*store.Job) bool { n++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var got []int
+	for range 4 {
+		h.clock.Advance(h.s.cfg.Tick)
+		h.sync()
+		h.sync()
+		got = append(got, stored())
+	}
+	want := []int{backlog - pruneSlice, backlog - 2*pruneSlice, 0, 0}
+	if !slices.Equal(got, want) {
+		t.Errorf("jobs stored after each tick: %v, want %v", got, want)
+	}
+}
