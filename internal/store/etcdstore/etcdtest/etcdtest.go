@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -20,9 +21,19 @@ import (
 // commit of a burst of submissions is one transaction.
 const MaxTxnOps = 4096
 
+// Options are how a cluster serves its clients.
+type Options struct {
+	// CertFile and KeyFile (PEM), when set, are the members'
+	// certificate: they speak TLS to clients. ClientCAFile, when set
+	// too, is the CA a client's certificate must be signed by (clients
+	// without one are refused).
+	CertFile, KeyFile, ClientCAFile string
+}
+
 // Cluster is a running cluster.
 type Cluster struct {
 	t       testing.TB
+	opt     Options
 	dir     string
 	names   []string
 	peer    []string
@@ -44,14 +55,21 @@ func freePort(t testing.TB) string {
 }
 
 // Start runs a cluster of n members in dir and waits until it serves.
-func Start(t testing.TB, n int, dir string) *Cluster {
+func Start(t testing.TB, n int, dir string) *Cluster { return StartWith(t, n, dir, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, n int, dir string, opt Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, dir: dir}
+	c := &Cluster{t: t, opt: opt, dir: dir}
+	scheme := "http://"
+	if opt.CertFile != "" {
+		scheme = "https://"
+	}
 	var initial []string
 	for i := range n {
 		c.names = append(c.names, fmt.Sprintf("m%d", i))
 		c.peer = append(c.peer, "http://"+freePort(t))
-		c.client = append(c.client, "http://"+freePort(t))
+		c.client = append(c.client, scheme+freePort(t))
 		initial = append(initial, c.names[i]+"="+c.peer[i])
 	}
 	c.members = make([]*embed.Etcd, n)
@@ -87,6 +105,10 @@ func (c *Cluster) start(i int, initial, state string) {
 	// this is what lets a test's 1 s election lease be 1 s.
 	cfg.TickMs, cfg.ElectionMs = 50, 600
 	cfg.MaxTxnOps = MaxTxnOps
+	if c.opt.CertFile != "" {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.opt.CertFile, KeyFile: c.opt.KeyFile,
+			TrustedCAFile: c.opt.ClientCAFile, ClientCertAuth: c.opt.ClientCAFile != ""}
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		c.t.Fatalf("start etcd member %s: %v", c.names[i], err)
@@ -96,6 +118,16 @@ func (c *Cluster) start(i int, initial, state string) {
 
 // Endpoints are the members' client URLs.
 func (c *Cluster) Endpoints() []string { return append([]string(nil), c.client...) }
+
+// HostPorts are the members' client addresses without their scheme, as
+// `--store etcd://` takes them.
+func (c *Cluster) HostPorts() []string {
+	out := make([]string, len(c.client))
+	for i, u := range c.client {
+		out[i] = u[strings.Index(u, "://")+3:]
+	}
+	return out
+}
 
 // Stop stops member i (its data stays).
 func (c *Cluster) Stop(i int) {
