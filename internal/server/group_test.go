@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/store"
+	"github.com/gpufleet/gpufleet/internal/store/etcdstore"
+	"github.com/gpufleet/gpufleet/internal/store/etcdstore/etcdtest"
+)
+
+// groupServer is one server of a group on a shared etcd store, in this
+// test's process.
+type groupServer struct {
+	s   *Server
+	url string
+	h   *harness
+}
+
+func startGroupServer(t *testing.T, eps []string) *groupServer {
+	t.Helper()
+	st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: eps, Prefix: "/group/", LeaseTTL: time.Second,
+		MaxTxnOps: etcdtest.MaxTxnOps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s, err := Open(Config{DataDir: dir, Store: elected{st}, InitialQueues: testQueues(), HeartbeatTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(s.Handler())
+	s.cfg.Advertise = "http://" + ts.Listener.Addr().String()
+	ts.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; ts.Close(); s.Close() })
+	return &groupServer{s: s, url: ts.URL, h: &harness{t: t, dir: dir, s: s, url: ts.URL}}
+}
+
+// revokeLeader revokes the lease of the election's winner, as etcd does
+// when a leader stops renewing it.
+func revokeLeader(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/group/election/", clientv3.WithFirstCreate()...)
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("the election's winner: %v %v", resp, err)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLeading waits until want leads and the others stand by. (A
+// deposed leader may believe it leads a moment after another won: its
+// writes are fenced meanwhile, and it stands by once it hears its lease
+// is gone.)
+func waitLeading(t *testing.T, want *groupServer, others ...*groupServer) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		settled := want.s.Leading()
+		for _, o := range others {
+			settled = settled && !o.s.Leading()
+		}
+		if settled {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %s does not lead alone after 20 s", want.url)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The lead goes from one server to the other and back: each term rebuilds
+// the core from the store (jobs taken by the other server are there), a
+// request to the server that stands by is forwarded, and the change feed
+// of a server's second term streams what that term commits.
+func TestGroupHandsTheLeadOverAndBack(t *testing.T) {
+	c := etcdtest.Start(t, 1, t.TempDir())
+	a := startGroupServer(t, c.Endpoints())
+	waitLeading(t, a)
+	b := startGroupServer(t, c.Endpoints())
+	waitLeading(t, a, b)
+	token := a.s.AdminToken()
+	if token == "" || b.s.AdminToken() != "" {
+		t.Fatalf("admin tokens %q and %q: want the first leader's only", token, b.s.AdminToken())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	viaB := api.NewClient(b.url, token)
+	j1, _, err := viaB.Submit(ctx, "job.yaml", []byte(benchJob), "k1")
+	if err != nil {
+		t.Fatalf("a submission to the server standing by: %v", err)
+	}
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	revokeLeader(t, cli)
+	waitLeading(t, b, a)
+	both := api.NewClient(a.url+","+b.url, token)
+	j2, _, err := both.Submit(ctx, "job.yaml", []byte(strings.Replace(benchJob, "name: bench", "name: two", 1)), "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	revokeLeader(t, cli)
+	waitLeading(t, a, b)
+	for _, id := range []string{j1.ID, j2.ID} {
+		j, err := both.Job(ctx, id)
+		if err != nil || j.State != store.Pending {
+			t.Errorf("job %s in a's second term: %+v %v, want pending", id, j, err)
+		}
+	}
+	// The key k1 is remembered across terms: the same request is the same
+	// job.
+	again, _, err := both.Submit(ctx, "job.yaml", []byte(benchJob), "k1")
+	if err != nil || again.ID != j1.ID {
+		t.Errorf("k1 replayed in a's second term: %s %v, want %s", again.ID, err, j1.ID)
+	}
+	events := a.h.stream(token, "/v1/events", "")
+	j3, _, err := both.Submit(ctx, "job.yaml", []byte(strings.Replace(benchJob, "name: bench", "name: three", 1)), "k3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := both.Cancel(ctx, j3.ID); err != nil {
+		t.Fatal(err)
+	}
+	events.next(api.StreamJob, isJob(j3.ID, store.Cancelled))
+}
