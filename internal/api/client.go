@@ -52,16 +52,6 @@ func Bases(list string) []string {
 	return out
 }
 
-// current is the server of the list that answered last (any server of a
-// group serves a stream: one that stands by forwards it to the leader).
-func (c *Client) current() string {
-	bases := Bases(c.Base)
-	if len(bases) == 0 {
-		return c.Base
-	}
-	return bases[int(c.cur.Load())%len(bases)]
-}
-
 // Retryable reports whether a request that failed with err may be sent to
 // another server of a group: it never reached one (no connection), or
 // sending it twice does no harm (idempotent says so: a GET, or a request
@@ -506,32 +496,11 @@ func (c *Client) Export(ctx context.Context, from, to time.Time, w io.Writer) er
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.current()+path, nil)
-	if err != nil {
-		return err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	hc := http.Client{}
-	if c.HTTP != nil {
-		hc = *c.HTTP
-	}
-	hc.Timeout = 0
-	resp, err := hc.Do(req)
+	resp, err := c.streamGet(ctx, path)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return eb.Error
-		}
-		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))}
-	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
@@ -542,31 +511,63 @@ func (c *Client) Export(ctx context.Context, from, to time.Time, w io.Writer) er
 // store; an etcd store is backed up with etcd's snapshots) to w and
 // returns its size.
 func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.current()+"/v1/backup", nil)
-	if err != nil {
-		return 0, err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	// The copy may take long: only ctx bounds it.
-	hc := &http.Client{Transport: http.DefaultTransport}
-	if c.HTTP != nil && c.HTTP.Transport != nil {
-		hc.Transport = c.HTTP.Transport
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.streamGet(ctx, "/v1/backup")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	return io.Copy(w, resp.Body)
+}
+
+// streamGet sends a GET whose answer may stream for long (only ctx bounds
+// it) and returns the response of a 2xx status. Of a group it tries each
+// server once, from the one that answered last, while they cannot be
+// reached or answer 503 (an election under way, or a leader not known).
+func (c *Client) streamGet(ctx context.Context, path string) (*http.Response, error) {
+	bases := Bases(c.Base)
+	if len(bases) == 0 {
+		bases = []string{c.Base}
+	}
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0
+	first := int(c.cur.Load()) % len(bases)
+	var lastErr error
+	for k := range bases {
+		i := (first + k) % len(bases)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, bases[i]+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if !Retryable(err, true) || ctx.Err() != nil {
+				return nil, err
+			}
+			lastErr = err
+			continue
+		}
+		if resp.StatusCode < 300 {
+			c.cur.Store(int32(i))
+			return resp, nil
+		}
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
 			eb.Error.Status = resp.StatusCode
-			return 0, eb.Error
+			lastErr = eb.Error
+		} else {
+			lastErr = &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))}
 		}
-		return 0, fmt.Errorf("GET /v1/backup: %s", resp.Status)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return nil, lastErr
+		}
 	}
-	return io.Copy(w, resp.Body)
+	return nil, lastErr
 }

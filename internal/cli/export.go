@@ -77,7 +77,7 @@ An admin token is needed: the history names every tenant's jobs.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&f.server, "server", "", "server `URL` (default $GPUFLEET_SERVER, the config file, or "+DefaultServer+")")
+	c.Flags().StringVar(&f.server, "server", "", "server `URL`, or several servers of a group separated by commas (default $GPUFLEET_SERVER, the config file, or "+DefaultServer+")")
 	c.Flags().StringVar(&f.token, "token", "", "admin bearer `TOKEN` (default $GPUFLEET_TOKEN or the config file)")
 	c.Flags().StringVar(&from, "from", "", "start of the window, `DATE` (default the beginning of the record)")
 	c.Flags().StringVar(&to, "to", "", "end of the window, `DATE` (default now)")
