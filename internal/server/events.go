@@ -455,6 +455,15 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, p principa
 		writeErr(w, err)
 		return
 	}
+	// The stream follows this term's loop: when the term ends (the lead
+	// is lost) so does the stream, and the client reconnects to the
+	// group's leader (its event ids are this server's: it is told to
+	// reload).
+	t := s.term.Load()
+	if t == nil {
+		writeErr(w, api.Unavailable("this server no longer leads; try again"))
+		return
+	}
 	st, err := s.openSSE(w)
 	if err != nil {
 		return
@@ -476,6 +485,8 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, p principa
 		case <-r.Context().Done():
 			return
 		case <-s.done:
+			return
+		case <-t.done:
 			return
 		case ev := <-sub.ch:
 			if s.feed.takeLost(sub) {

@@ -85,7 +85,8 @@ func waitLeading(t *testing.T, want *groupServer, others ...*groupServer) {
 // The lead goes from one server to the other and back: each term rebuilds
 // the core from the store (jobs taken by the other server are there), a
 // request to the server that stands by is forwarded, and the change feed
-// of a server's second term streams what that term commits.
+// of a server's second term streams what that term commits, until that
+// term ends.
 func TestGroupHandsTheLeadOverAndBack(t *testing.T) {
 	c := etcdtest.Start(t, 1, t.TempDir())
 	a := startGroupServer(t, c.Endpoints())
@@ -140,4 +141,17 @@ func TestGroupHandsTheLeadOverAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	events.next(api.StreamJob, isJob(j3.ID, store.Cancelled))
+
+	// When a's term ends its stream does, so that the client goes to the
+	// new leader.
+	revokeLeader(t, cli)
+	waitLeading(t, b, a)
+	timeout := time.After(20 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-events.events:
+		case <-timeout:
+			t.Fatal("a's event stream still open 20 s after a lost the lead")
+		}
+	}
 }
