@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
@@ -62,6 +63,9 @@ func DecodeJobAs(name string, data []byte, format string) (JobSpec, *Error) {
 	}
 	if len(js.Run.Command) == 0 || js.Run.Command[0] == "" {
 		return JobSpec{}, Invalid("command", "%s: command: missing: the live plane runs it for every replica", name)
+	}
+	if js.Job.Kind == sched.Service && js.Service == nil {
+		return JobSpec{}, Invalid("service", "%s: service: missing: the live plane runs a kind: service job as an autoscaled service and needs its service: section (replica, maxReplicas, target; see docs/SERVICES.md)", name)
 	}
 	for k := range js.Run.Env {
 		if strings.ContainsAny(k, "=\x00") {

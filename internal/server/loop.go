@@ -32,6 +32,8 @@ type loop struct {
 	// lc is the live job lifecycle: every job that is not finished, and
 	// finished jobs whose processes are still being stopped.
 	lc *lifecycle.Machine
+	// svc is the live services' autoscalers and gateway routes.
+	svc serviceLoop
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -99,6 +101,7 @@ func (l *loop) drain() {
 func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
+	l.autoscale(now)
 	l.updateGauges()
 	if l.s.cfg.Retain > 0 && now.Sub(l.lastPrune) >= pruneEvery {
 		l.lastPrune = now
@@ -242,6 +245,7 @@ func restore(s *Server) (*loop, error) {
 		s.log.Warn("restore: pending job refused", "job", r.job.ID, "err", r.err)
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
+	l.restoreServices(now)
 	if err := l.commit(); err != nil {
 		return nil, err
 	}

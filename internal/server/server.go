@@ -71,6 +71,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// NoGroupCommit commits every submission on its own (benchmarks).
 	NoGroupCommit bool
+	// ReplicaStartTimeout is how long a service replica may take to become
+	// ready when its spec names no start timeout (default 30m; see
+	// DefaultReplicaStartTimeout).
+	ReplicaStartTimeout time.Duration
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests inject their own.
@@ -108,6 +112,9 @@ func (c *Config) defaults() {
 	if c.BatchDelay <= 0 {
 		c.BatchDelay = 2 * time.Millisecond
 	}
+	if c.ReplicaStartTimeout <= 0 {
+		c.ReplicaStartTimeout = DefaultReplicaStartTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -125,6 +132,8 @@ type Server struct {
 	queues  atomic.Pointer[queueIndex]
 	metrics *metrics
 	reg     *prometheus.Registry
+	// gw is the services' request gateway.
+	gw *gateway
 	loop    *loop
 	// adminToken is set when Open created the first admin token.
 	adminToken string
@@ -145,6 +154,7 @@ func Open(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, db: db, log: cfg.Logger, inbox: make(chan op, 4096), done: make(chan struct{})}
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
+	s.gw = newGateway(s, newServiceMetrics(s.reg))
 	if err := s.bootstrap(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
