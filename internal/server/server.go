@@ -133,8 +133,8 @@ type Server struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	// gw is the services' request gateway.
-	gw *gateway
-	loop    *loop
+	gw   *gateway
+	loop *loop
 	// adminToken is set when Open created the first admin token.
 	adminToken string
 	started    atomic.Bool
