@@ -30,6 +30,8 @@ type serverFlags struct {
 	headerTimeout, bodyTimeout       time.Duration
 	writeTimeout, idleTimeout        time.Duration
 	debug                            bool
+	gatewayListen                    string
+	startTimeout                     time.Duration
 }
 
 func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
@@ -47,6 +49,8 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.writeTimeout, "write-timeout", 30*time.Second, "an answer must be written within this time")
 	c.Flags().DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a kept-alive connection idle this long is closed")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
+	c.Flags().StringVar(&f.gatewayListen, "gateway-listen", "", "also serve the services' gateway (/serve/...) alone on `ADDR`, without the API's timeouts; it is on the API's listener in any case")
+	c.Flags().DurationVar(&f.startTimeout, "replica-start-timeout", server.DefaultReplicaStartTimeout, "how long a service replica may take to become ready when its spec names no startTimeout")
 	return f
 }
 
@@ -60,7 +64,8 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
 		Retain:            f.retain,
 		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		Sched:  sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
+		Sched:               sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
+		ReplicaStartTimeout: f.startTimeout,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
@@ -151,6 +156,9 @@ state from the store: every acknowledged job is still there.`,
 			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n%s", url, sf.data, tokenNote)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			if err := sf.serveGateway(ctx, s, out); err != nil {
+				return errors.Join(err, ln.Close())
+			}
 			return s.Serve(ctx, ln)
 		},
 	}
@@ -167,4 +175,19 @@ func preemptAfterSec(d time.Duration) int64 {
 		return -1
 	}
 	return max(int64(d/time.Second), 1)
+}
+
+// serveGateway serves the gateway on its own listener when --gateway-listen
+// asks, until ctx ends.
+func (f *serverFlags) serveGateway(ctx context.Context, s *server.Server, out io.Writer) error {
+	if f.gatewayListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", f.gatewayListen)
+	if err != nil {
+		return fmt.Errorf("--gateway-listen %s: %w", f.gatewayListen, err)
+	}
+	fmt.Fprintf(out, "services' gateway also listening on http://%s%s\n", ln.Addr(), "/serve/")
+	go func() { _ = s.ServeGateway(ctx, ln) }()
+	return nil
 }

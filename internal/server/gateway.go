@@ -483,3 +483,32 @@ func (w *timedWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController (the proxy's flushes) reach the
 // connection.
 func (w *timedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// GatewayHandler is the services' gateway alone: what --gateway-listen
+// serves, without the API's deadlines.
+func (s *Server) GatewayHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(api.ServePrefix+"{tenant}/{service}/{rest...}", s.gw)
+	mux.Handle(api.ServePrefix+"{tenant}/{service}", s.gw)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, api.NotFound("this listener serves only the services' gateway, %sTENANT/SERVICE/...", api.ServePrefix))
+	})
+	return mux
+}
+
+// ServeGateway serves the gateway on ln until ctx ends; Serve must run
+// too (the loop is what keeps the routes).
+func (s *Server) ServeGateway(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.GatewayHandler(), ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.IdleTimeout}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	err := hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
