@@ -20,7 +20,7 @@ func newDescribeCmd() *cobra.Command {
 		Short: "Show a job in detail, with the scheduler's pending reason and earliest start, or a service with its replicas and scaling",
 		Example: `  gpufleet describe job train-17
   gpufleet describe service chat`,
-		Args:    cobra.ExactArgs(2),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] != "job" && args[0] != "service" {
 				return fmt.Errorf("describe %q: want job ID or service NAME", args[0])

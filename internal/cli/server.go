@@ -66,7 +66,7 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		Sched:               sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
 		ReplicaStartTimeout: f.startTimeout,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger:              slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
 
