@@ -153,6 +153,11 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
+	// The replica may answer before the proxy has read the request's
+	// body to its end; without full duplex the server would close the
+	// body under the proxy when the answer's header goes out, and the
+	// proxy would drop the replica's connection mid-answer.
+	_ = rc.EnableFullDuplex()
 	tenant, name := r.PathValue("tenant"), r.PathValue("service")
 	svc, e := g.authorize(r, tenant, name)
 	if e != nil {
@@ -183,23 +188,32 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tw := &timedWriter{ResponseWriter: w, start: start}
 	w.Header().Set(api.HeaderReplica, strconv.Itoa(b.unit))
-	ctx := context.WithValue(r.Context(), routeKey{}, &routed{b: b, rest: rest, raw: raw})
-	g.proxy.ServeHTTP(tw, r.WithContext(ctx))
-	tokens, reported := int64(0), false
-	if v := tw.Header().Get(api.HeaderPromptTokens); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			tokens, reported = n, true
+	// The proxy panics (http.ErrAbortHandler) when an answer breaks off
+	// mid-stream: the request is counted out all the same.
+	defer func() {
+		tokens, reported := int64(0), false
+		if v := tw.Header().Get(api.HeaderPromptTokens); v != "" {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+				tokens, reported = n, true
+			}
 		}
-	}
-	svc.release(b, tokens, reported)
-	status := tw.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	g.metrics.requests.WithLabelValues(tenant, name, strconv.Itoa(status)).Inc()
-	if !tw.first.IsZero() {
-		g.metrics.ttfb.WithLabelValues(tenant, name).Observe(tw.first.Sub(start).Seconds())
-	}
+		svc.release(b, tokens, reported)
+		status := tw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if tw.broken {
+			status = http.StatusBadGateway
+		}
+		g.metrics.requests.WithLabelValues(tenant, name, strconv.Itoa(status)).Inc()
+		if !tw.first.IsZero() {
+			g.metrics.ttfb.WithLabelValues(tenant, name).Observe(tw.first.Sub(start).Seconds())
+		}
+	}()
+	ctx := context.WithValue(r.Context(), routeKey{}, &routed{b: b, rest: rest, raw: raw})
+	tw.broken = true
+	g.proxy.ServeHTTP(tw, r.WithContext(ctx))
+	tw.broken = false
 }
 
 // authorize finds the service a request is for and checks its credentials:
@@ -464,6 +478,9 @@ type timedWriter struct {
 	start  time.Time
 	first  time.Time
 	status int
+	// broken is set while the proxy runs: an answer cut off mid-stream
+	// leaves it set.
+	broken bool
 }
 
 func (w *timedWriter) WriteHeader(code int) {

@@ -335,3 +335,60 @@ func TestServiceScaleDownDrainsBeforeStopping(t *testing.T) {
 		}
 	}
 }
+
+// A replica that answers before it has read the request's body (a server
+// that streams from the first byte) still gets the whole body and its
+// answer comes through whole: the gateway's connection is full duplex.
+func TestServiceAnswerBeforeTheBodyIsRead(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.localNode("n1")
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: start\n\n")
+		w.(http.Flusher).Flush()
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "data: read %d %v\n\n", n, err)
+	}))
+	t.Cleanup(be.Close)
+	u, _ := url.Parse(be.URL)
+	_, p, _ := net.SplitHostPort(u.Host)
+	port, _ := strconv.Atoi(p)
+	h.submit(acme, strings.Replace(fmt.Sprintf(svcDoc, "chat", 10, "30s"), "minReplicas: 0", "minReplicas: 1", 1))
+	h.sync()
+	h.bringUp("n1", true, map[int]int{0: port})
+	// The client sends the rest of its body only once the answer has
+	// begun: a gateway that is not full duplex would wait for the body's
+	// end before passing the answer's header on.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", h.url+"/serve/acme/chat/x", pr)
+	req.Header.Set("Authorization", "Bearer "+acme.Token)
+	go pw.Write([]byte(strings.Repeat("x", 1000)))
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		got <- result{resp, err}
+	}()
+	var res result
+	select {
+	case res = <-got:
+	case <-time.After(10 * time.Second):
+		pw.Close()
+		t.Fatal("the answer's header did not come before the request's body ended")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	pw.Write([]byte(strings.Repeat("y", 1000)))
+	pw.Close()
+	data, err := io.ReadAll(res.resp.Body)
+	res.resp.Body.Close()
+	if err != nil || string(data) != "data: start\n\ndata: read 2000 <nil>\n\n" {
+		t.Fatalf("answer %q %v", data, err)
+	}
+}
