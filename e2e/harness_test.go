@@ -71,8 +71,8 @@ type plane struct {
 	serverArgs []string
 	// ports holds each agent's range of service replica ports: agents
 	// that share this machine must not hand out the same port.
-	ports map[string]string
-	client     *api.Client
+	ports  map[string]string
+	client *api.Client
 }
 
 func newPlane(t *testing.T) *plane {
