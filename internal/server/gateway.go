@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -54,6 +56,11 @@ type gwService struct {
 	id, tenant, name string
 	// poked is set while an activation request to the loop is on its way.
 	poked atomic.Bool
+	// The service's metric series, looked up once (a label lookup costs
+	// more than the rest of the accounting of a request).
+	once            sync.Once
+	ttfb, queueWait prometheus.Observer
+	codes           sync.Map // int -> prometheus.Counter
 
 	mu          sync.Mutex
 	ended       bool
@@ -166,14 +173,15 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b, e, retry := svc.acquire(r.Context(), g, start)
 	if e != nil {
-		g.metrics.requests.WithLabelValues(tenant, name, strconv.Itoa(e.Status)).Inc()
+		svc.counted(g, e.Status).Inc()
 		if retry > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(retry.Seconds())), 1)))
 		}
 		writeErr(w, e)
 		return
 	}
-	g.metrics.queueWait.WithLabelValues(tenant, name).Observe(time.Since(start).Seconds())
+	svc.observers(g)
+	svc.queueWait.Observe(time.Since(start).Seconds())
 	prefix := api.ServePrefix + tenant + "/" + name
 	rest := strings.TrimPrefix(r.URL.Path, prefix)
 	raw := ""
@@ -205,15 +213,32 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if tw.broken {
 			status = http.StatusBadGateway
 		}
-		g.metrics.requests.WithLabelValues(tenant, name, strconv.Itoa(status)).Inc()
+		svc.counted(g, status).Inc()
 		if !tw.first.IsZero() {
-			g.metrics.ttfb.WithLabelValues(tenant, name).Observe(tw.first.Sub(start).Seconds())
+			svc.ttfb.Observe(tw.first.Sub(start).Seconds())
 		}
 	}()
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{b: b, rest: rest, raw: raw})
 	tw.broken = true
 	g.proxy.ServeHTTP(tw, r.WithContext(ctx))
 	tw.broken = false
+}
+
+func (s *gwService) observers(g *gateway) {
+	s.once.Do(func() {
+		s.ttfb = g.metrics.ttfb.WithLabelValues(s.tenant, s.name)
+		s.queueWait = g.metrics.queueWait.WithLabelValues(s.tenant, s.name)
+	})
+}
+
+// counted is the request counter of an answer's status.
+func (s *gwService) counted(g *gateway, code int) prometheus.Counter {
+	if c, ok := s.codes.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c := g.metrics.requests.WithLabelValues(s.tenant, s.name, strconv.Itoa(code))
+	s.codes.Store(code, c)
+	return c
 }
 
 // authorize finds the service a request is for and checks its credentials:
