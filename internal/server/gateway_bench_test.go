@@ -195,4 +195,3 @@ func benchRequests(b *testing.B, clients int, target, token string) {
 	b.ReportMetric(pct(0.5), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
 }
-
