@@ -104,7 +104,7 @@ func hasEvent(s api.Service, kind string) bool {
 func TestServiceFirstRequestAtZeroIsHeldThenServed(t *testing.T) {
 	p := newPlane(t)
 	p.startAgent("n1")
-	p.submit(serviceDoc("chat", "--start-delay, 1s", `  minReplicas: 0
+	svc := p.submit(serviceDoc("chat", "--start-delay, 1s", `  minReplicas: 0
   maxReplicas: 2
   target:
     inFlight: 4
@@ -121,6 +121,8 @@ func TestServiceFirstRequestAtZeroIsHeldThenServed(t *testing.T) {
 	if s.Ready != 1 || len(s.ColdStarts) != 1 || s.ColdStarts[0] < 1 {
 		t.Errorf("after the first request: %d ready, cold starts %v (want one of at least the 1 s start delay)", s.Ready, s.ColdStarts)
 	}
+	// The replica's log is service replica 0's.
+	p.waitLog(svc.ID, 0, 0, `demo replica chat/0 listening on \S+:3[0-9]{4}; ready at`)
 }
 
 // A bounded burst scales the service up; a scale-down while requests keep

@@ -580,8 +580,14 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 		// The newest replica of the rank (a gang that shrank and grew back
 		// has had several), of the attempt asked for when one is.
 		idx := -1
+		// A service's replicas each have a rank 0: its rank parameter
+		// names the service replica (the leader's log).
+		isRank := func(rp store.Replica) bool { return rp.Rank == rank }
+		if j.Service != nil {
+			isRank = func(rp store.Replica) bool { return rp.Unit == rank && rp.Rank == 0 }
+		}
 		for i, rp := range j.Replicas {
-			if rp.Rank == rank && (!explicit || rp.Attempt == attempt) {
+			if isRank(rp) && (!explicit || rp.Attempt == attempt) {
 				idx = i
 			}
 		}
@@ -589,7 +595,7 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 			// An earlier attempt's replica of the rank: the same gang and
 			// index as the rank's replica now.
 			for i, rp := range j.Replicas {
-				if rp.Rank == rank {
+				if isRank(rp) {
 					idx = i
 				}
 			}
