@@ -247,9 +247,9 @@ func writeExamples(dir string) ([]string, error) {
 type upSummary struct {
 	url, data, admin, cfgNote, gpufleet string
 	// service is the demo service's endpoint path, when it is deployed.
-	service string
-	nodes                               []fleet.Node
-	examples                            []string
+	service  string
+	nodes    []fleet.Node
+	examples []string
 }
 
 func printUp(w io.Writer, u upSummary) {
