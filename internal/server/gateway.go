@@ -87,7 +87,6 @@ type gwService struct {
 type backend struct {
 	unit, attempt int
 	target        *url.URL
-	label         string
 	inFlight      int
 	routed        bool
 }
