@@ -382,7 +382,11 @@ func restoreBinds(j *store.Job, u int) []sched.Bind {
 		}
 		b := sched.Bind{Job: sched.JobID(un.Core), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli,
 			Attempt: un.Attempt, Since: since}
-		if j.Run.Independent() {
+		switch {
+		case j.Service != nil:
+			// A service replica's members are its unit's one gang, by rank.
+			b.Gang, b.Replica = 0, r.Rank
+		case j.Run.Independent():
 			b.Gang, b.Replica = 0, 0
 		}
 		out = append(out, b)

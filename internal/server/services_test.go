@@ -392,3 +392,45 @@ func TestServiceAnswerBeforeTheBodyIsRead(t *testing.T) {
 		t.Fatalf("answer %q %v", data, err)
 	}
 }
+
+// A restarted server takes its services back: their replicas keep their
+// bindings, the gateway routes to the ready ones again once their agent
+// reports them, the API keys still work, and the name stays taken.
+func TestServiceSurvivesARestart(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.localNode("n1")
+	be := [2]*backendServer{newBackend(t, "r0"), newBackend(t, "r1")}
+	doc := strings.Replace(fmt.Sprintf(svcDoc, "chat", 10, "30s"), "minReplicas: 0", "minReplicas: 2", 1)
+	svc := h.submit(acme, doc)
+	h.sync()
+	reps := h.bringUp("n1", true, map[int]int{0: be[0].port(t), 1: be[1].port(t)})
+	if len(reps) != 2 {
+		t.Fatalf("%d replicas started, want 2", len(reps))
+	}
+	key, err := acme.CreateServiceKey(h.ctx(), "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.service(acme, svc.ID)
+	h.stop()
+
+	h2 := start(t, h.dir)
+	h2.admin.Token = h.admin.Token
+	acme2 := h2.newClient(acme.Token)
+	after := h2.service(acme2, svc.ID)
+	if after.Desired != 2 || len(after.Replicas) != 2 || after.Replicas[0].Attempt != before.Replicas[0].Attempt || len(after.ColdStarts) != 2 {
+		t.Errorf("after the restart: %+v\nbefore: %+v", after, before)
+	}
+	// Ready again once the agent reports; nothing new is started.
+	resp := h2.beat("n1", reps...)
+	if len(resp.Run) != 2 || len(resp.Stop) != 0 {
+		t.Errorf("heartbeat after restart: run %d, stop %d", len(resp.Run), len(resp.Stop))
+	}
+	if code, _, body := h2.call(key.Key, "/serve/acme/chat/x"); code != 200 || !strings.HasPrefix(body, "r") {
+		t.Errorf("through the gateway after the restart: %d %q", code, body)
+	}
+	if _, _, err := acme2.Submit(h2.ctx(), "again.yaml", []byte(doc), ""); apiStatus(err) != http.StatusConflict {
+		t.Errorf("a second service named chat: %v, want 409", err)
+	}
+}
