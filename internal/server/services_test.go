@@ -434,3 +434,50 @@ func TestServiceSurvivesARestart(t *testing.T) {
 		t.Errorf("a second service named chat: %v, want 409", err)
 	}
 }
+
+// A service with a tokens target is scaled on the prompt tokens its
+// replicas report; one whose replicas report none is scaled on requests
+// in flight instead, once it has seen enough answers to know.
+func TestServiceTokensOrInFlight(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.localNode("n1")
+	reporting := newBackend(t, "r0") // /stream sets Gpufleet-Prompt-Tokens
+	silent := newBackend(t, "r0")    // / does not
+	doc := strings.Replace(fmt.Sprintf(svcDoc, "%s", 10, "30s"), "minReplicas: 0", "minReplicas: 1", 1)
+	doc = strings.Replace(doc, "    inFlight: 2\n", "    inFlight: 2\n    tokensPerSecond: 1000\n", 1)
+	h.submit(acme, fmt.Sprintf(doc, "tok"))
+	h.submit(acme, fmt.Sprintf(doc, "plain"))
+	h.sync()
+	resp := h.beat("n1")
+	var reps []api.ReplicaStatus
+	for _, a := range resp.Run {
+		st := running(a.ReplicaKey)
+		st.Ready, st.Port = true, reporting.port(t)
+		if strings.HasPrefix(a.Job, "plain") {
+			st.Port = silent.port(t)
+		}
+		reps = append(reps, st)
+	}
+	h.beat("n1", reps...)
+	go func() {
+		for range 3 {
+			reporting.release <- struct{}{}
+		}
+	}()
+	if code, _, _ := h.call(acme.Token, "/serve/acme/tok/stream"); code != 200 {
+		t.Fatalf("stream: %d", code)
+	}
+	for range untokenedAnswers {
+		if code, _, _ := h.call(acme.Token, "/serve/acme/plain/x"); code != 200 {
+			t.Fatalf("plain: %d", code)
+		}
+	}
+	h.tick()
+	if s := h.service(acme, "tok"); !s.Tokens {
+		t.Errorf("a service whose replicas report tokens is not scaled on them")
+	}
+	if s := h.service(acme, "plain"); s.Tokens {
+		t.Errorf("a service whose replicas report no tokens is still scaled on them")
+	}
+}
