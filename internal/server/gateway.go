@@ -305,11 +305,11 @@ func (s *gwService) acquire(ctx context.Context, g *gateway, start time.Time) (*
 			return b, nil, 0
 		}
 	}
-	if s.queue.Len() >= s.queueLimit {
+	if limit := s.queueLimit; s.queue.Len() >= limit {
 		retry := s.retryAfter
 		s.mu.Unlock()
 		g.metrics.rejected.WithLabelValues(s.tenant, s.name, "queue-full").Inc()
-		return nil, api.Unavailable("service %s/%s already holds %d requests (its queue limit); retry later", s.tenant, s.name, s.queueLimit), retry
+		return nil, api.Unavailable("service %s/%s already holds %d requests (its queue limit); retry later", s.tenant, s.name, limit), retry
 	}
 	s.account(start)
 	wt := &waiter{got: make(chan *backend, 1)}
