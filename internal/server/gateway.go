@@ -388,7 +388,7 @@ func (s *gwService) release(b *backend, tokens int64, reported bool) {
 		s.tokenAnswers++
 		s.meanPrompt += (float64(tokens) - s.meanPrompt) / float64(min(s.tokenAnswers, 100)+1)
 	}
-	if !b.routed && b.inFlight == 0 {
+	if !b.routed && b.inFlight == 0 && s.backends[b.unit] == b {
 		delete(s.backends, b.unit)
 	}
 	s.dispatch(now)
