@@ -273,6 +273,10 @@ func TestServiceStreamsAnswersUnbuffered(t *testing.T) {
 		rd.ReadString('\n')
 		be.release <- struct{}{}
 	}
+	// The answer ends once the gateway has counted the request out.
+	if rest, err := io.ReadAll(rd); err != nil || len(rest) != 0 {
+		t.Errorf("after the last event: %q %v", rest, err)
+	}
 	if s := h.service(acme, "chat"); s.InFlight != 0 {
 		t.Errorf("in flight after the stream: %d", s.InFlight)
 	}
