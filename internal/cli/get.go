@@ -60,6 +60,16 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 						for _, g := range j.Gangs {
 							n += g.Replicas
 						}
+						if j.Kind == "service" {
+							// A service's gang is one replica's; count its
+							// replicas' processes that are not over.
+							n = 0
+							for _, r := range j.Replicas {
+								if r.State == "starting" || r.State == "running" {
+									n++
+								}
+							}
+						}
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, jobState(j), n, j.Attempt, age(j.Submitted, now), dash(humanTimes(jobReason(j), now)))
 					}
 				})
