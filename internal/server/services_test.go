@@ -485,3 +485,30 @@ func TestServiceTokensOrInFlight(t *testing.T) {
 		t.Errorf("a service whose replicas report no tokens is still scaled on them")
 	}
 }
+
+// The gateway alone (what --gateway-listen serves) routes services'
+// requests and nothing of the API.
+func TestGatewayHandlerAlone(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	h.localNode("n1")
+	be := newBackend(t, "r0")
+	h.submit(acme, strings.Replace(fmt.Sprintf(svcDoc, "chat", 10, "30s"), "minReplicas: 0", "minReplicas: 1", 1))
+	h.sync()
+	h.bringUp("n1", true, map[int]int{0: be.port(t)})
+	gw := httptest.NewServer(h.s.GatewayHandler())
+	t.Cleanup(gw.Close)
+	for path, want := range map[string]int{"/serve/acme/chat/v1/models": 200, "/v1/jobs": 404, "/metrics": 404} {
+		req, _ := http.NewRequest("GET", gw.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+acme.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d %s, want %d", path, resp.StatusCode, body, want)
+		}
+	}
+}
