@@ -18,16 +18,16 @@ func newValidateCmd() *cobra.Command {
 	var fleetFile, queuesFile string
 	c := &cobra.Command{
 		Use:   "validate FILE...",
-		Short: "Check fleet, queue and job files",
+		Short: "Check fleet, queue, job and catalog files",
 		Long: `Validate reads each file, tells from its kind field or its keys whether
-it declares a fleet, a queue tree or jobs, and prints "ok" or every problem
+it declares a fleet, a queue tree, jobs or a capacity plan's catalog, and prints "ok" or every problem
 with its file:line:column and field path. The exit status is 1 when any file
 has a problem.
 
 Jobs are checked against a fleet's catalog and topology levels and against a
 queue tree: those of --fleet and --queues, else the first fleet and queues
 files among FILE, else the default catalog and levels and no queue check.
-Queue files are checked against the same fleet's catalog.`,
+Queue and catalog files are checked against the same fleet's catalog.`,
 		Example: `  gpufleet validate examples/*.yaml
   gpufleet validate --fleet fleet.yaml --queues queues.yaml jobs/*.yaml`,
 		Args: cobra.MinimumNArgs(1),
@@ -125,6 +125,13 @@ func validateFiles(stdout, stderr io.Writer, fleetFile, queuesFile string, args 
 		case spec.KindJob:
 			jobs, err := spec.ParseJobs(sf.name, sf.data, opts...)
 			report(sf.name, err, fmt.Sprintf("%d job%s", len(jobs), plural(len(jobs))))
+		case spec.KindCatalog:
+			c, err := spec.ParseCatalog(sf.name, sf.data, fleetOpts...)
+			ok := ""
+			if err == nil {
+				ok = fmt.Sprintf("catalog: %d models, %d sites, %d commitments", len(c.Models), len(c.Sites), len(c.Commitments))
+			}
+			report(sf.name, err, ok)
 		}
 	}
 	if failed > 0 {

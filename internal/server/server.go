@@ -69,6 +69,10 @@ type Config struct {
 	// IdleTimeout closes a kept-alive connection that brings no request
 	// for this long (default 30s; agents send one every heartbeat).
 	IdleTimeout time.Duration
+	// HistoryInterval is how often the fleet and the queues are sampled
+	// for GET /v1/history and the dashboard's charts (default 15s; the
+	// latest 960 samples, four hours at the default, are kept).
+	HistoryInterval time.Duration
 	// NoGroupCommit commits every submission on its own (benchmarks).
 	NoGroupCommit bool
 	// ReplicaStartTimeout is how long a service replica may take to become
@@ -109,6 +113,9 @@ func (c *Config) defaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Second
 	}
+	if c.HistoryInterval <= 0 {
+		c.HistoryInterval = 15 * time.Second
+	}
 	if c.BatchDelay <= 0 {
 		c.BatchDelay = 2 * time.Millisecond
 	}
@@ -135,6 +142,8 @@ type Server struct {
 	// gw is the services' request gateway.
 	gw   *gateway
 	loop *loop
+	// feed streams what the loop commits (GET /v1/events).
+	feed *feed
 	// adminToken is set when Open created the first admin token.
 	adminToken string
 	started    atomic.Bool
@@ -161,6 +170,8 @@ func Open(cfg Config) (*Server, error) {
 	if s.loop, err = restore(s); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	s.feed = newFeed(s)
+	s.loop.afterCommit(s.feed.hook(s.loop))
 	return s, nil
 }
 

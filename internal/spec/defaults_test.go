@@ -111,8 +111,8 @@ func TestDetect(t *testing.T) {
 		"job by kind":      {src: "kind: fine-tuning\n", want: KindJob},
 		"job by keys":      {src: "name: j\ngangs: []\n", want: KindJob},
 		"job documents":    {src: "# jobs\n---\nname: j\nkind: batch\n---\nname: k\n", want: KindJob},
-		"unknown kind":     {src: "kind: cluster\n", err: `x.yaml:1:7: kind: "cluster": want fleet, queues or a job kind (training, fine-tuning, batch, service)`},
-		"nothing to go by": {src: "name: x\n", err: `x.yaml:1:1: cannot tell what this file declares: give kind: fleet, kind: queues or a job kind, or the keys nodes, tenants or gangs`},
+		"unknown kind":     {src: "kind: cluster\n", err: `x.yaml:1:7: kind: "cluster": want fleet, queues, catalog or a job kind (training, fine-tuning, batch, service)`},
+		"nothing to go by": {src: "name: x\n", err: `x.yaml:1:1: cannot tell what this file declares: give kind: fleet, kind: queues, kind: catalog or a job kind, or the keys nodes, tenants, gangs or models`},
 		"empty":            {src: "", err: `x.yaml: is empty`},
 		"list":             {src: "- a\n", err: `x.yaml:1:1: want a mapping, got a list`},
 	}

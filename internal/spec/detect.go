@@ -14,6 +14,8 @@ const (
 	KindFleet  Kind = "fleet"
 	KindQueues Kind = "queues"
 	KindJob    Kind = "job"
+	// KindCatalog is a capacity plan's catalog of what can be bought.
+	KindCatalog Kind = "catalog"
 )
 
 // Detect tells what a file declares from its first document: a top-level
@@ -47,11 +49,13 @@ func Detect(name string, data []byte) (Kind, error) {
 				return KindFleet, nil
 			case string(KindQueues):
 				return KindQueues, nil
+			case string(KindCatalog):
+				return KindCatalog, nil
 			}
 			if _, err := sched.ParseKind(s); err == nil {
 				return KindJob, nil
 			}
-			k.errorf("%q: want fleet, queues or a job kind (%s)", s, joinKinds())
+			k.errorf("%q: want fleet, queues, catalog or a job kind (%s)", s, joinKinds())
 			return "", d.err()
 		}
 	}
@@ -59,6 +63,7 @@ func Detect(name string, data []byte) (Kind, error) {
 	_, gen := keys["generate"]
 	_, tenants := keys["tenants"]
 	_, gangs := keys["gangs"]
+	_, models := keys["models"]
 	switch {
 	case nodes || gen:
 		return KindFleet, nil
@@ -66,8 +71,10 @@ func Detect(name string, data []byte) (Kind, error) {
 		return KindQueues, nil
 	case gangs:
 		return KindJob, nil
+	case models:
+		return KindCatalog, nil
 	}
-	v.errorf("cannot tell what this file declares: give kind: fleet, kind: queues or a job kind, or the keys nodes, tenants or gangs")
+	v.errorf("cannot tell what this file declares: give kind: fleet, kind: queues, kind: catalog or a job kind, or the keys nodes, tenants, gangs or models")
 	return "", d.err()
 }
 
