@@ -50,6 +50,7 @@ var keys = map[string][]string{
 	"report":    {"node", "at", "running", "exited", "ready"},
 	"service":   {"id", "min", "max", "members", "gpus", "drain", "start"},
 	"scale":     {"job", "at", "desired", "inflight", "order"},
+	"bounds":    {"job", "at", "min", "max", "inflight"},
 	"desired":   {"node", "at"},
 	"cancel":    {"job", "at"},
 	"node-down": {"node", "at"},
@@ -185,6 +186,19 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			sc.InFlight[ui], _ = strconv.Atoi(n)
 		}
 		return s.show(s.m.Scale(a["job"], sc, at)), nil
+	case "bounds":
+		// bounds job=S min=N max=M [inflight=u:n,...]
+		sc := Scale{InFlight: map[int]int{}, StartTimeoutMs: 600_000}
+		for _, x := range split(a["inflight"]) {
+			u, n, _ := strings.Cut(x, ":")
+			ui, _ := strconv.Atoi(u)
+			sc.InFlight[ui], _ = strconv.Atoi(n)
+		}
+		out, err := s.m.SetBounds(a["job"], int(num(a, "min", 0)), int(num(a, "max", 0)), sc, at)
+		if err != nil {
+			return "error: " + err.Error() + "\n" + s.show(out), nil
+		}
+		return s.show(out), nil
 	case "desired":
 		resp, out := s.m.Desired(a["node"], at)
 		var b strings.Builder
