@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"time"
 )
@@ -136,4 +137,42 @@ func (c *Client) CreateServiceKey(ctx context.Context, idOrName string) (Service
 // RevokeServiceKey removes a service API key.
 func (c *Client) RevokeServiceKey(ctx context.Context, idOrName, keyID string) error {
 	return c.send(ctx, "DELETE", "/v1/services/"+url.PathEscape(idOrName)+"/keys/"+url.PathEscape(keyID), nil, nil)
+}
+
+// MaxServiceReplicas bounds a service's maxReplicas (the spec's limit).
+const MaxServiceReplicas = 10_000
+
+// ScaleService changes a live service's replica bounds; a bound left out
+// keeps its value. A floor above the service's count grows it at once, a
+// ceiling below shrinks it (drained, never a request dropped).
+type ScaleService struct {
+	MinReplicas *int `json:"minReplicas,omitempty" yaml:"minReplicas,omitempty"`
+	MaxReplicas *int `json:"maxReplicas,omitempty" yaml:"maxReplicas,omitempty"`
+}
+
+// DecodeScaleService reads and checks a change of a service's bounds; the
+// server checks them together with the bounds it keeps.
+func DecodeScaleService(data []byte) (ScaleService, *Error) {
+	var s ScaleService
+	if err := decodeStrict(data, &s); err != nil {
+		return s, err
+	}
+	switch {
+	case s.MinReplicas == nil && s.MaxReplicas == nil:
+		return s, Invalid("", "nothing to change: give minReplicas or maxReplicas")
+	case s.MinReplicas != nil && (*s.MinReplicas < 0 || *s.MinReplicas > MaxServiceReplicas):
+		return s, Invalid("minReplicas", "%d: want 0 to %d", *s.MinReplicas, MaxServiceReplicas)
+	case s.MaxReplicas != nil && (*s.MaxReplicas < 1 || *s.MaxReplicas > MaxServiceReplicas):
+		return s, Invalid("maxReplicas", "%d: want 1 to %d", *s.MaxReplicas, MaxServiceReplicas)
+	case s.MinReplicas != nil && s.MaxReplicas != nil && *s.MinReplicas > *s.MaxReplicas:
+		return s, Invalid("minReplicas", "%d: want at most maxReplicas (%d)", *s.MinReplicas, *s.MaxReplicas)
+	}
+	return s, nil
+}
+
+// ScaleService changes a live service's replica bounds.
+func (c *Client) ScaleService(ctx context.Context, idOrName string, s ScaleService) (Service, error) {
+	var out Service
+	err := c.send(ctx, http.MethodPatch, "/v1/services/"+url.PathEscape(idOrName), s, &out)
+	return out, err
 }

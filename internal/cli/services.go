@@ -142,7 +142,52 @@ docs/SERVICES.md.`,
 		},
 	}
 	f = addClientFlags(url)
-	c.AddCommand(url, newServiceKeyCmd())
+	c.AddCommand(url, newServiceKeyCmd(), newServiceScaleCmd())
+	return c
+}
+
+func newServiceScaleCmd() *cobra.Command {
+	var f *clientFlags
+	var minR, maxR int
+	c := &cobra.Command{
+		Use:   "scale NAME [--min N] [--max N]",
+		Short: "Change a live service's replica bounds",
+		Long: `Sets the floor and the ceiling the service's autoscaler decides within,
+while it runs: a floor above its replica count opens replicas at once
+(warm them before a launch), a ceiling below it drains the extra ones
+(no request dropped). A bound not given keeps its value; the autoscaler
+keeps what it has learned of the load.`,
+		Example: `  gpufleet service scale chat --min 2          # two warm replicas from now on
+  gpufleet service scale chat --min 0 --max 16   # back to zero when idle, up to 16`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var u api.ScaleService
+			if cmd.Flags().Changed("min") {
+				u.MinReplicas = &minR
+			}
+			if cmd.Flags().Changed("max") {
+				u.MaxReplicas = &maxR
+			}
+			if u.MinReplicas == nil && u.MaxReplicas == nil {
+				return fmt.Errorf("give --min, --max or both")
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			s, err := cl.ScaleService(cmd.Context(), args[0], u)
+			if err != nil {
+				return err
+			}
+			return f.emit(cmd.OutOrStdout(), s, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "service %s: replicas %d..%d, %d desired, %d ready, %d starting\n", s.Name, s.MinReplicas, s.MaxReplicas,
+					s.Desired, s.Ready, s.Starting+s.Waiting)
+			})
+		},
+	}
+	c.Flags().IntVar(&minR, "min", 0, "the fewest replicas (0: scale to zero when idle)")
+	c.Flags().IntVar(&maxR, "max", 0, "the most replicas")
+	f = addClientFlags(c)
 	return c
 }
 

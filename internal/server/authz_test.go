@@ -105,6 +105,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		"GET /v1/services":                    {status: 200, check: notMine},
 		"GET /v1/services/{id}":               {status: 404, check: asIfAbsent("GET /v1/services/{id}", "chat-999", "")},
 		"POST /v1/services/{id}/keys":         {body: `{}`, status: 404, check: asIfAbsent("POST /v1/services/{id}/keys", "chat-999", `{}`)},
+		"PATCH /v1/services/{id}":             {body: `{"minReplicas":3}`, status: 404, check: asIfAbsent("PATCH /v1/services/{id}", "chat-999", `{"minReplicas":3}`)},
 		"DELETE /v1/services/{id}/keys/{key}": {status: 404, check: asIfAbsent("DELETE /v1/services/{id}/keys/{key}", "chat-999", "")},
 		"POST /v1/agent/register":             {body: register, status: 403, agent: true},
 		"POST /v1/agent/heartbeat":            {body: `{"node":"n1"}`, status: 403, agent: true},

@@ -89,6 +89,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/nodes", users, s.listNodes},
 		{"GET", "/v1/services", users, s.listServices},
 		{"GET", "/v1/services/{id}", users, s.getService},
+		{"PATCH", "/v1/services/{id}", users, s.scaleServiceBounds},
 		{"POST", "/v1/services/{id}/keys", users, s.createServiceKey},
 		{"DELETE", "/v1/services/{id}/keys/{key}", users, s.revokeServiceKey},
 		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
