@@ -343,6 +343,9 @@ func (m *Machine) finishStop(j *Job, u int, nowMs int64) {
 		}
 	}
 	st := *un.Stopping
+	if st.Requeue && j.Service != nil && !serviceNeeds(j) {
+		st.Requeue, st.Cancelled = false, true
+	}
 	un.Stopping = nil
 	m.out.Core = append(m.out.Core, sched.JobFailed{ID: coreID(un.Core), Reason: reasonOf(&st), Requeue: st.Requeue})
 	switch {

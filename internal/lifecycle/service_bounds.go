@@ -32,15 +32,25 @@ func (m *Machine) SetBounds(id string, minReplicas, maxReplicas int, s Scale, no
 		return m.flush(), fmt.Errorf("minReplicas %d: want 0 to maxReplicas (%d)", minReplicas, maxReplicas)
 	}
 	sp := &j.Service.Spec
-	if sp.MinReplicas == minReplicas && sp.MaxReplicas == maxReplicas {
-		return m.flush(), nil
+	if sp.MinReplicas != minReplicas || sp.MaxReplicas != maxReplicas {
+		j.addEvent(nowMs, EventBounds, fmt.Sprintf("replicas %d..%d, were %d..%d", minReplicas, maxReplicas, sp.MinReplicas, sp.MaxReplicas))
+		sp.MinReplicas, sp.MaxReplicas = minReplicas, maxReplicas
+		m.out.dirty(j)
 	}
-	j.addEvent(nowMs, EventBounds, fmt.Sprintf("replicas %d..%d, were %d..%d", minReplicas, maxReplicas, sp.MinReplicas, sp.MaxReplicas))
-	sp.MinReplicas, sp.MaxReplicas = minReplicas, maxReplicas
-	m.out.dirty(j)
 	s.Desired = j.Service.Desired
 	if s.Reason == "" {
 		s.Reason = "bounds changed"
 	}
 	return m.Scale(id, s, nowMs), nil
+}
+
+// serviceNeeds says whether a service has fewer replicas waiting, starting
+// or ready than it wants. A replica whose stop the core asked for (a
+// preemption) waits for a place again only while it is needed: one the
+// service was scaled below, or replaced, while it stopped ends instead,
+// so that the core does not place a replica the next decision would
+// cancel.
+func serviceNeeds(j *Job) bool {
+	c := j.Counts()
+	return c.Waiting+c.Starting+c.Ready < j.Service.Desired
 }

@@ -26,7 +26,10 @@ import (
 //     in flight on it, after the call that took it out of routing, or
 //     once its drain time is up;
 //   - routes are ready replicas with a port, and every replica's identity
-//     (gang, replica, attempt) is unique.
+//     (gang, replica, attempt) is unique;
+//   - new bounds (SetBounds) leave no more replicas than the last count
+//     clamped to them, stop no draining replica with requests in flight,
+//     and clamp every later decision.
 func TestServiceScaleProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		m := New(Config{StopGraceMs: 1000, Node: func(n string) (string, string, bool) { return n, "h100", true }})
@@ -60,9 +63,10 @@ func TestServiceScaleProperties(t *testing.T) {
 				}
 			}
 		}
+		peakMax := maxR
 		for step := 0; step < 60; step++ {
 			now += int64(rapid.IntRange(100, 20_000).Draw(t, "dt"))
-			switch rapid.IntRange(0, 5).Draw(t, "op") {
+			switch rapid.IntRange(0, 6).Draw(t, "op") {
 			case 0, 1: // an autoscaler decision
 				before := phases(j)
 				inflight := map[int]int{}
@@ -140,6 +144,30 @@ func TestServiceScaleProperties(t *testing.T) {
 					}
 					apply(m.Heartbeat(node, reps, now))
 				}
+			case 6: // an operator changes the bounds
+				before := phases(j)
+				inflight := map[int]int{}
+				for u := range j.Units {
+					inflight[u] = rapid.IntRange(0, 2).Draw(t, "inflight")
+				}
+				maxR = rapid.IntRange(1, 5).Draw(t, "newMax")
+				minR = rapid.IntRange(0, maxR).Draw(t, "newMin")
+				peakMax = max(peakMax, maxR)
+				want := min(max(j.Service.Desired, minR), maxR)
+				out, err := m.SetBounds("s", minR, maxR, Scale{InFlight: inflight}, now)
+				if err != nil {
+					t.Fatalf("SetBounds(%d, %d): %v", minR, maxR, err)
+				}
+				apply(out)
+				c := j.Counts()
+				if live := c.Waiting + c.Starting + c.Ready; live > want || j.Service.Desired != want {
+					t.Fatalf("after SetBounds(%d, %d): %d live (%+v), desired %d, want %d; events %+v units %+v", minR, maxR, live, c, j.Service.Desired, want, j.Events, j.Units)
+				}
+				for u, ph := range before {
+					if ph == PhaseDraining && j.Phase(u) == PhaseStopping && inflight[u] != 0 && now < j.Units[u].DrainMs+30_000 {
+						t.Fatalf("replica %d stopped by new bounds with %d in flight", u, inflight[u])
+					}
+				}
 			case 5: // the core preempts a bound replica
 				for u := range j.Units {
 					if j.Units[u].State == Running && rapid.IntRange(0, 4).Draw(t, "preempt") == 0 {
@@ -147,7 +175,7 @@ func TestServiceScaleProperties(t *testing.T) {
 					}
 				}
 			}
-			checkService(t, j)
+			checkService(t, j, peakMax)
 		}
 	})
 }
@@ -160,7 +188,9 @@ func phases(j *Job) map[int]UnitPhase {
 	return out
 }
 
-func checkService(t *rapid.T, j *Job) {
+// checkService checks a service's invariants; peakMax is the highest
+// ceiling it has had (slots opened under it stay).
+func checkService(t *rapid.T, j *Job, peakMax int) {
 	seen := map[[3]int]bool{}
 	for _, list := range [][]Replica{j.Replicas, j.Stale} {
 		for _, r := range list {
@@ -176,8 +206,8 @@ func checkService(t *rapid.T, j *Job) {
 			t.Fatalf("route to unit %d in phase %s, port %d", rt.Unit, j.Phase(rt.Unit), rt.Port)
 		}
 	}
-	if len(j.Units) > slotsPerReplica*j.Service.Spec.MaxReplicas {
-		t.Fatalf("%d slots for at most %d replicas", len(j.Units), j.Service.Spec.MaxReplicas)
+	if len(j.Units) > slotsPerReplica*peakMax {
+		t.Fatalf("%d slots for at most %d replicas", len(j.Units), peakMax)
 	}
 	if j.State != Running {
 		t.Fatalf("service %s", j.State)
