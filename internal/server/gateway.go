@@ -89,6 +89,8 @@ type backend struct {
 	target        *url.URL
 	inFlight      int
 	routed        bool
+	// refusedAt is when it last refused a connection (gateway_retry.go).
+	refusedAt time.Time
 }
 
 type waiter struct {
@@ -125,6 +127,9 @@ type routed struct {
 	b    *backend
 	rest string
 	raw  string
+	// retry is set when a refused connection may be tried on another
+	// replica; refused when it was.
+	retry, refused bool
 }
 
 func (g *gateway) rewrite(pr *httputil.ProxyRequest) {
@@ -147,6 +152,10 @@ func (g *gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	rt := r.Context().Value(routeKey{}).(*routed)
+	if rt.retry && isRefused(err) {
+		rt.refused = true
+		return
+	}
 	writeErr(w, &api.Error{Status: http.StatusBadGateway, Code: api.CodeUnavailable,
 		Message: fmt.Sprintf("replica %d of the service did not answer: %v", rt.b.unit, err)})
 }
@@ -168,6 +177,11 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	svc, e := g.authorize(r, tenant, name)
 	if e != nil {
 		writeErr(w, e)
+		return
+	}
+	body, replay, err := replayable(r)
+	if err != nil {
+		writeErr(w, api.Invalid("", "the request's body could not be read: %v", err))
 		return
 	}
 	b, e, retry := svc.acquire(r.Context(), g, start)
@@ -198,6 +212,11 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The proxy panics (http.ErrAbortHandler) when an answer breaks off
 	// mid-stream: the request is counted out all the same.
 	defer func() {
+		if b == nil {
+			// A retry found no replica; its refusal is counted.
+			svc.counted(g, tw.status).Inc()
+			return
+		}
 		tokens, reported := int64(0), false
 		if v := tw.Header().Get(api.HeaderPromptTokens); v != "" {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
@@ -217,10 +236,36 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			svc.ttfb.Observe(tw.first.Sub(start).Seconds())
 		}
 	}()
-	ctx := context.WithValue(r.Context(), routeKey{}, &routed{b: b, rest: rest, raw: raw})
-	tw.broken = true
-	g.proxy.ServeHTTP(tw, r.WithContext(ctx))
-	tw.broken = false
+	for attempt := 1; ; attempt++ {
+		rt := &routed{b: b, rest: rest, raw: raw, retry: replay && attempt < refusedAttempts}
+		if replay {
+			withBody(r, body)
+		}
+		tw.broken = true
+		g.proxy.ServeHTTP(tw, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+		tw.broken = false
+		if !rt.refused {
+			return
+		}
+		// Nothing was sent: another replica, if one can take it.
+		refused := b.unit
+		next, e, retry := svc.reacquire(r.Context(), g, b)
+		if e == nil && next == nil {
+			e = &api.Error{Status: http.StatusBadGateway, Code: api.CodeUnavailable,
+				Message: fmt.Sprintf("replica %d of the service refused the connection and no other replica is ready", refused)}
+		}
+		if e != nil {
+			b = nil
+			if retry > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(retry.Seconds())), 1)))
+			}
+			tw.status = e.Status
+			writeErr(w, e)
+			return
+		}
+		b = next
+		w.Header().Set(api.HeaderReplica, strconv.Itoa(b.unit))
+	}
 }
 
 func (s *gwService) observers(g *gateway) {
@@ -289,11 +334,18 @@ func (g *gateway) authorize(r *http.Request, tenant, name string) (*gwService, *
 // after a wait in the service's queue. A refusal comes with the wait to
 // suggest in Retry-After (0: none).
 func (s *gwService) acquire(ctx context.Context, g *gateway, start time.Time) (*backend, *api.Error, time.Duration) {
+	return s.get(ctx, g, start, true)
+}
+
+// get is acquire, counting the request as an arrival or not (a retry).
+func (s *gwService) get(ctx context.Context, g *gateway, start time.Time, arrival bool) (*backend, *api.Error, time.Duration) {
 	gone := func() (*backend, *api.Error, time.Duration) {
 		return nil, api.NotFound("no service %s/%s", s.tenant, s.name), 0
 	}
 	s.mu.Lock()
-	s.arrivals++
+	if arrival {
+		s.arrivals++
+	}
 	if s.ended {
 		s.mu.Unlock()
 		return gone()
@@ -355,8 +407,9 @@ func (s *gwService) acquire(ctx context.Context, g *gateway, start time.Time) (*
 // take one more, or nil. The caller holds s.mu.
 func (s *gwService) pick() *backend {
 	var best *backend
+	now := time.Now()
 	for _, b := range s.routed {
-		if s.maxInFlight > 0 && b.inFlight >= s.maxInFlight {
+		if s.maxInFlight > 0 && b.inFlight >= s.maxInFlight || b.shunned(now) {
 			continue
 		}
 		if best == nil || b.inFlight < best.inFlight {
@@ -378,11 +431,17 @@ func (s *gwService) take(b *backend, now time.Time) {
 func (s *gwService) release(b *backend, tokens int64, reported bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.answers++
+	s.putBack(b, tokens, reported)
+}
+
+// putBack counts a request off its replica and hands the replica to the
+// next held request. The caller holds s.mu.
+func (s *gwService) putBack(b *backend, tokens int64, reported bool) {
 	now := time.Now()
 	s.account(now)
 	b.inFlight--
 	s.inFlight--
-	s.answers++
 	if reported {
 		s.tokens += tokens
 		s.tokenAnswers++
