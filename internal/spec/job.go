@@ -226,6 +226,11 @@ func (o *options) job(v value) JobSpec {
 		if j.Kind != sched.Service {
 			f.errorf("only a job of kind: service has a service section (kind is %s)", j.Kind)
 		}
+		for _, name := range []string{"deadline", "window", "interruptible"} {
+			if d, has := fs.get(name); has {
+				d.errorf("a service runs until it is cancelled and starts replicas when its load needs them: its capacity is not deferred or suspended; leave %s out", name)
+			}
+		}
 		js.Service, j.Gangs = o.service(f)
 	} else if f, ok := fs.need("gangs"); ok {
 		j.Gangs = o.gangs(f)

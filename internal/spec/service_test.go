@@ -86,6 +86,14 @@ func TestParseServiceErrors(t *testing.T) {
 			src:  svc + "gangs: [{replicas: 1}]\n",
 			want: `s.yaml:11:8: gangs: a service's replica is service.replica (members, accelerators, count, cpu, memory); leave gangs out`,
 		},
+		"a service with a deadline": {
+			src:  svc + "deadline: 2026-12-03T09:00:00Z\n",
+			want: `s.yaml:11:11: deadline: a service runs until it is cancelled and starts replicas when its load needs them: its capacity is not deferred or suspended; leave deadline out`,
+		},
+		"an interruptible service": {
+			src:  svc + "interruptible: true\n",
+			want: `s.yaml:11:16: interruptible: a service runs until it is cancelled and starts replicas when its load needs them: its capacity is not deferred or suspended; leave interruptible out`,
+		},
 		"a batch job with a service section": {
 			src:  strings.Replace(svc, "kind: service", "kind: batch", 1),
 			want: `s.yaml:5:3: service: only a job of kind: service has a service section (kind is batch)`,
