@@ -70,6 +70,7 @@ func (b *backend) shunned(now time.Time) bool {
 // may mean a wait in the queue; nil and no error when no other replica is
 // routed that has not refused a connection itself.
 func (s *gwService) reacquire(ctx context.Context, g *gateway, b *backend) (*backend, *api.Error, time.Duration) {
+	g.metrics.refused.WithLabelValues(s.tenant, s.name).Inc()
 	now := time.Now()
 	s.mu.Lock()
 	b.refusedAt = now

@@ -2,7 +2,9 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -65,10 +67,28 @@ func TestGatewayRetriesARefusedConnectionElsewhere(t *testing.T) {
 		t.Errorf("in flight after the answers: %d", s.InFlight)
 	}
 
+	if m := regexp.MustCompile(`(?m)^gpufleet_service_refused_connections_total\{service="chat",tenant="acme"\} [1-9]`); !m.MatchString(h.metricsText()) {
+		t.Errorf("refused connections not counted:\n%s", h.metricsText())
+	}
+
 	// The live one goes too: nothing to retry on, a 502.
 	live.Close()
 	h.beat("n1", reps...)
 	if code, _, body := h.call(acme.Token, "/serve/acme/chat/x"); code != http.StatusBadGateway {
 		t.Errorf("with every replica refusing: %d %q, want 502", code, body)
 	}
+}
+
+// metricsText scrapes the server's metrics with the admin token.
+func (h *harness) metricsText() string {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.url+MetricsPath, nil)
+	req.Header.Set("Authorization", "Bearer "+h.admin.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return string(data)
 }

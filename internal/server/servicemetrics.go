@@ -10,6 +10,7 @@ import (
 type serviceMetrics struct {
 	requests  *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 	inFlight  *prometheus.GaugeVec
 	queued    *prometheus.GaugeVec
 	replicas  *prometheus.GaugeVec
@@ -30,6 +31,9 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_service_rejected_total",
 			Help: "Requests the gateway answered 503 without a replica: its queue was full, or no replica could take them within the queue timeout."},
 			append(labels, "reason")),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_service_refused_connections_total",
+			Help: "Connections a routed replica refused (gone before its readiness probe took it out of the routes); the request went to another replica when one was ready."},
+			labels),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_service_in_flight",
 			Help: "Requests on a service's replicas now."}, labels),
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_service_queue_length",
@@ -47,7 +51,7 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 			Help:    "How long requests waited in the gateway for a replica (0 for most).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}, labels),
 	}
-	reg.MustRegister(m.requests, m.rejected, m.inFlight, m.queued, m.replicas, m.coldStart, m.ttfb, m.queueWait)
+	reg.MustRegister(m.requests, m.rejected, m.refused, m.inFlight, m.queued, m.replicas, m.coldStart, m.ttfb, m.queueWait)
 	return m
 }
 
