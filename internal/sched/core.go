@@ -97,6 +97,8 @@ type Core struct {
 	// boards are the scoreboards of a chain with a local scorer, per
 	// request shape and eligible types.
 	boards map[boardKey]*scoreboard
+	// states numbers node states for the boards (see stateOf).
+	states stateNumbers
 	// power is the draw of the capped sites; nil when none is (power.go).
 	power    *powerBook
 	domPaths map[string]int
