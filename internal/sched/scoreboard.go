@@ -2,6 +2,7 @@ package sched
 
 import (
 	"math"
+	"math/bits"
 	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/place"
@@ -322,12 +323,14 @@ func (c *Core) bestScore(b *scoreboard, n int, r *place.Request) float64 {
 }
 
 // pickRanked is pickOne for a chain whose one scorer ranks every feasible
-// node and is place.Ranked (the random policy): one pass over the eligible
-// nodes reads each node's key and checks whether it fits only when its key
-// is at least the best feasible key so far; then the nodes that share the
-// best key are scored as place.Select scores them. It answers exactly as
-// Select over every feasible node, at the cost of a key a node instead of
-// a fit check, its choices and their scores.
+// node and is place.Ranked (the random policy). Which nodes fit a request
+// shape changes only where a node changed, so a fit board keeps, per shape
+// and set of eligible types, the set of eligible nodes that fit, brought up
+// to date through the change log as scoreboards are. One pass over that set
+// reads each node's key (a draw for the decision) and keeps the nodes that
+// share the best key; they are then scored as place.Select scores them. It
+// answers exactly as Select over every feasible node, at the cost of a key
+// a fitting node.
 func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) (place.Choice, bool) {
 	// The plain scan draws the decision's numbers only when some node is a
 	// candidate; the keys need them first, so a pass that finds none puts
@@ -336,10 +339,9 @@ func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) 
 	if p, ok := rk.(place.Preparer); ok {
 		p.Prepare(r)
 	}
-	var k boardKey
+	k := boardKey{devices: r.Devices, milli: r.Milli, cpu: r.CPUMilli, mem: r.MemoryMiB, accel: strings.Join(r.Accel, "|")}
 	switch {
 	case ti == anyType:
-		k.typesMask = 0
 		for ty, ok := range t.anyOK {
 			if ok {
 				k.typesMask |= 1 << ty
@@ -350,37 +352,20 @@ func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) 
 	default:
 		k.typesMask = 1 << ti
 	}
+	fb := c.fitBoard(k, r)
 	best, found := uint64(0), false
 	ties := c.pnodes[:0]
-	consider := func(n int) {
-		key := rk.Key(n)
-		if found && key < best || !place.Fits(c.idx.nodes[n], r) {
-			return
-		}
-		if !found || key > best {
-			best, found, ties = key, true, ties[:0]
-		}
-		ties = append(ties, c.idx.nodes[n])
-	}
-	s := &c.idx.schedulable
-	switch {
-	case k.all:
-		for n := s.next(0); n >= 0; n = s.next(n + 1) {
-			consider(n)
-		}
-	case ti >= 0:
-		if ti < len(c.idx.ofType) {
-			for _, n := range c.idx.ofType[ti] {
-				if s.has(int(n)) {
-					consider(int(n))
-				}
+	for wi, w := range fb.fit.words {
+		for ; w != 0; w &= w - 1 {
+			n := wi<<6 | bits.TrailingZeros64(w)
+			key := rk.Key(n)
+			if found && key < best {
+				continue
 			}
-		}
-	default:
-		for n := s.next(0); n >= 0; n = s.next(n + 1) {
-			if nt := c.idx.nodeType[n]; nt >= 0 && k.typesMask&(1<<nt) != 0 {
-				consider(n)
+			if !found || key > best {
+				best, found, ties = key, true, ties[:0]
 			}
+			ties = append(ties, c.idx.nodes[n])
 		}
 	}
 	c.pnodes = ties
@@ -389,4 +374,57 @@ func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) 
 		return place.Choice{}, false
 	}
 	return place.Choose(ties, r, rk, c.choiceBuf[:0])
+}
+
+// fitBoard is the set of eligible nodes that fit one request shape.
+type fitBoard struct {
+	seen   uint64   // the change log's end when the board last caught up
+	ver    []uint64 // each node's version when checked
+	fit    bitset
+	primed bool
+}
+
+// fitBoard returns the fit board of key k, up to date.
+func (c *Core) fitBoard(k boardKey, r *place.Request) *fitBoard {
+	if c.fitBoards == nil {
+		c.fitBoards = map[boardKey]*fitBoard{}
+		if c.idx.changed == nil {
+			c.idx.changed = &changeLog{}
+		}
+	}
+	fb := c.fitBoards[k]
+	if fb == nil {
+		fb = &fitBoard{}
+		c.fitBoards[k] = fb
+	}
+	nodes := len(c.idx.nodes)
+	if len(fb.ver) < nodes {
+		fb.ver = append(fb.ver, make([]uint64, nodes-len(fb.ver))...)
+		fb.fit.grow(nodes)
+	}
+	check := func(n int) {
+		fb.ver[n] = c.idx.ver[n]
+		if c.boardEligible(&k, n) && place.Fits(c.idx.nodes[n], r) {
+			fb.fit.set(n)
+		} else {
+			fb.fit.clear(n)
+		}
+	}
+	log := c.idx.changed
+	if !fb.primed || fb.seen < log.base {
+		for n := range nodes {
+			if !fb.primed || fb.ver[n] != c.idx.ver[n] {
+				check(n)
+			}
+		}
+		fb.primed = true
+	} else {
+		for _, n := range log.nodes[fb.seen-log.base:] {
+			if fb.ver[n] != c.idx.ver[n] {
+				check(int(n))
+			}
+		}
+	}
+	fb.seen = log.end()
+	return fb
 }
