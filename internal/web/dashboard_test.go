@@ -182,6 +182,17 @@ func TestDashboard(t *testing.T) {
 	}
 	isolated("a service")
 	b.shot("03b-tenant-service")
+	// Its bounds from the page: a floor of 2 starts a second replica; a
+	// ceiling below the floor is refused naming the field.
+	b.step("floor 2", chromedp.SetValue(chromedp.CSS(`[data-key="bounds-min"]`), "2"), chromedp.Click(chromedp.CSS(`[data-key="bounds-set"]`)))
+	b.until("the new bounds", `document.querySelector('.bounds-result').innerText.includes('Bounds set to 2..2')`)
+	b.until("a second replica", `document.querySelector('[data-row="1"]') !== null`)
+	b.step("ceiling 1", chromedp.SetValue(chromedp.CSS(`[data-key="bounds-max"]`), "1"), chromedp.Click(chromedp.CSS(`[data-key="bounds-set"]`)))
+	b.until("the refusal", `document.querySelector('.bounds-result').innerText.includes('minReplicas')`)
+	if got := b.text(".bounds-result"); !strings.Contains(got, "minReplicas: 2: want at most maxReplicas (1)") {
+		t.Errorf("refusal of min 2 > max 1: %q", got)
+	}
+	b.shot("03c-tenant-service-bounds")
 	b.open("#/services/"+globexChat.ID, "services")
 	b.until("the other tenant's service as absent", `document.getElementById('view').innerText.includes('No such service')`)
 	isolated("the other tenant's service")

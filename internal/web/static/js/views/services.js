@@ -3,10 +3,12 @@
 // second), its endpoint; a service's page adds its replicas one by one
 // with their nodes, ports and cold starts, and its latest scaling events.
 // The counts move with every request, so the view reloads every two
-// seconds while it is open as well as on the server's job events.
+// seconds while it is open as well as on the server's job events. A
+// service's page also sets its replica bounds (PATCH /v1/services/ID),
+// in a form the reloads leave alone.
 
-import { get } from '../api.js';
-import { h, replace, section, table, badge, timeEl, num, link, message } from '../dom.js';
+import { get, request } from '../api.js';
+import { h, replace, section, table, badge, timeEl, num, link, message, field } from '../dom.js';
 
 const POLL_MS = 2000;
 
@@ -99,15 +101,46 @@ function detail(s) {
   ];
 }
 
+// boundsForm sets a service's replica bounds; done reloads the page.
+function boundsForm(s, done) {
+  const minIn = h('input', { type: 'number', min: '0', max: '10000', step: '1', value: String(s.minReplicas), name: 'minReplicas', 'data-key': 'bounds-min' });
+  const maxIn = h('input', { type: 'number', min: '1', max: '10000', step: '1', value: String(s.maxReplicas), name: 'maxReplicas', 'data-key': 'bounds-max' });
+  const btn = h('button', { type: 'submit', 'data-key': 'bounds-set' }, 'Set bounds');
+  const result = h('div', { class: 'result bounds-result' });
+  const form = h('form', {
+    class: 'toolbar bounds-form', 'aria-label': 'Replica bounds',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      btn.disabled = true;
+      try {
+        const body = JSON.stringify({ minReplicas: Number(minIn.value), maxReplicas: Number(maxIn.value) });
+        const v = await request('PATCH', '/v1/services/' + encodeURIComponent(s.id), { body, type: 'application/json' });
+        replace(result, message('info', `Bounds set to ${v.minReplicas}..${v.maxReplicas}: ${v.desired} desired.`));
+        done();
+      } catch (err) {
+        replace(result, message('error', err.field ? `${err.field}: ${err.message}` : err.message));
+      } finally {
+        btn.disabled = false;
+      }
+    },
+  }, field('Min replicas', minIn), field('Max replicas', maxIn), btn);
+  return section('Replica bounds', form,
+    h('p', { class: 'hint' }, 'A floor of 0 lets the service scale to zero when idle; a floor above the count starts replicas now (warm them before a launch); a ceiling below it drains the extra ones without dropping a request. The autoscaler decides within the bounds from its next step.'),
+    result);
+}
+
 export default {
   async render(ctx) {
     const body = h('div');
     const title = h('h1', 'Services');
+    const controls = h('div');
+    let refresh = () => {};
     const load = async () => {
       if (ctx.id) {
         const s = await get('/v1/services/' + encodeURIComponent(ctx.id));
         replace(title, 'Service ', s.name);
         replace(body, h('p', link('#/services', '← All services')), ...detail(s));
+        if (!controls.firstChild && s.state === 'running') replace(controls, boundsForm(s, () => refresh()));
         return;
       }
       const l = await get('/v1/services');
@@ -119,10 +152,10 @@ export default {
       if (!ctx.id || e.status !== 404) throw e;
       replace(body, message('error', 'No such service that this token may see.'), h('p', link('#/services', '← All services')));
     }
-    const refresh = ctx.refresher(load);
+    refresh = ctx.refresher(load);
     const timer = setInterval(refresh, POLL_MS);
     return {
-      el: h('div', title, body),
+      el: h('div', title, body, controls),
       refresh,
       onEvent: (type) => {
         if (type === 'job') refresh();
