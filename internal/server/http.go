@@ -87,6 +87,11 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/tokens", admin, s.createToken},
 		{"DELETE", "/v1/tokens/{id}", admin, s.revokeToken},
 		{"GET", "/v1/nodes", users, s.listNodes},
+		{"GET", "/v1/services", users, s.listServices},
+		{"GET", "/v1/services/{id}", users, s.getService},
+		{"PATCH", "/v1/services/{id}", users, s.scaleServiceBounds},
+		{"POST", "/v1/services/{id}/keys", users, s.createServiceKey},
+		{"DELETE", "/v1/services/{id}/keys/{key}", users, s.revokeServiceKey},
 		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
 		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
 		{"GET", "/v1/backup", admin, s.backup},
@@ -118,6 +123,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+MetricsPath, s.wrap(route{"GET", MetricsPath, scrapers, func(w http.ResponseWriter, r *http.Request, _ principal) {
 		metrics.ServeHTTP(w, r)
 	}}))
+	mux.Handle(api.ServePrefix+"{tenant}/{service}/{rest...}", s.gw)
+	mux.Handle(api.ServePrefix+"{tenant}/{service}", s.gw)
 	s.mountWeb(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
@@ -345,7 +352,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 		id := fmt.Sprintf("%s-%d", name, seq)
 		spec := js.Job
 		spec.ID, spec.Tenant = sched.JobID(id), tenant
-		return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs}
+		return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs,
+			Service: serviceOf(js.Service)}
 	}
 	// Once the loop has it, the job goes in even if the client leaves.
 	a, err := exec(context.WithoutCancel(r.Context()), s, func(l *loop, reply func(submitted)) { l.submit(sub, l.now(), reply) })

@@ -33,6 +33,8 @@ type loop struct {
 	// lc is the live job lifecycle: every job that is not finished, and
 	// finished jobs whose processes are still being stopped.
 	lc *lifecycle.Machine
+	// svc is the live services' autoscalers and gateway routes.
+	svc serviceLoop
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -254,6 +256,7 @@ func (l *loop) drain() {
 func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
+	l.autoscale(now)
 	l.updateGauges()
 	if l.s.cfg.Retain > 0 && (l.pruneBacklog || now.Sub(l.lastPrune) >= pruneEvery) {
 		l.lastPrune = now
@@ -443,6 +446,7 @@ func restore(s *Server) (*loop, error) {
 		s.log.Warn("restore: pending job refused", "job", r.job.ID, "err", r.err)
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
+	l.restoreServices(now)
 	if err := l.commit(); err != nil {
 		return nil, err
 	}
@@ -579,7 +583,11 @@ func restoreBinds(j *store.Job, u int) []sched.Bind {
 		}
 		b := sched.Bind{Job: sched.JobID(un.Core), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli,
 			Attempt: un.Attempt, Since: since}
-		if j.Run.Independent() {
+		switch {
+		case j.Service != nil:
+			// A service replica's members are its unit's one gang, by rank.
+			b.Gang, b.Replica = 0, r.Rank
+		case j.Run.Independent():
 			b.Gang, b.Replica = 0, 0
 		}
 		out = append(out, b)

@@ -85,6 +85,10 @@ type Config struct {
 	// for the commit, instead of once for all that are waiting with the
 	// next commit sent while one is in flight (benchmarks).
 	NoGroupCommit bool
+	// ReplicaStartTimeout is how long a service replica may take to become
+	// ready when its spec names no start timeout (default 30m; see
+	// DefaultReplicaStartTimeout).
+	ReplicaStartTimeout time.Duration
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests inject their own.
@@ -122,6 +126,9 @@ func (c *Config) defaults() {
 	if c.HistoryInterval <= 0 {
 		c.HistoryInterval = 15 * time.Second
 	}
+	if c.ReplicaStartTimeout <= 0 {
+		c.ReplicaStartTimeout = DefaultReplicaStartTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -139,6 +146,8 @@ type Server struct {
 	queues  atomic.Pointer[queueIndex]
 	metrics *metrics
 	reg     *prometheus.Registry
+	// gw is the services' request gateway.
+	gw *gateway
 	// term is the loop of the current leadership: always there for a
 	// server on its own, nil while a server of a group stands by.
 	term atomic.Pointer[term]
@@ -183,6 +192,7 @@ func Open(cfg Config) (*Server, error) {
 	s.feed = newFeed(s)
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
+	s.gw = newGateway(s, newServiceMetrics(s.reg))
 	if s.elector != nil {
 		return s, nil
 	}

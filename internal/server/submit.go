@@ -73,7 +73,13 @@ func (l *loop) submit(sub submission, now time.Time, reply func(submitted)) {
 	j := sub.build(seq)
 	j.Seq, j.Tenant, j.IdempotencyKey = seq, sub.tenant, sub.key
 	if err := l.submitted(&j, now); err != nil {
-		reply(submitted{err: api.Invalid("", "%v", err)})
+		// An API error says what it is (a service's name taken: 409);
+		// the core's refusal is the document's fault.
+		var ae *api.Error
+		if !errors.As(err, &ae) {
+			ae = api.Invalid("", "%v", err)
+		}
+		reply(submitted{err: ae})
 		return
 	}
 	live := l.lc.Job(j.ID)

@@ -81,13 +81,13 @@ func jobRecord(j *Job) schema.Job {
 		Spec: schema.JobSpec{ID: string(s.ID), Tenant: s.Tenant, Queue: s.Queue, Kind: s.Kind.String(), Priority: s.Priority, Tier: s.Tier,
 			Preemptible: s.Preemptible, NoticeSec: s.NoticeSec, CheckpointSec: s.CheckpointSec, Gangs: gangs,
 			Topology: schema.Topology{Level: s.Topology.Level, Required: s.Topology.Required}, EstimatedSec: s.EstimatedSec, MaxSec: s.MaxSec,
-			WaitForCapacity: s.WaitForCapacity},
+			WaitForCapacity: s.WaitForCapacity, Deadline: s.Deadline, NotBefore: s.NotBefore, Interruptible: s.Interruptible},
 		Run: schema.Run{Command: j.Run.Command, Env: j.Run.Env, RestartPolicy: j.Run.RestartPolicy, MaxRestarts: j.Run.MaxRestarts,
 			Resize: j.Run.Resize, Replicas: j.Run.Replicas},
 		IdempotencyKey: j.IdempotencyKey, State: j.State, Reason: j.Reason, SubmittedMs: j.SubmittedMs, StartedMs: j.StartedMs,
 		FinishedMs: j.FinishedMs, Attempt: j.Attempt, Restarts: j.Restarts, MasterPort: j.MasterPort,
 		Replicas: replicaRecords(j.Replicas), Stale: replicaRecords(j.Stale), Stopping: stoppingRecord(j.Stopping),
-		Units: unitRecords(j.Units), Generation: j.Generation, Events: eventRecords(j.Events)}
+		Units: unitRecords(j.Units), Generation: j.Generation, Events: eventRecords(j.Events), Service: serviceRecord(j.Service)}
 }
 
 func jobOf(r *schema.Job) (Job, error) {
@@ -108,13 +108,51 @@ func jobOf(r *schema.Job) (Job, error) {
 		Spec: sched.Job{ID: sched.JobID(s.ID), Tenant: s.Tenant, Queue: s.Queue, Kind: kind, Priority: s.Priority, Tier: s.Tier,
 			Preemptible: s.Preemptible, NoticeSec: s.NoticeSec, CheckpointSec: s.CheckpointSec, Gangs: gangs,
 			Topology: sched.Topology{Level: s.Topology.Level, Required: s.Topology.Required}, EstimatedSec: s.EstimatedSec, MaxSec: s.MaxSec,
-			WaitForCapacity: s.WaitForCapacity},
+			WaitForCapacity: s.WaitForCapacity, Deadline: s.Deadline, NotBefore: s.NotBefore, Interruptible: s.Interruptible},
 		Run: lifecycle.Run{Command: r.Run.Command, Env: r.Run.Env, RestartPolicy: r.Run.RestartPolicy, MaxRestarts: r.Run.MaxRestarts,
 			Resize: r.Run.Resize, Replicas: r.Run.Replicas},
 		IdempotencyKey: r.IdempotencyKey, State: r.State, Reason: r.Reason, SubmittedMs: r.SubmittedMs, StartedMs: r.StartedMs,
 		FinishedMs: r.FinishedMs, Attempt: r.Attempt, Restarts: r.Restarts, MasterPort: r.MasterPort,
 		Replicas: replicasOf(r.Replicas), Stale: replicasOf(r.Stale), Stopping: stoppingOf(r.Stopping),
-		Units: unitsOf(r.Units), Generation: r.Generation, Events: eventsOf(r.Events)}, nil
+		Units: unitsOf(r.Units), Generation: r.Generation, Events: eventsOf(r.Events), Service: serviceOf(r.Service)}, nil
+}
+
+func serviceRecord(s *lifecycle.Service) *schema.Service {
+	if s == nil {
+		return nil
+	}
+	p := &s.Spec
+	out := &schema.Service{Desired: s.Desired, Failures: s.Failures, RetryMs: s.RetryMs, ColdStartsMs: s.ColdStartsMs, Ended: s.Ended,
+		Spec: schema.ServiceSpec{MinReplicas: p.MinReplicas, MaxReplicas: p.MaxReplicas, TargetInFlight: p.TargetInFlight,
+			TargetTokensPerSecond: p.TargetTokensPerSecond, MaxInFlight: p.MaxInFlight, LatencyMs: p.LatencyMs, Quantile: p.Quantile,
+			ReadinessPath: p.ReadinessPath, ReadinessPort: p.ReadinessPort, ScaleDownGraceMs: p.ScaleDownGraceMs, DrainTimeoutMs: p.DrainTimeoutMs,
+			StartTimeoutMs: p.StartTimeoutMs, ColdStartMs: p.ColdStartMs, Policy: p.Policy, QueueLimit: p.QueueLimit, QueueTimeoutMs: p.QueueTimeoutMs}}
+	if s.Keys != nil {
+		out.Keys = make([]schema.ServiceKey, len(s.Keys))
+		for i, k := range s.Keys {
+			out.Keys[i] = schema.ServiceKey{ID: k.ID, Hash: k.Hash, CreatedMs: k.CreatedMs}
+		}
+	}
+	return out
+}
+
+func serviceOf(s *schema.Service) *lifecycle.Service {
+	if s == nil {
+		return nil
+	}
+	p := &s.Spec
+	out := &lifecycle.Service{Desired: s.Desired, Failures: s.Failures, RetryMs: s.RetryMs, ColdStartsMs: s.ColdStartsMs, Ended: s.Ended,
+		Spec: lifecycle.ServiceSpec{MinReplicas: p.MinReplicas, MaxReplicas: p.MaxReplicas, TargetInFlight: p.TargetInFlight,
+			TargetTokensPerSecond: p.TargetTokensPerSecond, MaxInFlight: p.MaxInFlight, LatencyMs: p.LatencyMs, Quantile: p.Quantile,
+			ReadinessPath: p.ReadinessPath, ReadinessPort: p.ReadinessPort, ScaleDownGraceMs: p.ScaleDownGraceMs, DrainTimeoutMs: p.DrainTimeoutMs,
+			StartTimeoutMs: p.StartTimeoutMs, ColdStartMs: p.ColdStartMs, Policy: p.Policy, QueueLimit: p.QueueLimit, QueueTimeoutMs: p.QueueTimeoutMs}}
+	if s.Keys != nil {
+		out.Keys = make([]lifecycle.ServiceKey, len(s.Keys))
+		for i, k := range s.Keys {
+			out.Keys[i] = lifecycle.ServiceKey{ID: k.ID, Hash: k.Hash, CreatedMs: k.CreatedMs}
+		}
+	}
+	return out
 }
 
 func replicaRecords(rs []Replica) []schema.Replica {
@@ -125,7 +163,7 @@ func replicaRecords(rs []Replica) []schema.Replica {
 	for i, r := range rs {
 		out[i] = schema.Replica{Unit: r.Unit, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Rank: r.Rank, Node: r.Node,
 			Accel: r.Accel, Devices: r.Devices, Milli: r.Milli, Env: r.Env, State: r.State, Exit: r.Exit, Signal: r.Signal,
-			BoundMs: r.BoundMs, StopMs: r.StopMs, Shrunk: r.Shrunk, Sent: r.Sent, Held: r.Held}
+			BoundMs: r.BoundMs, StopMs: r.StopMs, Shrunk: r.Shrunk, Sent: r.Sent, Held: r.Held, Port: r.Port, Ready: r.Ready, ReadyMs: r.ReadyMs}
 	}
 	return out
 }
@@ -138,7 +176,7 @@ func replicasOf(rs []schema.Replica) []Replica {
 	for i, r := range rs {
 		out[i] = Replica{Unit: r.Unit, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Rank: r.Rank, Node: r.Node,
 			Accel: r.Accel, Devices: r.Devices, Milli: r.Milli, Env: r.Env, State: r.State, Exit: r.Exit, Signal: r.Signal,
-			BoundMs: r.BoundMs, StopMs: r.StopMs, Shrunk: r.Shrunk, Sent: r.Sent, Held: r.Held}
+			BoundMs: r.BoundMs, StopMs: r.StopMs, Shrunk: r.Shrunk, Sent: r.Sent, Held: r.Held, Port: r.Port, Ready: r.Ready, ReadyMs: r.ReadyMs}
 	}
 	return out
 }
@@ -164,7 +202,7 @@ func unitRecords(us []Unit) []schema.Unit {
 	out := make([]schema.Unit, len(us))
 	for i, u := range us {
 		out[i] = schema.Unit{Core: u.Core, State: u.State, Reason: u.Reason, Attempt: u.Attempt, Restarts: u.Restarts,
-			Stopping: stoppingRecord(u.Stopping), StartedMs: u.StartedMs, FinishedMs: u.FinishedMs}
+			Stopping: stoppingRecord(u.Stopping), StartedMs: u.StartedMs, FinishedMs: u.FinishedMs, DrainMs: u.DrainMs}
 	}
 	return out
 }
@@ -176,7 +214,7 @@ func unitsOf(us []schema.Unit) []Unit {
 	out := make([]Unit, len(us))
 	for i, u := range us {
 		out[i] = Unit{Core: u.Core, State: u.State, Reason: u.Reason, Attempt: u.Attempt, Restarts: u.Restarts,
-			Stopping: stoppingOf(u.Stopping), StartedMs: u.StartedMs, FinishedMs: u.FinishedMs}
+			Stopping: stoppingOf(u.Stopping), StartedMs: u.StartedMs, FinishedMs: u.FinishedMs, DrainMs: u.DrainMs}
 	}
 	return out
 }

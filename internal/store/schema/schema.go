@@ -41,6 +41,45 @@ type Job struct {
 	Units          []Unit    `json:"units,omitempty"`
 	Generation     int       `json:"generation,omitempty"`
 	Events         []Event   `json:"events,omitempty"`
+	Service        *Service  `json:"service,omitempty"`
+}
+
+// Service is an inference service's spec and scaling state.
+type Service struct {
+	Spec         ServiceSpec  `json:"spec"`
+	Desired      int          `json:"desired"`
+	Failures     int          `json:"failures,omitempty"`
+	RetryMs      int64        `json:"retryMs,omitempty"`
+	ColdStartsMs []int64      `json:"coldStartsMs,omitempty"`
+	Ended        bool         `json:"ended,omitempty"`
+	Keys         []ServiceKey `json:"keys,omitempty"`
+}
+
+// ServiceSpec is how a service scales and is reached.
+type ServiceSpec struct {
+	MinReplicas           int     `json:"minReplicas"`
+	MaxReplicas           int     `json:"maxReplicas"`
+	TargetInFlight        float64 `json:"targetInFlight"`
+	TargetTokensPerSecond float64 `json:"targetTokensPerSecond,omitempty"`
+	MaxInFlight           int     `json:"maxInFlight,omitempty"`
+	LatencyMs             int64   `json:"latencyMs,omitempty"`
+	Quantile              float64 `json:"quantile,omitempty"`
+	ReadinessPath         string  `json:"readinessPath"`
+	ReadinessPort         int     `json:"readinessPort,omitempty"`
+	ScaleDownGraceMs      int64   `json:"scaleDownGraceMs"`
+	DrainTimeoutMs        int64   `json:"drainTimeoutMs"`
+	StartTimeoutMs        int64   `json:"startTimeoutMs,omitempty"`
+	ColdStartMs           int64   `json:"coldStartMs,omitempty"`
+	Policy                string  `json:"policy"`
+	QueueLimit            int     `json:"queueLimit"`
+	QueueTimeoutMs        int64   `json:"queueTimeoutMs"`
+}
+
+// ServiceKey is an API key of a service (its hash only).
+type ServiceKey struct {
+	ID        string `json:"id"`
+	Hash      string `json:"hash"`
+	CreatedMs int64  `json:"createdMs"`
 }
 
 // JobSpec is what the scheduling core admits. Kind is written by name.
@@ -59,6 +98,9 @@ type JobSpec struct {
 	EstimatedSec    int64    `json:"estimatedSec,omitempty"`
 	MaxSec          int64    `json:"maxSec,omitempty"`
 	WaitForCapacity bool     `json:"waitForCapacity,omitempty"`
+	Deadline        int64    `json:"deadline,omitempty"`
+	NotBefore       int64    `json:"notBefore,omitempty"`
+	Interruptible   bool     `json:"interruptible,omitempty"`
 }
 
 // Gang is a set of identical replicas.
@@ -115,6 +157,9 @@ type Replica struct {
 	Shrunk  bool              `json:"shrunk,omitempty"`
 	Sent    bool              `json:"sent,omitempty"`
 	Held    bool              `json:"held,omitempty"`
+	Port    int               `json:"port,omitempty"`
+	Ready   bool              `json:"ready,omitempty"`
+	ReadyMs int64             `json:"readyMs,omitempty"`
 }
 
 // Stopping is why a unit's attempt is being stopped.
@@ -135,6 +180,7 @@ type Unit struct {
 	Stopping   *Stopping `json:"stopping,omitempty"`
 	StartedMs  int64     `json:"startedMs,omitempty"`
 	FinishedMs int64     `json:"finishedMs,omitempty"`
+	DrainMs    int64     `json:"drainMs,omitempty"`
 }
 
 // Event is one entry of a job's history.

@@ -1,7 +1,9 @@
 // Views that appear only when the server's API has their routes (feature
-// detection in main.js, from the server's OpenAPI document): usage, cost
-// and credits (/v1/usage, from the accounting work) and inference
-// services (/v1/services). No server of this version has those routes,
-// so no view is registered for them yet; the navigation links stay hidden.
-// A view added here is keyed by its route name, as in main.js.
-export const extraViews = {};
+// detection in main.js, from the server's OpenAPI document): inference
+// services (/v1/services) and, once the accounting work adds /v1/usage,
+// usage, cost and credits (no view for them yet; their navigation link
+// stays hidden). A view added here is keyed by its route name, as in
+// main.js.
+import services from './services.js';
+
+export const extraViews = { services };
