@@ -72,6 +72,9 @@ func (l *loop) submit(sub submission, now time.Time, reply func(submitted)) {
 	seq := l.seq
 	j := sub.build(seq)
 	j.Seq, j.Tenant, j.IdempotencyKey = seq, sub.tenant, sub.key
+	// The answer shows the job as submitted, before the lifecycle takes
+	// it (a service is running from then on; its replicas wait).
+	view := jobView(&j)
 	if err := l.submitted(&j, now); err != nil {
 		// An API error says what it is (a service's name taken: 409);
 		// the core's refusal is the document's fault.
@@ -86,7 +89,6 @@ func (l *loop) submit(sub submission, now time.Time, reply func(submitted)) {
 	if live == nil {
 		live = &j
 	}
-	view := jobView(live)
 	l.markJob(live)
 	l.newJobs = append(l.newJobs, store.NewJob{Job: live, Key: sub.key, BodyHash: sub.bodyHash})
 	if sub.key != "" {
