@@ -109,4 +109,3 @@ func tierOf(t string) string {
 	}
 	return ""
 }
-

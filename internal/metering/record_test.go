@@ -41,7 +41,7 @@ func TestRecord(t *testing.T) {
 			want: ledger.Usage{ID: "train-7/2/1/3@1796083200", Job: "train-7", Tenant: "acme", Queue: "acme-train", Kind: "fine-tuning",
 				Type: "h100", Site: "eu/z1", Node: "n1", Gang: 1, Replica: 3, Devices: 2, Milli: 1000, DeviceMask: 0b101,
 				FromMs: 1_796_083_200_000, ToMs: 1_796_086_800_000, End: "preempted"}},
-		"no accelerator":  {in: func() sched.Usage { u := closed; u.Type, u.Devices, u.Milli = "", nil, 0; return u }()},
+		"no accelerator": {in: func() sched.Usage { u := closed; u.Type, u.Devices, u.Milli = "", nil, 0; return u }()},
 		"devices past 63": {in: func() sched.Usage { u := closed; u.Devices = []int{1, 64}; return u }(), ok: true,
 			want: ledger.Usage{ID: "train-7/2/1/3@1796083200", Job: "train-7", Tenant: "acme", Queue: "acme-train", Kind: "fine-tuning",
 				Type: "h100", Tier: "spot", Site: "eu/z1", Node: "n1", Gang: 1, Replica: 3, Devices: 2, Milli: 1000,

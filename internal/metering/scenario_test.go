@@ -48,13 +48,13 @@ type simJob struct {
 }
 
 type driver struct {
-	core    *sched.Core
-	acct    *metering.Accountant
-	specs   []quota.Spec
-	now     int64 // core seconds
-	jobs    map[sched.JobID]*simJob
-	order   []sched.JobID
-	lines   []string
+	core  *sched.Core
+	acct  *metering.Accountant
+	specs []quota.Spec
+	now   int64 // core seconds
+	jobs  map[sched.JobID]*simJob
+	order []sched.JobID
+	lines []string
 }
 
 // clock reads a time: an offset from base such as 1h30m, or HH:MM[:SS].
