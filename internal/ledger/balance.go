@@ -86,3 +86,30 @@ func (l *Ledger) Usage(tenant string, fromMs, toMs int64) Totals {
 	}
 	return tot
 }
+
+// UsageByTenant returns the totals metered per tenant over [fromMs, toMs)
+// (UTC day boundaries), in one pass over the accounts.
+func (l *Ledger) UsageByTenant(fromMs, toMs int64) map[string]Totals {
+	out := map[string]Totals{}
+	d0, d1 := dayOf(fromMs), dayOf(toMs)
+	for i := range l.lines {
+		li := &l.lines[i]
+		var tot Totals
+		for d := max(d0, li.base); d < d1 && d-li.base < int64(len(li.days)); d++ {
+			if b := li.days[d-li.base]; b != 0 {
+				tot.add(l.buckets.at(b - 1).Totals)
+			}
+		}
+		if tot != (Totals{}) {
+			name := l.tenants.s[li.key.tenant]
+			t := out[name]
+			t.add(tot)
+			out[name] = t
+		}
+	}
+	return out
+}
+
+// Fee returns the commitment's fee for its whole term: count x hours x
+// price, rounded half up once (its invoices' monthly fees add up to it).
+func (c Commitment) Fee() Money { return commitFee(&commitment{Commitment: c}, c.EndMs) }

@@ -66,6 +66,9 @@ func TestGrantsBudgetAndUsage(t *testing.T) {
 	if all := l.Usage("", d0, d0+day); all.MilliMs != 3*3_600_000_000 {
 		t.Errorf("everyone's accelerator-time %d, want 3 hours", all.MilliMs)
 	}
+	if by := l.UsageByTenant(d0, d0+day); len(by) != 2 || by["acme"] != acme || by["globex"].MilliMs != 3_600_000_000 {
+		t.Errorf("usage by tenant %+v", by)
+	}
 	if none := l.Usage("acme", d0+day, d0+2*day); none != (ledger.Totals{}) {
 		t.Errorf("usage of the next day %+v, want none", none)
 	}

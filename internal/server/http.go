@@ -60,7 +60,7 @@ var (
 )
 
 func (s *Server) routes() []route {
-	return []route{
+	return append([]route{
 		{"GET", "/v1/openapi.yaml", nil, s.openAPI},
 		{"GET", "/v1/healthz", nil, s.healthz},
 		{"POST", "/v1/jobs", users, s.submit},
@@ -84,7 +84,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
-	}
+	}, s.accountingRoutes()...)
 }
 
 // MetricsPath is where the Prometheus metrics are served.

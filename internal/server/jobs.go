@@ -25,6 +25,7 @@ func (l *loop) apply(ev sched.Event, now time.Time) error {
 
 // take carries out what one call of the core decided.
 func (l *loop) take(r sched.Ready, now time.Time) {
+	l.acct.closed(l, r.Usage)
 	l.follow(l.lc.Take(r, now.UnixMilli()), now)
 }
 
@@ -50,6 +51,7 @@ func (l *loop) follow(out lifecycle.Out, now time.Time) {
 			if err != nil {
 				l.log.Warn("core refused an event of the job lifecycle", "event", fmt.Sprintf("%T", ev), "err", err)
 			}
+			l.acct.closed(l, r.Usage)
 			queue = append(queue, l.lc.Take(r, now.UnixMilli()))
 		}
 	}

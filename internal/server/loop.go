@@ -32,6 +32,8 @@ type loop struct {
 	// lc is the live job lifecycle: every job that is not finished, and
 	// finished jobs whose processes are still being stopped.
 	lc *lifecycle.Machine
+	// acct is the ledger and what drives it (accounting.go).
+	acct *accounts
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -76,6 +78,8 @@ func (l *loop) run(ctx context.Context) error {
 		if now.Sub(l.lastTick) >= l.s.cfg.Tick {
 			l.tick(now)
 		}
+		// Metering first: a pause it calls for holds before the cycle.
+		l.acct.tick(l, now)
 		l.cycle(now)
 		if err := l.commit(); err != nil {
 			return err
@@ -156,7 +160,7 @@ func (l *loop) commit() error {
 	}
 	clear(l.dirtyNodes)
 	clear(l.dirtyJobs)
-	err := l.s.db.Commit(nodes, jobs)
+	err := l.s.db.CommitUsage(nodes, jobs, l.acct.takePending())
 	if err != nil {
 		err = fmt.Errorf("commit: %w", err)
 		l.log.Error("store commit failed; stopping", "err", err)
@@ -190,6 +194,9 @@ func restore(s *Server) (*loop, error) {
 		dirtyJobs: map[string]*store.Job{}, dirtyNodes: map[string]*node{}, lastTick: now,
 	}
 	l.lc = lifecycle.New(lifecycle.Config{StopGraceMs: s.cfg.StopGrace.Milliseconds(), Node: l.nodeFacts})
+	if l.acct, err = openAccounts(s); err != nil {
+		return nil, err
+	}
 	s.queues.Store(newQueueIndex(specs))
 	nodes, err := s.db.Nodes()
 	if err != nil {
@@ -229,7 +236,7 @@ func restore(s *Server) (*loop, error) {
 	}
 	var requeued []unbound
 	requeue := func(j *store.Job, u int, err error) { requeued = append(requeued, unbound{j, u, err}) }
-	core, refused, err := l.buildCore(specs, live, 0, requeue)
+	core, refused, err := l.buildCore(l.acct.overlay(specs, now), live, 0, requeue)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +249,9 @@ func restore(s *Server) (*loop, error) {
 		s.log.Warn("restore: pending job refused", "job", r.job.ID, "err", r.err)
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
+	// The running replicas are metered from their start, and the pauses
+	// the ledger calls for hold before the first cycle.
+	l.acct.meter(l, now)
 	if err := l.commit(); err != nil {
 		return nil, err
 	}

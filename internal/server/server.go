@@ -71,6 +71,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// NoGroupCommit commits every submission on its own (benchmarks).
 	NoGroupCommit bool
+	// Accounting configures metering, prices and the enforcement of
+	// credits and budgets (accounting.go).
+	Accounting Accounting
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests inject their own.
