@@ -261,6 +261,11 @@ func (a *accounts) tick(l *loop, now time.Time) {
 // meter meters the running replicas up to now and applies what the
 // ledger's standing and the commitments call for.
 func (a *accounts) meter(l *loop, now time.Time) {
+	// The core's clock first: work the metering stops ends now, not at
+	// the last cycle's time.
+	if err := l.apply(sched.TimeAdvanced{Now: now.Unix()}, now); err != nil {
+		l.log.Error("accounting: advance the core's clock", "err", err)
+	}
 	evs, err := a.acct.Meter(l.core, l.specs, now.UnixMilli())
 	if err != nil {
 		l.log.Error("accounting: metering", "err", err)
