@@ -101,11 +101,11 @@ type UsageRow struct {
 
 // UsageReport is the answer to GET /v1/usage.
 type UsageReport struct {
-	Currency string    `json:"currency"`
-	From     time.Time `json:"from"`
-	To       time.Time `json:"to"`
-	By       []string  `json:"by"`
-	Period   string    `json:"period,omitempty"`
+	Currency string     `json:"currency"`
+	From     time.Time  `json:"from"`
+	To       time.Time  `json:"to"`
+	By       []string   `json:"by"`
+	Period   string     `json:"period,omitempty"`
 	Rows     []UsageRow `json:"rows"`
 	Total    UsageRow   `json:"total"`
 	// FleetCost is the fleet's asset cost over the range (admins only):
