@@ -101,13 +101,15 @@ type UsageRow struct {
 
 // UsageReport is the answer to GET /v1/usage.
 type UsageReport struct {
-	Currency string     `json:"currency"`
-	From     time.Time  `json:"from"`
-	To       time.Time  `json:"to"`
-	By       []string   `json:"by"`
-	Period   string     `json:"period,omitempty"`
-	Rows     []UsageRow `json:"rows"`
-	Total    UsageRow   `json:"total"`
+	Currency string `json:"currency"`
+	// MinorDigits is the currency's coin (2: cents).
+	MinorDigits int        `json:"minorDigits"`
+	From        time.Time  `json:"from"`
+	To          time.Time  `json:"to"`
+	By          []string   `json:"by"`
+	Period      string     `json:"period,omitempty"`
+	Rows        []UsageRow `json:"rows"`
+	Total       UsageRow   `json:"total"`
 	// FleetCost is the fleet's asset cost over the range (admins only):
 	// the rows' assetCost add up to it exactly.
 	FleetCost *Money   `json:"fleetCost,omitempty"`
@@ -216,10 +218,11 @@ type CreditEvent struct {
 
 // CreditList is the answer to GET /v1/credits.
 type CreditList struct {
-	Currency string        `json:"currency"`
-	Grants   []Grant       `json:"grants"`
-	Balances []Balance     `json:"balances"`
-	Events   []CreditEvent `json:"events"`
+	Currency    string        `json:"currency"`
+	MinorDigits int           `json:"minorDigits"`
+	Grants      []Grant       `json:"grants"`
+	Balances    []Balance     `json:"balances"`
+	Events      []CreditEvent `json:"events"`
 }
 
 // CreateGrant is the body of POST /v1/credits. Amount is a decimal number
@@ -246,8 +249,9 @@ type Budget struct {
 
 // BudgetList is the answer to GET /v1/budgets.
 type BudgetList struct {
-	Currency string   `json:"currency"`
-	Budgets  []Budget `json:"budgets"`
+	Currency    string   `json:"currency"`
+	MinorDigits int      `json:"minorDigits"`
+	Budgets     []Budget `json:"budgets"`
 }
 
 // SetBudget is the body of PUT /v1/budgets/{name}: a monthly budget on a
@@ -278,6 +282,7 @@ type Commitment struct {
 // CommitmentList is the answer to GET /v1/commitments.
 type CommitmentList struct {
 	Currency    string       `json:"currency"`
+	MinorDigits int          `json:"minorDigits"`
 	Commitments []Commitment `json:"commitments"`
 }
 

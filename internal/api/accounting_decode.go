@@ -127,3 +127,7 @@ func DecodeCreateCommitment(data []byte) (CreateCommitment, Money, *Error) {
 	}
 	return c, p, nil
 }
+
+// Amount is an amount as the caller wrote it, for a request body; the
+// server reads it exactly.
+func Amount(s string) json.Number { return json.Number(s) }

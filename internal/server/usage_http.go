@@ -253,7 +253,7 @@ func (a *accounts) report(l *loop, q usageQuery, now time.Time) (api.UsageReport
 			cmp.Compare(x.queue, y.queue), cmp.Compare(x.tier, y.tier), cmp.Compare(x.typ, y.typ), cmp.Compare(x.site, y.site),
 			cmp.Compare(x.commitment, y.commitment))
 	})
-	out := api.UsageReport{Currency: a.cur.Code, From: time.UnixMilli(q.from).UTC(), To: time.UnixMilli(q.to).UTC(), By: by,
+	out := api.UsageReport{Currency: a.cur.Code, MinorDigits: a.cur.MinorDigits, From: time.UnixMilli(q.from).UTC(), To: time.UnixMilli(q.to).UTC(), By: by,
 		Period: q.period, Rows: []api.UsageRow{}, Warnings: rep.Warnings}
 	var total ledger.Row
 	for _, k := range keys {
@@ -404,7 +404,7 @@ func (s *Server) listCredits(w http.ResponseWriter, r *http.Request, p principal
 func (a *accounts) credits(l *loop, tenant string, now time.Time) api.CreditList {
 	at := now.UnixMilli()
 	led := a.acct.Ledger
-	out := api.CreditList{Currency: a.cur.Code, Grants: []api.Grant{}, Balances: []api.Balance{}, Events: []api.CreditEvent{}}
+	out := api.CreditList{Currency: a.cur.Code, MinorDigits: a.cur.MinorDigits, Grants: []api.Grant{}, Balances: []api.Balance{}, Events: []api.CreditEvent{}}
 	queueGrants := map[string]map[string]bool{}
 	for _, g := range led.Grants(tenant) {
 		out.Grants = append(out.Grants, a.grantView(g, at))
@@ -432,7 +432,7 @@ func (a *accounts) credits(l *loop, tenant string, now time.Time) api.CreditList
 			continue
 		}
 		v := api.CreditEvent{Time: time.UnixMilli(e.AtMs).UTC(), Kind: e.Kind.String(), Tenant: e.Tenant, Queue: e.Queue, Grant: e.Grant,
-			Percent: e.Percent, Limit: api.Money(e.Limit), Used: api.Money(e.Used), Message: eventMessage(e)}
+			Percent: e.Percent, Limit: api.Money(e.Limit), Used: api.Money(e.Used), Message: eventMessage(e, a.cur)}
 		if e.Kind == ledger.BudgetThreshold {
 			v.Month = e.Month.String()
 		}
@@ -441,13 +441,17 @@ func (a *accounts) credits(l *loop, tenant string, now time.Time) api.CreditList
 	return out
 }
 
-// eventMessage is an event in words, without its time.
-func eventMessage(e ledger.Event) string {
-	s := e.String()
-	if i := strings.IndexByte(s, ' '); i > 0 {
-		return s[i+1:]
+// eventMessage is an event in words, without its time, amounts in the
+// currency.
+func eventMessage(e ledger.Event, c ledger.Currency) string {
+	m := func(v ledger.Money) string { return v.Format(c) + " " + c.Code }
+	switch e.Kind {
+	case ledger.GrantThreshold:
+		return fmt.Sprintf("grant %s of %s reached %d%% (%s of %s)", e.Grant, e.Tenant, e.Percent, m(e.Used), m(e.Limit))
+	case ledger.GrantExpired:
+		return fmt.Sprintf("grant %s of %s expired with %s of %s unused", e.Grant, e.Tenant, m(e.Limit-e.Used), m(e.Limit))
 	}
-	return s
+	return fmt.Sprintf("the budget of %s for %s reached %d%% (%s of %s)", e.Tenant, e.Month, e.Percent, m(e.Used), m(e.Limit))
 }
 
 func (a *accounts) grantView(g ledger.GrantBalance, at int64) api.Grant {
@@ -578,7 +582,7 @@ func (s *Server) listBudgets(w http.ResponseWriter, r *http.Request, p principal
 		now := l.now()
 		l.acct.meter(l, now)
 		at := now.UnixMilli()
-		bl := api.BudgetList{Currency: l.acct.cur.Code, Budgets: []api.Budget{}}
+		bl := api.BudgetList{Currency: l.acct.cur.Code, MinorDigits: l.acct.cur.MinorDigits, Budgets: []api.Budget{}}
 		for _, t := range slices.Sorted(maps.Keys(metering.TenantsOf(l.specs))) {
 			if tenant != "" && t != tenant {
 				continue
@@ -644,7 +648,7 @@ func (s *Server) listCommitments(w http.ResponseWriter, r *http.Request, p princ
 	}
 	out, err := exec(r.Context(), s, func(l *loop, reply func(api.CommitmentList)) {
 		at := l.now().UnixMilli()
-		cl := api.CommitmentList{Currency: l.acct.cur.Code, Commitments: []api.Commitment{}}
+		cl := api.CommitmentList{Currency: l.acct.cur.Code, MinorDigits: l.acct.cur.MinorDigits, Commitments: []api.Commitment{}}
 		for _, c := range l.acct.Ledger().Commitments() {
 			if tenant == "" || c.Tenant == tenant {
 				cl.Commitments = append(cl.Commitments, l.acct.commitmentView(c, at))
