@@ -30,6 +30,7 @@ type serverFlags struct {
 	headerTimeout, bodyTimeout       time.Duration
 	writeTimeout, idleTimeout        time.Duration
 	debug                            bool
+	acct                             *accountingFlags
 }
 
 func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
@@ -47,6 +48,7 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.writeTimeout, "write-timeout", 30*time.Second, "an answer must be written within this time")
 	c.Flags().DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a kept-alive connection idle this long is closed")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
+	f.acct = addAccountingFlags(c)
 	return f
 }
 
@@ -122,7 +124,11 @@ state from the store: every acknowledged job is still there.`,
 					return err
 				}
 			}
-			s, err := server.Open(sf.config(cmd.ErrOrStderr(), queues))
+			cfg := sf.config(cmd.ErrOrStderr(), queues)
+			if err := sf.acct.apply(&cfg); err != nil {
+				return err
+			}
+			s, err := server.Open(cfg)
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,11 @@ to try, spelled as up itself was run.`,
 			if err != nil {
 				return err
 			}
-			s, err := server.Open(sf.config(cmd.ErrOrStderr(), spec.DefaultQueues()))
+			cfg := sf.config(cmd.ErrOrStderr(), spec.DefaultQueues())
+			if err := sf.acct.apply(&cfg); err != nil {
+				return err
+			}
+			s, err := server.Open(cfg)
 			if err != nil {
 				return err
 			}

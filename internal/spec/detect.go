@@ -17,9 +17,10 @@ const (
 )
 
 // Detect tells what a file declares from its first document: a top-level
-// kind of fleet or queues, or a job kind (training, batch, ...), decides;
-// otherwise its keys do (nodes or generate: a fleet; tenants: queues;
-// gangs: a job).
+// kind of fleet, queues, prices, commitments or credits, or a job kind
+// (training, batch, ...), decides; otherwise its keys do (nodes or
+// generate: a fleet; tenants: queues; gangs: a job; commitments:
+// commitments; grants or budgets: credits).
 func Detect(name string, data []byte) (Kind, error) {
 	d := newDecoder(name)
 	d.firstOnly = true
@@ -47,11 +48,13 @@ func Detect(name string, data []byte) (Kind, error) {
 				return KindFleet, nil
 			case string(KindQueues):
 				return KindQueues, nil
+			case string(KindPrices), string(KindCommitments), string(KindCredits):
+				return Kind(s), nil
 			}
 			if _, err := sched.ParseKind(s); err == nil {
 				return KindJob, nil
 			}
-			k.errorf("%q: want fleet, queues or a job kind (%s)", s, joinKinds())
+			k.errorf("%q: want fleet, queues, prices, commitments, credits or a job kind (%s)", s, joinKinds())
 			return "", d.err()
 		}
 	}
@@ -59,6 +62,9 @@ func Detect(name string, data []byte) (Kind, error) {
 	_, gen := keys["generate"]
 	_, tenants := keys["tenants"]
 	_, gangs := keys["gangs"]
+	_, commitments := keys["commitments"]
+	_, grants := keys["grants"]
+	_, budgets := keys["budgets"]
 	switch {
 	case nodes || gen:
 		return KindFleet, nil
@@ -66,8 +72,12 @@ func Detect(name string, data []byte) (Kind, error) {
 		return KindQueues, nil
 	case gangs:
 		return KindJob, nil
+	case commitments:
+		return KindCommitments, nil
+	case grants || budgets:
+		return KindCredits, nil
 	}
-	v.errorf("cannot tell what this file declares: give kind: fleet, kind: queues or a job kind, or the keys nodes, tenants or gangs")
+	v.errorf("cannot tell what this file declares: give kind: fleet, queues, prices, commitments, credits or a job kind, or the keys nodes, tenants, gangs, commitments or grants")
 	return "", d.err()
 }
 
