@@ -113,3 +113,15 @@ func (l *Ledger) UsageByTenant(fromMs, toMs int64) map[string]Totals {
 // Fee returns the commitment's fee for its whole term: count x hours x
 // price, rounded half up once (its invoices' monthly fees add up to it).
 func (c Commitment) Fee() Money { return commitFee(&commitment{Commitment: c}, c.EndMs) }
+
+// FeeBetween returns the commitment's fee for the part of its term in
+// [fromMs, toMs), rounded as its invoices round it (on the running total
+// from the term's start).
+func (c Commitment) FeeBetween(fromMs, toMs int64) Money {
+	lo, hi := max(fromMs, c.StartMs), min(toMs, c.EndMs)
+	if hi <= lo {
+		return 0
+	}
+	cm := &commitment{Commitment: c}
+	return commitFee(cm, hi) - commitFee(cm, lo)
+}

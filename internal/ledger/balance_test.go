@@ -73,3 +73,23 @@ func TestGrantsBudgetAndUsage(t *testing.T) {
 		t.Errorf("usage of the next day %+v, want none", none)
 	}
 }
+
+func TestMoneyJSON(t *testing.T) {
+	for _, tc := range []struct {
+		m    ledger.Money
+		text string
+	}{{0, "0"}, {12_500_000, "12.5"}, {-3, "-0.000003"}, {7 * ledger.Micro, "7"}} {
+		b, err := tc.m.MarshalJSON()
+		if err != nil || string(b) != tc.text {
+			t.Errorf("%d: %s, %v; want %s", tc.m, b, err, tc.text)
+		}
+		var back ledger.Money
+		if err := back.UnmarshalJSON(b); err != nil || back != tc.m {
+			t.Errorf("%s read back as %d, %v", b, back, err)
+		}
+	}
+	var m ledger.Money
+	if err := m.UnmarshalJSON([]byte("1e3")); err == nil {
+		t.Errorf("1e3 read as %d: want an error", m)
+	}
+}

@@ -14,6 +14,7 @@ const (
 	evRepair                   // a failed node comes back
 	evFailure                  // a node fails
 	evTick                     // a scheduling cycle with no other cause
+	evMeter                    // the accounting meters what runs (account.go)
 )
 
 type event struct {

@@ -13,6 +13,8 @@ type Result struct {
 	Summary Summary     `json:"summary"`
 	Samples []Sample    `json:"samples"`
 	Jobs    []JobRecord `json:"-"`
+	// Accounting is the run's accounts, when Config.Accounting is set.
+	Accounting *AccountResult `json:"accounting,omitempty"`
 	// metered is the core's usage stream summed per tenant, accelerator
 	// milli-seconds, open holdings counted up to the end.
 	metered map[string]int64

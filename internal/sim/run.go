@@ -47,6 +47,8 @@ type Config struct {
 	// Until stops the run at this virtual time; 0 runs until the work is
 	// done.
 	Until int64
+	// Accounting, when set, meters the run in the ledger (account.go).
+	Accounting *Accounting
 	// PUE gives a node's power usage effectiveness; nil or 0 means
 	// DefaultPUE.
 	PUE func(n *fleet.Node) float64
@@ -225,6 +227,7 @@ type engine struct {
 	// usageMS sums the core's usage records per tenant (accelerator
 	// milli-seconds): the same figure tenantMS measures from the actions.
 	usageMS map[string]int64
+	acct    *accountant
 }
 
 // apply hands an event to the core and carries out at once what it
@@ -251,6 +254,9 @@ func (e *engine) take1(r sched.Ready) error {
 func (e *engine) meter(us []sched.Usage) {
 	for i := range us {
 		e.usageMS[us[i].Tenant] += us[i].AccelMilliSeconds()
+	}
+	if e.acct != nil {
+		e.acct.closed(us)
 	}
 }
 
@@ -296,10 +302,17 @@ func runWith(cfg Config, f *fleet.Fleet, specs []quota.Spec, core Scheduler, src
 	e.core = core
 	ahead := prefetch(src)
 	defer ahead.Close()
+	if cfg.Accounting != nil {
+		if e.acct, err = newAccountant(*cfg.Accounting, f, specs, cfg.Sched.SiteLevel); err != nil {
+			return nil, err
+		}
+		e.acct.siteOf = SiteNames(f, cfg.Sched.SiteLevel)
+	}
 	if err := e.run(ahead); err != nil {
 		return nil, err
 	}
-	return e.result(), nil
+	r := e.result()
+	return r, e.account(r)
 }
 
 func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
@@ -494,6 +507,9 @@ func (e *engine) begin(t int64) {
 	if e.cfg.FailuresPerNodeDay > 0 && len(e.nodes) > 0 {
 		e.pushFailure()
 	}
+	if e.acct != nil && (e.acct.limited || len(e.acct.cfg.Commitments) > 0) {
+		e.scheduleMeter(t)
+	}
 }
 
 func (e *engine) pushFailure() {
@@ -511,7 +527,7 @@ func (e *engine) handle(ev event) error {
 	switch ev.kind {
 	case evFinish, evStop, evShrink:
 		e.jobEvents--
-	case evRepair:
+	case evRepair, evMeter:
 		e.repairs--
 	}
 	switch ev.kind {
@@ -575,6 +591,8 @@ func (e *engine) handle(ev event) error {
 			e.tickAt = -1
 		}
 		e.dirty = true
+	case evMeter:
+		return e.meterNow()
 	}
 	return nil
 }
