@@ -97,7 +97,7 @@ type AccountResult struct {
 	// The same at the accelerators (IT energy, before PUE).
 	MeteredITEnergyKWh float64 `json:"meteredITEnergyKWh"`
 	IdleITEnergyKWh    float64 `json:"idleITEnergyKWh"`
-	CO2Kg            float64 `json:"co2Kg"`
+	CO2Kg              float64 `json:"co2Kg"`
 	// FleetCost is the fleet's asset cost over the run's days.
 	FleetCost ledger.Money `json:"fleetCost"`
 	Records   int          `json:"records"`
