@@ -37,6 +37,7 @@ type simRunOpts struct {
 	reportDir                        string
 	asJSON, quiet                    bool
 	cpuProfile                       string
+	acct                             *simAccountFlags
 }
 
 func newSimRunCmd() *cobra.Command {
@@ -62,10 +63,19 @@ an openb trace, one queue "openb-tasks" owning the fleet), else the built-in tre
 inputs and seed give the same results, byte for byte.
 
 It prints a summary, or with --json the summary as JSON; --report DIR also
-writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
+writes summary.json, jobs.csv, timeseries.csv and index.html with charts.
+
+With --account (or --prices, --credits, --commitments) the run is metered
+by the same ledger the live server runs: per tenant cost, energy, carbon,
+commitment fees and credits in the summary, and a chart of each prepaid
+tenant's credit burn-down. Commitments give their tenants committed-tier
+quota for their term; a tenant whose credits or monthly budget run out is
+paused and its running work stopped, as live (--no-enforce lets it run on).
+The virtual clock's 0 is --epoch on the calendar.`,
 		Example: `  gpufleet sim run
   gpufleet sim run --policy fgd --report out/
-  gpufleet sim gen --jobs 100000 -o w.jsonl && gpufleet sim run --trace w.jsonl --failures 0.01 --json`,
+  gpufleet sim gen --jobs 100000 -o w.jsonl && gpufleet sim run --trace w.jsonl --failures 0.01 --json
+  gpufleet sim run --credits credits.yaml --commitments commitments.yaml --report out/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return simRun(cmd, o)
@@ -88,6 +98,7 @@ writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
 	fl.BoolVar(&o.asJSON, "json", false, "print the summary as JSON")
 	fl.BoolVar(&o.quiet, "quiet", false, "print no progress bar or notes on standard error")
 	fl.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (read it with go tool pprof)")
+	o.acct = addSimAccountFlags(c)
 	return c
 }
 
@@ -180,6 +191,9 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		SampleSec:          o.sample,
 		CycleSec:           o.cycle,
 		PUE:                func(n *fleet.Node) float64 { return sites.For(n.Path).PUE },
+	}
+	if cfg.Accounting, err = o.acct.config(f, sites, qs, cfg.Sched.SiteLevel); err != nil {
+		return err
 	}
 	if p := strings.TrimSpace(o.policy); p != "" && p != "default" {
 		for _, s := range strings.Split(p, ",") {

@@ -429,7 +429,7 @@ func (e *engine) account(r *Result) error {
 	if err != nil {
 		return err
 	}
-	r.Accounting = ar
+	r.Summary.Accounting = ar
 	r.Summary.EnergyKWh = round6(ar.MeteredEnergyKWh + ar.IdleEnergyKWh)
 	r.Summary.ITEnergyKWh = round6(ar.MeteredITEnergyKWh + ar.IdleITEnergyKWh)
 	return nil
@@ -452,11 +452,10 @@ func (e *engine) meterNow() error {
 	return nil
 }
 
-// scheduleMeter asks for a meter at t; a pending one counts like a repair
-// to come, keeping a run whose tenants wait for credits going until it
-// stalls.
+// scheduleMeter asks for a meter at t. A meter does not keep a run going:
+// once nothing else can happen the run ends, and the work of a tenant
+// paused then is pending at the end.
 func (e *engine) scheduleMeter(t int64) {
 	e.acct.meterAt = t
-	e.repairs++
 	e.q.push(event{t: t, kind: evMeter, job: -1})
 }

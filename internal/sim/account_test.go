@@ -37,7 +37,7 @@ func TestAccountingMetersTheRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := res.Accounting
+	a := res.Summary.Accounting
 	if a == nil || a.Records == 0 {
 		t.Fatalf("accounting %+v", a)
 	}
@@ -90,12 +90,12 @@ func TestCreditsRunOutInTheSimulator(t *testing.T) {
 	on := run(t, Config{Accounting: acct(true)}, f, qs, jobs...)
 	off := run(t, Config{Accounting: acct(false)}, f, qs, jobs...)
 	find := func(r *Result, tenant string) TenantAccount {
-		for _, ta := range r.Accounting.Tenants {
+		for _, ta := range r.Summary.Accounting.Tenants {
 			if ta.Tenant == tenant {
 				return ta
 			}
 		}
-		t.Fatalf("no tenant %s in %+v", tenant, r.Accounting.Tenants)
+		t.Fatalf("no tenant %s in %+v", tenant, r.Summary.Accounting.Tenants)
 		return TenantAccount{}
 	}
 	a := find(on, "acme")
@@ -117,8 +117,8 @@ func TestCreditsRunOutInTheSimulator(t *testing.T) {
 	if g := find(on, "globex"); g.Prepaid || g.PausedSec != 0 || g.Cost != 384*ledger.Micro {
 		t.Errorf("globex, postpaid: %+v", g)
 	}
-	if len(on.Accounting.BurnDown) == 0 || on.Accounting.BurnDown[0].Credits != 100*ledger.Micro {
-		t.Errorf("burn-down %+v", on.Accounting.BurnDown)
+	if len(on.Summary.Accounting.BurnDown) == 0 || on.Summary.Accounting.BurnDown[0].Credits != 100*ledger.Micro {
+		t.Errorf("burn-down %+v", on.Summary.Accounting.BurnDown)
 	}
 }
 
@@ -138,7 +138,7 @@ func TestCommitmentsInTheSimulator(t *testing.T) {
 	if len(tl) != 2 || tl[0].Status != StatusFinished || tl[1].Status != StatusFinished || tl[1].Start < 3600 {
 		t.Fatalf("jobs %+v: want the second committed job to wait for the first (8 committed h100)", tl)
 	}
-	a := res.Accounting.Tenants[0]
+	a := res.Summary.Accounting.Tenants[0]
 	if a.AccelHours != 16 || a.Overage != 0 || a.Commitments != 16*ledger.Micro {
 		t.Errorf("acme %+v: want 16 accelerator-hours, covered, and two hours of the commitment's fee", a)
 	}

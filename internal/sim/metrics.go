@@ -13,8 +13,6 @@ type Result struct {
 	Summary Summary     `json:"summary"`
 	Samples []Sample    `json:"samples"`
 	Jobs    []JobRecord `json:"-"`
-	// Accounting is the run's accounts, when Config.Accounting is set.
-	Accounting *AccountResult `json:"accounting,omitempty"`
 	// metered is the core's usage stream summed per tenant, accelerator
 	// milli-seconds, open holdings counted up to the end.
 	metered map[string]int64
@@ -145,6 +143,8 @@ type Summary struct {
 	ITEnergyKWh   float64 `json:"itEnergyKWh"`
 	ScheduleCalls int64   `json:"scheduleCalls"`
 	Actions       int64   `json:"actions"`
+	// Accounting is the run's accounts, when Config.Accounting is set.
+	Accounting *AccountResult `json:"accounting,omitempty"`
 }
 
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }

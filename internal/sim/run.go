@@ -527,7 +527,7 @@ func (e *engine) handle(ev event) error {
 	switch ev.kind {
 	case evFinish, evStop, evShrink:
 		e.jobEvents--
-	case evRepair, evMeter:
+	case evRepair:
 		e.repairs--
 	}
 	switch ev.kind {
