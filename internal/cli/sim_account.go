@@ -96,4 +96,3 @@ func (f *simAccountFlags) config(fl *fleet.Fleet, sites spec.Sites, qs []quota.S
 	}
 	return a, nil
 }
-
