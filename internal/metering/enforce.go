@@ -92,7 +92,7 @@ func (e *Enforcer) Paused() []Pause {
 	for _, p := range e.applied {
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Scope.String() < out[j].Scope.String() })
+	sort.Slice(out, func(i, j int) bool { return cmpScope(out[i].Scope, out[j].Scope) < 0 })
 	return out
 }
 

@@ -261,9 +261,10 @@ func (a *accounts) report(l *loop, q usageQuery, now time.Time) (api.UsageReport
 		addRow(&total, row)
 		v := usageRow(row, k.kind)
 		v.Tenant, v.Queue, v.Tier, v.Type, v.Site, v.Commitment = k.tenant, k.queue, k.tier, k.typ, k.site, k.commitment
-		if q.period == "day" {
+		switch q.period {
+		case "day":
 			v.Period = ledger.FormatTime(k.period)[:10]
-		} else if q.period == "month" {
+		case "month":
 			v.Period = ledger.MonthOf(k.period).String()
 		}
 		out.Rows = append(out.Rows, v)
