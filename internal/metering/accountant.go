@@ -26,15 +26,30 @@ type Accountant struct {
 	Enforcer *Enforcer
 	Quotas   Quotas
 	next     int64
+	// open holds the holdings fed open and not closed since: a meter
+	// feeds only those it has not (the others are a Duplicate), without
+	// building their records.
+	open map[holdKey]struct{}
 	// Skipped counts records the ledger refused (their error was
 	// returned): nothing else is dropped.
 	Skipped int
 }
 
+// holdKey names a holding as RecordID does, without building the string.
+type holdKey struct {
+	job                    sched.JobID
+	attempt, gang, replica int
+	from                   int64
+}
+
+func keyOf(u *sched.Usage) holdKey {
+	return holdKey{job: u.Job, attempt: u.Attempt, gang: u.Gang, replica: u.Replica, from: u.From}
+}
+
 // New makes an accountant over a ledger, metering every intervalMs (0:
 // DefaultIntervalMs).
 func New(l *ledger.Ledger, intervalMs int64) *Accountant {
-	return &Accountant{Ledger: l, Enforcer: NewEnforcer(intervalMs)}
+	return &Accountant{Ledger: l, Enforcer: NewEnforcer(intervalMs), open: map[holdKey]struct{}{}}
 }
 
 // Closed feeds the records of holdings that ended. A record fed before
@@ -47,6 +62,7 @@ func (a *Accountant) Closed(us []sched.Usage) error {
 		if !ok {
 			continue
 		}
+		delete(a.open, keyOf(&us[i]))
 		if _, err := a.Ledger.Add(r); err != nil && !errors.Is(err, ledger.ErrSealed) {
 			a.Skipped++
 			if first == nil {
@@ -113,12 +129,20 @@ func (a *Accountant) Meter(core Holder, specs []quota.Spec, nowMs int64) ([]sche
 	var first error
 	if core != nil {
 		core.Holdings(func(u sched.Usage) bool {
+			k := keyOf(&u)
+			if _, fed := a.open[k]; fed {
+				return true
+			}
 			u.End = sched.EndOpen
 			r, ok := Record(&u)
 			if !ok {
 				return true
 			}
-			if _, err := a.Ledger.Add(r); err != nil && !errors.Is(err, ledger.ErrSealed) {
+			_, err := a.Ledger.Add(r)
+			if err == nil {
+				a.open[k] = struct{}{}
+			}
+			if err != nil && !errors.Is(err, ledger.ErrSealed) {
 				a.Skipped++
 				if first == nil {
 					first = err
