@@ -71,6 +71,8 @@ type accounts struct {
 	m       *accountMetrics
 	// siteLevel is the topology level that names a record's site.
 	siteLevel int
+	// metered is when the running work was last metered.
+	metered time.Time
 }
 
 // openAccounts builds the ledger from the store: budgets, commitments and
@@ -258,6 +260,18 @@ func (a *accounts) tick(l *loop, now time.Time) {
 	}
 }
 
+// freshFor is how old the metering a read shows may be: reads (a
+// dashboard polling) meter at most once a second between them.
+const freshFor = time.Second
+
+// fresh meters for a read, unless the last metering is younger than
+// freshFor.
+func (a *accounts) fresh(l *loop, now time.Time) {
+	if now.Sub(a.metered) >= freshFor || now.Before(a.metered) {
+		a.meter(l, now)
+	}
+}
+
 // meter meters the running replicas up to now and applies what the
 // ledger's standing and the commitments call for.
 func (a *accounts) meter(l *loop, now time.Time) {
@@ -270,6 +284,7 @@ func (a *accounts) meter(l *loop, now time.Time) {
 	if err != nil {
 		l.log.Error("accounting: metering", "err", err)
 	}
+	a.metered = now
 	if a.acct.Skipped > 0 {
 		a.m.refused.Add(float64(a.acct.Skipped))
 		a.acct.Skipped = 0

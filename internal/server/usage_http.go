@@ -145,7 +145,7 @@ func (s *Server) usageReport(w http.ResponseWriter, r *http.Request, p principal
 	}
 	a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
 		now := l.now()
-		l.acct.meter(l, now)
+		l.acct.fresh(l, now)
 		rep, e := l.acct.report(l, uq, now)
 		reply(answer{rep, e})
 	})
@@ -318,7 +318,7 @@ func (s *Server) jobUsage(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	ju, err := exec(r.Context(), s, func(l *loop, reply func(api.JobUsage)) {
 		now := l.now()
-		l.acct.meter(l, now)
+		l.acct.fresh(l, now)
 		reply(l.acct.jobUsage(l, j.ID, j.Tenant, stored, now))
 	})
 	if err != nil {
@@ -390,7 +390,7 @@ func (s *Server) listCredits(w http.ResponseWriter, r *http.Request, p principal
 	}
 	out, err := exec(r.Context(), s, func(l *loop, reply func(api.CreditList)) {
 		now := l.now()
-		l.acct.meter(l, now)
+		l.acct.fresh(l, now)
 		reply(l.acct.credits(l, tenant, now))
 	})
 	if err != nil {
@@ -581,7 +581,7 @@ func (s *Server) listBudgets(w http.ResponseWriter, r *http.Request, p principal
 	}
 	out, err := exec(r.Context(), s, func(l *loop, reply func(api.BudgetList)) {
 		now := l.now()
-		l.acct.meter(l, now)
+		l.acct.fresh(l, now)
 		at := now.UnixMilli()
 		bl := api.BudgetList{Currency: l.acct.cur.Code, MinorDigits: l.acct.cur.MinorDigits, Budgets: []api.Budget{}}
 		for _, t := range slices.Sorted(maps.Keys(metering.TenantsOf(l.specs))) {
@@ -756,7 +756,7 @@ func (s *Server) invoice(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	a, err := exec(r.Context(), s, func(l *loop, reply func(answer)) {
 		now := l.now()
-		l.acct.meter(l, now)
+		l.acct.fresh(l, now)
 		inv, err := l.acct.Ledger().Invoice(tenant, m)
 		if err != nil {
 			reply(answer{err: api.Invalid("tenant", "%v", err)})

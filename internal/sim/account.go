@@ -123,6 +123,59 @@ type accountant struct {
 	prepaid  map[string]bool
 	meterAt  int64 // virtual time of the next evMeter, -1 none
 	siteOf   []string
+
+	// The closed records are metered on a goroutine of their own, a
+	// batch at a time, so that metering overlaps the engine (a replay
+	// has two cores: the engine's and the trace reader's, which leaves
+	// room). The engine waits for it (sync) before it reads or meters
+	// the ledger itself; between syncs only the worker touches it.
+	batch  []sched.Usage
+	work   chan []sched.Usage
+	synced chan struct{}
+}
+
+// batchRecords is how many records go to the metering goroutine at once.
+const batchRecords = 4096
+
+// start starts the metering goroutine.
+func (ac *accountant) start() {
+	ac.work = make(chan []sched.Usage, 4)
+	ac.synced = make(chan struct{})
+	go func() {
+		for b := range ac.work {
+			if b == nil {
+				ac.synced <- struct{}{}
+				continue
+			}
+			ac.meterClosed(b)
+		}
+		close(ac.synced)
+	}()
+}
+
+// sync waits until every record handed over is metered.
+func (ac *accountant) sync() {
+	if len(ac.batch) > 0 {
+		ac.work <- ac.batch
+		ac.batch = nil
+	}
+	ac.work <- nil
+	<-ac.synced
+}
+
+// stop ends the metering goroutine (after its last batch).
+func (ac *accountant) stop() {
+	if ac.work == nil {
+		return
+	}
+	if len(ac.batch) > 0 {
+		ac.work <- ac.batch
+		ac.batch = nil
+	}
+	close(ac.work)
+	for range ac.synced {
+	}
+	ac.work = nil
 }
 
 func newAccountant(cfg Accounting, f *fleet.Fleet, specs []quota.Spec, siteLevel string) (*accountant, error) {
@@ -193,20 +246,33 @@ func (ac *accountant) shift(u *sched.Usage) {
 	}
 }
 
-// closed meters the records of holdings that ended.
+// closed hands the records of holdings that ended to the metering
+// goroutine (the core makes every Ready's records anew: they are not
+// changed after).
 func (ac *accountant) closed(us []sched.Usage) {
 	if len(us) == 0 {
 		return
 	}
-	shifted := make([]sched.Usage, len(us))
-	copy(shifted, us)
-	for i := range shifted {
-		ac.shift(&shifted[i])
-		if shifted[i].Type != "" {
+	if ac.batch == nil {
+		ac.batch = make([]sched.Usage, 0, batchRecords)
+	}
+	ac.batch = append(ac.batch, us...)
+	if len(ac.batch) >= batchRecords {
+		ac.work <- ac.batch
+		ac.batch = nil
+	}
+}
+
+// meterClosed meters a batch of closed records (on the metering
+// goroutine).
+func (ac *accountant) meterClosed(us []sched.Usage) {
+	for i := range us {
+		ac.shift(&us[i])
+		if us[i].Type != "" {
 			ac.records++
 		}
 	}
-	ac.note(ac.a.Closed(shifted))
+	ac.note(ac.a.Closed(us))
 }
 
 func (ac *accountant) note(err error) {
@@ -235,6 +301,7 @@ func (s shiftedCore) Holdings(fn func(sched.Usage) bool) {
 // meter meters what runs up to virtual time t and returns the events for
 // the core, and when to meter next (virtual seconds, -1: not needed).
 func (ac *accountant) meter(core Scheduler, t int64) ([]sched.Event, int64) {
+	ac.sync()
 	var holder metering.Holder
 	if h, ok := core.(metering.Holder); ok && ac.limited {
 		holder = shiftedCore{h, ac.cfg.EpochSec}
@@ -300,6 +367,7 @@ func sortedTenants(m map[string]bool) []string {
 // finish meters what still runs at the end of the run (virtual time t)
 // and makes the result.
 func (ac *accountant) finish(core Scheduler, t int64, e *engine) (*AccountResult, error) {
+	ac.stop()
 	if h, ok := core.(metering.Holder); ok {
 		shiftedCore{h, ac.cfg.EpochSec}.Holdings(func(u sched.Usage) bool {
 			u.End = sched.EndOpen

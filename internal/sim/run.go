@@ -307,6 +307,8 @@ func runWith(cfg Config, f *fleet.Fleet, specs []quota.Spec, core Scheduler, src
 			return nil, err
 		}
 		e.acct.siteOf = SiteNames(f, cfg.Sched.SiteLevel)
+		e.acct.start()
+		defer e.acct.stop()
 	}
 	if err := e.run(ahead); err != nil {
 		return nil, err
