@@ -10,7 +10,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
-	"github.com/gpufleet/gpufleet/internal/spec"
+	"github.com/gpufleet/gpufleet/internal/spec/guard"
 )
 
 // ParseAccelerators reads "COUNTxTYPE" (e.g. "8xh100"), or "none" for a
@@ -123,7 +123,7 @@ func ReadTopologyFile(name string) (TopologyFile, error) {
 	if err != nil {
 		return tf, fmt.Errorf("topology file: %w", err)
 	}
-	if err := spec.CheckYAML(name, b, maxTopologyBytes); err != nil {
+	if err := guard.CheckYAML(name, b, maxTopologyBytes); err != nil {
 		return tf, fmt.Errorf("topology file: %w", err)
 	}
 	if err := yaml.UnmarshalWithOptions(b, &tf, yaml.Strict()); err != nil {

@@ -140,9 +140,22 @@ type Queue struct {
 	Quotas map[string]Quota `json:"quotas,omitempty" yaml:"quotas,omitempty"`
 	// Usage is what the queue's running jobs hold, in accelerators per
 	// flavor.
-	Usage   map[string]float64 `json:"usage,omitempty" yaml:"usage,omitempty"`
-	Pending int                `json:"pending" yaml:"pending"`
-	Running int                `json:"running" yaml:"running"`
+	Usage map[string]float64 `json:"usage,omitempty" yaml:"usage,omitempty"`
+	// Borrowed is what the queue's jobs hold above its nominal quota, per
+	// flavor (the scheduling core's figure). Lent is the part of its
+	// nominal quota other queues use, per flavor: what the queues borrow
+	// below their common parent, shared among the lenders in proportion
+	// to the idle quota each may lend.
+	Borrowed map[string]float64 `json:"borrowed,omitempty" yaml:"borrowed,omitempty"`
+	Lent     map[string]float64 `json:"lent,omitempty" yaml:"lent,omitempty"`
+	// Share is the queue's dominant share of the fleet's pool: the
+	// largest, over flavors, of its usage over the pool of that flavor.
+	// Entitlement is the same of its nominal quota: a share above it is
+	// borrowed capacity.
+	Share       float64 `json:"share" yaml:"share"`
+	Entitlement float64 `json:"entitlement" yaml:"entitlement"`
+	Pending     int     `json:"pending" yaml:"pending"`
+	Running     int     `json:"running" yaml:"running"`
 }
 
 // QueueList is the answer to GET /v1/queues.
@@ -244,4 +257,17 @@ type TokenInfo struct {
 // TokenList is the answer to GET /v1/tokens.
 type TokenList struct {
 	Tokens []TokenInfo `json:"tokens" yaml:"tokens"`
+}
+
+// Job document syntaxes.
+const (
+	FormatYAML = "yaml"
+	FormatJSON = "json"
+)
+
+// JobMediaTypes are the Content-Types POST /v1/jobs takes, with the syntax
+// each announces.
+var JobMediaTypes = map[string]string{
+	"application/yaml": FormatYAML, "application/x-yaml": FormatYAML, "text/yaml": FormatYAML, "text/x-yaml": FormatYAML,
+	"application/json": FormatJSON,
 }

@@ -120,8 +120,13 @@ func (c *Client) Submit(ctx context.Context, name string, doc []byte, key string
 
 // JobFilter narrows a job listing.
 type JobFilter struct {
-	State string
-	Queue string
+	State  string
+	Queue  string
+	Tenant string
+	Kind   string
+	// Newest lists the newest jobs first; a page's cursor then goes back
+	// in time.
+	Newest bool
 }
 
 // Jobs lists jobs the token may see.
@@ -142,7 +147,8 @@ func (c *Client) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
 }
 
 // JobsPage reads one page of the job list: up to limit jobs (0: the
-// server's default) after the cursor (empty: from the start).
+// server's default) from the cursor a previous page gave (empty: from the
+// start, or with f.Newest from the newest job).
 func (c *Client) JobsPage(ctx context.Context, f JobFilter, after string, limit int) (JobList, error) {
 	q := url.Values{}
 	if f.State != "" {
@@ -151,8 +157,19 @@ func (c *Client) JobsPage(ctx context.Context, f JobFilter, after string, limit 
 	if f.Queue != "" {
 		q.Set("queue", f.Queue)
 	}
+	if f.Tenant != "" {
+		q.Set("tenant", f.Tenant)
+	}
+	if f.Kind != "" {
+		q.Set("kind", f.Kind)
+	}
+	cursor := "after"
+	if f.Newest {
+		q.Set("order", "newest")
+		cursor = "before"
+	}
 	if after != "" {
-		q.Set("after", after)
+		q.Set(cursor, after)
 	}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
@@ -164,6 +181,56 @@ func (c *Client) JobsPage(ctx context.Context, f JobFilter, after string, limit 
 	var l JobList
 	err := c.get(ctx, path, &l)
 	return l, err
+}
+
+// PendingFilter narrows GET /v1/pending.
+type PendingFilter struct {
+	Queue, Tenant, Kind, Job string
+}
+
+// Pending reads a page of pending jobs in their queues' order from an
+// offset (limit 0: the server's default).
+func (c *Client) Pending(ctx context.Context, f PendingFilter, offset, limit int) (PendingList, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"queue": f.Queue, "tenant": f.Tenant, "kind": f.Kind, "job": f.Job} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if offset > 0 {
+		q.Set("offset", strconv.Itoa(offset))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/pending"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var l PendingList
+	err := c.get(ctx, path, &l)
+	return l, err
+}
+
+// JobEvents reads a job's timeline.
+func (c *Client) JobEvents(ctx context.Context, id string) (JobEvents, error) {
+	var e JobEvents
+	err := c.get(ctx, "/v1/jobs/"+url.PathEscape(id)+"/events", &e)
+	return e, err
+}
+
+// History reads the samples of the fleet and the queues the token may see.
+func (c *Client) History(ctx context.Context) (History, error) {
+	var h History
+	err := c.get(ctx, "/v1/history", &h)
+	return h, err
+}
+
+// Whoami reads the token's role and tenant.
+func (c *Client) Whoami(ctx context.Context) (Whoami, error) {
+	var w Whoami
+	err := c.get(ctx, "/v1/whoami", &w)
+	return w, err
 }
 
 // Job reads one job with the core's explanation.
@@ -329,4 +396,51 @@ func (c *Client) Heartbeat(ctx context.Context, h HeartbeatRequest) (HeartbeatRe
 	var out HeartbeatResponse
 	err := c.postJSON(ctx, "/v1/agent/heartbeat", h, &out)
 	return out, err
+}
+
+// Export streams the fleet's recorded history from from to to (zero
+// times: the beginning of the record, now) as a native trace into w. The
+// client's timeout does not cut it short; ctx does.
+func (c *Client) Export(ctx context.Context, from, to time.Time, w io.Writer) error {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	path := "/v1/export"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return eb.Error
+		}
+		return &Error{Status: resp.StatusCode, Code: CodeInternal, Message: fmt.Sprintf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))}
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
 }

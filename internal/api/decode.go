@@ -14,13 +14,13 @@ import (
 	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
-	"github.com/gpufleet/gpufleet/internal/spec"
+	"github.com/gpufleet/gpufleet/internal/spec/guard"
 )
 
 // Request body limits.
 const (
 	// MaxBody bounds an ordinary request body, a job document among them.
-	MaxBody = spec.MaxJobBytes
+	MaxBody = guard.MaxJobBytes
 	// MaxHeartbeatBody bounds a heartbeat, which carries log bytes.
 	MaxHeartbeatBody = 16 << 20
 	// MaxLogChunk bounds the bytes of one log chunk.
@@ -55,7 +55,7 @@ func ReadBody(r io.Reader, limit int64) ([]byte, *Error) {
 	}
 	if int64(len(data)) > limit {
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
-			Message: fmt.Sprintf("request body is larger than %s", spec.FormatBytes(limit))}
+			Message: fmt.Sprintf("request body is larger than %s", guard.FormatBytes(limit))}
 	}
 	return data, nil
 }
@@ -65,7 +65,7 @@ var unknownFieldRE = regexp.MustCompile(`^json: unknown field "(.*)"$`)
 // decodeStrict decodes one JSON value; unknown fields and trailing data are
 // errors that name the field.
 func decodeStrict(data []byte, v any) *Error {
-	if err := spec.CheckJSON("request body", data, math.MaxInt64); err != nil {
+	if err := guard.CheckJSON("request body", data, math.MaxInt64); err != nil {
 		return Invalid("", "%v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -154,29 +154,6 @@ func FuzzDecodeUpdateQueue(f *testing.F) {
 	})
 }
 
-func FuzzDecodeJob(f *testing.F) {
-	f.Add([]byte("name: train\nqueue: acme-train\nkind: training\ngangs:\n  - replicas: 2\n    accelerators: h100\n    count: 8\ncommand: [sh, -c, 'echo $RANK']\n"))
-	f.Add([]byte(`{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":1,"fraction":0.5}],"command":["true"]}`))
-	f.Add([]byte("name: j\nqueue: q\nkind: batch\ngangs: []\n"))
-	f.Add([]byte("name: j\nqueue: q\nkind: batch\ngangs:\n  - replicas: 1\n    count: 1\n    fraction: 0.5\ncommand: [x]\n"))
-	f.Add([]byte("name: j\nqueue: q\nkind: batch\ngangs:\n  - replicas: 1\ncommand: [x]\nenv: {\"A=B\": c}\n"))
-	f.Add([]byte(`{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":1}],"command":["x"],}`))
-	f.Add([]byte(`{"name":"j","queue":"q","kind":"batch","gangs":[[[[[[{"replicas":1}]]]]]],"command":["a\u0000"]}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		js, e := DecodeJob("job.yaml", data)
-		if e != nil {
-			checkRefusal(t, e)
-			return
-		}
-		if err := js.Job.Validate(); err != nil {
-			t.Fatalf("accepted a job its own validation refuses: %v", err)
-		}
-		if len(js.Run.Command) == 0 || js.Run.Command[0] == "" {
-			t.Fatalf("accepted a job without a command")
-		}
-	})
-}
-
 func TestDecodeErrorsNameTheField(t *testing.T) {
 	for name, tc := range map[string]struct {
 		decode func([]byte) *Error
@@ -188,8 +165,6 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		"bad replica state": {func(b []byte) *Error { _, e := DecodeHeartbeat(b); return e }, `{"node":"n1","replicas":[{"job":"j","state":"zombie"}]}`, "replicas[0].state"},
 		"lending over nominal": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },
 			`{"name":"acme","quotas":{"h100":{"nominal":1,"lendingLimit":2}}}`, "quotas.h100.lendingLimit"},
-		"job field": {func(b []byte) *Error { _, e := DecodeJob("j.yaml", b); return e },
-			"name: j\nqueue: q\nkind: batch\ngangs:\n  - replicas: 1\n    count: 99\ncommand: [x]\n", "gangs[0].count"},
 		"flavor not in the catalog": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },
 			`{"name":"acme","quotas":{"h999":{"nominal":1}}}`, "quotas.h999"},
 		"flavor with a tier": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },
@@ -204,45 +179,6 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 	}
 }
 
-func TestDecodeJobTakesJSON(t *testing.T) {
-	js, e := DecodeJob("job.json", []byte(`{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":2,"accelerators":"h100","fraction":0.5}],"command":["python","train.py"],"env":{"A":"1"}}`))
-	if e != nil {
-		t.Fatal(e)
-	}
-	if g := js.Job.Gangs[0]; g.Replicas != 2 || g.Shape.Milli != 500 || js.Run.Command[1] != "train.py" || js.Run.Env["A"] != "1" {
-		t.Errorf("decoded %+v", js)
-	}
-}
-
-// A job sent as JSON gets JSON's account of a syntax error, with the line
-// and column; a YAML flow mapping (which starts like JSON) is still YAML.
-func TestDecodeJobJSONSyntax(t *testing.T) {
-	const good = `{"name":"j","queue":"q","kind":"batch","gangs":[{"replicas":1}],"command":["x"]}`
-	for name, tc := range map[string]struct {
-		body, format, want string
-	}{
-		"trailing comma":       {"{\n  \"name\": \"j\",\n}", FormatJSON, "job.json:3:1: JSON syntax: invalid character '}' looking for beginning of object key string"},
-		"sniffed":              {`{"name": "j" "queue": "q"}`, "", "job.json:1:14: JSON syntax: invalid character '\"' after object key:value pair"},
-		"cut short":            {`{"name": "j"`, FormatJSON, "job.json:1:13: JSON syntax: the document ends inside a value"},
-		"an array":             {`[1]`, FormatJSON, "job.json:1:1: JSON syntax: a job is a JSON object, not an array"},
-		"two objects":          {good + " {}", FormatJSON, "job.json:1:82: JSON syntax: more data after the job's object"},
-		"valid JSON":           {good, FormatJSON, ""},
-		"YAML flow, sniffed":   {"{name: j, queue: q, kind: batch, gangs: [{replicas: 1}], command: [x]}", "", ""},
-		"YAML said to be YAML": {"{name: j,,}", FormatYAML, "YAML syntax"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			_, e := DecodeJobAs("job.json", []byte(tc.body), tc.format)
-			switch {
-			case tc.want == "" && e != nil:
-				t.Fatalf("refused: %v", e)
-			case tc.want != "" && (e == nil || e.Status != 422 || !strings.Contains(e.Message, tc.want)):
-				t.Fatalf("got %v, want a 422 saying %q", e, tc.want)
-			}
-		})
-	}
-}
-
-// Request bodies nested past the guard's limit are refused before decoding.
 func TestDecodeRefusesDeepBodies(t *testing.T) {
 	body := `{"node":"n1","replicas":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`
 	if _, e := DecodeHeartbeat([]byte(body)); e == nil || e.Status != 422 || !strings.Contains(e.Message, "nest deeper than 64") {

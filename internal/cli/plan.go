@@ -23,7 +23,7 @@ var planSubcommands []func() *cobra.Command
 func init() {
 	planSubcommands = append(planSubcommands, newPlanForecastCmd)
 	addCommand(func() *cobra.Command {
-		c := &cobra.Command{Use: "plan", Short: "Plan capacity: forecast demand"}
+		c := newPlanCmd()
 		for _, f := range planSubcommands {
 			c.AddCommand(f())
 		}

@@ -29,6 +29,7 @@ type serverFlags struct {
 	retain, preemptAfter             time.Duration
 	headerTimeout, bodyTimeout       time.Duration
 	writeTimeout, idleTimeout        time.Duration
+	historyInterval                  time.Duration
 	debug                            bool
 	acct                             *accountingFlags
 }
@@ -47,6 +48,7 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.bodyTimeout, "body-timeout", 30*time.Second, "a request's body must arrive within this time once its headers are in (else 408)")
 	c.Flags().DurationVar(&f.writeTimeout, "write-timeout", 30*time.Second, "an answer must be written within this time")
 	c.Flags().DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a kept-alive connection idle this long is closed")
+	c.Flags().DurationVar(&f.historyInterval, "history-interval", 15*time.Second, "how often the fleet and the queues are sampled for the dashboard's charts (the latest 960 samples are kept)")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	f.acct = addAccountingFlags(c)
 	return f
@@ -62,8 +64,9 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
 		Retain:            f.retain,
 		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		Sched:  sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		HistoryInterval: f.historyInterval,
+		Sched:           sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
+		Logger:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
 

@@ -85,6 +85,7 @@ the arrivals span as long as the fleet needs to run the work at --load.`,
 	fl.IntVar(&o.tenants, "tenants", 0, "make up this many tenants with quota shares (0: use the queues)")
 	fl.Float64Var(&o.days, "days", 0, "span of arrivals in days (0: what --load asks)")
 	fl.Float64Var(&o.load, "load", 0.85, "offered load that sets the span when --days is not given")
+	fl.Float64Var(&o.deferrable, "deferrable", 0, "share of batch and fine-tuning jobs given a deadline (twice their estimate plus 2-24 h), interruptible when they checkpoint")
 	fl.StringVar(&fleetFile, "fleet", "", "fleet `FILE` the jobs are sized for (default: the built-in fleet)")
 	fl.StringVar(&qsFile, "queues", "", "queues `FILE` the jobs go to (default: the built-in queue tree)")
 	fl.StringVarP(&out, "output", "o", "", "write the trace to `FILE` (default: standard output)")
@@ -99,12 +100,13 @@ type simGenOpts struct {
 	jobs, tenants int
 	seed          uint64
 	days, load    float64
+	deferrable    float64
 }
 
 // simGenerate writes a generated workload as a trace and returns the
 // generator and the number of jobs written.
 func simGenerate(w io.Writer, f *fleet.Fleet, qs []quota.Spec, o simGenOpts, source string) (*sim.Generator, int, error) {
-	g, err := sim.NewGenerator(sim.GenConfig{Jobs: o.jobs, Seed: o.seed, Tenants: o.tenants, Queues: qs, Days: o.days, Load: o.load, Fleet: f})
+	g, err := sim.NewGenerator(sim.GenConfig{Jobs: o.jobs, Seed: o.seed, Tenants: o.tenants, Queues: qs, Days: o.days, Load: o.load, Fleet: f, Deferrable: o.deferrable})
 	if err != nil {
 		return nil, 0, err
 	}

@@ -37,6 +37,9 @@ type simRunOpts struct {
 	reportDir                        string
 	asJSON, quiet                    bool
 	cpuProfile                       string
+	carbonAware                      bool
+	forecastErr                      float64
+	start                            string
 	acct                             *simAccountFlags
 }
 
@@ -56,8 +59,13 @@ The workload is --trace (the native JSON Lines format of docs/TRACE_FORMAT.md,
 "-" for standard input; or, for a .csv file, an openb task list of the
 Alibaba GPU trace replayed by its creation, scheduled and deletion times) or
 else a generated one (--jobs, --seed). --fleet may also be an openb node list
-(.csv). Queues come from --queues, else from the trace's queue lines (for
+(.csv). A native trace with node lines brings its own fleet (its nodes at
+the start, then nodes added and retired over time), used unless --fleet
+names another. Queues come from --queues, else from the trace's queue lines (for
 an openb trace, one queue "openb-tasks" owning the fleet), else the built-in tree.
+A trace recorded on a live fleet (gpufleet export) names the scheduler
+configuration it ran under; the replay uses it unless --policy,
+--no-backfill, --no-preemption, --preempt-after or --seed say otherwise.
 --policy names the placement stages after the filters, comma-separated:
 "default", or for example "spread", "fgd", "bestfit,fragmentation". The same
 inputs and seed give the same results, byte for byte.
@@ -98,6 +106,9 @@ The virtual clock's 0 is --epoch on the calendar.`,
 	fl.BoolVar(&o.asJSON, "json", false, "print the summary as JSON")
 	fl.BoolVar(&o.quiet, "quiet", false, "print no progress bar or notes on standard error")
 	fl.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (read it with go tool pprof)")
+	fl.BoolVar(&o.carbonAware, "carbon-aware", false, "shift deferrable jobs to clean windows and sites (the carbon admission rule and placement stage), meter energy and carbon through the accounting ledger, and compare with the same run without")
+	fl.Float64Var(&o.forecastErr, "forecast-error", 0, "with --carbon-aware: noise on the carbon forecast, a share of each series' mean (0: the series itself)")
+	fl.StringVar(&o.start, "start", "", "with --carbon-aware: the time the virtual clock's 0 stands for (a date, UTC, or RFC 3339; default: the first midnight the fleet's carbon series cover)")
 	o.acct = addSimAccountFlags(c)
 	return c
 }
@@ -124,64 +135,99 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		}
 	}
 
-	// The workload and the progress it reports.
-	var src sim.Source
-	var total int64
-	var done func() int64
-	if o.traceFile != "" {
-		if cmd.Flags().Changed("jobs") {
-			return fmt.Errorf("--jobs and --trace: --jobs sizes a generated workload; give one, not both")
-		}
-		r := cmd.InOrStdin()
-		name := "standard input"
-		if o.traceFile != "-" {
-			fh, err := os.Open(o.traceFile)
-			if err != nil {
-				return err
+	// The workload and the progress it reports; open gives it afresh,
+	// for a second run of the same workload.
+	if o.traceFile != "" && cmd.Flags().Changed("jobs") {
+		return fmt.Errorf("--jobs and --trace: --jobs sizes a generated workload; give one, not both")
+	}
+	if o.carbonAware && o.traceFile == "-" {
+		return fmt.Errorf("--carbon-aware compares two runs of the workload: read the trace from a file, not standard input")
+	}
+	type workload struct {
+		src   sim.Source
+		total int64
+		done  func() int64
+		close func()
+		// nodes and events are a native trace's fleet and node events;
+		// recorded the scheduler configuration it was recorded under.
+		nodes    []fleet.Node
+		events   []sim.NodeEvent
+		recorded *sched.Config
+	}
+	userQueues := qs
+	open := func() (workload, []quota.Spec, error) {
+		qs := userQueues
+		w := workload{close: func() {}}
+		if o.traceFile != "" {
+			r := cmd.InOrStdin()
+			name := "standard input"
+			if o.traceFile != "-" {
+				fh, err := os.Open(o.traceFile)
+				if err != nil {
+					return w, nil, err
+				}
+				w.close = func() { fh.Close() }
+				if st, err := fh.Stat(); err == nil {
+					w.total = st.Size()
+				}
+				r, name = fh, o.traceFile
 			}
-			defer fh.Close()
-			if st, err := fh.Stat(); err == nil {
-				total = st.Size()
+			cr := &simCountingReader{r: r}
+			if simIsCSV(o.traceFile) {
+				// An openb task list, replayed in time mode.
+				tr, err := sim.ReadOpenbTasks(name, cr, "openb-tasks")
+				if err != nil {
+					return w, nil, err
+				}
+				if qs == nil {
+					qs = sim.OpenbQueues(f, "openb-tasks")
+				}
+				if tr.NeverRan > 0 && !o.quiet {
+					fmt.Fprintf(stderr, "note: %d tasks of %s never ran (no scheduled_time) and are left out\n", tr.NeverRan, name)
+				}
+				w.src, w.total = tr, int64(len(tr.Jobs))
+			} else {
+				tr := sim.NewTraceReader(name, cr)
+				h, traceQueues, err := tr.Preamble()
+				if err != nil {
+					return w, nil, err
+				}
+				if qs == nil {
+					qs = traceQueues
+				}
+				w.src, w.done = tr, func() int64 { return cr.n.Load() }
+				w.nodes, w.events, w.recorded = tr.Fleet(), tr.NodeEvents(), h.Sched
 			}
-			r, name = fh, o.traceFile
-		}
-		cr := &simCountingReader{r: r}
-		if simIsCSV(o.traceFile) {
-			// An openb task list, replayed in time mode.
-			tr, err := sim.ReadOpenbTasks(name, cr, "openb-tasks")
-			if err != nil {
-				return err
-			}
-			if qs == nil {
-				qs = sim.OpenbQueues(f, "openb-tasks")
-			}
-			if tr.NeverRan > 0 && !o.quiet {
-				fmt.Fprintf(stderr, "note: %d tasks of %s never ran (no scheduled_time) and are left out\n", tr.NeverRan, name)
-			}
-			src, total = tr, int64(len(tr.Jobs))
 		} else {
-			tr := sim.NewTraceReader(name, cr)
-			_, traceQueues, err := tr.Preamble()
-			if err != nil {
-				return err
-			}
 			if qs == nil {
-				qs = traceQueues
+				qs, _ = simLoadQueues("")
 			}
-			src, done = tr, func() int64 { return cr.n.Load() }
+			g, err := sim.NewGenerator(sim.GenConfig{Jobs: o.jobs, Seed: o.seed, Queues: qs, Fleet: f})
+			if err != nil {
+				return w, nil, err
+			}
+			w.src, w.total = g, int64(o.jobs)
 		}
-	} else {
 		if qs == nil {
 			qs, _ = simLoadQueues("")
 		}
-		g, err := sim.NewGenerator(sim.GenConfig{Jobs: o.jobs, Seed: o.seed, Queues: qs, Fleet: f})
-		if err != nil {
-			return err
-		}
-		src, total = g, int64(o.jobs)
+		return w, qs, nil
 	}
-	if qs == nil {
-		qs, _ = simLoadQueues("")
+	wl, qs, err := open()
+	if err != nil {
+		return err
+	}
+	defer func() { wl.close() }()
+	src, total, done := wl.src, wl.total, wl.done
+	// A trace with node lines describes its fleet: it replaces the
+	// built-in one, as its queue lines replace the built-in tree, unless
+	// --fleet names another.
+	traceFleet := o.fleetFile == "" && (len(wl.nodes) > 0 || len(wl.events) > 0)
+	if traceFleet {
+		if f, err = fleet.New(nil, nil, wl.nodes); err != nil {
+			return fmt.Errorf("%s: the fleet's nodes: %w", o.traceFile, err)
+		}
+		sites = nil
 	}
 
 	cfg := sim.Config{
@@ -191,15 +237,27 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		SampleSec:          o.sample,
 		CycleSec:           o.cycle,
 		PUE:                func(n *fleet.Node) float64 { return sites.For(n.Path).PUE },
+		NodeEvents:         wl.events,
 	}
 	if cfg.Accounting, err = o.acct.config(f, sites, qs, cfg.Sched.SiteLevel); err != nil {
 		return err
+	}
+	if cfg.Accounting != nil && o.carbonAware {
+		// The carbon-aware run moves the virtual clock onto its series'
+		// calendar (--start) and meters energy and carbon itself; the
+		// accounting's calendar is --epoch. One run has one calendar.
+		return fmt.Errorf("--carbon-aware meters energy and carbon on its own calendar (--start): give it without --account, --prices, --credits and --commitments, or run those without --carbon-aware")
 	}
 	if p := strings.TrimSpace(o.policy); p != "" && p != "default" {
 		for _, s := range strings.Split(p, ",") {
 			cfg.Sched.Placement = append(cfg.Sched.Placement, strings.TrimSpace(s))
 		}
 	}
+	if wl.recorded != nil {
+		cfg.Sched = recordedSched(cmd, *wl.recorded, cfg.Sched)
+	}
+	// A power cap in the fleet file is a constraint of every run.
+	cfg.Sched.Sites = simPowerSites(sites)
 	var bar *progressbar.ProgressBar
 	if !o.quiet && simIsTerminal(stderr) && total > 0 {
 		bar = progressbar.NewOptions64(total,
@@ -228,7 +286,23 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		}
 	}
 	start := time.Now()
-	res, err := sim.Run(cfg, f, qs, src)
+	var res *sim.Result
+	if o.carbonAware {
+		res, err = simRunCarbonAware(cfg, o, f, sites, qs, src, func() (sim.Source, *fleet.Fleet, func(), error) {
+			w, _, err := open()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if traceFleet {
+				f2, err := fleet.New(nil, nil, w.nodes)
+				return w.src, f2, w.close, err
+			}
+			f2, err := simFleetAgain(o.fleetFile)
+			return w.src, f2, w.close, err
+		})
+	} else {
+		res, err = sim.Run(cfg, f, qs, src)
+	}
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -279,4 +353,27 @@ func (c *simCountingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// recordedSched is the scheduler configuration a trace was recorded
+// under, with what the command line says otherwise in its place: a replay
+// of a live fleet's history runs its policy unless asked for another.
+func recordedSched(cmd *cobra.Command, rec, flags sched.Config) sched.Config {
+	fl := cmd.Flags()
+	if fl.Changed("policy") {
+		rec.Placement = flags.Placement
+	}
+	if fl.Changed("no-backfill") {
+		rec.NoBackfill = flags.NoBackfill
+	}
+	if fl.Changed("no-preemption") {
+		rec.NoPreemption = flags.NoPreemption
+	}
+	if fl.Changed("preempt-after") {
+		rec.PreemptAfterSec = flags.PreemptAfterSec
+	}
+	if fl.Changed("seed") {
+		rec.Seed = flags.Seed
+	}
+	return rec
 }

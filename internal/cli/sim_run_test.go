@@ -137,3 +137,42 @@ func TestSimRunOpenbTimeMode(t *testing.T) {
 		t.Errorf("finished %d on %d nodes, tenants %+v; want 4 on 4 nodes, tenant openb", s.Jobs.Finished, s.Nodes, s.Tenants)
 	}
 }
+
+func TestSimRunTraceWithItsOwnFleet(t *testing.T) {
+	// testdata/sim/nodes.jsonl: n1 at the start, n2 delivered at 600, n1
+	// retired at 3600; the header's scheduler uses "spread".
+	dir := t.TempDir()
+	code, stdout, stderr := simCLI(t, "sim", "run", "--trace", "../../testdata/sim/nodes.jsonl", "--json", "--quiet", "--report", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var s sim.Summary
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Nodes != 2 || s.Policy != "spread" {
+		t.Errorf("summary: %d nodes, policy %q; want the trace's 2 nodes and its scheduler's spread", s.Nodes, s.Policy)
+	}
+	jobs, err := os.ReadFile(filepath.Join(dir, report.JobsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gang waits for n2; after n1's retirement the two one-node jobs
+	// take turns on n2.
+	for _, want := range []string{"gang,acme,acme-train,training,16,0,600,1800,", "after,acme,acme-train,batch,8,4000,4000,4600,", "one,acme,acme-train,batch,8,4000,4600,5200,"} {
+		if !strings.Contains(string(jobs), want) {
+			t.Errorf("jobs.csv lacks %q:\n%s", want, jobs)
+		}
+	}
+	// A flag overrides the recorded scheduler.
+	code, stdout, stderr = simCLI(t, "sim", "run", "--trace", "../../testdata/sim/nodes.jsonl", "--json", "--quiet", "--policy", "bestfit")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Policy != "bestfit" {
+		t.Errorf("policy %q with --policy bestfit", s.Policy)
+	}
+}

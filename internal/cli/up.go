@@ -260,6 +260,7 @@ func printUp(w io.Writer, u upSummary) {
 	}
 	fmt.Fprintf(w, `gpufleet is up.
 
+  Dashboard:    %s/   (sign in with the admin token below)
   API:          %s   (OpenAPI: %s/v1/openapi.yaml, metrics: %s/metrics)
   Data:         %s
   Nodes:        %s, simulated accelerators: %s
@@ -271,7 +272,7 @@ Try:
   %s get jobs
   %s logs -f ID        (ID as submit prints it, e.g. hello-1)
   %s get nodes
-`, u.url, u.url, u.url, u.data, count(len(u.nodes), "local agent"), strings.Join(parts, ", "), u.admin, u.cfgNote,
+`, u.url, u.url, u.url, u.url, u.data, count(len(u.nodes), "local agent"), strings.Join(parts, ", "), u.admin, u.cfgNote,
 		u.gpufleet, u.examples[0], u.gpufleet, u.gpufleet, u.gpufleet)
 	if len(u.examples) > 1 {
 		fmt.Fprintf(w, "\nThe jobs of examples/ fit this fleet, all at once; their commands stand for your own code:\n")

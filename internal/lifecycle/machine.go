@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/sched"
 )
@@ -308,5 +307,3 @@ func reasonOf(st *Stopping) string {
 	}
 	return st.Reason
 }
-
-func join(parts ...string) string { return strings.Join(parts, " ") }

@@ -15,7 +15,7 @@ import (
 // The accounting of a run: per tenant cost, credits, energy and carbon,
 // and each prepaid tenant's credit burn-down.
 
-func money(m ledger.Money, digits int) string {
+func acctMoney(m ledger.Money, digits int) string {
 	return m.Format(ledger.Currency{Code: "XXX", MinorDigits: digits})
 }
 
@@ -27,8 +27,8 @@ func accountText(p func(string, ...any), a *sim.AccountResult) {
 	d := a.MinorDigits
 	p("\n%-14s %12s %10s %9s %12s %12s %12s %12s\n", "tenant", "accel-h", "kWh", "kg CO2e", "cost "+a.Currency, "commitments", "credits", "billed")
 	for _, t := range a.Tenants {
-		p("%-14s %12.0f %10.0f %9.0f %12s %12s %12s %12s\n", t.Tenant, t.AccelHours, t.EnergyKWh, t.CO2Kg, money(t.Cost, d),
-			money(t.Commitments, d), money(t.Credits, d), money(t.Billed, d))
+		p("%-14s %12.0f %10.0f %9.0f %12s %12s %12s %12s\n", t.Tenant, t.AccelHours, t.EnergyKWh, t.CO2Kg, acctMoney(t.Cost, d),
+			acctMoney(t.Commitments, d), acctMoney(t.Credits, d), acctMoney(t.Billed, d))
 	}
 	for _, t := range a.Tenants {
 		if !t.Prepaid {
@@ -42,10 +42,10 @@ func accountText(p func(string, ...any), a *sim.AccountResult) {
 		if t.PausedSec > 0 {
 			paused = fmt.Sprintf(", paused %s", Duration(float64(t.PausedSec)))
 		}
-		p("credits       %s: %s granted, %s left; %s%s\n", t.Tenant, money(t.Granted, d), money(t.CreditsLeft, d), out, paused)
+		p("credits       %s: %s granted, %s left; %s%s\n", t.Tenant, acctMoney(t.Granted, d), acctMoney(t.CreditsLeft, d), out, paused)
 	}
 	p("accounting    %d usage records; energy %.0f kWh metered + %.0f kWh idle devices; %.0f kg CO2e; fleet asset cost %s %s\n",
-		a.Records, a.MeteredEnergyKWh, a.IdleEnergyKWh, a.CO2Kg, money(a.FleetCost, d), a.Currency)
+		a.Records, a.MeteredEnergyKWh, a.IdleEnergyKWh, a.CO2Kg, acctMoney(a.FleetCost, d), a.Currency)
 }
 
 // burnDownChart draws each prepaid tenant's spendable credit over time.
@@ -92,13 +92,13 @@ func accountHTML(a *sim.AccountResult) string {
 	for _, t := range a.Tenants {
 		left := "-"
 		if t.Prepaid {
-			left = money(t.CreditsLeft, d)
+			left = acctMoney(t.CreditsLeft, d)
 		}
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%.0f</td><td>%.0f</td><td>%.0f</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
-			htmlEscape(t.Tenant), t.AccelHours, t.EnergyKWh, t.CO2Kg, money(t.Cost, d), money(t.Commitments, d), money(t.Credits, d), money(t.Billed, d), left)
+			htmlEscape(t.Tenant), t.AccelHours, t.EnergyKWh, t.CO2Kg, acctMoney(t.Cost, d), acctMoney(t.Commitments, d), acctMoney(t.Credits, d), acctMoney(t.Billed, d), left)
 	}
 	fmt.Fprintf(&b, "</table>\n<p>%d usage records metered; energy %.0f kWh of the records and %.0f kWh of idle devices; fleet asset cost %s %s.</p>\n",
-		a.Records, a.MeteredEnergyKWh, a.IdleEnergyKWh, money(a.FleetCost, d), a.Currency)
+		a.Records, a.MeteredEnergyKWh, a.IdleEnergyKWh, acctMoney(a.FleetCost, d), a.Currency)
 	return b.String()
 }
 

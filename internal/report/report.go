@@ -43,7 +43,11 @@ func WriteDir(dir string, res *sim.Result) error {
 		{JobsFile, WriteJobsCSV},
 		{TimeseriesFile, WriteTimeseriesCSV},
 		{IndexFile, WriteHTML},
+		{CarbonFile, WriteCarbonCSV},
 	} {
+		if f.name == CarbonFile && res.Summary.Carbon == nil {
+			continue
+		}
 		if err := writeFile(filepath.Join(dir, f.name), func(w io.Writer) error { return f.write(w, res) }); err != nil {
 			return err
 		}
@@ -211,7 +215,65 @@ func WriteText(w io.Writer, res *sim.Result) error {
 	}
 	p("energy        %.0f kWh at the meter (%.0f kWh IT) for %.0f accelerator-hours\n", s.EnergyKWh, s.ITEnergyKWh, s.AccelHours)
 	accountText(p, s.Accounting)
+	if c := s.Carbon; c != nil {
+		writeCarbonText(p, c, s.Suspensions)
+	}
 	return bw.Flush()
+}
+
+// writeCarbonText is the carbon section of a metered run.
+func writeCarbonText(p func(string, ...any), c *sim.CarbonSummary, suspensions int64) {
+	p("\ncarbon        %.1f kg CO2 for %.0f kWh of the jobs' energy at the meter (%.0f kWh IT)\n", c.CarbonKg, c.FacilityKWh, c.EnergyKWh)
+	if c.Unaware != nil {
+		p("              %.1f kg without carbon-aware scheduling: %.2f%% saved", c.Unaware.CarbonKg, c.SavingPct)
+		if suspensions > 0 {
+			p(" (%d suspensions)", suspensions)
+		}
+		p("\n")
+	}
+	p("\n%-14s %14s %14s\n", "tenant", "kg CO2", "kWh")
+	for _, l := range c.ByTenant {
+		p("%-14s %14.1f %14.0f\n", l.Name, l.CarbonKg, l.FacilityKWh)
+	}
+	p("\n%-14s %14s %14s\n", "site", "kg CO2", "kWh")
+	for _, l := range c.BySite {
+		p("%-14s %14.1f %14.0f\n", l.Name, l.CarbonKg, l.FacilityKWh)
+	}
+	for _, w := range c.Warnings {
+		p("note: %s\n", w)
+	}
+}
+
+// CarbonFile is written by WriteDir for a metered run: kg CO2 per day,
+// tenant and site.
+const CarbonFile = "carbon.csv"
+
+// WriteCarbonCSV writes one row per day and tenant, and per day and site,
+// of a metered run's carbon.
+func WriteCarbonCSV(w io.Writer, res *sim.Result) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"day", "by", "name", "kg_co2"}); err != nil {
+		return err
+	}
+	c := res.Summary.Carbon
+	if c == nil {
+		cw.Flush()
+		return cw.Error()
+	}
+	for _, d := range c.Daily {
+		for _, part := range []struct {
+			by string
+			m  map[string]float64
+		}{{"tenant", d.ByTenant}, {"site", d.BySite}} {
+			for _, n := range slices.Sorted(maps.Keys(part.m)) {
+				if err := cw.Write([]string{d.Day, part.by, n, ftoa(part.m[n])}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 // chart is one rendered chart of the HTML report.

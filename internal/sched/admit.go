@@ -3,6 +3,7 @@ package sched
 import (
 	"container/heap"
 	"fmt"
+	"math"
 	"math/bits"
 	"sort"
 )
@@ -30,6 +31,11 @@ func (c *Core) commit(j *job, o outcome) {
 	c.markRunning(j, c.now)
 	if c.isElastic(j) {
 		c.elastic[j.ID] = j
+	}
+	if c.cfg.Forecast != nil && len(j.reps) > 0 {
+		if j.intensity = c.intensityAt(j.reps[0].node, j.runtime()); math.IsNaN(j.intensity) {
+			j.intensity = 0
+		}
 	}
 }
 
@@ -183,6 +189,11 @@ type admission struct {
 	// of capacity (noneBlocked when none did): elastic growth waits for
 	// such jobs.
 	blockedPrio int32
+	// wanted marks the catalog types jobs failed for want of (all of
+	// them: wantedAll): capacity held for a carbon window on them starts
+	// now instead of idling (see carbon.go).
+	wanted    []bool
+	wantedAll bool
 }
 
 // verdict is how one job's attempt leaves its queue's turn.
@@ -216,6 +227,9 @@ func (c *Core) admit() int32 {
 	a.startPreemptors()
 	a.takeTurns()
 	c.reserved = append(c.reserved[:0], a.res...)
+	if len(c.deferred) > 0 && (a.wanted != nil || a.wantedAll) {
+		c.startHeld(a.wanted, a.wantedAll)
+	}
 	return a.blockedPrio
 }
 
@@ -338,6 +352,12 @@ func (a *admission) attempt(turn *queueTurn, p pend) verdict {
 	if j.never != nil {
 		return passedOver // unschedulable until the fleet grows
 	}
+	if j.NotBefore > c.now {
+		// Its window has not opened; the core wakes when it does.
+		j.seen = c.cycle
+		j.status = Status{Code: Deferred, Shift: ShiftWindow, At: j.NotBefore, Until: j.Deadline}
+		return passedOver
+	}
 	pat := a.res.pattern(j, p.est, c.now)
 	slot := &c.memo[p.key]
 	if slot.fails(c.cycle, pat) && (len(c.nominee) == 0 || j.noms == nil) {
@@ -352,6 +372,15 @@ func (a *admission) attempt(turn *queueTurn, p pend) verdict {
 	j.seen = c.cycle
 	j.blocked = false
 	o := c.plan(j, a.res)
+	if o.ok() && c.shiftable(j) {
+		var done bool
+		if o, done = c.shift(j, o, a.res); done {
+			a.binds++
+			turn.share = c.queues.Share(turn.q)
+			a.push(turn, false)
+			return turnOver
+		}
+	}
 	if o.ok() {
 		c.commit(j, o)
 		a.binds++
@@ -389,6 +418,24 @@ func (a *admission) failed(j *job, o outcome, slot *memoSlot, pat uint8) {
 	if o.status.capacity() {
 		slot.record(c.cycle, pat, o.status)
 		a.blockedPrio = max(a.blockedPrio, j.Priority)
+		if len(c.deferred) > 0 && !c.canWait(j) {
+			a.want(j)
+		}
+	}
+}
+
+// want marks the types j failed for want of.
+func (a *admission) want(j *job) {
+	types := a.c.relevantTypes(j)
+	if types == nil {
+		a.wantedAll = true
+		return
+	}
+	if a.wanted == nil {
+		a.wanted = make([]bool, len(types))
+	}
+	for t, ok := range types {
+		a.wanted[t] = a.wanted[t] || ok
 	}
 }
 

@@ -52,7 +52,48 @@ type Config struct {
 	// Workload is the target workload that fragmentation-aware scorers plan
 	// for. Nil means the workload the core has seen submitted so far.
 	Workload *place.Workload `json:"-"`
+	// Sites give topology domains a power cap and a PUE: the core never
+	// admits work that would take a site over its cap (see power.go).
+	Sites []Site `json:"sites,omitempty"`
+	// Forecast is the grid carbon intensity the carbon rules plan on, per
+	// site (the domains at SiteLevel); nil means none. The driver passes
+	// it: the series itself, the series with noise, or a forecast file.
+	Forecast Forecast `json:"-"`
+	// Admission names optional admission rules, applied to every job they
+	// concern: "carbon" delays deferrable jobs (Job.Deadline) to the
+	// cleanest window the forecast shows and picks their site (see
+	// carbon.go). Empty means none.
+	Admission []string `json:"admission,omitempty"`
 }
+
+// Site is a topology domain's power attributes.
+type Site struct {
+	// Domain is the domain's path ("us-east" or "us-east/z1").
+	Domain string `json:"domain"`
+	// PowerCapKW is the most the domain may draw, in kW; 0 means no cap.
+	PowerCapKW float64 `json:"powerCapKW,omitempty"`
+	// ITCap makes the cap one of IT power (the accelerators' draw); by
+	// default it caps facility power, IT power x PUE, as a utility does.
+	ITCap bool `json:"itCap,omitempty"`
+	// PUE is the power usage effectiveness (facility / IT power); 0 means
+	// 1.
+	PUE float64 `json:"pue,omitempty"`
+}
+
+// Forecast is the grid carbon intensity the core plans on. Steps are
+// StepSec seconds long and start at multiples of StepSec on the core's
+// clock (Unix time live).
+type Forecast interface {
+	StepSec() int64
+	// Intensity returns site's forecast intensity in gCO2/kWh, one value
+	// per step from the step that holds from to the one that holds to-1;
+	// fewer when the forecast ends sooner, none for a site it does not
+	// know. The core does not keep the slice.
+	Intensity(site string, from, to int64) []float64
+}
+
+// AdmissionRules lists the optional admission rules by name.
+func AdmissionRules() []string { return []string{"carbon"} }
 
 // Explanation is what the core can say about one job.
 type Explanation struct {

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -79,7 +80,7 @@ func benchJob(rng *rand.Rand, i int) Job {
 	return j
 }
 
-func benchCore(b *testing.B, nodes, maxBinds int, noBackfill bool) *Core {
+func benchCore(b *testing.B, nodes, maxBinds int, noBackfill bool, energy ...func(*Config, *fleet.Fleet)) *Core {
 	f, err := fleet.New(nil, nil, benchFleet(nodes))
 	if err != nil {
 		b.Fatal(err)
@@ -88,11 +89,89 @@ func benchCore(b *testing.B, nodes, maxBinds int, noBackfill bool) *Core {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := New(Config{MaxBindsPerCycle: maxBinds, Seed: 1, NoBackfill: noBackfill}, f, q)
+	cfg := Config{MaxBindsPerCycle: maxBinds, Seed: 1, NoBackfill: noBackfill}
+	for _, e := range energy {
+		e(&cfg, f)
+	}
+	c, err := New(cfg, f, q)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return c
+}
+
+// benchCaps caps every region and zone high enough never to bind: the
+// cost of the power check on every candidate.
+func benchCaps(cfg *Config, f *fleet.Fleet) {
+	for d := 1; d < len(f.Domains); d++ {
+		if f.Domains[d].Level <= 1 {
+			cfg.Sites = append(cfg.Sites, Site{Domain: f.DomainPath(d), PowerCapKW: 1e6, PUE: 1.2})
+		}
+	}
+}
+
+// benchForecast is a diurnal forecast for every zone (its phase by zone),
+// 30-minute steps over 90 days.
+type benchForecast struct{}
+
+func (benchForecast) StepSec() int64 { return 1800 }
+func (benchForecast) Intensity(site string, from, to int64) []float64 {
+	phase := float64(len(site) % 7)
+	first := from - from%1800
+	out := make([]float64, 0, (to-first)/1800+1)
+	for t := first; t < to && len(out) < 90*48; t += 1800 {
+		out = append(out, 250+100*math.Sin(2*math.Pi*(float64(t)/86400+phase/7)))
+	}
+	return out
+}
+
+func benchCarbon(cfg *Config, f *fleet.Fleet) {
+	cfg.Forecast = benchForecast{}
+	cfg.Admission = []string{"carbon"}
+}
+
+// benchShift measures the carbon rule's cost: with the fleet 70% full,
+// submit a deferrable job (deadline 12 hours past its estimate, half of
+// them interruptible), run a cycle (it plans every zone and is held or
+// starts), and cancel it.
+func benchShift(b *testing.B, nodes int) {
+	c := benchCore(b, nodes, 0, true, benchCarbon)
+	rng := rand.New(rand.NewPCG(3, 4))
+	next := 0
+	used, now := 0, int64(0)
+	for used < nodes*8*7/10 && next <= 10*nodes {
+		j := benchJob(rng, next)
+		next++
+		if _, err := c.Apply(JobSubmitted{Job: j}); err != nil {
+			b.Fatal(err)
+		}
+		now++
+		for _, a := range c.Schedule(now).Actions {
+			if bd, ok := a.(Bind); ok {
+				used += len(bd.Devices)
+			}
+		}
+	}
+	held := 0
+	b.ResetTimer()
+	for b.Loop() {
+		j := benchJob(rng, next)
+		next++
+		j.Deadline = now + j.EstimatedSec + 12*3600
+		j.Interruptible = next%2 == 0
+		if _, err := c.Apply(JobSubmitted{Job: j}); err != nil {
+			b.Fatal(err)
+		}
+		now++
+		c.Schedule(now)
+		if ex, _ := c.Explain(j.ID); ex.Status.Code == Deferred {
+			held++
+		}
+		if _, err := c.Apply(JobCancelled{ID: j.ID}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(held)/float64(b.N), "held-fraction")
 }
 
 // benchSchedule measures throughput with 100,000 jobs pending: each
@@ -173,8 +252,8 @@ func benchSchedule(b *testing.B, nodes int) {
 // already 70% allocated and few jobs pending: submit one job, run a cycle,
 // finish it. This isolates how placement cost grows with the fleet, so
 // backfill reservations (a cost of failing, not of placing) are off.
-func benchPlace(b *testing.B, nodes int) {
-	c := benchCore(b, nodes, 0, true)
+func benchPlace(b *testing.B, nodes int, energy ...func(*Config, *fleet.Fleet)) {
+	c := benchCore(b, nodes, 0, true, energy...)
 	rng := rand.New(rand.NewPCG(3, 4))
 	next := 0
 	total := nodes * 8
@@ -221,6 +300,10 @@ func benchPlace(b *testing.B, nodes int) {
 func BenchmarkSchedule1kNodes(b *testing.B)   { benchSchedule(b, 1_000) }
 func BenchmarkSchedule10kNodes(b *testing.B)  { benchSchedule(b, 10_000) }
 func BenchmarkSchedule100kNodes(b *testing.B) { benchSchedule(b, 100_000) }
+
+func BenchmarkPlace10kNodesCapped(b *testing.B) { benchPlace(b, 10_000, benchCaps) }
+func BenchmarkShift1kNodes(b *testing.B)        { benchShift(b, 1_000) }
+func BenchmarkShift10kNodes(b *testing.B)       { benchShift(b, 10_000) }
 
 func BenchmarkPlace1kNodes(b *testing.B)   { benchPlace(b, 1_000) }
 func BenchmarkPlace10kNodes(b *testing.B)  { benchPlace(b, 10_000) }

@@ -18,6 +18,9 @@ const (
 	jRunning
 	jPreempting
 	jDone
+	// jHeld: admitted and placed, its capacity held, waiting for the next
+	// run of its carbon plan (see carbon.go).
+	jHeld
 )
 
 // Core is the scheduling state machine. It is not safe for concurrent use:
@@ -94,6 +97,19 @@ type Core struct {
 	// boards are the scoreboards of a chain with a local scorer, per
 	// request shape and eligible types.
 	boards map[boardKey]*scoreboard
+	// power is the draw of the capped sites; nil when none is (power.go).
+	power    *powerBook
+	domPaths map[string]int
+	// shiftOn is set by the carbon admission rule; due holds the held
+	// jobs' next starts and the running ones' next suspensions, deferred the
+	// jobs held for a later window (carbon.go). carbonNow caches each site's intensity at
+	// carbonAt.
+	shiftOn   bool
+	due       *btree.BTreeG[dueKey]
+	deferred  map[JobID]*job
+	carbonAt  int64
+	carbonNow map[[2]int64]float64
+	pues      map[int]float64
 	// held are devices kept apart from placement (DevicesHeld), by key.
 	held map[string]heldDevices
 	// Reusable buffers.
@@ -153,6 +169,12 @@ func New(cfg Config, f *fleet.Fleet, q *quota.Tree) (*Core, error) {
 		c.addProfile(i)
 	}
 	c.resetPending()
+	if err := c.initPower(); err != nil {
+		return nil, err
+	}
+	if err := c.initCarbon(); err != nil {
+		return nil, err
+	}
 	pipe, err := c.buildPipeline(cfg.Placement)
 	if err != nil {
 		return nil, err
@@ -231,6 +253,12 @@ func (c *Core) apply(ev Event) error {
 			c.retire(j, EndFailed)
 			return nil
 		}
+		if j.state == jPreempting && j.toHold {
+			// Suspended at a checkpoint: its capacity waits for its
+			// next run.
+			c.closeRun(j)
+			return nil
+		}
 		if j.state == jPreempting {
 			c.release(j, EndPreempted)
 			if j.stopped {
@@ -250,6 +278,9 @@ func (c *Core) apply(ev Event) error {
 			return err
 		}
 		c.idx.addNode(i)
+		if c.power != nil {
+			c.power.addNode(c, i)
+		}
 		c.nodeJobs = append(c.nodeJobs, nil)
 		c.addProfile(i)
 		c.fleetGrew()
@@ -265,6 +296,9 @@ func (c *Core) apply(ev Event) error {
 		}
 		c.fleet.Nodes[i].State = fleet.Draining
 		c.idx.setSchedulable(i, false)
+		if c.power != nil {
+			c.power.setUp(c, i, true)
+		}
 		return nil
 	case NodeReturned:
 		i, ok := c.fleet.NodeIndex(e.Node)
@@ -273,6 +307,9 @@ func (c *Core) apply(ev Event) error {
 		}
 		c.fleet.Nodes[i].State = fleet.Ready
 		c.idx.setSchedulable(i, true)
+		if c.power != nil {
+			c.power.setUp(c, i, true)
+		}
 		return nil
 	case QuotaChanged:
 		q := c.queues.Queue(e.Queue)
@@ -307,6 +344,8 @@ func (c *Core) apply(ev Event) error {
 			c.now = e.Now
 		}
 		return nil
+	case SitePowerCapped:
+		return c.capPower(e)
 	}
 	return fmt.Errorf("event %T: not known to the core", ev)
 }

@@ -129,7 +129,7 @@ func (c *Core) dropLeaving(j *job) bool {
 	freed := quota.Demand{}
 	for _, r := range j.reps {
 		if r.leaving > 0 && r.leaving <= c.now {
-			c.releaseReplica(j, &r, EndShrunk)
+			c.releaseReplica(j, &r, EndShrunk, true)
 			if rd, ok := c.replicaDemand(j, &r); ok {
 				for f, v := range rd {
 					freed[f] -= v

@@ -26,6 +26,11 @@ func (c *Core) Explain(id JobID) (Explanation, bool) {
 		ex.Status = Status{}
 	case jPreempting:
 		ex.State = StatePreempting
+	case jHeld:
+		// Admitted, its capacity held for a cleaner window: to its
+		// owner it waits.
+		ex.State = StatePending
+		ex.EarliestStart = j.plan.runs[j.plan.cur].from
 	}
 	if ex.Status.PreemptAt > 0 {
 		ex.Status.NoPreempt = c.noPreemption(j)
@@ -56,13 +61,16 @@ func (c *Core) skipped(j *job) bool {
 // included, so later decisions are the same whether or not it was asked.
 func (c *Core) EarliestStart(id JobID) int64 {
 	j, ok := c.jobs[id]
+	if ok && j.state == jHeld {
+		return j.plan.runs[j.plan.cur].from
+	}
 	if !ok || j.state != jPending {
 		return -1
 	}
 	if j.earliest >= 0 && !c.skipped(j) {
 		return j.earliest
 	}
-	if c.cfg.NoBackfill || !(j.blocked || c.skipped(j)) {
+	if c.cfg.NoBackfill || !j.blocked && !c.skipped(j) {
 		return -1
 	}
 	return c.earliestStart(j)
@@ -152,6 +160,17 @@ func (c *Core) Pending(fn func(Waiting) bool) {
 		})
 		if !more {
 			return
+		}
+		// Jobs held for a cleaner window come after those that wait for
+		// a turn (O(held) a queue, and only when some are held).
+		if len(c.deferred) == 0 {
+			continue
+		}
+		for _, j := range c.heldJobs(q) {
+			pos++
+			if !fn(Waiting{Job: j.ID, Queue: c.queues.Name(q), Position: pos, Status: j.status}) {
+				return
+			}
 		}
 	}
 }

@@ -61,6 +61,8 @@ type index struct {
 	// nodes that changed, in order, for the scoreboards (see scoreboard).
 	ver     []uint64
 	changed *changeLog
+	// power, when set, is told of every allocation (see power.go).
+	power *powerBook
 }
 
 func newIndex(f *fleet.Fleet) *index {
@@ -254,6 +256,9 @@ func (x *index) take(i int, r *place.Request, c place.Choice, sign int) {
 	x.detach(i)
 	place.Apply(x.nodes[i], r, c, sign)
 	x.refresh(i)
+	if x.power != nil {
+		x.power.take(i, x.nodeType[i], int64(sign)*int64(len(c.Devices))*int64(c.Milli))
+	}
 }
 
 // setSchedulable changes whether node i takes new work.

@@ -24,7 +24,7 @@ func (c *Core) CheckInvariants() error {
 	}
 	usage := map[[2]int]int64{}
 	for _, j := range c.jobs {
-		if j.state != jRunning && j.state != jPreempting {
+		if j.state != jRunning && j.state != jPreempting && j.state != jHeld {
 			if len(j.reps) > 0 {
 				return fmt.Errorf("job %s: %d replicas placed but state %d", j.ID, len(j.reps), j.state)
 			}
@@ -46,7 +46,7 @@ func (c *Core) CheckInvariants() error {
 			}
 		}
 		for g := range j.Gangs {
-			if counts[g] < j.Gangs[g].Min() && j.state == jRunning && !c.shrinking(j) {
+			if counts[g] < j.Gangs[g].Min() && (j.state == jRunning || j.state == jHeld) && !c.shrinking(j) {
 				return fmt.Errorf("job %s gang %d: %d replicas placed, minimum %d: a gang must be whole", j.ID, g, counts[g], j.Gangs[g].Min())
 			}
 		}
@@ -105,6 +105,12 @@ func (c *Core) CheckInvariants() error {
 		return fmt.Errorf("%d nodes marked kept, %d kept", c.nominated.n, len(c.nominee))
 	}
 	if err := c.checkDomains(); err != nil {
+		return err
+	}
+	if err := c.checkPower(); err != nil {
+		return err
+	}
+	if err := c.checkHeld(); err != nil {
 		return err
 	}
 	for f := range c.queues.Flavors() {
@@ -225,6 +231,49 @@ func (c *Core) checkPools() error {
 	}
 	if in != want {
 		return fmt.Errorf("pools hold %d jobs, %d running jobs are preemptible", in, want)
+	}
+	return nil
+}
+
+// checkHeld: held jobs are exactly those in state held, each with a plan,
+// a due entry at its next run's start, and its replicas unbound.
+func (c *Core) checkHeld() error {
+	n := 0
+	for _, j := range c.jobs {
+		if j.state != jHeld {
+			if c.deferred[j.ID] != nil {
+				return fmt.Errorf("job %s is listed held in state %d", j.ID, j.state)
+			}
+			continue
+		}
+		n++
+		switch {
+		case c.deferred[j.ID] != j:
+			return fmt.Errorf("job %s is held but not listed", j.ID)
+		case j.plan == nil || j.plan.cur >= len(j.plan.runs):
+			return fmt.Errorf("job %s is held without a run to come", j.ID)
+		case j.dueAt != j.plan.runs[j.plan.cur].from:
+			return fmt.Errorf("job %s is held for t=%d but due at t=%d", j.ID, j.plan.runs[j.plan.cur].from, j.dueAt)
+		case c.running[j.ID] != nil:
+			return fmt.Errorf("job %s is held and running", j.ID)
+		}
+	}
+	if n != len(c.deferred) {
+		return fmt.Errorf("%d jobs held, %d listed", n, len(c.deferred))
+	}
+	due := 0
+	c.due.Ascend(func(k dueKey) bool {
+		due++
+		return true
+	})
+	withDue := 0
+	for _, j := range c.jobs {
+		if j.dueAt != 0 {
+			withDue++
+		}
+	}
+	if due != withDue {
+		return fmt.Errorf("%d due entries, %d jobs due", due, withDue)
 	}
 	return nil
 }

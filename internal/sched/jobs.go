@@ -99,6 +99,13 @@ type job struct {
 	// pendingSince is when the job last became pending; preemptAt, when
 	// set, is when it may first preempt (PreemptAfterSec).
 	pendingSince, preemptAt int64
+	// plan is a shifted job's carbon plan; dueAt the time of its entry in
+	// Core.due (0: none); toHold marks a job being suspended that keeps
+	// its capacity; intensity is the forecast intensity its start used.
+	plan      *shiftPlan
+	dueAt     int64
+	toHold    bool
+	intensity float64
 }
 
 func (j *job) finishesBy() int64 {
@@ -233,6 +240,9 @@ func (c *Core) enqueue(j *job) bool {
 	j.gangType = nil
 	j.demand = nil
 	c.pending[j.queue].ReplaceOrInsert(pendOf(j))
+	if j.NotBefore > c.now {
+		c.wakeAt(j.NotBefore, j)
+	}
 	return true
 }
 
@@ -259,12 +269,14 @@ func (c *Core) requeuePreempted(j *job, reason string) bool {
 // release frees everything a placed job holds and forgets its placement;
 // why ends its replicas' usage.
 func (c *Core) release(j *job, why EndReason) {
-	if j.state != jRunning && j.state != jPreempting {
+	if j.state != jRunning && j.state != jPreempting && j.state != jHeld {
 		return
 	}
+	held := j.state == jHeld
 	for i := range j.reps {
-		c.releaseReplica(j, &j.reps[i], why)
+		c.releaseReplica(j, &j.reps[i], why, !held)
 	}
+	c.unshift(j)
 	if j.demand != nil {
 		neg := quota.Demand{}
 		for f, v := range j.demand {
@@ -284,8 +296,12 @@ func (c *Core) release(j *job, why EndReason) {
 	j.state = jPending
 }
 
-func (c *Core) releaseReplica(j *job, r *replica, why EndReason) {
+func (c *Core) releaseReplica(j *job, r *replica, why EndReason, bound bool) {
 	c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, -1)
+	c.dropNodeJob(j, r.node)
+	if !bound {
+		return // held for a later run: nothing was used
+	}
 	// A replica told to stop by a deadline is charged until it stops or
 	// the deadline passes, whichever comes first, even when the cycle
 	// that frees it runs later.
@@ -297,10 +313,14 @@ func (c *Core) releaseReplica(j *job, r *replica, why EndReason) {
 		to = min(to, j.deadline)
 	}
 	c.out.Usage = append(c.out.Usage, c.usage(j, r, max(to, r.since), why))
-	js := c.nodeJobs[r.node]
+}
+
+// dropNodeJob takes one entry of j off node n's list.
+func (c *Core) dropNodeJob(j *job, n int) {
+	js := c.nodeJobs[n]
 	for k, x := range js {
 		if x == j {
-			c.nodeJobs[r.node] = append(js[:k:k], js[k+1:]...)
+			c.nodeJobs[n] = append(js[:k:k], js[k+1:]...)
 			break
 		}
 	}
@@ -335,7 +355,7 @@ func (c *Core) retire(j *job, why EndReason) {
 	switch j.state {
 	case jPending:
 		c.pending[j.queue].Delete(pendOf(j))
-	case jRunning, jPreempting:
+	case jRunning, jPreempting, jHeld:
 		c.release(j, why)
 	}
 	j.state = jDone
@@ -349,6 +369,9 @@ func (c *Core) nodeDown(name string, st fleet.NodeState, reason string) error {
 	}
 	c.fleet.Nodes[i].State = st
 	c.idx.setSchedulable(i, false)
+	if c.power != nil {
+		c.power.setUp(c, i, st != fleet.Down)
+	}
 	victims := append([]*job(nil), c.nodeJobs[i]...)
 	sort.Slice(victims, func(a, b int) bool { return victims[a].seq < victims[b].seq })
 	seen := map[*job]bool{}
@@ -357,9 +380,11 @@ func (c *Core) nodeDown(name string, st fleet.NodeState, reason string) error {
 			continue
 		}
 		seen[j] = true
+		held := j.state == jHeld
 		c.release(j, EndRequeued)
 		j.status = Status{Code: Requeued, Detail: reason}
-		if c.enqueue(j) {
+		// A held job never ran: its driver knows it only as pending.
+		if c.enqueue(j) && !held {
 			c.emit(Requeue{Job: j.ID, Reason: reason})
 		}
 	}
@@ -383,6 +408,12 @@ func (c *Core) replaceQueues(specs []quota.Spec) error {
 	sort.Slice(ids, func(a, b int) bool { return ids[a].seq < ids[b].seq })
 	for _, j := range ids {
 		q := t.Queue(j.Queue)
+		if (q < 0 || !t.IsLeaf(q)) && j.state == jHeld {
+			// Held for a later window: it has not started, so it goes
+			// the way of a pending job of a removed queue.
+			c.dropHold(j)
+			oldPending[j.queue].ReplaceOrInsert(pendOf(j))
+		}
 		if q < 0 || !t.IsLeaf(q) {
 			if j.state == jPending {
 				c.unnominate(j)
@@ -558,4 +589,21 @@ func (c *Core) markRunning(j *job, start int64) {
 	if e := j.finishesBy(); e > 0 {
 		c.setEnd(j, e)
 	}
+}
+
+// dropHold frees a held job's placement without touching the queue tree
+// (which is being replaced): it becomes pending.
+func (c *Core) dropHold(j *job) {
+	for i := range j.reps {
+		r := &j.reps[i]
+		c.idx.take(r.node, &j.Gangs[r.gang].Shape, r.choice, -1)
+		c.dropNodeJob(j, r.node)
+	}
+	if j.endAt > 0 {
+		c.ends.Delete(endKey{end: j.endAt, seq: j.seq, j: j})
+		j.endAt = 0
+	}
+	c.unshift(j)
+	j.reps, j.demand, j.gangType = nil, nil, nil
+	j.state = jPending
 }

@@ -57,6 +57,7 @@ func (c *Core) pause(e AdmissionPaused) error {
 	if e.Stop {
 		c.stopPaused()
 	}
+	c.unholdPaused(e.Stop)
 	return nil
 }
 

@@ -61,6 +61,13 @@ type try struct {
 	reps []replica
 	// anyOK marks the catalog types an anyType placement may use.
 	anyOK []bool
+	// within, when above 0, keeps the placement below that domain (a
+	// site the carbon rule chose); capped is the first site whose power
+	// cap ruled a node out, with what the replica needed there.
+	within  int
+	capped  *capSite
+	needKW  float64
+	noPower bool
 }
 
 // anyType asks pickOne to rank the nodes of every type marked in
@@ -90,6 +97,17 @@ func (c *Core) usable(t *try, n int, r *place.Request) bool {
 	}
 	for _, f := range c.pipe.filters {
 		if !f.feasible(t, n, r) {
+			return false
+		}
+	}
+	if t.within > 0 && !c.inDomain(n, t.within) {
+		return false
+	}
+	if c.power != nil && !t.noPower {
+		if s, need := c.power.room(c, n, r); s != nil {
+			if t.capped == nil {
+				t.capped, t.needKW = s, need
+			}
 			return false
 		}
 	}
@@ -158,6 +176,15 @@ func (c *Core) rackFree(n int) int {
 	return c.idx.freeWholeIn(ti, c.fleet.NodeDomain[n])
 }
 
+// domainBelow reports whether domain d is within (or below) domain w.
+func (c *Core) domainBelow(d, w int) bool {
+	lw := c.fleet.Domains[w].Level
+	for d > 0 && c.fleet.Domains[d].Level > lw {
+		d = c.fleet.Domains[d].Parent
+	}
+	return d == w
+}
+
 // inDomain reports whether node n lies below domain d.
 func (c *Core) inDomain(n, d int) bool {
 	if d == 0 {
@@ -183,9 +210,26 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 	// visit collects node n if it can take the replica; it returns false
 	// to stop the scan: limit candidates found since base, or scanLimit
 	// nodes looked at (ranking every node, limit < 0, never stops).
+	// A chain that ranks sites (the carbon stage) collects up to limit
+	// candidates from each site, so that every site is in the running.
+	var perSite map[int]int
+	full, sites := 0, 0
+	if c.pipe.perSite && limit > 0 {
+		perSite, sites = map[int]int{}, len(c.idx.levelDoms[c.siteLevel])
+	}
 	visit := func(n int) bool {
 		scanned++
 		if c.inDomain(n, d) && c.usable(t, n, r) {
+			if perSite != nil {
+				s := c.fleet.Ancestor(n, c.siteLevel)
+				if perSite[s] < limit {
+					nodes = append(nodes, n)
+					if perSite[s]++; perSite[s] == limit {
+						full++
+					}
+				}
+				return full < sites && scanned < scanLimit
+			}
 			nodes = append(nodes, n)
 		}
 		return limit < 0 || len(nodes)-base < max(limit, 1) && scanned < scanLimit
@@ -470,15 +514,20 @@ func (o *outcome) ok() bool { return o.status.Code == Fits }
 // success, leaves the replicas allocated in the index (not yet in the quota
 // tree). On failure nothing stays allocated, and the status says what
 // stopped it, with the figures of its reason.
-func (c *Core) plan(j *job, h holds) outcome { return c.planFor(j, h, true) }
+func (c *Core) plan(j *job, h holds) outcome { return c.planFor(&try{c: c, j: j, hold: h}, true) }
 
 // probe is plan for what-if questions that only ask whether j fits: a
 // capacity failure's status carries no figures, which spares the search
 // through the fleet that a reason takes.
-func (c *Core) probe(j *job, h holds) outcome { return c.planFor(j, h, false) }
+func (c *Core) probe(j *job, h holds) outcome { return c.planFor(&try{c: c, j: j, hold: h}, false) }
 
-func (c *Core) planFor(j *job, h holds, explain bool) outcome {
-	t := &try{c: c, j: j, hold: h}
+// planWithin is plan with every replica below domain d.
+func (c *Core) planWithin(j *job, h holds, d int) outcome {
+	return c.planFor(&try{c: c, j: j, hold: h, within: d}, true)
+}
+
+func (c *Core) planFor(t *try, explain bool) outcome {
+	j, h := t.j, t.hold
 	out := outcome{t: t}
 	levels := []int{-1} // -1: the whole fleet
 	if j.Topology.Level != "" {
@@ -493,8 +542,18 @@ func (c *Core) planFor(j *job, h holds, explain bool) outcome {
 			levels = append(levels, -1)
 		}
 	}
+	var tried map[int]bool
 	for _, lvl := range levels {
-		for _, d := range c.candidateDomains(j, lvl) {
+		for _, d := range c.candidateDomains(j, lvl, t.within) {
+			if t.within > 0 {
+				if tried[d] {
+					continue
+				}
+				if tried == nil {
+					tried = map[int]bool{}
+				}
+				tried[d] = true
+			}
 			if c.fillJob(j, t, d, &out) {
 				out.status = Status{Code: Fits}
 				return out
@@ -503,16 +562,36 @@ func (c *Core) planFor(j *job, h holds, explain bool) outcome {
 	}
 	out.fail(Status{Code: NoCapacity})
 	if out.status.capacity() && explain {
-		out.status = c.capacityStatus(j, h)
+		if t.capped != nil && c.fitsWithoutPower(t) {
+			out.status = c.power.powerStatus(t.capped, t.needKW)
+		} else {
+			out.status = c.capacityStatus(j, h)
+		}
 	}
 	return out
+}
+
+// fitsWithoutPower reports whether the attempt t stood for would have
+// placed its job but for the power caps: then the caps are the reason.
+func (c *Core) fitsWithoutPower(t *try) bool {
+	o := c.planFor(&try{c: c, j: t.j, hold: t.hold, within: t.within, noPower: true}, false)
+	if o.ok() {
+		c.undo(o.t, 0)
+		return true
+	}
+	return false
 }
 
 const domainTries = 8
 
 // candidateDomains lists the domains of a level that could hold the job's
-// first gang, tightest first (loosest first with spread).
-func (c *Core) candidateDomains(j *job, lvl int) []int {
+// first gang, tightest first (loosest first with spread); with within set,
+// only those below that domain (within itself when the level is its own or
+// above it, where one domain holds all of it).
+func (c *Core) candidateDomains(j *job, lvl, within int) []int {
+	if within > 0 && (lvl < 0 || lvl <= c.fleet.Domains[within].Level) {
+		return []int{within}
+	}
 	if lvl < 0 {
 		return []int{0}
 	}
@@ -526,10 +605,13 @@ func (c *Core) candidateDomains(j *job, lvl int) []int {
 	seen := map[int]bool{}
 	for _, ti := range c.opts(j, 0) {
 		if ti < 0 {
-			return c.allDomains(lvl)
+			return c.allDomains(lvl, within)
 		}
 		n := 0
 		c.pipe.order.domains(c.idx.treeFor(ti, gsize, lvl), need, func(k domKey) bool {
+			if within > 0 && !c.domainBelow(int(k.dom), within) {
+				return true
+			}
 			if !seen[int(k.dom)] {
 				seen[int(k.dom)] = true
 				out = append(out, int(k.dom))
@@ -541,9 +623,12 @@ func (c *Core) candidateDomains(j *job, lvl int) []int {
 	return out
 }
 
-func (c *Core) allDomains(lvl int) []int {
+func (c *Core) allDomains(lvl, within int) []int {
 	out := make([]int, 0, len(c.idx.levelDoms[lvl]))
 	for _, d := range c.idx.levelDoms[lvl] {
+		if within > 0 && !c.domainBelow(int(d), within) {
+			continue
+		}
 		out = append(out, int(d))
 		if len(out) == domainTries {
 			break

@@ -86,6 +86,8 @@ type step struct {
 	flavor string
 	limits quota.Limits
 	node   fleet.Node
+	// cap is the event of a "cap" step.
+	cap SitePowerCapped
 }
 
 func genJob(t *rapid.T, i int) Job {
@@ -249,6 +251,9 @@ type driver struct {
 	// with theirs.
 	stopping  map[JobID]int64
 	shrinking map[[3]any]int64
+	// caps are the power caps set by events, in order: a restarted core
+	// hears them again.
+	caps []SitePowerCapped
 	// held are the devices the driver holds apart, by key.
 	held map[string]DevicesHeld
 	// jobs are the jobs submitted, as submitted; paused the scopes
@@ -321,9 +326,9 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			d.fail("usage %v does not match its bind %v (now %d)", u, b, now)
 		case u.End == EndShrunk && u.To != min(now, max(d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], u.From)):
 			d.fail("usage %v of a shrink: want it to end at its deadline %d (now %d)", u, d.shrinking[[3]any{u.Job, u.Gang, u.Replica}], now)
-		case u.End == EndPreempted && u.To != min(now, max(d.stopping[u.Job], u.From)):
+		case (u.End == EndPreempted || u.End == EndSuspended) && u.To != min(now, max(d.stopping[u.Job], u.From)):
 			d.fail("usage %v of a preemption: want it to end at its deadline %d (now %d)", u, d.stopping[u.Job], now)
-		case u.End != EndShrunk && u.End != EndPreempted && u.To != now:
+		case u.End != EndShrunk && u.End != EndPreempted && u.End != EndSuspended && u.To != now:
 			d.fail("usage %v: want it to end now (%d)", u, now)
 		case u.End == EndOpen:
 			d.fail("usage %v: a closed record says it is open", u)
@@ -422,7 +427,9 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 	sortJobs(js)
 	var pending []*job
 	for _, j := range js {
-		if j.state == jPending {
+		if j.state == jPending || j.state == jHeld {
+			// A job held for a later window never ran: to the driver
+			// it is pending.
 			pending = append(pending, j)
 			continue
 		}
@@ -452,6 +459,10 @@ func (d *driver) restart(old *Core, w world, specs []quota.Spec) *Core {
 			must(c.Apply(JobFailed{ID: j.ID, Reason: "preempted", Requeue: true}))
 			d.ended(j.ID)
 		}
+	}
+	// The caps come back after the running work, which they may stop.
+	for _, e := range d.caps {
+		must(c.Apply(e))
 	}
 	for _, j := range pending {
 		must(c.Apply(JobSubmitted{Job: j.Job}))
@@ -506,6 +517,7 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		held: map[string]DevicesHeld{}, jobs: map[JobID]Job{}, paused: map[[2]string]bool{}}
 	now := int64(0)
 	specs := w.specs
+	before := c.capState()
 	for _, s := range script {
 		var r Ready
 		var err error
@@ -555,6 +567,10 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 			}
 		case "addnode":
 			r, err = c.Apply(NodeAdded{Node: s.node})
+		case "cap":
+			if r, err = c.Apply(s.cap); err == nil {
+				d.caps = append(d.caps, s.cap)
+			}
 		case "pause":
 			k := [2]string{s.flavor, s.specs[0].Name}
 			if r, err = c.Apply(AdmissionPaused{Tenant: k[0], Queue: k[1], Reason: "paused", Stop: s.flag}); err == nil {
@@ -594,6 +610,12 @@ func play(t *rapid.T, w world, script []step, explain bool) string {
 		if err := c.CheckInvariants(); err != nil {
 			d.fail("after %s at t=%d: %v", s.kind, now, err)
 		}
+		if s.kind != "restart" && s.kind != "hold" {
+			// A restart restores running work and a hold reports
+			// devices a live process uses: facts, not admissions.
+			d.checkCaps(c, before, s.kind, s.cap.Site)
+		}
+		before = c.capState()
 		d.checkHoldings(c)
 		if explain && s.kind == "schedule" {
 			ids := make([]string, 0, len(c.jobs))

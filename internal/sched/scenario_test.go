@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 
+	"github.com/gpufleet/gpufleet/internal/carbon"
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
@@ -65,8 +66,12 @@ func (s *scenario) ensure() error {
 var commandKeys = map[string][]string{
 	"fleet":       {"levels"},
 	"queues":      {},
-	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after", "spot-notice"},
-	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel", "wait"},
+	"config":      {"placement", "nobackfill", "nopreemption", "candidates", "preempt-after", "spot-notice", "admission"},
+	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel", "wait", "deadline", "notbefore", "interruptible"},
+	"sites":       {},
+	"forecast":    {"step"},
+	"cap":         {"site", "kw"},
+	"power":       {},
 	"schedule":    {"now"},
 	"restore":     {"id", "queue", "gpus", "milli", "cpu", "mem", "accel", "binds", "start"},
 	"wake":        {},
@@ -95,6 +100,7 @@ var lineKeys = map[string][]string{
 	"fleet":  {"nodes", "accel", "count", "cpu", "mem", "prefix"},
 	"gang":   {"replicas", "min", "gpus", "milli", "cpu", "mem", "accel"},
 	"queues": {"parent", "weight", "strict"},
+	"sites":  {"cap", "it", "pue"},
 }
 
 func args(d *datadriven.TestData) (map[string]string, error) {
@@ -126,7 +132,7 @@ func kv(line string, allowed []string, flavor bool) (map[string]string, error) {
 			continue
 		}
 		ty, _, _ := strings.Cut(k, ":")
-		if !slices.Contains(allowed, k) && !(flavor && ok && cat.Index(ty) >= 0) {
+		if !slices.Contains(allowed, k) && (!flavor || !ok || cat.Index(ty) < 0) {
 			return nil, fmt.Errorf("line %q: unknown key %q: want one of %s", line, k, strings.Join(allowed, ", "))
 		}
 		m[k] = v
@@ -259,8 +265,58 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		_, s.cfg.NoPreemption = a["nopreemption"]
 		s.cfg.Candidates = int(num(a, "candidates", 0))
 		s.cfg.PreemptAfterSec = num(a, "preempt-after", -1)
+		if r := a["admission"]; r != "" {
+			s.cfg.Admission = strings.Split(r, ",")
+		}
 		s.cfg.SpotNoticeSec = num(a, "spot-notice", 0)
 		return "", nil
+	case "sites":
+		// Each line: DOMAIN [cap=KW] [it] [pue=P]
+		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+			m, err := kv(line, lineKeys["sites"], false)
+			if err != nil {
+				return "", err
+			}
+			st := sched.Site{Domain: m["_"]}
+			st.PowerCapKW, _ = strconv.ParseFloat(m["cap"], 64)
+			st.PUE, _ = strconv.ParseFloat(m["pue"], 64)
+			_, st.ITCap = m["it"]
+			s.cfg.Sites = append(s.cfg.Sites, st)
+		}
+		return "", nil
+	case "forecast":
+		// Each line: SITE V0 V1 ...: the site's intensity for the steps
+		// from t=0 (step=SEC, default 100), the forecast the core plans on.
+		step := num(a, "step", 100)
+		f, err := carbon.NewForecast(step)
+		if err != nil {
+			return "", err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+			fs := strings.Fields(line)
+			ser := carbon.Series{Start: 0, Step: step}
+			for _, v := range fs[1:] {
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return "", fmt.Errorf("forecast %s: %v", fs[0], err)
+				}
+				ser.Values = append(ser.Values, x)
+			}
+			if err := f.Set(fs[0], ser); err != nil {
+				return "", err
+			}
+		}
+		s.cfg.Forecast = f
+		return "", nil
+	case "cap":
+		kw, _ := strconv.ParseFloat(a["kw"], 64)
+		return s.show(s.core.Apply(sched.SitePowerCapped{Site: a["site"], KW: kw}))
+	case "power":
+		var b strings.Builder
+		for _, p := range s.core.Power() {
+			fmt.Fprintf(&b, "%s: %.2f kW of cap %.2f\n", p.Site, p.DrawKW, p.CapKW)
+		}
+		return b.String(), nil
 	case "submit":
 		if err := s.ensure(); err != nil {
 			return "", err
@@ -269,6 +325,8 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 			NoticeSec: num(a, "notice", 0), CheckpointSec: num(a, "ckpt", 0), EstimatedSec: num(a, "est", 0), MaxSec: num(a, "max", 0), Tier: a["tier"]}
 		_, j.Preemptible = a["preemptible"]
 		_, j.WaitForCapacity = a["wait"]
+		_, j.Interruptible = a["interruptible"]
+		j.Deadline, j.NotBefore = num(a, "deadline", 0), num(a, "notbefore", 0)
 		if t := a["topo"]; t != "" {
 			j.Topology.Level = t
 			_, j.Topology.Required = a["required"]

@@ -10,20 +10,24 @@ import (
 // phases:
 //
 //  1. expire: preemption notices that have run out free their resources,
-//     and the victims are requeued;
-//  2. admit: queues take turns by weighted dominant-resource share (lowest
+//     and the victims are requeued (a job suspended between two carbon
+//     runs keeps its capacity held);
+//  2. shift: held jobs whose carbon run starts are bound, running ones
+//     whose run has ended are suspended (carbon.go);
+//  3. admit: queues take turns by weighted dominant-resource share (lowest
 //     first); within a queue, priority then FIFO; a job that cannot start
 //     does not block smaller ones behind it unless its queue is strict.
 //     A job that fails may preempt (reclaim borrowed quota, or lower
 //     priority work of its own queue); the first job that fails for want of
 //     capacity gets a backfill reservation that later jobs may not delay;
-//  3. grow: elastic jobs take free capacity no waiting job could use.
+//  4. grow: elastic jobs take free capacity no waiting job could use.
 func (c *Core) Schedule(now int64) Ready {
 	if now > c.now {
 		c.now = now
 	}
 	c.out = Ready{}
 	c.expire()
+	c.shiftDue()
 	c.reproject()
 	c.grow(c.admit())
 	out := c.out
@@ -39,6 +43,12 @@ func (c *Core) expire() {
 	}
 	sort.Slice(due, func(a, b int) bool { return due[a].seq < due[b].seq })
 	for _, j := range due {
+		if j.state == jPreempting && j.deadline <= c.now && j.toHold {
+			reason := j.status.Detail
+			c.closeRun(j)
+			c.emit(Requeue{Job: j.ID, Reason: reason})
+			continue
+		}
 		if j.state == jPreempting && j.deadline <= c.now {
 			delete(c.preempting, j.ID)
 			c.release(j, EndPreempted)
@@ -92,6 +102,10 @@ func (c *Core) Wake() int64 {
 	best := int64(-1)
 	if w, ok := c.wakes.Min(); ok {
 		best = w.t
+	}
+	if k, ok := c.due.Min(); ok && k.t > c.now && (best < 0 || k.t < best) {
+		// A held job's carbon run starts, or a running one's ends.
+		best = k.t
 	}
 	for _, j := range c.preempting {
 		t := j.deadline

@@ -109,7 +109,7 @@ func (c *Core) boardFor(t *try, r *place.Request, ti, d int) (*scoreboard, board
 // d are every schedulable node of the eligible types that fits: the whole
 // fleet, no node kept for a preemptor, no reservation, no added filter.
 func (c *Core) plainCandidates(t *try, d int) bool {
-	return d == 0 && len(c.pipe.filters) == 0 && c.nominated.n == 0 && len(t.hold) == 0
+	return d == 0 && len(c.pipe.filters) == 0 && c.nominated.n == 0 && len(t.hold) == 0 && t.within == 0 && c.power == nil
 }
 
 // boardEligible reports whether node n is one a board of key k ranks.

@@ -83,6 +83,12 @@ var stageKinds = map[string]func(c *Core) (stage, error){
 	"bestfit":       func(*Core) (stage, error) { return bestFit{}, nil },
 	"spread":        func(*Core) (stage, error) { return spread{}, nil },
 	"fragmentation": func(c *Core) (stage, error) { return fragmentation{c}, nil },
+	"carbon": func(c *Core) (stage, error) {
+		if c.cfg.Forecast == nil {
+			return nil, fmt.Errorf("placement stage carbon needs a carbon forecast (Config.Forecast)")
+		}
+		return carbonScorer{c}, nil
+	},
 }
 
 // builtinFilters always run, first, in this order.
@@ -127,6 +133,9 @@ type pipeline struct {
 	// place.Local: its scores are kept on scoreboards.
 	only  place.Scorer
 	local place.Scorer
+	// perSite is set when a scorer ranks sites (carbon): the candidates
+	// then come from every site.
+	perSite bool
 }
 
 func (c *Core) buildPipeline(names []string) (*pipeline, error) {
@@ -167,6 +176,9 @@ func (c *Core) buildPipeline(names []string) (*pipeline, error) {
 			}
 		case scorer:
 			p.scorers = append(p.scorers, st)
+			if _, ok := st.(carbonScorer); ok {
+				p.perSite = true
+			}
 		}
 	}
 	if p.order == nil {

@@ -45,10 +45,19 @@ const (
 	// Paused: admission to the job's queue is paused (AdmissionPaused;
 	// Detail says why).
 	Paused
+	// PowerCapped: room is free, but starting the job would take a site
+	// (Domain) over its power cap (PowerKW drawn of CapKW; NeedKW more
+	// for one replica).
+	PowerCapped
+	// Deferred: the job waits for a window: its own (Shift ShiftWindow,
+	// opening at At), or the cleanest one the carbon forecast shows before
+	// its deadline Until (ShiftDeferred, starting at At, or ShiftSuspended
+	// between two runs), with its capacity held for it.
+	Deferred
 )
 
 var codeNames = [...]string{"fits", "not-tried", "no-capacity", "over-quota", "no-flavor", "awaiting-victims",
-	"strict-head", "requeued", "preempting", "impossible", "unschedulable", "paused"}
+	"strict-head", "requeued", "preempting", "impossible", "unschedulable", "paused", "power-capped", "deferred"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -86,6 +95,18 @@ const (
 	// RoomFleet: not all of the job's replicas, even on an empty fleet.
 	RoomNode
 	RoomFleet
+)
+
+// Shift says what a deferred job waits for.
+type Shift uint8
+
+const (
+	// ShiftDeferred: admitted, its start moved to a cleaner window.
+	ShiftDeferred Shift = iota
+	// ShiftWindow: its own window (Job.NotBefore) has not opened.
+	ShiftWindow
+	// ShiftSuspended: suspended at a checkpoint between two clean runs.
+	ShiftSuspended
 )
 
 // Status is the outcome of one attempt to admit and place a job, with the
@@ -127,14 +148,27 @@ type Status struct {
 	// NoPreempt, when set, says why preemption cannot help it.
 	PreemptAt int64
 	NoPreempt string
+	// PowerKW is what the site Domain draws or has committed, CapKW its
+	// cap and NeedKW what one more replica would add (PowerCapped), all
+	// of facility power when Facility is set, else of IT power.
+	PowerKW, CapKW, NeedKW float64
+	Facility               bool
+	// Shift, Until, Intensity and IntensityNow describe a deferral: what
+	// it waits for, the deadline, and the forecast mean carbon intensity
+	// (gCO2/kWh) of its planned run and of a run started now. Count is
+	// the clean runs left of an interruptible job's plan.
+	Shift                   Shift
+	Until                   int64
+	Intensity, IntensityNow float64
 }
 
 // OK reports whether the job was placed.
 func (s *Status) OK() bool { return s.Code == Fits }
 
 // capacity reports whether the failure is one of capacity (and not of
-// quota): the failures a backfill reservation can plan for.
-func (s *Status) capacity() bool { return s.Code == NoCapacity }
+// quota): the failures a backfill reservation can plan for. A power cap
+// is one: work that ends gives back power as it gives back devices.
+func (s *Status) capacity() bool { return s.Code == NoCapacity || s.Code == PowerCapped }
 
 // TimeFormat renders one of the core's times (seconds) for people.
 type TimeFormat func(t int64) string
@@ -183,6 +217,15 @@ func (s Status) Text(tf TimeFormat) string {
 		if s.Code == Unschedulable {
 			b.WriteString("; it waits until the fleet can hold it")
 		}
+	case PowerCapped:
+		kind := "IT"
+		if s.Facility {
+			kind = "facility"
+		}
+		fmt.Fprintf(&b, "site %s is at its power cap: %.1f of %.1f kW of %s power drawn or committed, and one more replica needs %.1f kW",
+			s.Domain, s.PowerKW, s.CapKW, kind, s.NeedKW)
+	case Deferred:
+		s.deferredText(&b, tf)
 	}
 	if s.PreemptAt > 0 {
 		if s.NoPreempt != "" {
@@ -253,3 +296,30 @@ func (s *Status) roomText(b *strings.Builder, tf TimeFormat) {
 }
 
 func (s *Status) impossibleText(b *strings.Builder) { b.WriteString(s.Detail) }
+
+func (s *Status) deferredText(b *strings.Builder, tf TimeFormat) {
+	deadline := ""
+	if s.Until > 0 {
+		deadline = " before its deadline " + tf(s.Until)
+	}
+	switch s.Shift {
+	case ShiftWindow:
+		fmt.Fprintf(b, "waits for its window, which opens at %s", tf(s.At))
+		if s.Until > 0 {
+			fmt.Fprintf(b, " (deadline %s)", tf(s.Until))
+		}
+		return
+	case ShiftSuspended:
+		fmt.Fprintf(b, "suspended at a checkpoint until its next clean window at %s (%s left%s); its capacity on %s is held for it",
+			tf(s.At), count(s.Count, "run"), deadline, s.Domain)
+	default:
+		fmt.Fprintf(b, "deferred to the cleanest window%s: starts at %s on %s", deadline, tf(s.At), s.Domain)
+		if s.Count > 1 {
+			fmt.Fprintf(b, ", in %s", count(s.Count, "run"))
+		}
+		b.WriteString("; its capacity is held for it")
+	}
+	if s.Intensity > 0 || s.IntensityNow > 0 {
+		fmt.Fprintf(b, " (forecast %.1f gCO2/kWh over its run, %.1f if it ran now)", s.Intensity, s.IntensityNow)
+	}
+}

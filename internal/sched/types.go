@@ -122,6 +122,17 @@ type Job struct {
 	// (unschedulable) until nodes are added that let it fit, instead of
 	// rejecting it on submission.
 	WaitForCapacity bool `json:"waitForCapacity,omitempty"`
+	// Deadline, when set, is the time (on the core's clock) by which the
+	// job must finish: it makes the job deferrable, and the carbon
+	// admission rule may delay it to the cleanest window before then (see
+	// carbon.go). NotBefore, when set, is the earliest time it may start:
+	// with Deadline it gives a window. Both 0: run as soon as possible.
+	Deadline  int64 `json:"deadline,omitempty"`
+	NotBefore int64 `json:"notBefore,omitempty"`
+	// Interruptible says the job can be suspended at a checkpoint and
+	// resumed with its work kept: the carbon rule may run it in several
+	// clean windows, and a power cap cut suspends rather than stops it.
+	Interruptible bool `json:"interruptible,omitempty"`
 }
 
 // Validate checks a job's own fields (not its queue or the fleet).
@@ -149,6 +160,15 @@ func (j *Job) Validate() error {
 	}
 	if j.NoticeSec < 0 || j.CheckpointSec < 0 || j.EstimatedSec < 0 || j.MaxSec < 0 {
 		return fmt.Errorf("noticeSec, checkpointSec, estimatedSec and maxSec must not be negative")
+	}
+	if j.Deadline < 0 {
+		return fmt.Errorf("deadline: %d, want a time (0 for none)", j.Deadline)
+	}
+	if j.NotBefore < 0 {
+		return fmt.Errorf("notBefore: %d, want a time (0 for none)", j.NotBefore)
+	}
+	if j.Deadline > 0 && j.NotBefore >= j.Deadline {
+		return fmt.Errorf("notBefore: %d, want before the deadline %d", j.NotBefore, j.Deadline)
 	}
 	return nil
 }
@@ -245,21 +265,34 @@ type DevicesFreed struct{ Key string }
 // TimeAdvanced moves the core's clock; Schedule also takes the time.
 type TimeAdvanced struct{ Now int64 }
 
-func (JobSubmitted) isEvent()  {}
-func (JobCancelled) isEvent()  {}
-func (JobFinished) isEvent()   {}
-func (JobFailed) isEvent()     {}
-func (NodeAdded) isEvent()     {}
-func (NodeFailed) isEvent()    {}
-func (NodeDrained) isEvent()   {}
-func (NodeReturned) isEvent()  {}
-func (NodeCordoned) isEvent()  {}
-func (DevicesHeld) isEvent()   {}
-func (DevicesFreed) isEvent()  {}
-func (QuotaChanged) isEvent()  {}
-func (TimeAdvanced) isEvent()  {}
-func (QueuesChanged) isEvent() {}
-func (JobRestored) isEvent()   {}
+// SitePowerCapped sets the power cap of a site (a topology domain, named
+// by its path: "us-east" or "us-east/z1") to KW kilowatts, as a utility
+// asks a data center to cut its draw; 0 lifts the cap. Whether the cap is
+// one of facility or IT power comes from the site's Config entry
+// (facility when it has none). When the site draws more than its new cap,
+// running work there is stopped in priority order, with notice, until it
+// is within it (see power.go).
+type SitePowerCapped struct {
+	Site string
+	KW   float64
+}
+
+func (JobSubmitted) isEvent()    {}
+func (JobCancelled) isEvent()    {}
+func (JobFinished) isEvent()     {}
+func (JobFailed) isEvent()       {}
+func (NodeAdded) isEvent()       {}
+func (NodeFailed) isEvent()      {}
+func (NodeDrained) isEvent()     {}
+func (NodeReturned) isEvent()    {}
+func (NodeCordoned) isEvent()    {}
+func (DevicesHeld) isEvent()     {}
+func (DevicesFreed) isEvent()    {}
+func (QuotaChanged) isEvent()    {}
+func (TimeAdvanced) isEvent()    {}
+func (QueuesChanged) isEvent()   {}
+func (JobRestored) isEvent()     {}
+func (SitePowerCapped) isEvent() {}
 
 // Action is a decision the core hands back to its driver.
 type Action interface{ isAction() }
@@ -289,6 +322,10 @@ type Preempt struct {
 	// Replicas lists (gang, replica) pairs when an elastic job shrinks
 	// instead of stopping; empty means the whole job.
 	Replicas [][2]int
+	// Suspend says the job is suspended at a checkpoint: it checkpoints
+	// in its notice period and keeps all the work it has done (an
+	// interruptible job). Otherwise work since its last checkpoint is lost.
+	Suspend bool
 }
 
 // Reject refuses a job for good.
@@ -313,6 +350,9 @@ func (a Bind) String() string {
 }
 
 func (a Preempt) String() string {
+	if a.Suspend {
+		return fmt.Sprintf("suspend %s deadline=%d reason=%q", a.Job, a.Deadline, a.Reason)
+	}
 	if len(a.Replicas) > 0 {
 		return fmt.Sprintf("shrink %s replicas=%v deadline=%d reason=%q", a.Job, a.Replicas, a.Deadline, a.Reason)
 	}
@@ -347,9 +387,12 @@ const (
 	EndShrunk
 	// EndRequeued: the node under it failed or was drained.
 	EndRequeued
+	// EndSuspended: the job was suspended at a checkpoint to resume in a
+	// cleaner window, its capacity held for it.
+	EndSuspended
 )
 
-var endNames = [...]string{"open", "finished", "failed", "cancelled", "preempted", "shrunk", "requeued"}
+var endNames = [...]string{"open", "finished", "failed", "cancelled", "preempted", "shrunk", "requeued", "suspended"}
 
 func (e EndReason) String() string {
 	if int(e) < len(endNames) {
@@ -384,6 +427,12 @@ type Usage struct {
 	MemoryMiB int64
 	From, To  int64
 	End       EndReason
+	// Intensity is the grid carbon intensity (gCO2/kWh) the core's
+	// decision to run the holding then and there used: the forecast mean
+	// over the planned run of a shifted job, the forecast at its start
+	// otherwise; 0 when the core has no forecast. A meter multiplies
+	// energy by the intensity actually measured, not by this.
+	Intensity float64
 }
 
 // AccelMilliSeconds is the accelerator time the record covers, in
@@ -393,8 +442,12 @@ func (u *Usage) AccelMilliSeconds() int64 {
 }
 
 func (u Usage) String() string {
-	return fmt.Sprintf("usage %s attempt=%d gang=%d replica=%d %s node=%s devices=%v milli=%d from=%d to=%d end=%s",
+	s := fmt.Sprintf("usage %s attempt=%d gang=%d replica=%d %s node=%s devices=%v milli=%d from=%d to=%d end=%s",
 		u.Job, u.Attempt, u.Gang, u.Replica, flavorName(u.Type, u.Tier), u.Node, u.Devices, u.Milli, u.From, u.To, u.End)
+	if u.Intensity != 0 {
+		s += fmt.Sprintf(" intensity=%.1f", u.Intensity)
+	}
+	return s
 }
 
 func flavorName(ty, tier string) string {

@@ -12,7 +12,7 @@ func (c *Core) usage(j *job, r *replica, to int64, why EndReason) Usage {
 		Job: j.ID, Attempt: j.attempt, Tenant: j.Tenant, Queue: j.Queue, Kind: j.Kind,
 		Gang: r.gang, Replica: r.idx, Tier: j.Tier, Node: c.fleet.Nodes[r.node].Name, Site: c.siteOf(r.node),
 		Devices: append([]int(nil), r.choice.Devices...), Milli: r.choice.Milli,
-		CPUMilli: sh.CPUMilli, MemoryMiB: sh.MemoryMiB, From: r.since, To: to, End: why,
+		CPUMilli: sh.CPUMilli, MemoryMiB: sh.MemoryMiB, From: r.since, To: to, End: why, Intensity: round1(j.intensity),
 	}
 	if u.Tenant == "" && j.queue > 0 {
 		u.Tenant = c.queues.Tenant(j.queue)

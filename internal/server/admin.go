@@ -399,9 +399,6 @@ func (l *loop) nodeView(name string) api.Node {
 	return api.Node{Name: name}
 }
 
-// bound reports whether a node holds a replica of running work.
-func (l *loop) bound(name string) bool { return l.lc.Bound(name) }
-
 // drainNode keeps new work off a node (the core's NodeCordoned: its jobs
 // stay where they are); with evict, those jobs are then stopped as a
 // preemption without notice stops them (SIGTERM, SIGKILL after the stop

@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/store"
@@ -40,6 +42,9 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		public bool
 		// user routes refuse node tokens; agent routes refuse tenants.
 		agent bool
+		// stream routes answer events until the client leaves: the body
+		// is what came in a moment.
+		stream bool
 	}
 	// A list must not name the other tenant at all.
 	notMine := func(t *testing.T, body string) {
@@ -68,6 +73,13 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		"GET /v1/jobs/{id}":             {status: 404, check: asIfAbsent("GET /v1/jobs/{id}", "train-999", "")},
 		"POST /v1/jobs/{id}/cancel":     {status: 404, check: asIfAbsent("POST /v1/jobs/{id}/cancel", "train-999", "")},
 		"GET /v1/jobs/{id}/logs":        {status: 404, check: asIfAbsent("GET /v1/jobs/{id}/logs", "train-999", "")},
+		"GET /v1/jobs/{id}/logs/stream": {status: 404, check: asIfAbsent("GET /v1/jobs/{id}/logs/stream", "train-999", "")},
+		"GET /v1/jobs/{id}/events":      {status: 404, check: asIfAbsent("GET /v1/jobs/{id}/events", "train-999", "")},
+		"GET /v1/pending":               {status: 200, check: notMine},
+		"GET /v1/history":               {status: 200, check: notMine},
+		"GET /v1/whoami":                {status: 200, check: notMine},
+		// From the first event on: every event the server still holds.
+		"GET /v1/events?lastEventId=" + h.s.feed.epoch + "-0": {status: 200, check: notMine, stream: true},
 		"GET /v1/queues":                {status: 200, check: notMine},
 		"POST /v1/queues":               {body: `{"name":"evil","tenant":"acme"}`, status: 403},
 		"GET /v1/tenants":               {status: 200, check: notMine},
@@ -81,6 +93,8 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		"DELETE /v1/tenants/{name}":     {status: 403},
 		"POST /v1/nodes/{name}/drain":   {body: `{"evict":true}`, status: 403},
 		"POST /v1/nodes/{name}/undrain": {status: 403},
+		// The export names every tenant's jobs: admins only.
+		"GET /v1/export": {status: 403},
 		"GET /v1/nodes": {status: 200, check: func(t *testing.T, body string) {
 			if !strings.Contains(body, `"name": "n1"`) || strings.Contains(body, "allocatedMilli") {
 				t.Errorf("a tenant's node list: want the nodes without their allocations: %s", body)
@@ -99,7 +113,11 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		"POST /v1/agent/heartbeat": {body: `{"node":"n1"}`, status: 403, agent: true},
 	}
 	for _, r := range Routes() {
-		if _, ok := calls[r]; !ok {
+		found := false
+		for c := range calls {
+			found = found || c == r || strings.HasPrefix(c, r+"?")
+		}
+		if !found {
 			t.Errorf("route %s has no authorization case", r)
 		}
 	}
@@ -118,7 +136,13 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := (&http.Client{Transport: checked{t: t, next: http.DefaultTransport}}).Do(req)
+		var tr http.RoundTripper = checked{t: t, next: http.DefaultTransport}
+		if calls[route].stream {
+			ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
+			defer cancel()
+			req, tr = req.WithContext(ctx), http.DefaultTransport
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/api/jobdoc"
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/lifecycle"
 	"github.com/gpufleet/gpufleet/internal/quota"
@@ -68,6 +69,12 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/jobs/{id}", users, s.getJob},
 		{"POST", "/v1/jobs/{id}/cancel", users, s.cancelJob},
 		{"GET", "/v1/jobs/{id}/logs", users, s.jobLogs},
+		{"GET", "/v1/jobs/{id}/logs/stream", users, s.streamLogs},
+		{"GET", "/v1/jobs/{id}/events", users, s.jobEvents},
+		{"GET", "/v1/pending", users, s.pending},
+		{"GET", "/v1/events", users, s.streamEvents},
+		{"GET", "/v1/history", users, s.history},
+		{"GET", "/v1/whoami", users, s.whoami},
 		{"GET", "/v1/queues", users, s.listQueues},
 		{"POST", "/v1/queues", admin, s.createQueue},
 		{"PATCH", "/v1/queues/{name}", admin, s.updateQueue},
@@ -82,6 +89,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/nodes", users, s.listNodes},
 		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
 		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
+		{"GET", "/v1/export", admin, s.export},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
 	}, s.accountingRoutes()...)
@@ -109,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+MetricsPath, s.wrap(route{"GET", MetricsPath, scrapers, func(w http.ResponseWriter, r *http.Request, _ principal) {
 		metrics.ServeHTTP(w, r)
 	}}))
+	s.mountWeb(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
 	})
@@ -260,7 +269,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	if file == "" {
 		file = "request"
 	}
-	js, e := api.DecodeJobAs(file, body, api.JobMediaTypes[mt])
+	js, e := jobdoc.DecodeAs(file, body, api.JobMediaTypes[mt])
 	if e != nil {
 		writeErr(w, e)
 		return
@@ -356,65 +365,6 @@ func (s *Server) queueHint(qi *queueIndex, p principal) string {
 		return fmt.Sprintf(" in tenant %s (its queues: %s)", p.tenant, strings.Join(leaves, ", "))
 	}
 	return fmt.Sprintf(" in tenant %s", p.tenant)
-}
-
-func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p principal) {
-	q := r.URL.Query()
-	state, queue := q.Get("state"), q.Get("queue")
-	if state != "" && !slices.Contains(store.States, state) {
-		writeErr(w, api.Invalid("state", "%q: want one of %s", state, strings.Join(store.States, ", ")))
-		return
-	}
-	if queue != "" {
-		qi := s.queues.Load()
-		if t, ok := qi.tenantOf[queue]; !ok || !p.sees(t) {
-			writeErr(w, api.Invalid("queue", "no queue %q%s", queue, s.queueHint(qi, p)))
-			return
-		}
-	}
-	limit := api.DefaultJobPage
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > api.MaxJobPage {
-			writeErr(w, api.Invalid("limit", "%q: want a page size of 1..%d (default %d)", v, api.MaxJobPage, api.DefaultJobPage))
-			return
-		}
-		limit = n
-	}
-	var after uint64
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			writeErr(w, api.Invalid("after", "%q: want the \"next\" cursor of a previous page", v))
-			return
-		}
-		after = n
-	}
-	out := api.JobList{Jobs: []api.Job{}}
-	var last uint64
-	err := s.db.JobsAfter(after, func(j *store.Job) bool {
-		if !p.sees(j.Tenant) || (state != "" && j.State != state) || (queue != "" && j.Queue != queue) {
-			return true
-		}
-		if len(out.Jobs) == limit {
-			// One more matches: there is a next page, from the last one
-			// returned.
-			out.Next = strconv.FormatUint(last, 10)
-			return false
-		}
-		out.Jobs = append(out.Jobs, jobView(j))
-		last = j.Seq
-		return true
-	})
-	if err != nil {
-		writeErr(w, api.Internal("list jobs: %v", err))
-		return
-	}
-	if err := s.explainPending(r, out.Jobs); err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // explainPending fills in the core's explanation of the pending jobs of a
@@ -566,31 +516,12 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	var data []byte
 	if attempt > 0 {
-		// The newest replica of the rank (a gang that shrank and grew back
-		// has had several), of the attempt asked for when one is.
-		idx := -1
-		for i, rp := range j.Replicas {
-			if rp.Rank == rank && (!explicit || rp.Attempt == attempt) {
-				idx = i
-			}
-		}
-		if idx < 0 && explicit {
-			// An earlier attempt's replica of the rank: the same gang and
-			// index as the rank's replica now.
-			for i, rp := range j.Replicas {
-				if rp.Rank == rank {
-					idx = i
-				}
-			}
-		}
-		if idx < 0 {
+		rp, at, ok := logReplica(&j, rank, attempt, explicit)
+		if !ok {
 			writeErr(w, api.Invalid("rank", "%d: job %s has ranks 0..%d", rank, j.ID, max(len(j.Replicas)-1, 0)))
 			return
 		}
-		rp := j.Replicas[idx]
-		if !explicit {
-			attempt = rp.Attempt
-		}
+		attempt = at
 		data, err = readAt(s.logPath(api.ReplicaKey{Job: j.ID, Gang: rp.Gang, Replica: rp.Replica, Attempt: attempt}), offset, maxLogRead)
 		if err != nil {
 			// The error names the server's file; the operator's log gets

@@ -69,6 +69,10 @@ type Config struct {
 	// IdleTimeout closes a kept-alive connection that brings no request
 	// for this long (default 30s; agents send one every heartbeat).
 	IdleTimeout time.Duration
+	// HistoryInterval is how often the fleet and the queues are sampled
+	// for GET /v1/history and the dashboard's charts (default 15s; the
+	// latest 960 samples, four hours at the default, are kept).
+	HistoryInterval time.Duration
 	// NoGroupCommit commits every submission on its own (benchmarks).
 	NoGroupCommit bool
 	// Accounting configures metering, prices and the enforcement of
@@ -108,6 +112,9 @@ func (c *Config) defaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Second
 	}
+	if c.HistoryInterval <= 0 {
+		c.HistoryInterval = 15 * time.Second
+	}
 	if c.BatchDelay <= 0 {
 		c.BatchDelay = 2 * time.Millisecond
 	}
@@ -129,6 +136,8 @@ type Server struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	loop    *loop
+	// feed streams what the loop commits (GET /v1/events).
+	feed *feed
 	// adminToken is set when Open created the first admin token.
 	adminToken string
 	started    atomic.Bool
@@ -154,6 +163,8 @@ func Open(cfg Config) (*Server, error) {
 	if s.loop, err = restore(s); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	s.feed = newFeed(s)
+	s.loop.afterCommit(s.feed.hook(s.loop))
 	return s, nil
 }
 

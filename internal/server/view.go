@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -179,6 +180,9 @@ func replicaMilli(r *store.Replica) int64 {
 	return int64(len(r.Devices)) * 1000
 }
 
+// round4 keeps four decimals of a share: enough to draw, short to read.
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
 func accelMap(m map[string]int64) map[string]float64 {
 	if len(m) == 0 {
 		return nil
@@ -194,6 +198,7 @@ func accelMap(m map[string]int64) map[string]float64 {
 func (l *loop) queueViews(tenant string) []api.Queue {
 	qi := l.s.queues.Load()
 	usage, pending, running := l.held()
+	stats := queueStats(l.core.Queues())
 	var out []api.Queue
 	for _, sp := range l.specs {
 		t := qi.tenantOf[sp.Name]
@@ -208,8 +213,10 @@ func (l *loop) queueViews(tenant string) []api.Queue {
 				}
 			}
 		}
+		st := stats[sp.Name]
 		out = append(out, api.Queue{Name: sp.Name, Tenant: t, Parent: sp.Parent, Weight: weight(sp.Weight), Strict: sp.Strict,
-			Quotas: quotaView(sp.Quotas), Usage: accelMap(u), Pending: pending[sp.Name], Running: running[sp.Name]})
+			Quotas: quotaView(sp.Quotas), Usage: accelMap(u), Borrowed: accelMap(st.borrowed), Lent: accelMap(st.lent),
+			Share: round4(st.share), Entitlement: round4(st.entitlement), Pending: pending[sp.Name], Running: running[sp.Name]})
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out

@@ -8,19 +8,22 @@ type eventKind uint8
 // At one instant, events apply in this order (then arrivals, then one
 // scheduling cycle): what frees capacity first, so the cycle sees it.
 const (
-	evFinish  eventKind = iota // a job's work is done, or its maxSec ran out
-	evStop                     // a preemption notice ends: the job stops
-	evShrink                   // a shrink notice ends: some replicas stop
-	evRepair                   // a failed node comes back
-	evFailure                  // a node fails
-	evTick                     // a scheduling cycle with no other cause
-	evMeter                    // the accounting meters what runs (account.go)
+	evFinish     eventKind = iota // a job's work is done, or its maxSec ran out
+	evStop                        // a preemption notice ends: the job stops
+	evShrink                      // a shrink notice ends: some replicas stop
+	evRepair                      // a failed node comes back
+	evFailure                     // a node fails
+	evTick                        // a scheduling cycle with no other cause
+	evNodeAdd                     // a node is delivered (Config.NodeEvents)
+	evNodeRetire                  // a node is retired
+	evAbandon                     // a job that never started gives up (Config.AbandonAfterSec)
+	evMeter                       // the accounting meters what runs (account.go)
 )
 
 type event struct {
 	t    int64
 	seq  uint64
-	job  int32  // index into engine.jobs; -1 when not about a job
+	job  int32  // index into engine.jobs (Config.NodeEvents for node events); -1 when not about a job
 	ver  uint32 // the job's version when scheduled; stale events are dropped
 	node int32  // evRepair, evFailure
 	kind eventKind

@@ -36,6 +36,11 @@ type GenConfig struct {
 	// Fleet is what the jobs are sized for (accelerator types, node sizes,
 	// rack and block capacities).
 	Fleet *fleet.Fleet
+	// Deferrable is the share of batch and fine-tuning jobs given a
+	// deadline: twice their estimate plus 2 to 24 hours of slack after
+	// their arrival, and interruptible when they checkpoint. Its draws
+	// have a stream of their own: with 0 the workload is as without it.
+	Deferrable float64
 }
 
 // Kind mix by job count, and the shapes of each kind (docs/WORKLOADS.md).
@@ -93,6 +98,7 @@ type Generator struct {
 	lambda0 float64
 
 	arr, shape *rand.Rand
+	deferral   *rand.Rand
 	t          float64
 	burstStart float64
 	n          int
@@ -105,6 +111,9 @@ func NewGenerator(cfg GenConfig) (*Generator, error) {
 	}
 	if cfg.Tenants < 0 || cfg.Tenants > 1000 {
 		return nil, fmt.Errorf("tenants %d: want 0..1000", cfg.Tenants)
+	}
+	if cfg.Deferrable < 0 || cfg.Deferrable > 1 {
+		return nil, fmt.Errorf("deferrable %v: want a share, 0..1", cfg.Deferrable)
 	}
 	if cfg.Days < 0 || cfg.Days > 3650 {
 		return nil, fmt.Errorf("days %v: want 0..3650", cfg.Days)
@@ -119,8 +128,9 @@ func NewGenerator(cfg GenConfig) (*Generator, error) {
 		return nil, fmt.Errorf("generator: a fleet is needed")
 	}
 	g := &Generator{cfg: cfg,
-		arr:   rand.New(rand.NewPCG(cfg.Seed, 0xa441)),
-		shape: rand.New(rand.NewPCG(cfg.Seed, 0x5a3e)),
+		arr:      rand.New(rand.NewPCG(cfg.Seed, 0xa441)),
+		shape:    rand.New(rand.NewPCG(cfg.Seed, 0x5a3e)),
+		deferral: rand.New(rand.NewPCG(cfg.Seed, 0xdefe)),
 	}
 	if err := g.readFleet(); err != nil {
 		return nil, err
@@ -742,6 +752,10 @@ func (g *Generator) draw(at int64) Job {
 			slowest = 1
 		}
 		j.MaxSec = int64(math.Ceil(genMaxFactor * float64(j.EstimatedSec) / slowest))
+	}
+	if g.cfg.Deferrable > 0 && (k == sched.Batch || k == sched.FineTuning) && j.EstimatedSec > 0 && g.deferral.Float64() < g.cfg.Deferrable {
+		j.Deadline = at + 2*j.EstimatedSec + 2*3600 + int64(g.deferral.IntN(22*3600))
+		j.Interruptible = j.CheckpointSec > 0
 	}
 	return j
 }

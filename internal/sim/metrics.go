@@ -95,13 +95,15 @@ type TenantShare struct {
 
 // JobCounts counts jobs by outcome.
 type JobCounts struct {
-	Total        int            `json:"total"`
-	Finished     int            `json:"finished"`
-	TimedOut     int            `json:"timedOut"`
-	Rejected     int            `json:"rejected"`
-	RunningAtEnd int            `json:"runningAtEnd"`
-	PendingAtEnd int            `json:"pendingAtEnd"`
-	ByKind       map[string]int `json:"byKind"`
+	Total        int `json:"total"`
+	Finished     int `json:"finished"`
+	TimedOut     int `json:"timedOut"`
+	Rejected     int `json:"rejected"`
+	RunningAtEnd int `json:"runningAtEnd"`
+	PendingAtEnd int `json:"pendingAtEnd"`
+	// Abandoned counts jobs withdrawn unstarted (Config.AbandonAfterSec).
+	Abandoned int            `json:"abandoned,omitempty"`
+	ByKind    map[string]int `json:"byKind"`
 }
 
 // Summary is a run's headline figures.
@@ -129,7 +131,10 @@ type Summary struct {
 	Preemptions       int64              `json:"preemptions"`
 	Shrinks           int64              `json:"shrinks"`
 	Requeues          int64              `json:"requeues"`
-	NodeFailures      int64              `json:"nodeFailures"`
+	// Suspensions counts the stops of interruptible jobs at a checkpoint,
+	// their work kept (carbon-aware shifting, power cap cuts).
+	Suspensions  int64 `json:"suspensions,omitempty"`
+	NodeFailures int64 `json:"nodeFailures"`
 	// FailureRequeues are the requeues caused by node failures.
 	FailureRequeues int64 `json:"failureRequeues"`
 	Rejections      int64 `json:"rejections"`
@@ -137,6 +142,9 @@ type Summary struct {
 	LostAccelHoursPreemption float64 `json:"lostAccelHoursPreemption"`
 	LostAccelHoursFailure    float64 `json:"lostAccelHoursFailure"`
 	AccelHours               float64 `json:"accelHours"`
+	// Carbon is what a metered run (RunMetered) emitted, per tenant, site
+	// and day; nil when the run was not metered.
+	Carbon *CarbonSummary `json:"carbon,omitempty"`
 	// EnergyKWh is at the facility meter (IT energy x PUE); ITEnergyKWh
 	// is what the accelerators drew.
 	EnergyKWh     float64 `json:"energyKWh"`
@@ -201,6 +209,8 @@ func (e *engine) result() *Result {
 			s.Jobs.RunningAtEnd++
 		case StatusPending:
 			s.Jobs.PendingAtEnd++
+		case StatusAbandoned:
+			s.Jobs.Abandoned++
 		}
 		if rec.Wait >= 0 {
 			waits.add(k, t, float64(rec.Wait))
@@ -234,6 +244,7 @@ func (e *engine) result() *Result {
 	}
 	s.AccelHours = round6(total / 1000 / 3600)
 	s.Preemptions, s.Shrinks, s.Requeues = e.c.preemptions, e.c.shrinks, e.c.requeues
+	s.Suspensions = e.c.suspensions
 	s.NodeFailures, s.FailureRequeues, s.Rejections = e.c.nodeFailures, e.c.failRequeues, e.c.rejections
 	s.LostAccelHoursPreemption = round6(e.c.lostPreempt / 1000 / 3600)
 	s.LostAccelHoursFailure = round6(e.c.lostFailure / 1000 / 3600)

@@ -38,6 +38,14 @@ type Config struct {
 	// Outages are node failures at given times, in addition to the random
 	// ones: what-if scenarios and tests.
 	Outages []Outage
+	// NodeEvents add and retire nodes during the run (nodes.go).
+	NodeEvents []NodeEvent
+	// AbandonAfterSec, when positive, withdraws a job that has waited this
+	// long since its arrival without ever starting: it is cancelled and
+	// recorded as abandoned, as a user gives up on a queue. A capacity
+	// plan uses it so that a fleet short of capacity does not pile up a
+	// backlog whose waits are long past what it measures.
+	AbandonAfterSec int64
 	// SampleSec is the interval of the time series (default 600).
 	SampleSec int64
 	// CycleSec, when positive, runs scheduling cycles only at multiples of
@@ -55,6 +63,10 @@ type Config struct {
 	// Progress, when set, is called now and then with the number of jobs
 	// that have arrived.
 	Progress func(arrived int)
+	// Usage, when set, hears every usage record the core emits and, at the
+	// end, one for every holding still open: what a meter of energy and
+	// carbon reads.
+	Usage func(sched.Usage)
 }
 
 // Outage takes a node down at At for Duration seconds (0: for good).
@@ -83,6 +95,8 @@ const (
 	StatusRejected = "rejected"
 	StatusRunning  = "running"
 	StatusPending  = "pending"
+	// StatusAbandoned: withdrawn unstarted after Config.AbandonAfterSec.
+	StatusAbandoned = "abandoned"
 )
 
 type bindRec struct {
@@ -136,6 +150,9 @@ type simJob struct {
 	lostMilliSec  float64
 	preemptions   int32
 	requeues      int32
+	// suspending marks a run told to stop at a checkpoint keeping all its
+	// work (Preempt.Suspend).
+	suspending bool
 }
 
 type nodeInfo struct {
@@ -145,6 +162,9 @@ type nodeInfo struct {
 	used  int64
 	up    bool
 	speed float64
+	// retiring: cordoned for good; gone: retired and empty, out of the
+	// fleet's capacity for the rest of the run.
+	retiring, gone bool
 }
 
 // powerClass groups nodes of one accelerator type and PUE.
@@ -178,6 +198,9 @@ type engine struct {
 	nodes      []nodeInfo
 	nodeByName map[string]int32
 	classes    []powerClass
+	classOf    map[classKey]int32
+	catalog    *fleet.Catalog
+	adds       int // node deliveries still to come
 
 	tenants    []string
 	tenantIdx  map[string]int32
@@ -254,6 +277,9 @@ func (e *engine) take1(r sched.Ready) error {
 func (e *engine) meter(us []sched.Usage) {
 	for i := range us {
 		e.usageMS[us[i].Tenant] += us[i].AccelMilliSeconds()
+		if e.cfg.Usage != nil {
+			e.cfg.Usage(us[i])
+		}
 	}
 	if e.acct != nil {
 		e.acct.closed(us)
@@ -270,6 +296,7 @@ type counters struct {
 	failRequeues  int64
 	rejections    int64
 	nodeFailures  int64
+	suspensions   int64
 	lostPreempt   float64 // accelerator milli-seconds
 	lostFailure   float64
 }
@@ -338,40 +365,9 @@ func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
 		tickAt:     -1,
 		usageMS:    map[string]int64{},
 	}
-	classOf := map[[2]any]int32{}
+	e.classOf, e.catalog = map[classKey]int32{}, f.Catalog
 	for i := range f.Nodes {
-		n := &f.Nodes[i]
-		pue := DefaultPUE
-		if cfg.PUE != nil {
-			if p := cfg.PUE(n); p > 0 {
-				pue = p
-			}
-		}
-		ni := nodeInfo{name: n.Name, up: n.State == fleet.Ready, speed: 1, class: -1}
-		if n.Count > 0 {
-			t := f.Catalog.Types[f.Catalog.Index(n.Accel)]
-			key := [2]any{n.Accel, pue}
-			k, ok := classOf[key]
-			if !ok {
-				k = int32(len(e.classes))
-				classOf[key] = k
-				e.classes = append(e.classes, powerClass{accel: n.Accel, idleW: t.IdlePowerW, busyW: t.BoardPowerW - t.IdlePowerW, pue: pue})
-			}
-			ni.class = k
-			ni.cap = int64(n.Count) * 1000
-			if t.RelSpeed > 0 {
-				ni.speed = t.RelSpeed
-			}
-		}
-		e.nodeByName[n.Name] = int32(len(e.nodes))
-		e.nodes = append(e.nodes, ni)
-		if ni.up {
-			e.capUp += ni.cap
-			e.freeEmpty += ni.cap
-			if ni.class >= 0 {
-				e.classes[ni.class].upAccels += int64(n.Count)
-			}
-		}
+		e.addNode(f.Catalog, &f.Nodes[i])
 	}
 	for i := 1; i < tree.Len(); i++ {
 		if tree.Parent(i) == 0 {
@@ -388,6 +384,9 @@ func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
 		}
 		e.q.push(event{t: o.At, kind: evFailure, node: n, job: int32(i)})
 		e.repairs++ // an outage to come keeps the run going like a repair
+	}
+	if err := e.queueNodeEvents(); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -487,7 +486,7 @@ const stallLimit = 30 * 86400
 // is due, and either no cycle or repair is pending or nothing has started
 // or ended for stallLimit.
 func (e *engine) stalled() bool {
-	if e.jobEvents > 0 {
+	if e.jobEvents > 0 || e.adds > 0 {
 		return false
 	}
 	if e.tickAt < 0 && e.repairs == 0 {
@@ -583,6 +582,10 @@ func (e *engine) handle(ev event) error {
 		}
 		e.dirty = true
 	case evRepair:
+		if e.nodes[ev.node].retiring {
+			// Retired while down: it stays out.
+			return nil
+		}
 		if err := e.apply(sched.NodeReturned{Node: e.nodes[ev.node].name}); err != nil {
 			return err
 		}
@@ -593,6 +596,21 @@ func (e *engine) handle(ev event) error {
 			e.tickAt = -1
 		}
 		e.dirty = true
+	case evAbandon:
+		j := &e.jobs[ev.job]
+		if ev.ver != j.runVer || j.state != jsPending || j.start >= 0 || len(j.binds) > 0 {
+			return nil
+		}
+		if err := e.apply(sched.JobCancelled{ID: j.id}); err != nil {
+			return fmt.Errorf("job %s: %w", j.id, err)
+		}
+		j.reason = fmt.Sprintf("abandoned after waiting %d seconds", e.cfg.AbandonAfterSec)
+		e.done(ev.job, StatusAbandoned)
+		e.dirty = true
+	case evNodeAdd:
+		return e.deliver(int(ev.job))
+	case evNodeRetire:
+		return e.retire(int(ev.job))
 	case evMeter:
 		return e.meterNow()
 	}
@@ -640,6 +658,9 @@ func (e *engine) submit(w *Job) error {
 	e.pending++
 	if w.Duration != NoDuration {
 		e.finiteLeft++
+	}
+	if e.cfg.AbandonAfterSec > 0 {
+		e.q.push(event{t: w.Arrival + e.cfg.AbandonAfterSec, kind: evAbandon, job: idx, ver: sj.runVer})
 	}
 	e.dirty = true
 	if e.cfg.Progress != nil && e.arrived%1000 == 0 {
@@ -745,10 +766,17 @@ func (e *engine) act(a sched.Action) error {
 		if j.state == jsPreempting {
 			return nil
 		}
-		e.c.preemptions++
-		j.preemptions++
 		j.state = jsPreempting
 		j.reason = a.Reason
+		if a.Suspend {
+			// It checkpoints in its notice and keeps its work.
+			e.c.suspensions++
+			j.suspending = true
+			e.pushJobEvent(event{t: at, kind: evStop, job: ji, ver: j.runVer})
+			return nil
+		}
+		e.c.preemptions++
+		j.preemptions++
 		e.pushJobEvent(event{t: at, kind: evStop, job: ji, ver: j.runVer})
 	case sched.Requeue:
 		ji, j, err := e.lookup(a.Job)
@@ -913,7 +941,13 @@ func (e *engine) complete(ji int32) error {
 func (e *engine) stop(ji int32, failure bool) {
 	j := &e.jobs[ji]
 	e.advanceJob(j, e.now)
-	if j.kind != sched.Service {
+	suspended := j.suspending && !failure
+	j.suspending = false
+	switch {
+	case suspended:
+		// Suspended at a checkpoint: everything done so far is saved.
+		j.ckptWork, j.sinceCkpt = j.work, 0
+	case j.kind != sched.Service:
 		if failure {
 			e.c.lostFailure += j.sinceCkpt
 		} else {
@@ -921,11 +955,13 @@ func (e *engine) stop(ji int32, failure bool) {
 		}
 		j.lostMilliSec += j.sinceCkpt
 	}
-	e.c.requeues++
-	if failure {
-		e.c.failRequeues++
+	if !suspended {
+		e.c.requeues++
+		if failure {
+			e.c.failRequeues++
+		}
+		j.requeues++
 	}
-	j.requeues++
 	if j.ckptWork > j.savedAtStart {
 		e.lastProgress = e.now
 	}
@@ -1023,18 +1059,20 @@ func (e *engine) take(j *simJob, b bindRec, sign int64) {
 	n := &e.nodes[b.node]
 	before := n.used
 	n.used += m
-	if !n.up {
-		return
+	if n.up {
+		e.usedUp += m
+		if n.class >= 0 {
+			e.classes[n.class].usedMilli += m
+		}
+		switch {
+		case before == 0 && n.used > 0:
+			e.freeEmpty -= n.cap
+		case before > 0 && n.used == 0:
+			e.freeEmpty += n.cap
+		}
 	}
-	e.usedUp += m
-	if n.class >= 0 {
-		e.classes[n.class].usedMilli += m
-	}
-	switch {
-	case before == 0 && n.used > 0:
-		e.freeEmpty -= n.cap
-	case before > 0 && n.used == 0:
-		e.freeEmpty += n.cap
+	if n.retiring && n.used == 0 && !n.gone {
+		e.remove(b.node)
 	}
 }
 
@@ -1181,6 +1219,9 @@ func (e *engine) finish() {
 		h.Holdings(func(u sched.Usage) bool {
 			u.To = e.now
 			e.usageMS[u.Tenant] += u.AccelMilliSeconds()
+			if e.cfg.Usage != nil {
+				e.cfg.Usage(u)
+			}
 			return true
 		})
 	}

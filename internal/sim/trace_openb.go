@@ -17,9 +17,6 @@ import (
 // scheduled_time to its deletion_time. The fill experiment reads the same
 // files without times (package openb).
 
-var openbColumns = []string{"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli",
-	"gpu_spec", "qos", "pod_phase", "creation_time", "deletion_time", "scheduled_time"}
-
 // OpenbTrace is an openb task list read in time mode.
 type OpenbTrace struct {
 	Jobs []Job

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
 
@@ -31,7 +32,8 @@ func (e *LineError) Error() string {
 
 // TraceReader reads a native trace line by line, never holding more than
 // one line of text. Lines are, in order: an optional header, queue lines,
-// then job lines sorted by arrival.
+// node lines (the fleet at the start, then node events by time), then job
+// lines sorted by arrival.
 type TraceReader struct {
 	name string
 	br   *bufio.Reader
@@ -39,8 +41,11 @@ type TraceReader struct {
 
 	header   Header
 	queues   []quota.Spec
-	preamble bool // the header and queue lines have been read
-	next     *Job // a job read ahead while reading the preamble
+	fleet    []fleet.Node
+	events   []NodeEvent
+	nodeSeen map[string]int // node name -> line of its add
+	preamble bool           // the header, queue and node lines have been read
+	next     *Job           // a job read ahead while reading the preamble
 	nextLine int
 
 	records     int // non-blank lines decoded
@@ -54,8 +59,16 @@ func NewTraceReader(name string, r io.Reader) *TraceReader {
 	return &TraceReader{name: name, br: bufio.NewReaderSize(r, 64<<10), seen: map[string]int{}}
 }
 
-// Preamble reads the header and queue lines, up to the first job. A trace
-// without a header gets version TraceVersion.
+// Fleet returns the nodes of the trace's fleet at the start (node lines
+// without a time), once Preamble has read them.
+func (r *TraceReader) Fleet() []fleet.Node { return r.fleet }
+
+// NodeEvents returns the trace's node events (node lines with a time) in
+// time order, once Preamble has read them.
+func (r *TraceReader) NodeEvents() []NodeEvent { return r.events }
+
+// Preamble reads the header, queue and node lines, up to the first job. A
+// trace without a header gets version TraceVersion.
 func (r *TraceReader) Preamble() (Header, []quota.Spec, error) {
 	if r.preamble {
 		return r.header, r.queues, nil
@@ -89,8 +102,18 @@ func (r *TraceReader) Preamble() (Header, []quota.Spec, error) {
 				r.err = r.errAt(line, []any{"header", "version"}, fmt.Sprintf("%d, want %d", rec.Header.Version, TraceVersion))
 				return r.header, r.queues, r.err
 			}
+			if o := rec.Header.Origin; o != "" {
+				if err := checkOrigin(o); err != nil {
+					r.err = r.errAt(line, []any{"header", "origin"}, "header.origin: "+err.Error())
+					return r.header, r.queues, r.err
+				}
+			}
 			r.header = *rec.Header
 		case rec.Queue != nil:
+			if r.nodeSeen != nil {
+				r.err = r.errAt(line, []any{"queue"}, "queue lines must come before the first node line")
+				return r.header, r.queues, r.err
+			}
 			if rec.Queue.Name == "" {
 				r.err = r.errAt(line, []any{"queue", "name"}, "must not be empty")
 				return r.header, r.queues, r.err
@@ -100,6 +123,11 @@ func (r *TraceReader) Preamble() (Header, []quota.Spec, error) {
 				q.Quotas = nil // an empty map and none read alike
 			}
 			r.queues = append(r.queues, q)
+		case rec.Node != nil:
+			if err := r.node(line, rec.Node); err != nil {
+				r.err = err
+				return r.header, r.queues, err
+			}
 		case rec.Job != nil:
 			j, err := r.job(line, rec.Job)
 			if err != nil {
@@ -146,6 +174,8 @@ func (r *TraceReader) Next() (Job, error) {
 			r.err = r.errAt(line, []any{"header"}, "the header must be the first line")
 		case rec.Queue != nil:
 			r.err = r.errAt(line, []any{"queue"}, "queue lines must come before the first job line")
+		case rec.Node != nil:
+			r.err = r.errAt(line, []any{"node"}, "node lines must come before the first job line")
 		default:
 			j, err := r.job(line, rec.Job)
 			if err != nil {
@@ -203,13 +233,13 @@ func (r *TraceReader) decode(line []byte) (*record, error) {
 		return nil, &LineError{File: r.name, Line: r.line, Column: skipSpace(line, off) + 1, Msg: "unexpected data after the object; a line holds one JSON object"}
 	}
 	n := 0
-	for _, set := range []bool{rec.Header != nil, rec.Queue != nil, rec.Job != nil} {
+	for _, set := range []bool{rec.Header != nil, rec.Queue != nil, rec.Node != nil, rec.Job != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, &LineError{File: r.name, Line: r.line, Column: 1, Msg: "a line holds exactly one of header, queue or job"}
+		return nil, &LineError{File: r.name, Line: r.line, Column: 1, Msg: "a line holds exactly one of header, queue, node or job"}
 	}
 	return &rec, nil
 }
@@ -232,6 +262,40 @@ func (r *TraceReader) job(line []byte, w *traceJob) (Job, error) {
 	r.seen[w.ID] = r.line
 	r.lastArrival = j.Arrival
 	return j, nil
+}
+
+// node reads a node line: a node of the fleet at the start, which come
+// first, or a node event, in time order.
+func (r *TraceReader) node(line []byte, w *traceNode) error {
+	ev, initial, err := w.node()
+	if err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return r.errAt(line, fe.path, fe.Error())
+		}
+		return &LineError{File: r.name, Line: r.line, Column: 1, Msg: err.Error()}
+	}
+	if r.nodeSeen == nil {
+		r.nodeSeen = map[string]int{}
+	}
+	if initial && len(r.events) > 0 {
+		return r.errAt(line, []any{"node"}, "the fleet's nodes (lines without at) must come before the node events")
+	}
+	if n := len(r.events); n > 0 && ev.At < r.events[n-1].At {
+		return r.errAt(line, []any{"node", "at"}, fmt.Sprintf("node.at: %d is before the previous node event's %d; node events must be in time order", ev.At, r.events[n-1].At))
+	}
+	if ev.Kind == NodeAdd {
+		if first, dup := r.nodeSeen[ev.Node.Name]; dup {
+			return r.errAt(line, []any{"node", "name"}, fmt.Sprintf("node.name: %q is already added on line %d", ev.Node.Name, first))
+		}
+		r.nodeSeen[ev.Node.Name] = r.line
+	}
+	if initial {
+		r.fleet = append(r.fleet, ev.Node)
+	} else {
+		r.events = append(r.events, ev)
+	}
+	return nil
 }
 
 // errAt reports msg at the field named by path; when the field is absent

@@ -41,6 +41,7 @@ func TestTraceReadsEveryField(t *testing.T) {
 
 {"job":{"id":"t1","arrival":10,"duration":3600,"tenant":"acme","queue":"acme-train","kind":"training","priority":100,"preemptible":true,"noticeSec":60,"checkpointSec":600,"gangs":[{"name":"w","replicas":4,"minReplicas":2,"accel":["h100","h200"],"count":8,"cpuMilli":96000,"memoryMiB":512000}],"topology":{"level":"rack","required":true},"estimatedSec":4000,"maxSec":8000}}
 {"job":{"id":"s1","arrival":10,"queue":"acme-train","kind":"service","gangs":[{"replicas":2,"milli":250}]}}
+{"job":{"id":"d1","arrival":20,"duration":600,"queue":"acme-train","kind":"batch","gangs":[{"replicas":1,"count":1}],"estimatedSec":600,"deadline":9000,"notBefore":300,"interruptible":true}}
 `
 	h, qs, jobs, err := readAll("t.jsonl", text)
 	if err != nil {
@@ -62,6 +63,10 @@ func TestTraceReadsEveryField(t *testing.T) {
 		{Arrival: 10, Duration: NoDuration, Job: sched.Job{
 			ID: "s1", Queue: "acme-train", Kind: sched.Service,
 			Gangs: []sched.Gang{{Replicas: 2, Shape: place.Request{Milli: 250}}},
+		}},
+		{Arrival: 20, Duration: 600, Job: sched.Job{
+			ID: "d1", Queue: "acme-train", Kind: sched.Batch, EstimatedSec: 600, Deadline: 9000, NotBefore: 300, Interruptible: true,
+			Gangs: []sched.Gang{{Replicas: 1, Shape: place.Request{Devices: 1}}},
 		}},
 	}
 	if diff := cmp.Diff(Header{Version: 1, Source: "hand-written"}, h); diff != "" {
@@ -131,7 +136,7 @@ func TestTraceErrorsNameLineAndColumn(t *testing.T) {
 		},
 		"two records on one line": {
 			text: `{"queue":{"name":"a"},"job":{"id":"b"}}`,
-			want: "w.jsonl:1:1: a line holds exactly one of header, queue or job",
+			want: "w.jsonl:1:1: a line holds exactly one of header, queue, node or job",
 		},
 		"two objects on one line": {
 			text: `{"queue":{"name":"a"}} {"queue":{"name":"b"}}`,
@@ -140,6 +145,18 @@ func TestTraceErrorsNameLineAndColumn(t *testing.T) {
 		"header not first": {
 			text: `{"queue":{"name":"a"}}` + "\n" + `{"header":{"version":1}}`,
 			want: "w.jsonl:2:2: the header must be the first line",
+		},
+		"negative deadline": {
+			text: `{"job":{"id":"b","arrival":1,"duration":1,"queue":"q","kind":"batch","gangs":[{"replicas":1}],"deadline":-5}}`,
+			want: "w.jsonl:1:95: job.deadline: -5 must not be negative",
+		},
+		"empty window": {
+			text: `{"job":{"id":"b","arrival":1,"duration":1,"queue":"q","kind":"batch","gangs":[{"replicas":1}],"deadline":50,"notBefore":50}}`,
+			want: "w.jsonl:1:109: job.notBefore: 50 is not before the deadline 50: the window would be empty",
+		},
+		"deadline before arrival": {
+			text: `{"job":{"id":"b","arrival":100,"duration":1,"queue":"q","kind":"batch","gangs":[{"replicas":1}],"deadline":50}}`,
+			want: "w.jsonl:1:97: job.deadline: 50 is before the arrival 100",
 		},
 		"future version": {
 			text: `{"header":{"version":7}}`,
@@ -220,8 +237,18 @@ func FuzzTraceReader(f *testing.F) {
 	f.Add(`{"job":{"id":"s","arrival":0,"queue":"q","kind":"service","gangs":[{"replicas":2,"count":1,"accel":["h100"]}],"topology":{"level":"rack"}}}`)
 	f.Add(`{"job":{"id":"b","arrival":1,"duration":1,"queue":"q","kind":"batch","gangs":[{"replicas":1},{"replicas":1,"gpus":2}]}}`)
 	f.Add("{\"job\":{\"id\":\"b\",,}}\r\n\n")
+	f.Add(`{"job":{"id":"d","arrival":5,"duration":60,"queue":"q","kind":"batch","gangs":[{"replicas":1,"count":1}],"deadline":900,"notBefore":10,"interruptible":true}}`)
 	f.Add(`{"queue":{"name":"q","quotas":{}}}` + "\n" + `{"joB":{"id":"0","queue":"0","kind":"service","gAngs":[{"repliCAs":1,"ACCel":[]}]}}`)
+	f.Add(nodeTrace)
+	f.Add(`{"header":{"version":1,"origin":"2026-12-01T00:00:00Z","sched":{"placement":["bestfit"],"preemptAfterSec":2}}}` + "\n" +
+		`{"node":{"name":"n","path":["a","b","c","d"]}}` + "\n" + `{"node":{"at":3,"event":"retire","name":"n"}}` + "\n" +
+		`{"job":{"id":"a","arrival":1,"duration":5,"queue":"q","kind":"batch","waitForCapacity":true,"gangs":[{"replicas":1}],"observed":{"start":2,"end":7,"outcome":"succeeded","attempts":1}}}`)
 	f.Fuzz(func(t *testing.T, text string) {
+		r := NewTraceReader("f.jsonl", strings.NewReader(text))
+		if _, _, err := r.Preamble(); err == nil {
+			// Nodes and node events survive a write and a read too.
+			checkNodeRoundTrip(t, r)
+		}
 		h, qs, jobs, err := readAll("f.jsonl", text)
 		if err != nil {
 			var le *LineError
@@ -251,9 +278,12 @@ func FuzzTraceReader(f *testing.F) {
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		_, qs2, jobs2, err := readAll("f2.jsonl", buf.String())
+		h2, qs2, jobs2, err := readAll("f2.jsonl", buf.String())
 		if err != nil {
 			t.Fatalf("rereading what was written: %v\n%s", err, buf.String())
+		}
+		if diff := cmp.Diff(h, h2); diff != "" {
+			t.Fatalf("header changed by a round trip (-first +second):\n%s", diff)
 		}
 		if diff := cmp.Diff(jobs, jobs2); diff != "" {
 			t.Fatalf("jobs changed by a round trip (-first +second):\n%s", diff)

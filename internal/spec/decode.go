@@ -11,6 +11,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
+	"github.com/gpufleet/gpufleet/internal/spec/guard"
 )
 
 // The decoder walks the YAML syntax tree itself instead of unmarshalling
@@ -85,10 +86,10 @@ func (d *decoder) add(line, col int, path, msg string) {
 func (d *decoder) documents(data []byte, limit int64) []document {
 	if int64(len(data)) > limit {
 		e := &SizeError{Name: d.file, Size: int64(len(data)), Limit: limit}
-		d.add(0, 0, "", e.detail())
+		d.add(0, 0, "", e.Detail())
 		return nil
 	}
-	if e := checkText(d.file, data); e != nil {
+	if e := guard.CheckText(d.file, data); e != nil {
 		d.add(e.Line, e.Column, "", e.Msg)
 		return nil
 	}
@@ -140,7 +141,7 @@ func (d *decoder) parse(chunk string, firstLine int) (doc document, ok bool) {
 			ok = false
 		}
 	}()
-	tokens, e := tokenize(d.file, chunk, d.lineOff)
+	tokens, e := guard.Tokenize(d.file, chunk, d.lineOff)
 	if e != nil {
 		d.add(e.Line, e.Column, "", e.Msg)
 		return document{}, false

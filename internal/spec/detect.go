@@ -14,6 +14,8 @@ const (
 	KindFleet  Kind = "fleet"
 	KindQueues Kind = "queues"
 	KindJob    Kind = "job"
+	// KindCatalog is a capacity plan's catalog of what can be bought.
+	KindCatalog Kind = "catalog"
 )
 
 // Detect tells what a file declares from its first document: a top-level
@@ -50,11 +52,13 @@ func Detect(name string, data []byte) (Kind, error) {
 				return KindQueues, nil
 			case string(KindPrices), string(KindCommitments), string(KindCredits):
 				return Kind(s), nil
+			case string(KindCatalog):
+				return KindCatalog, nil
 			}
 			if _, err := sched.ParseKind(s); err == nil {
 				return KindJob, nil
 			}
-			k.errorf("%q: want fleet, queues, prices, commitments, credits or a job kind (%s)", s, joinKinds())
+			k.errorf("%q: want fleet, queues, catalog, prices, commitments, credits or a job kind (%s)", s, joinKinds())
 			return "", d.err()
 		}
 	}
@@ -65,6 +69,7 @@ func Detect(name string, data []byte) (Kind, error) {
 	_, commitments := keys["commitments"]
 	_, grants := keys["grants"]
 	_, budgets := keys["budgets"]
+	_, models := keys["models"]
 	switch {
 	case nodes || gen:
 		return KindFleet, nil
@@ -72,12 +77,14 @@ func Detect(name string, data []byte) (Kind, error) {
 		return KindQueues, nil
 	case gangs:
 		return KindJob, nil
+	case models:
+		return KindCatalog, nil
 	case commitments:
 		return KindCommitments, nil
 	case grants || budgets:
 		return KindCredits, nil
 	}
-	v.errorf("cannot tell what this file declares: give kind: fleet, queues, prices, commitments, credits or a job kind, or the keys nodes, tenants, gangs, commitments or grants")
+	v.errorf("cannot tell what this file declares: give kind: fleet, queues, catalog, prices, commitments, credits or a job kind, or the keys nodes, tenants, gangs, models, commitments or grants")
 	return "", d.err()
 }
 

@@ -51,8 +51,14 @@ type Site struct {
 	PUE float64
 	// CarbonGPerKWh is the grid's carbon intensity in gCO2 per kWh.
 	CarbonGPerKWh float64
-	// PowerCapKW is the domain's power budget.
+	// PowerCapKW is the domain's power budget; ITCap makes it a cap of IT
+	// power (the accelerators' draw) rather than of facility power.
 	PowerCapKW float64
+	ITCap      bool
+	// CarbonSeries names a file of the grid's carbon intensity over time
+	// (a Time,Carbon Intensity CSV), relative to the fleet file; it takes
+	// the place of CarbonGPerKWh where both would apply.
+	CarbonSeries string
 }
 
 // Sites maps a domain path ("us-east" or "us-east/z1") to its attributes.
@@ -71,12 +77,12 @@ func (s Sites) For(path []string) Site {
 		if !pue && site.PUE != 0 {
 			out.PUE, pue = site.PUE, true
 		}
-		if !carbon && site.CarbonGPerKWh != 0 {
-			out.CarbonGPerKWh, carbon = site.CarbonGPerKWh, true
+		if !carbon && (site.CarbonGPerKWh != 0 || site.CarbonSeries != "") {
+			out.CarbonGPerKWh, out.CarbonSeries, carbon = site.CarbonGPerKWh, site.CarbonSeries, true
 		}
 		if !power && i == len(path) && site.PowerCapKW != 0 {
 			// A power cap belongs to its own domain; it is not inherited.
-			out.PowerCapKW, power = site.PowerCapKW, true
+			out.PowerCapKW, out.ITCap, power = site.PowerCapKW, site.ITCap, true
 		}
 	}
 	return out
@@ -259,7 +265,7 @@ var catalogFields = []string{"name", "memoryGiB", "boardPowerW", "idlePowerW", "
 
 var nodeFields = []string{"name", "path", "accelerators", "cpu", "memory", "labels", "state"}
 
-var siteFields = []string{"pue", "carbon", "powerCapKW"}
+var siteFields = []string{"pue", "carbon", "carbonSeries", "powerCapKW", "itCap"}
 
 // ParseFleet reads a fleet file.
 func ParseFleet(name string, data []byte) (*fleet.Fleet, error) {
@@ -721,6 +727,23 @@ func sites(v value, f *fleet.Fleet) Sites {
 		num("pue", 1, 5, &s.PUE)
 		num("carbon", 0, 5000, &s.CarbonGPerKWh)
 		num("powerCapKW", 0, 1e7, &s.PowerCapKW)
+		if fv, ok := fs.get("carbonSeries"); ok {
+			if _, both := fs.get("carbon"); both {
+				fv.errorf("give carbon (a constant) or carbonSeries (a file), not both")
+			}
+			if f, ok := fv.str(); ok {
+				if f == "" || strings.ContainsRune(f, 0) {
+					fv.errorf("want a file name")
+				}
+				s.CarbonSeries = f
+			}
+		}
+		if fv, ok := fs.get("itCap"); ok {
+			s.ITCap, _ = fv.boolean()
+			if _, capped := fs.get("powerCapKW"); !capped {
+				fv.errorf("says what powerCapKW caps, and the site has none")
+			}
+		}
 		out[p.key] = s
 	}
 	return out

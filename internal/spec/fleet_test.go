@@ -55,7 +55,8 @@ func TestParseFleetGood(t *testing.T) {
 }
 
 func TestSitesFor(t *testing.T) {
-	s := Sites{"us-east": {PUE: 1.3, CarbonGPerKWh: 400, PowerCapKW: 9000}, "us-east/z1": {CarbonGPerKWh: 350, PowerCapKW: 2000}}
+	s := Sites{"us-east": {PUE: 1.3, CarbonGPerKWh: 400, PowerCapKW: 9000}, "us-east/z1": {CarbonGPerKWh: 350, PowerCapKW: 2000},
+		"us-east/z2": {CarbonSeries: "gb.csv", PowerCapKW: 800, ITCap: true}}
 	tests := map[string]struct {
 		path []string
 		want Site
@@ -63,7 +64,9 @@ func TestSitesFor(t *testing.T) {
 		"node in z1 inherits pue":   {[]string{"us-east", "z1", "b1", "r1"}, Site{PUE: 1.3, CarbonGPerKWh: 350}},
 		"zone keeps its own cap":    {[]string{"us-east", "z1"}, Site{PUE: 1.3, CarbonGPerKWh: 350, PowerCapKW: 2000}},
 		"region":                    {[]string{"us-east"}, Site{PUE: 1.3, CarbonGPerKWh: 400, PowerCapKW: 9000}},
-		"other zone":                {[]string{"us-east", "z2"}, Site{PUE: 1.3, CarbonGPerKWh: 400}},
+		"a series overrides":        {[]string{"us-east", "z2", "b1"}, Site{PUE: 1.3, CarbonSeries: "gb.csv"}},
+		"an IT cap":                 {[]string{"us-east", "z2"}, Site{PUE: 1.3, CarbonSeries: "gb.csv", PowerCapKW: 800, ITCap: true}},
+		"other zone":                {[]string{"us-east", "z3"}, Site{PUE: 1.3, CarbonGPerKWh: 400}},
 		"unknown region gives zero": {[]string{"eu"}, Site{}},
 	}
 	for name, tt := range tests {
@@ -165,6 +168,18 @@ func TestParseFleetErrors(t *testing.T) {
 		"site pue": {
 			src:  "sites: {r/z: {pue: 0.9}}\n" + fleetSrc,
 			want: `fleet.yaml:1:20: sites.r/z.pue: 0.9, want 1..5`,
+		},
+		"site carbon twice": {
+			src:  "sites: {r/z: {carbon: 200, carbonSeries: gb.csv}}\n" + fleetSrc,
+			want: `fleet.yaml:1:42: sites.r/z.carbonSeries: give carbon (a constant) or carbonSeries (a file), not both`,
+		},
+		"site itCap without a cap": {
+			src:  "sites: {r/z: {itCap: true}}\n" + fleetSrc,
+			want: `fleet.yaml:1:22: sites.r/z.itCap: says what powerCapKW caps, and the site has none`,
+		},
+		"site unknown field": {
+			src:  "sites: {r/z: {carbonFile: gb.csv}}\n" + fleetSrc,
+			want: `fleet.yaml:1:15: sites.r/z.carbonFile: unknown field (want one of pue, carbon, carbonSeries, powerCapKW, itCap)`,
 		},
 		"generator name and count": {
 			src:  fleetSrc + "generate: [{region: r, zone: a, zones: 2, blocks: 1, racks: 1, nodes: 1, cpu: 1, memory: 1Gi}]\n",

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/gpufleet/gpufleet/internal/spec/guard"
+
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
@@ -84,14 +86,14 @@ func TestRealDocumentsPassTheGuard(t *testing.T) {
 		docs[p] = data
 	}
 	for name, data := range docs {
-		if tk := tooDeep(lexer.Tokenize(string(data)), MaxDepth/2); tk != nil {
+		if tk := guard.TooDeep(lexer.Tokenize(string(data)), MaxDepth/2); tk != nil {
 			t.Errorf("%s nests deeper than %d at line %d", name, MaxDepth/2, tk.Position.Line)
 		}
 	}
 	if _, err := ParseQueues("deep.yaml", []byte(deepQueues())); err != nil {
 		t.Errorf("the deepest queue tree: %v", err)
 	}
-	if tk := tooDeep(lexer.Tokenize(deepQueues()), MaxDepth*7/8); tk != nil {
+	if tk := guard.TooDeep(lexer.Tokenize(deepQueues()), MaxDepth*7/8); tk != nil {
 		t.Errorf("the deepest queue tree nests deeper than %d at line %d", MaxDepth*7/8, tk.Position.Line)
 	}
 }
@@ -218,7 +220,7 @@ func FuzzGuard(f *testing.F) {
 	const small = 4
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tokens := lexer.Tokenize(string(data))
-		if tooDeep(tokens, small) == nil {
+		if guard.TooDeep(tokens, small) == nil {
 			if file, err := parser.Parse(tokens, 0); err == nil {
 				for _, doc := range file.Docs {
 					if d := astDepth(doc); d > 2*small+1 {
@@ -247,7 +249,7 @@ func BenchmarkGuard(b *testing.B) {
 		tokens := lexer.Tokenize(string(fleetYAML))
 		b.SetBytes(int64(len(fleetYAML)))
 		for range b.N {
-			if tooDeep(tokens, MaxDepth) != nil {
+			if guard.TooDeep(tokens, MaxDepth) != nil {
 				b.Fatal("too deep")
 			}
 		}
@@ -255,7 +257,7 @@ func BenchmarkGuard(b *testing.B) {
 	b.Run("text/default-fleet", func(b *testing.B) {
 		b.SetBytes(int64(len(fleetYAML)))
 		for range b.N {
-			if checkText("f", fleetYAML) != nil {
+			if guard.CheckText("f", fleetYAML) != nil {
 				b.Fatal("refused")
 			}
 		}

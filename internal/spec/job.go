@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -78,8 +79,8 @@ const maxReplicas = 100_000
 var jobFields = []string{
 	"name", "tenant", "queue", "kind", "priority", "tier", "preemptible",
 	"noticePeriod", "checkpointEvery", "gangs", "topology", "estimatedRuntime",
-	"maxRuntime", "command", "env", "restartPolicy", "maxRestarts", "resize", "replicaPolicy",
-	"waitForCapacity",
+	"maxRuntime", "deadline", "window", "interruptible", "command", "env", "restartPolicy",
+	"maxRestarts", "resize", "replicaPolicy", "waitForCapacity",
 }
 
 var gangFields = []string{"name", "replicas", "minReplicas", "accelerators", "count", "fraction", "cpu", "memory"}
@@ -208,6 +209,7 @@ func (o *options) job(v value) JobSpec {
 		f, _ := fs.get("maxRuntime")
 		f.errorf("%s is below estimatedRuntime %s", formatDuration(j.MaxSec), formatDuration(j.EstimatedSec))
 	}
+	o.deferral(fs, j)
 	if f, ok := fs.need("gangs"); ok {
 		j.Gangs = o.gangs(f)
 	}
@@ -593,3 +595,57 @@ func jobTier(f value, s string) string {
 	f.errorf("%q: want one of %s (on-demand when left out)", s, strings.Join(Tiers, ", "))
 	return s
 }
+
+// deferral reads what makes a job deferrable: a deadline (an RFC 3339
+// time) or a window {from, to}, and whether it is interruptible.
+func (o *options) deferral(fs fields, j *sched.Job) {
+	dl, hasDeadline := fs.get("deadline")
+	win, hasWindow := fs.get("window")
+	switch {
+	case hasDeadline && hasWindow:
+		win.errorf("give deadline or window, not both (a window's to is its deadline)")
+	case hasDeadline:
+		j.Deadline, _ = jobTime(dl)
+	case hasWindow:
+		wf, isMap := win.fields("from", "to")
+		if !isMap {
+			break
+		}
+		from, okFrom := wf.need("from")
+		to, okTo := wf.need("to")
+		if !okFrom || !okTo {
+			break
+		}
+		f, good := jobTime(from)
+		t, good2 := jobTime(to)
+		if good && good2 && f >= t {
+			to.errorf("%s is not after from %s: the window would be empty", formatTime(t), formatTime(f))
+		}
+		j.NotBefore, j.Deadline = f, t
+	}
+	if f, ok := fs.get("interruptible"); ok {
+		j.Interruptible, _ = f.boolean()
+	}
+}
+
+// jobTime reads a time in RFC 3339 (2026-12-03T09:00:00Z) as Unix
+// seconds.
+func jobTime(v value) (int64, bool) {
+	s, ok := v.str()
+	if !ok {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(s))
+	if err != nil {
+		v.errorf("%q: want a time in RFC 3339, such as 2026-12-03T09:00:00Z", s)
+		return 0, false
+	}
+	if t.Unix() <= 0 {
+		v.errorf("%q: want a time after 1970", s)
+		return 0, false
+	}
+	return t.Unix(), true
+}
+
+// formatTime writes Unix seconds as RFC 3339 in UTC.
+func formatTime(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.RFC3339) }

@@ -46,6 +46,14 @@ func TestParseJobGood(t *testing.T) {
 				RestartPolicy: RestartGang, MaxRestarts: 3,
 			},
 		},
+		"jobs/deferrable.yaml": {
+			Job: sched.Job{
+				ID: "nightly-finetune", Queue: "acme-batch", Kind: sched.FineTuning, Priority: DefaultPriority,
+				EstimatedSec: 6 * 3600, NoticeSec: 120, NotBefore: 1796148000, Deadline: 1796191200, Interruptible: true,
+				Gangs: []sched.Gang{{Replicas: 1, Shape: place.Request{Accel: []string{"h100"}, Devices: 4}}},
+			},
+			Run: RunSpec{Command: []string{"python", "finetune.py"}, RestartPolicy: RestartNever},
+		},
 		"jobs/batch.yaml": {
 			Job: sched.Job{
 				ID: "embed-corpus", Queue: "acme-batch", Kind: sched.Batch, Priority: 250,
@@ -107,9 +115,37 @@ func TestParseJobErrors(t *testing.T) {
 		src  string
 		want string
 	}{
+		"deadline and window": {
+			src:  job + "deadline: 2026-12-03T09:00:00Z\nwindow: {from: 2026-12-02T18:00:00Z, to: 2026-12-03T09:00:00Z}\n",
+			want: "j.yaml:8:9: window: give deadline or window, not both (a window's to is its deadline)",
+		},
+		"deadline not a time": {
+			src:  job + "deadline: tomorrow\n",
+			want: `j.yaml:7:11: deadline: "tomorrow": want a time in RFC 3339, such as 2026-12-03T09:00:00Z`,
+		},
+		"deadline without zone": {
+			src:  job + "deadline: 2026-12-03 09:00\n",
+			want: `j.yaml:7:11: deadline: "2026-12-03 09:00": want a time in RFC 3339, such as 2026-12-03T09:00:00Z`,
+		},
+		"empty window": {
+			src:  job + "window: {from: 2026-12-03T09:00:00Z, to: 2026-12-03T09:00:00Z}\n",
+			want: "j.yaml:7:42: window.to: 2026-12-03T09:00:00Z is not after from 2026-12-03T09:00:00Z: the window would be empty",
+		},
+		"window without to": {
+			src:  job + "window: {from: 2026-12-03T09:00:00Z}\n",
+			want: "j.yaml:7:9: window.to: is required",
+		},
+		"window unknown field": {
+			src:  job + "window: {from: 2026-12-03T09:00:00Z, until: 2026-12-04T09:00:00Z}\n",
+			want: "j.yaml:7:9: window.to: is required\nj.yaml:7:38: window.until: unknown field (want one of from, to)",
+		},
+		"interruptible not a bool": {
+			src:  job + "interruptible: sometimes\n",
+			want: "j.yaml:7:16: interruptible: want true or false, got a string",
+		},
 		"unknown top-level field": {
 			src:  job + "colour: red\n",
-			want: `j.yaml:7:1: colour: unknown field (want one of name, tenant, queue, kind, priority, tier, preemptible, noticePeriod, checkpointEvery, gangs, topology, estimatedRuntime, maxRuntime, command, env, restartPolicy, maxRestarts, resize, replicaPolicy, waitForCapacity)`,
+			want: `j.yaml:7:1: colour: unknown field (want one of name, tenant, queue, kind, priority, tier, preemptible, noticePeriod, checkpointEvery, gangs, topology, estimatedRuntime, maxRuntime, deadline, window, interruptible, command, env, restartPolicy, maxRestarts, resize, replicaPolicy, waitForCapacity)`,
 		},
 		"unknown gang field": {
 			src:  job + "    gpus: 8\n",

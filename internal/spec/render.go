@@ -109,6 +109,17 @@ func writeJob(b *bytes.Buffer, js *JobSpec) {
 			kv("", d.key, formatDuration(d.sec))
 		}
 	}
+	switch {
+	case j.NotBefore > 0 && j.Deadline > 0:
+		b.WriteString("window:\n")
+		kv("  ", "from", formatTime(j.NotBefore))
+		kv("  ", "to", formatTime(j.Deadline))
+	case j.Deadline > 0:
+		kv("", "deadline", formatTime(j.Deadline))
+	}
+	if j.Interruptible {
+		kv("", "interruptible", "true")
+	}
 	if j.Topology.Level != "" {
 		k := "preferred"
 		if j.Topology.Required {

@@ -56,6 +56,14 @@ func genJobSpec(t *rapid.T) JobSpec {
 	if j.MaxSec > 0 && j.EstimatedSec > j.MaxSec {
 		j.EstimatedSec, j.MaxSec = j.MaxSec, j.EstimatedSec
 	}
+	switch rapid.IntRange(0, 2).Draw(t, "deferral") {
+	case 1:
+		j.Deadline = rapid.Int64Range(1, 4102444800).Draw(t, "deadline")
+	case 2:
+		j.NotBefore = rapid.Int64Range(1, 4102444799).Draw(t, "notBefore")
+		j.Deadline = rapid.Int64Range(j.NotBefore+1, 4102444800).Draw(t, "deadline")
+	}
+	j.Interruptible = rapid.Bool().Draw(t, "interruptible")
 	if rapid.Bool().Draw(t, "hasTopology") {
 		levels := append(append([]string(nil), fleet.DefaultLevels...), "node")
 		j.Topology = sched.Topology{

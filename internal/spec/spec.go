@@ -11,46 +11,36 @@ import (
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
+	"github.com/gpufleet/gpufleet/internal/spec/guard"
 )
 
-// Error is one problem in a spec file.
-type Error struct {
-	File   string
-	Line   int // 1-based; 0 when unknown
-	Column int // 1-based; 0 when unknown
-	// Path is the field path inside the document, e.g. gangs[0].count;
-	// empty for problems of the whole document.
-	Path string
-	Msg  string
+// Error is one problem in a spec file; Errors every problem of one file.
+// They live in package guard, which every reader of documents shares
+// without linking the readers of specs.
+type (
+	Error     = guard.Error
+	Errors    = guard.Errors
+	SizeError = guard.SizeError
+)
+
+// Limits on documents (see package guard).
+const (
+	MaxDepth     = guard.MaxDepth
+	MaxJobBytes  = guard.MaxJobBytes
+	MaxFileBytes = guard.MaxFileBytes
+)
+
+// FormatBytes renders a size for people (see guard.FormatBytes).
+func FormatBytes(n int64) string { return guard.FormatBytes(n) }
+
+// CheckYAML guards a YAML document before it is parsed (guard.CheckYAML).
+func CheckYAML(name string, data []byte, limit int64) error {
+	return guard.CheckYAML(name, data, limit)
 }
 
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// Errors lists every problem found in one file, one per line when printed.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	parts := make([]string, len(es))
-	for i, e := range es {
-		parts[i] = e.Error()
-	}
-	return strings.Join(parts, "\n")
+// CheckJSON guards a JSON document before it is parsed (guard.CheckJSON).
+func CheckJSON(name string, data []byte, limit int64) error {
+	return guard.CheckJSON(name, data, limit)
 }
 
 // maxErrors bounds how many problems one file reports; past it the rest are

@@ -1,8 +1,13 @@
-package spec
+// Package guard is the check every document gpufleet reads passes before
+// it is parsed, and the positioned errors its readers report. It links no
+// reader of specs, so a program that only checks documents (the node
+// agent) does not link the scheduling core.
+package guard
 
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/lexer"
@@ -39,10 +44,10 @@ type SizeError struct {
 	Limit int64
 }
 
-func (e *SizeError) Error() string { return e.Name + ": " + e.detail() }
+func (e *SizeError) Error() string { return e.Name + ": " + e.Detail() }
 
-// detail is the message without the document's name.
-func (e *SizeError) detail() string {
+// Detail is the message without the document's name.
+func (e *SizeError) Detail() string {
 	size := fmt.Sprintf("is %s", FormatBytes(e.Size))
 	if e.Size < 0 {
 		size = "is larger than that"
@@ -68,11 +73,11 @@ func FormatBytes(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// checkText refuses text YAML cannot hold: bytes that are not UTF-8 (the
+// CheckText refuses text YAML cannot hold: bytes that are not UTF-8 (the
 // lexer would silently replace them) and control characters other than
 // tab, newline and carriage return. It reports the first one's line and
 // column.
-func checkText(name string, data []byte) *Error {
+func CheckText(name string, data []byte) *Error {
 	line, col := 1, 1
 	for i := 0; i < len(data); {
 		r, n := utf8.DecodeRune(data[i:])
@@ -90,7 +95,7 @@ func checkText(name string, data []byte) *Error {
 	return nil
 }
 
-// tooDeep returns the first token at which the document's nesting passes
+// TooDeep returns the first token at which the document's nesting passes
 // max, or nil. Flow collections count by their brackets; block collections
 // by the columns at which their entries stand: a sequence entry, an
 // explicit key, or a key followed by ':' opens a level at its column unless
@@ -98,7 +103,7 @@ func checkText(name string, data []byte) *Error {
 // column shares that key's level, so the count can be as low as half the
 // true depth, never lower: the bound holds within a factor of two, which
 // is what the parser's memory needs.
-func tooDeep(tokens token.Tokens, max int) *token.Token {
+func TooDeep(tokens token.Tokens, max int) *token.Token {
 	var blocks []int // columns of the open block levels, increasing
 	flow := 0
 	open := func(col int) {
@@ -142,12 +147,12 @@ func tooDeep(tokens token.Tokens, max int) *token.Token {
 	return nil
 }
 
-// tokenize runs the YAML lexer over one document and checks its depth; the
+// Tokenize runs the YAML lexer over one document and checks its depth; the
 // tokens go to the parser. line offsets error positions (documents are
 // lexed one at a time).
-func tokenize(name, doc string, lineOff int) (token.Tokens, *Error) {
+func Tokenize(name, doc string, lineOff int) (token.Tokens, *Error) {
 	tokens := lexer.Tokenize(doc)
-	if tk := tooDeep(tokens, MaxDepth); tk != nil {
+	if tk := TooDeep(tokens, MaxDepth); tk != nil {
 		return nil, &Error{File: name, Line: tk.Position.Line + lineOff, Column: tk.Position.Column,
 			Msg: fmt.Sprintf("mappings and lists nest deeper than %d levels here; gpufleet reads documents nested at most %d deep", MaxDepth, MaxDepth)}
 	}
@@ -161,10 +166,10 @@ func CheckYAML(name string, data []byte, limit int64) error {
 	if int64(len(data)) > limit {
 		return &SizeError{Name: name, Size: int64(len(data)), Limit: limit}
 	}
-	if e := checkText(name, data); e != nil {
+	if e := CheckText(name, data); e != nil {
 		return e
 	}
-	if _, e := tokenize(name, string(data), 0); e != nil {
+	if _, e := Tokenize(name, string(data), 0); e != nil {
 		return e
 	}
 	return nil
@@ -218,4 +223,44 @@ func CheckJSON(name string, data []byte, limit int64) error {
 		}
 	}
 	return nil
+}
+
+// Error is one problem in a spec file.
+type Error struct {
+	File   string
+	Line   int // 1-based; 0 when unknown
+	Column int // 1-based; 0 when unknown
+	// Path is the field path inside the document, e.g. gangs[0].count;
+	// empty for problems of the whole document.
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors lists every problem found in one file, one per line when printed.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
 }

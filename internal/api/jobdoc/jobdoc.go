@@ -1,4 +1,9 @@
-package api
+// Package jobdoc reads a job document sent to the API: YAML or JSON, told
+// apart by its Content-Type or its first character, with JSON's own account
+// of its syntax errors. It is apart from package api so that the wire types
+// (which the node agent links) do not link the job spec and the scheduling
+// core it names.
+package jobdoc
 
 import (
 	"bytes"
@@ -7,48 +12,33 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
-// JobSpec is a submitted job: what the core schedules and what runs.
-type JobSpec = spec.JobSpec
-
-// Job document syntaxes.
-const (
-	FormatYAML = "yaml"
-	FormatJSON = "json"
-)
-
-// JobMediaTypes are the Content-Types POST /v1/jobs takes, with the syntax
-// each announces.
-var JobMediaTypes = map[string]string{
-	"application/yaml": FormatYAML, "application/x-yaml": FormatYAML, "text/yaml": FormatYAML, "text/x-yaml": FormatYAML,
-	"application/json": FormatJSON,
-}
-
-// DecodeJob reads a job document, YAML or JSON, telling which from its
+// Decode reads a job document, YAML or JSON, telling which from its
 // first character; name labels the document in error messages.
-func DecodeJob(name string, data []byte) (JobSpec, *Error) { return DecodeJobAs(name, data, "") }
+func Decode(name string, data []byte) (spec.JobSpec, *api.Error) { return DecodeAs(name, data, "") }
 
-// DecodeJobAs reads a job document of a known syntax (FormatYAML or
-// FormatJSON; "" tells from the first character: a JSON document is an
+// DecodeAs reads a job document of a known syntax (api.FormatYAML or
+// api.FormatJSON; "" tells from the first character: a JSON document is an
 // object). JSON is YAML too, so the spec's parser reads both and names the
 // field, line and column of a problem; a JSON document is first checked as
 // JSON, so that its syntax errors are told in JSON's terms. Beyond the
 // spec's own checks the live plane needs a command to run.
-func DecodeJobAs(name string, data []byte, format string) (JobSpec, *Error) {
+func DecodeAs(name string, data []byte, format string) (spec.JobSpec, *api.Error) {
 	sniffed := format == ""
 	if sniffed {
-		format = FormatYAML
+		format = api.FormatYAML
 		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
-			format = FormatJSON
+			format = api.FormatJSON
 		}
 	}
-	var jsonErr *Error
-	if format == FormatJSON {
+	var jsonErr *api.Error
+	if format == api.FormatJSON {
 		jsonErr = checkJSONSyntax(name, data)
 		if jsonErr != nil && !sniffed {
-			return JobSpec{}, jsonErr
+			return spec.JobSpec{}, jsonErr
 		}
 	}
 	js, err := spec.ParseJob(name, data)
@@ -56,16 +46,16 @@ func DecodeJobAs(name string, data []byte, format string) (JobSpec, *Error) {
 		if jsonErr != nil && isSyntaxError(err) {
 			// It looked like JSON and is neither JSON nor YAML: JSON's
 			// account of the problem is the one its author can use.
-			return JobSpec{}, jsonErr
+			return spec.JobSpec{}, jsonErr
 		}
-		return JobSpec{}, specError(err)
+		return spec.JobSpec{}, specError(err)
 	}
 	if len(js.Run.Command) == 0 || js.Run.Command[0] == "" {
-		return JobSpec{}, Invalid("command", "%s: command: missing: the live plane runs it for every replica", name)
+		return spec.JobSpec{}, api.Invalid("command", "%s: command: missing: the live plane runs it for every replica", name)
 	}
 	for k := range js.Run.Env {
 		if strings.ContainsAny(k, "=\x00") {
-			return JobSpec{}, Invalid("env", "%s: env: variable name %q must not hold '=' or NUL", name, k)
+			return spec.JobSpec{}, api.Invalid("env", "%s: env: variable name %q must not hold '=' or NUL", name, k)
 		}
 	}
 	return js, nil
@@ -73,7 +63,7 @@ func DecodeJobAs(name string, data []byte, format string) (JobSpec, *Error) {
 
 // checkJSONSyntax refuses a document that is not one JSON object, naming
 // the line and column of the fault.
-func checkJSONSyntax(name string, data []byte) *Error {
+func checkJSONSyntax(name string, data []byte) *api.Error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var raw json.RawMessage
 	err := dec.Decode(&raw)
@@ -81,20 +71,20 @@ func checkJSONSyntax(name string, data []byte) *Error {
 	switch {
 	case errors.As(err, &se):
 		line, col := lineCol(data, se.Offset-1) // Offset is just past the offending byte
-		return Invalid("", "%s:%d:%d: JSON syntax: %v", name, line, col, err)
+		return api.Invalid("", "%s:%d:%d: JSON syntax: %v", name, line, col, err)
 	case err == io.EOF:
-		return Invalid("", "%s: JSON syntax: the document is empty; want a JSON object", name)
+		return api.Invalid("", "%s: JSON syntax: the document is empty; want a JSON object", name)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		line, col := lineCol(data, int64(len(data)))
-		return Invalid("", "%s:%d:%d: JSON syntax: the document ends inside a value", name, line, col)
+		return api.Invalid("", "%s:%d:%d: JSON syntax: the document ends inside a value", name, line, col)
 	case err != nil:
-		return Invalid("", "%s: JSON syntax: %v", name, err)
+		return api.Invalid("", "%s: JSON syntax: %v", name, err)
 	case len(raw) == 0 || raw[0] != '{':
-		return Invalid("", "%s:1:1: JSON syntax: a job is a JSON object, not %s", name, jsonKind(raw))
+		return api.Invalid("", "%s:1:1: JSON syntax: a job is a JSON object, not %s", name, jsonKind(raw))
 	}
 	if dec.More() {
 		line, col := lineCol(data, dec.InputOffset())
-		return Invalid("", "%s:%d:%d: JSON syntax: more data after the job's object", name, line, col)
+		return api.Invalid("", "%s:%d:%d: JSON syntax: more data after the job's object", name, line, col)
 	}
 	return nil
 }
@@ -145,8 +135,8 @@ func isSyntaxError(err error) bool {
 
 // specError keeps the field path of the spec's first error; the message
 // holds all of them, one per line.
-func specError(err error) *Error {
-	e := Invalid("", "%s", err.Error())
+func specError(err error) *api.Error {
+	e := api.Invalid("", "%s", err.Error())
 	var list spec.Errors
 	var one *spec.Error
 	switch {
