@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gpufleet/gpufleet/internal/api"
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/ledger"
 	"github.com/gpufleet/gpufleet/internal/metering"
@@ -73,6 +74,8 @@ type accounts struct {
 	siteLevel int
 	// metered is when the running work was last metered.
 	metered time.Time
+	// pruned is when utilization readings were last pruned.
+	pruned time.Time
 }
 
 // openAccounts builds the ledger from the store: budgets, commitments and
@@ -253,6 +256,36 @@ func (a *accounts) overlay(specs []quota.Spec, now time.Time) []quota.Spec {
 	return a.acct.Overlay(specs, now.UnixMilli())
 }
 
+// sample gives the ledger a node's utilization readings, which hold from
+// now until the node's next (or for the ledger's sample TTL): energy of the
+// devices they name is idle + (board - idle) x utilization instead of board
+// power. A reading older than what was metered on the node (a clock set
+// back) is dropped.
+func (a *accounts) sample(l *loop, node string, us []api.DeviceUtilization, now time.Time) {
+	for _, u := range us {
+		err := a.acct.Ledger.Sample(ledger.Sample{Node: node, Device: u.Device, AtMs: now.UnixMilli(), Percent: u.Percent})
+		if err != nil {
+			a.m.samplesRefused.Inc()
+			l.log.Debug("accounting: a utilization reading was refused", "node", node, "err", err)
+			continue
+		}
+		a.m.samples.Inc()
+	}
+}
+
+// samplePruneEvery is how often readings metering no longer needs are let go;
+// they are kept for samplePruneEvery behind the last metering, and at least two
+// metering intervals.
+const samplePruneEvery = time.Hour
+
+func (a *accounts) prune(now time.Time, interval time.Duration) {
+	if now.Sub(a.pruned) < samplePruneEvery {
+		return
+	}
+	a.pruned = now
+	a.acct.Ledger.PruneSamples(now.Add(-max(samplePruneEvery, 2*interval)).UnixMilli())
+}
+
 // tick meters when it is due.
 func (a *accounts) tick(l *loop, now time.Time) {
 	if a.acct.Due(now.UnixMilli()) {
@@ -285,6 +318,7 @@ func (a *accounts) meter(l *loop, now time.Time) {
 		l.log.Error("accounting: metering", "err", err)
 	}
 	a.metered = now
+	a.prune(now, time.Duration(a.acct.Enforcer.IntervalMs)*time.Millisecond)
 	if a.acct.Skipped > 0 {
 		a.m.refused.Add(float64(a.acct.Skipped))
 		a.acct.Skipped = 0

@@ -29,6 +29,8 @@ type accountMetrics struct {
 	events      *prometheus.CounterVec
 	records     prometheus.Counter
 	refused     prometheus.Counter
+	// samples and samplesRefused count the agents' utilization readings.
+	samples, samplesRefused prometheus.Counter
 }
 
 func newAccountMetrics(reg *prometheus.Registry) *accountMetrics {
@@ -57,9 +59,13 @@ func newAccountMetrics(reg *prometheus.Registry) *accountMetrics {
 			Help: "Closed usage records stored since the server started."}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_usage_records_refused_total",
 			Help: "Usage records the ledger refused (the server's log says why)."}),
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_utilization_samples_total",
+			Help: "Device utilization readings the agents sent (nvidia-smi) and the energy meter took."}),
+		samplesRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_utilization_samples_refused_total",
+			Help: "Device utilization readings older than what was metered on their node, dropped."}),
 	}
 	reg.MustRegister(m.charges, m.credits, m.burn, m.energy, m.carbon, m.accelSec, m.grantBurned, m.paused, m.sitePower,
-		m.events, m.records, m.refused)
+		m.events, m.records, m.refused, m.samples, m.samplesRefused)
 	return m
 }
 

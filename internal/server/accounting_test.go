@@ -438,3 +438,59 @@ func grep(text, re string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// beatWith is a heartbeat carrying the devices' utilization readings.
+func (h *harness) beatWith(node string, us []api.DeviceUtilization, reps ...api.ReplicaStatus) {
+	h.t.Helper()
+	if _, err := h.admin.Heartbeat(h.ctx(), api.HeartbeatRequest{Node: node, Replicas: reps, Utilization: us}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// The agents' utilization readings set the energy of the devices they
+// name: idle + (board - idle) x utilization, from the reading on; a
+// device with no reading, or whose reading has grown older than the
+// sample TTL, counts at board power. Accelerator-time and cost do not
+// change.
+func TestUtilizationReadingsSetTheEnergy(t *testing.T) {
+	h := start(t, "", acctPrices)
+	acme := h.client("acme")
+	h.euNode("n1")
+	j, k := h.runJob(acme, wholeNode, "n1")
+	// Devices 0-3 idle, 4-5 at half, 6 at full; 7 sends no reading.
+	var us []api.DeviceUtilization
+	for d, pct := range []int{0, 0, 0, 0, 50, 50, 100} {
+		us = append(us, api.DeviceUtilization{Device: d, Percent: pct})
+	}
+	h.beatWith("n1", us, running(k))
+	for range 15 { // an hour, a reading every 4 minutes (the TTL is 5)
+		h.clock.Advance(4 * time.Minute)
+		h.beatWith("n1", us, running(k))
+	}
+	ju, err := h.admin.JobUsage(h.ctx(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An h100 is 700 W at full use and 70 W idle: 4 x 70 + 2 x 385 +
+	// 2 x 700 = 2,450 W for an hour, x 1.2 PUE: 2.94 kWh; at 250 g/kWh
+	// 0.735 kg. At board power it would be 6.72 kWh.
+	if ju.AcceleratorHours != 8 || ju.EnergyKWh != 2.94 || ju.CO2Kg != 0.735 || ju.Cost != 16*api.Money(ledger.Micro) {
+		t.Errorf("an hour with readings: %.4f accelerator-hours, %.4f kWh, %.4f kg, cost %v; want 8, 2.94, 0.735, 16.00", ju.AcceleratorHours, ju.EnergyKWh, ju.CO2Kg, ju.Cost)
+	}
+	// The agent stops reading: after the TTL the devices count at board
+	// power again. Another hour: 5 minutes at the readings' 2,450 W, 55
+	// at 5,600 W, x 1.2: 0.245 + 6.16 = 6.405 kWh more.
+	h.clock.Advance(time.Hour)
+	h.beat("n1", running(k))
+	if ju, err = h.admin.JobUsage(h.ctx(), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ju.AcceleratorHours != 16 || ju.EnergyKWh != 9.345 {
+		t.Errorf("another hour without readings: %.4f accelerator-hours, %.4f kWh; want 16, 9.345", ju.AcceleratorHours, ju.EnergyKWh)
+	}
+	// A reading for a device out of range is refused whole, naming it.
+	_, err = h.admin.Heartbeat(h.ctx(), api.HeartbeatRequest{Node: "n1", Utilization: []api.DeviceUtilization{{Device: 0, Percent: 120}}})
+	if err == nil || !strings.Contains(err.Error(), "utilization[0].percent") {
+		t.Errorf("a reading of 120%%: %v, want a refusal naming utilization[0].percent", err)
+	}
+}
