@@ -56,6 +56,7 @@ func TestSimRunWithAccounting(t *testing.T) {
 		"epoch":          {[]string{"--account", "--epoch", "yesterday"}, `--epoch "yesterday": want a date YYYY-MM-DD (UTC)`},
 		"unknown tenant": {[]string{"--credits", bad}, `--credits: ` + bad + `:4:13: grants[0].tenant: "nosuch" is not a tenant`},
 		"interval":       {[]string{"--account", "--meter-interval", "10ms"}, `--meter-interval 10ms: want at least 1s`},
+		"carbon-aware":   {[]string{"--account", "--carbon-aware"}, `--carbon-aware meters energy and carbon on its own calendar (--start): give it without --account, --prices, --credits and --commitments, or run those without --carbon-aware`},
 	} {
 		code, _, stderr := simCLI(t, append([]string{"sim", "run", "--jobs", "10", "--quiet"}, tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {
