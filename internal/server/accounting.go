@@ -240,6 +240,39 @@ func (a *accounts) closed(l *loop, us []sched.Usage) {
 	a.tell(l, a.acct.Ledger.Events())
 }
 
+// requeuedAtRestore closes the records of unit u of job j, whose bindings
+// the rebuilt core would not take back (its node changed while the server
+// was away): the core never held them, so it reports no record, and the
+// time they held up to now would go unmetered. The records are the core's
+// own (same IDs), ended now as requeued, and are stored with the commit
+// that makes the unit pending, so a crash before it repeats them, once.
+// A replica whose node is no longer registered has no accelerator type to
+// be metered at, and is skipped (the server logs it).
+func (a *accounts) requeuedAtRestore(l *loop, j *store.Job, u int, now time.Time) {
+	cjs := j.CoreJobs()
+	if u >= len(cjs) {
+		return
+	}
+	cj := cjs[u]
+	var us []sched.Usage
+	for _, b := range restoreBinds(j, u) {
+		n := l.nodes[b.Node]
+		if n == nil || n.rec.Info.Accel == "" || len(b.Devices) == 0 {
+			l.log.Warn("accounting: a replica requeued at restore is not metered: its node is gone", "job", j.ID, "node", b.Node)
+			continue
+		}
+		milli := b.Milli
+		if milli <= 0 {
+			milli = 1000
+		}
+		to := max(now.Unix(), b.Since)
+		us = append(us, sched.Usage{Job: b.Job, Attempt: b.Attempt, Tenant: cj.Tenant, Queue: cj.Queue, Kind: cj.Kind,
+			Gang: b.Gang, Replica: b.Replica, Type: n.rec.Info.Accel, Tier: cj.Tier, Node: b.Node, Site: a.siteOf(n.rec.Info.Path),
+			Devices: b.Devices, Milli: milli, From: b.Since, To: to, End: sched.EndRequeued})
+	}
+	a.closed(l, us)
+}
+
 // takePending hands the records waiting for the next commit.
 func (a *accounts) takePending() []store.UsageRecord {
 	p := a.pending

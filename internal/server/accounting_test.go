@@ -494,3 +494,56 @@ func TestUtilizationReadingsSetTheEnergy(t *testing.T) {
 		t.Errorf("a reading of 120%%: %v, want a refusal naming utilization[0].percent", err)
 	}
 }
+
+// A running job whose bindings the rebuilt core refuses at a restart (its
+// node came back smaller while the server was away) is requeued, and the
+// time it held up to the restart is metered: the core never held it again,
+// so the server closes its record itself, once, across further restarts.
+func TestJobRequeuedAtRestoreIsMetered(t *testing.T) {
+	h := start(t, "", acctPrices)
+	acme := h.client("acme")
+	h.euNode("n1")
+	j, _ := h.runJob(acme, wholeNode, "n1")
+	h.euNode("n2") // where the job could run instead
+	bound := h.job(j.ID)
+	h.clock.Advance(2 * time.Hour)
+	end := h.clock.Now()
+	h.stop()
+	db, err := store.Open(h.dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := db.Nodes()
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("nodes %+v, %v", nodes, err)
+	}
+	for _, n := range nodes {
+		if n.Info.Name == "n1" {
+			n.Info.Count = 4 // the job holds devices 0-7
+			if err := db.PutNode(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk, token := h.clock, h.admin.Token
+	for i := range 2 {
+		h = start(t, h.dir, acctPrices, func(c *Config) { c.Now = clk.Now })
+		h.clock, h.admin = clk, h.newClient(token)
+		if got := h.job(j.ID); got.State != store.Pending {
+			t.Fatalf("restart %d: job %q, want pending (requeued)", i, got.State)
+		}
+		ju, err := h.admin.JobUsage(h.ctx(), j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := heldMs(bound, end)
+		if ju.AcceleratorMilliMs != want || len(ju.Records) != 1 || ju.Records[0].To == nil || ju.Records[0].End != "requeued" {
+			t.Errorf("restart %d: metered %d in %+v, want %d (two hours of 8 h100) in one record ended requeued", i, ju.AcceleratorMilliMs, ju.Records, want)
+		}
+		h.clock.Advance(time.Hour)
+		h.stop()
+	}
+}

@@ -243,6 +243,7 @@ func restore(s *Server) (*loop, error) {
 	l.core = core
 	for _, r := range requeued {
 		s.log.Warn("restore: running job requeued", "job", r.j.ID, "err", r.err)
+		l.acct.requeuedAtRestore(l, r.j, r.u, now)
 		l.follow(l.lc.Unbound(r.j.ID, r.u, "requeued: bindings could not be restored: "+r.err.Error(), now.UnixMilli()), now)
 	}
 	for _, r := range refused {
