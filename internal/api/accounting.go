@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/gpufleet/gpufleet/internal/ledger"
 )
 
 // Money is an amount of the server's currency, exact to the micro-unit: a
@@ -20,7 +18,7 @@ func (m Money) MarshalJSON() ([]byte, error) { return []byte(m.Decimal()), nil }
 
 // Decimal writes the amount in units, exactly, without trailing zeros.
 func (m Money) Decimal() string {
-	s := ledger.Money(m).String()
+	s := fixed(int64(m), 6)
 	s = strings.TrimRight(s, "0")
 	return strings.TrimSuffix(s, ".")
 }
@@ -45,7 +43,7 @@ func ParseAmount(s string, negative bool) (Money, error) {
 		}
 		s = s[1:]
 	}
-	v, err := ledger.ParseMoney(s)
+	v, err := parseMicro(s)
 	if err != nil {
 		return 0, fmt.Errorf("%q: want a decimal amount such as 500 or 2.49 (at most six decimals)", s)
 	}
@@ -57,7 +55,8 @@ func ParseAmount(s string, negative bool) (Money, error) {
 
 // Format writes the amount rounded to the currency's coin ("12.50").
 func (m Money) Format(minorDigits int) string {
-	return ledger.Money(m).Format(ledger.Currency{Code: "XXX", MinorDigits: minorDigits})
+	minorDigits = min(max(minorDigits, 0), 6)
+	return fixed(round(int64(m), minorDigits), minorDigits)
 }
 
 // UsageRow is one line of a usage report: usage of a tenant, queue, tier,

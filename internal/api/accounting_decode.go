@@ -2,10 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
-	"github.com/gpufleet/gpufleet/internal/ledger"
 )
 
 // jsonNumber passes an amount the caller wrote through unchanged; the
@@ -53,7 +53,7 @@ func DecodeCreateGrant(data []byte) (CreateGrant, Money, *Error) {
 		}
 	}
 	if g.Kind != "" {
-		if _, err := ledger.ParseGrantKind(g.Kind); err != nil {
+		if !slices.Contains(GrantKinds, g.Kind) {
 			return g, 0, Invalid("kind", "%q: want prepaid (the default) or promotional", g.Kind)
 		}
 	}
@@ -61,7 +61,7 @@ func DecodeCreateGrant(data []byte) (CreateGrant, Money, *Error) {
 	if e != nil {
 		return g, 0, e
 	}
-	if m > maxGrantUnits*ledger.Micro {
+	if m > maxGrantUnits*Micro {
 		return g, 0, Invalid("amount", "%s: want at most %d", g.Amount, maxGrantUnits)
 	}
 	if g.Expires != nil && g.Start != nil && !g.Expires.After(*g.Start) {
@@ -80,7 +80,7 @@ func DecodeSetBudget(data []byte) (Money, *Error) {
 	if e != nil {
 		return 0, e
 	}
-	if m > maxGrantUnits*ledger.Micro {
+	if m > maxGrantUnits*Micro {
 		return 0, Invalid("monthly", "%s: want at most %d", b.Monthly, maxGrantUnits)
 	}
 	return m, nil
@@ -122,7 +122,7 @@ func DecodeCreateCommitment(data []byte) (CreateCommitment, Money, *Error) {
 	if e != nil {
 		return c, 0, e
 	}
-	if p > 1_000_000*ledger.Micro {
+	if p > 1_000_000*Micro {
 		return c, 0, Invalid("pricePerHour", "%s: want at most 1000000 an accelerator-hour", c.PricePerHour)
 	}
 	return c, p, nil
