@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -76,6 +77,16 @@ type accounts struct {
 	metered time.Time
 	// pruned is when utilization readings were last pruned.
 	pruned time.Time
+	// readings are each node's latest utilization reading per device, for
+	// the site power gauge; they count for sampleTTL.
+	readings  map[string]map[int]reading
+	sampleTTL time.Duration
+}
+
+// reading is a device's utilization when it was read.
+type reading struct {
+	percent int
+	at      time.Time
 }
 
 // openAccounts builds the ledger from the store: budgets, commitments and
@@ -96,7 +107,8 @@ func openAccounts(s *Server) (*accounts, error) {
 	}
 	a := &accounts{acct: metering.New(l, s.cfg.Accounting.MeterInterval.Milliseconds()), cur: l.Currency(), cat: cfg.Catalog,
 		known: map[string]bool{}, grants: map[string]store.Grant{}, commits: map[string]store.Commitment{},
-		sites: cfg.Sites, defSite: *cfg.DefaultSite}
+		sites: cfg.Sites, defSite: *cfg.DefaultSite, readings: map[string]map[int]reading{},
+		sampleTTL: time.Duration(cmp.Or(cfg.SampleTTLMs, ledger.DefaultSampleTTLMs)) * time.Millisecond}
 	for name := range cfg.Sites {
 		a.known[name] = true
 	}
@@ -303,6 +315,12 @@ func (a *accounts) sample(l *loop, node string, us []api.DeviceUtilization, now 
 			continue
 		}
 		a.m.samples.Inc()
+		rs := a.readings[node]
+		if rs == nil {
+			rs = map[int]reading{}
+			a.readings[node] = rs
+		}
+		rs[u.Device] = reading{percent: u.Percent, at: now}
 	}
 }
 

@@ -52,7 +52,7 @@ func newAccountMetrics(reg *prometheus.Registry) *accountMetrics {
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_admission_paused",
 			Help: "1 while a tenant's (or a queue's) admission is paused for spent credits or budget."}, []string{"tenant", "queue", "cause"}),
 		sitePower: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_site_power_watts",
-			Help: "Power drawn by a site's accelerators now: idle power of every one on a node that is up plus (board - idle) x the allocated share; meter it (IT) or facility (x PUE)."}, []string{"site", "meter"}),
+			Help: "Power drawn by a site's accelerators now, on nodes that are up: idle + (board - idle) x the device's utilization reading where its agent sent one lately, else x its allocated share; meter it (IT) or facility (x PUE)."}, []string{"site", "meter"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gpufleet_credit_events_total",
 			Help: "Thresholds of grants and budgets reached and grants expired, since the server started."}, []string{"tenant", "kind"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "gpufleet_usage_records_total",
@@ -100,19 +100,28 @@ func (a *accounts) updateGauges(l *loop, now time.Time) {
 	for _, p := range a.acct.Enforcer.Paused() {
 		m.paused.WithLabelValues(p.Tenant, p.Queue, p.Cause.String()).Set(1)
 	}
-	for site, w := range a.power(l) {
+	for site, w := range a.power(l, now) {
 		m.sitePower.WithLabelValues(site, "it").Set(w[0])
 		m.sitePower.WithLabelValues(site, "facility").Set(w[1])
 	}
 }
 
-// power is each site's draw now, in watts, IT and facility: the linear
-// power model of the ledger with every allocated device fully used, and
-// the idle power of the others on nodes that are up.
-func (a *accounts) power(l *loop) map[string][2]float64 {
-	alloc := map[string]int64{} // node -> allocated milli
+// power is each site's draw now, in watts, IT and facility, by the
+// ledger's linear power model: a device with a utilization reading in
+// force draws idle + (board - idle) x its reading; one without, idle +
+// (board - idle) x its allocated share (fully used while allocated, idle
+// otherwise), on nodes that are up.
+func (a *accounts) power(l *loop, now time.Time) map[string][2]float64 {
+	alloc := map[string]map[int]int64{} // node -> device -> allocated milli
 	l.core.Holdings(func(u sched.Usage) bool {
-		alloc[u.Node] += int64(len(u.Devices)) * int64(u.Milli)
+		ds := alloc[u.Node]
+		if ds == nil {
+			ds = map[int]int64{}
+			alloc[u.Node] = ds
+		}
+		for _, d := range u.Devices {
+			ds[d] += int64(u.Milli)
+		}
 		return true
 	})
 	out := map[string][2]float64{}
@@ -126,7 +135,15 @@ func (a *accounts) power(l *loop) map[string][2]float64 {
 			continue
 		}
 		t := a.cat.Types[i]
-		it := float64(info.Count)*t.IdlePowerW + float64(alloc[name])/1000*(t.BoardPowerW-t.IdlePowerW)
+		rs := a.readings[name]
+		it := 0.0
+		for d := range info.Count {
+			use := float64(min(alloc[name][d], 1000)) / 1000
+			if r, ok := rs[d]; ok && now.Sub(r.at) < a.sampleTTL && !now.Before(r.at) {
+				use = float64(r.percent) / 100
+			}
+			it += t.IdlePowerW + use*(t.BoardPowerW-t.IdlePowerW)
+		}
 		site := a.siteOf(info.Path)
 		pue := a.pue(site)
 		w := out[site]

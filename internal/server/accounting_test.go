@@ -477,6 +477,15 @@ func TestUtilizationReadingsSetTheEnergy(t *testing.T) {
 	if ju.AcceleratorHours != 8 || ju.EnergyKWh != 2.94 || ju.CO2Kg != 0.735 || ju.Cost != 16*api.Money(ledger.Micro) {
 		t.Errorf("an hour with readings: %.4f accelerator-hours, %.4f kWh, %.4f kg, cost %v; want 8, 2.94, 0.735, 16.00", ju.AcceleratorHours, ju.EnergyKWh, ju.CO2Kg, ju.Cost)
 	}
+	// The site's power draw now is the readings' too.
+	power := func(what, want string) {
+		t.Helper()
+		if body := string(h.scrape()); !strings.Contains(body, want) {
+			t.Errorf("%s: no %s in the metrics", what, want)
+		}
+	}
+	power("with readings", `gpufleet_site_power_watts{meter="it",site="eu/z1"} 2450`)
+	power("with readings", `gpufleet_site_power_watts{meter="facility",site="eu/z1"} 2940`)
 	// The agent stops reading: after the TTL the devices count at board
 	// power again. Another hour: 5 minutes at the readings' 2,450 W, 55
 	// at 5,600 W, x 1.2: 0.245 + 6.16 = 6.405 kWh more.
@@ -488,6 +497,7 @@ func TestUtilizationReadingsSetTheEnergy(t *testing.T) {
 	if ju.AcceleratorHours != 16 || ju.EnergyKWh != 9.345 {
 		t.Errorf("another hour without readings: %.4f accelerator-hours, %.4f kWh; want 16, 9.345", ju.AcceleratorHours, ju.EnergyKWh)
 	}
+	power("readings out of date", `gpufleet_site_power_watts{meter="it",site="eu/z1"} 5600`)
 	// A reading for a device out of range is refused whole, naming it.
 	_, err = h.admin.Heartbeat(h.ctx(), api.HeartbeatRequest{Node: "n1", Utilization: []api.DeviceUtilization{{Device: 0, Percent: 120}}})
 	if err == nil || !strings.Contains(err.Error(), "utilization[0].percent") {
