@@ -2,10 +2,10 @@ package sched
 
 import (
 	"container/heap"
-	"fmt"
 	"math"
 	"math/bits"
 	"sort"
+	"strconv"
 )
 
 // commit makes a successful plan real: quota, node lists, Bind actions.
@@ -47,12 +47,33 @@ func (c *Core) bindAction(j *job, r replica) Action {
 // shapeKey identifies jobs that place identically, for the per-cycle memo
 // of shapes that found no room.
 func shapeKey(j *job) string {
-	s := fmt.Sprintf("%s|%v|%s", j.Topology.Level, j.Topology.Required, j.Tier)
+	// The same text as fmt's "%s|%v|%s" and "|%d:%d:%d:%d:%d:%v:%v" per
+	// gang, built without fmt: a key is made for every job submitted.
+	b := make([]byte, 0, 64)
+	b = append(b, j.Topology.Level...)
+	b = append(b, '|')
+	b = strconv.AppendBool(b, j.Topology.Required)
+	b = append(b, '|')
+	b = append(b, j.Tier...)
 	for g := range j.Gangs {
 		r := &j.Gangs[g].Shape
-		s += fmt.Sprintf("|%d:%d:%d:%d:%d:%v:%v", j.Gangs[g].Min(), r.Devices, r.Milli, r.CPUMilli, r.MemoryMiB, r.Accel, j.Gangs[g].AnyType)
+		b = append(b, '|')
+		b = strconv.AppendInt(b, int64(j.Gangs[g].Min()), 10)
+		for _, v := range [...]int64{int64(r.Devices), int64(r.Milli), r.CPUMilli, r.MemoryMiB} {
+			b = append(b, ':')
+			b = strconv.AppendInt(b, v, 10)
+		}
+		b = append(b, ":["...)
+		for i, a := range r.Accel {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, a...)
+		}
+		b = append(b, "]:"...)
+		b = strconv.AppendBool(b, j.Gangs[g].AnyType)
 	}
-	return s
+	return string(b)
 }
 
 // strictReasons marks the jobs behind a blocked head of a strict queue.

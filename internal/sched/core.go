@@ -97,6 +97,11 @@ type Core struct {
 	// boards are the scoreboards of a chain with a local scorer, per
 	// request shape and eligible types.
 	boards map[boardKey]*scoreboard
+	// fitBoards are the fit boards of a chain whose one scorer is
+	// place.Ranked, per request shape and eligible types (see pickRanked).
+	fitBoards map[boardKey]*fitBoard
+	// states numbers node states for the boards (see stateOf).
+	states stateNumbers
 	// power is the draw of the capped sites; nil when none is (power.go).
 	power    *powerBook
 	domPaths map[string]int

@@ -27,6 +27,11 @@ func TestScoreboardsMatchTheScan(t *testing.T) {
 			if rapid.IntRange(0, 5).Draw(t, "cpuonly") > 0 {
 				n.Accel, n.Count = rapid.SampledFrom(types).Draw(t, "type"), rapid.SampledFrom([]int{1, 2, 4, 8}).Draw(t, "count")
 			}
+			if i > 0 && rapid.Bool().Draw(t, "twin") {
+				// Nodes in the same state share their scores (stateOf).
+				twin := nodes[rapid.IntRange(0, i-1).Draw(t, "of")]
+				n.CPUMilli, n.MemoryMiB, n.Accel, n.Count = twin.CPUMilli, twin.MemoryMiB, twin.Accel, twin.Count
+			}
 			nodes = append(nodes, n)
 		}
 		cat, _ := fleet.NewCatalog([]fleet.AccelType{{Name: "h100"}, {Name: "h200"}})
