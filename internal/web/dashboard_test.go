@@ -121,7 +121,10 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	b.until("the node map", `document.querySelectorAll('.node').length === 3`)
-	if shown := eval[bool](b, `[...document.querySelectorAll('#nav a[data-feature]')].some((a) => !a.hidden)`); shown {
+	// Usage shows once the API document names /v1/usage; services, whose
+	// routes and view this version lacks, stays hidden.
+	b.until("the usage link", `!document.querySelector('#nav a[href="#/usage"]').hidden`)
+	if shown := eval[bool](b, `!document.querySelector('#nav a[href="#/services"]').hidden`); shown {
 		t.Errorf("a view whose route this server lacks is in the navigation")
 	}
 	if got := b.text("#who-name"); got != "tenant acme" {
@@ -222,6 +225,16 @@ func TestDashboard(t *testing.T) {
 	b.until("the end of the log", `document.querySelector('.log-status').textContent.includes('End of output')`)
 	p.waitState(id, "cancelled")
 	b.shot("11-tenant-job-cancelled")
+
+	// Usage: the tenant's own rows (the blocker and the watched job ran),
+	// its standing and grants, nothing of another tenant's.
+	b.open("#/usage", "usage")
+	b.until("acme's usage", `document.getElementById('view').innerText.includes('acme-train') && document.getElementById('view').innerText.includes('Standing now')`)
+	if txt := b.text("#view"); !strings.Contains(txt, "postpaid") || !strings.Contains(txt, "Total:") {
+		t.Errorf("usage view:\n%s\nwant acme's rows, its total and its standing (postpaid)", txt)
+	}
+	isolated("usage")
+	b.shot("11b-tenant-usage")
 
 	// The keyboard: Tab from the top of the page reaches the navigation,
 	// and Enter opens a view.
