@@ -69,12 +69,16 @@ type plane struct {
 	nodeTokens map[string]string
 	// serverArgs are extra flags for the server.
 	serverArgs []string
-	client     *api.Client
+	// ports holds each agent's range of service replica ports: agents
+	// that share this machine must not hand out the same port.
+	ports  map[string]string
+	client *api.Client
 }
 
 func newPlane(t *testing.T) *plane {
 	t.Helper()
-	p := &plane{t: t, dir: t.TempDir(), listen: "127.0.0.1:0", agents: map[string]*exec.Cmd{}, nodeTokens: map[string]string{}}
+	p := &plane{t: t, dir: t.TempDir(), listen: "127.0.0.1:0", agents: map[string]*exec.Cmd{}, nodeTokens: map[string]string{},
+		ports: map[string]string{}}
 	if err := os.WriteFile(filepath.Join(p.dir, "queues.yaml"), []byte(queuesYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +160,8 @@ func (p *plane) agentCmd(name, token string) *exec.Cmd {
 	p.t.Helper()
 	cmd := exec.Command(bin, "agent", "--server", p.url, "--token", token, "--name", name, "--address", "127.0.0.1",
 		"--accelerators", "8xh100", "--cpu", "8", "--memory", "8Gi", "--state-dir", filepath.Join(p.dir, "agent-"+name),
-		"--interval", heartbeat.String(), "--stop-grace", "1s", "--stop-replicas-on-exit", "--path", "rack="+name)
+		"--interval", heartbeat.String(), "--stop-grace", "1s", "--stop-replicas-on-exit", "--path", "rack="+name,
+		"--port-range", p.portRange(name), "--probe-interval", "100ms")
 	out := p.logFile("agent-" + name)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -164,6 +169,17 @@ func (p *plane) agentCmd(name, token string) *exec.Cmd {
 	}
 	out.Close()
 	return cmd
+}
+
+// portRange is the agent's range of service ports, the same across its
+// restarts.
+func (p *plane) portRange(name string) string {
+	if r, ok := p.ports[name]; ok {
+		return r
+	}
+	first := 31000 + 200*len(p.ports)
+	p.ports[name] = fmt.Sprintf("%d-%d", first, first+199)
+	return p.ports[name]
 }
 
 // kill9 kills a process the hard way and reaps it.

@@ -70,6 +70,15 @@ type Config struct {
 	// by the next agent on this state dir.
 	StopReplicasOnExit bool
 
+	// Ports is the range service replicas' ports come from (default
+	// DefaultPortRange).
+	Ports PortRange
+	// ProbeInterval is how often a service replica's readiness path is
+	// asked (default 1s), ProbeTimeout how long one probe may take
+	// (default 1s).
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+
 	// Utilization, when set, reads the devices' utilization for the
 	// server's energy meter; it is called before each heartbeat, on the
 	// goroutine that sends it, one call at a time, and may return nothing
@@ -112,6 +121,11 @@ func (c *Config) validate() error {
 	case c.Inventory.Count > 0 && (c.Inventory.Accel == "" || c.Inventory.Accel == "none"):
 		return fmt.Errorf("agent: %d accelerators of no type", c.Inventory.Count)
 	}
+	if c.Ports != (PortRange{}) {
+		if err := c.Ports.check(); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -136,6 +150,15 @@ func (c *Config) defaults() {
 	}
 	if c.LogRetention == 0 {
 		c.LogRetention = 72 * time.Hour
+	}
+	if c.Ports == (PortRange{}) {
+		c.Ports = DefaultPortRange
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = time.Second
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = time.Second
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -185,8 +208,16 @@ func Run(ctx context.Context, cfg Config) error {
 		waiting:    map[string]string{},
 		notify:     make(chan struct{}, 1),
 		interval:   cfg.Interval,
+		ctx:        ctx,
+		probes:     map[string]context.CancelFunc{},
+		ready:      map[string]bool{},
 	}
 	a.adopt()
+	for _, name := range a.sortedNames() {
+		if r := a.replicas[name]; !r.exited() {
+			a.startProbe(name, r)
+		}
+	}
 	return a.loop(ctx)
 }
 
@@ -225,8 +256,14 @@ type agent struct {
 	rotate     int       // where the log budget starts, for fairness
 	nextGC     time.Time // next sweep of old logs
 
+	// ctx ends with Run; probes are the readiness probes of service
+	// replicas, by name.
+	ctx    context.Context
+	probes map[string]context.CancelFunc
+
 	mu     sync.Mutex
 	exits  []exitEvent // filled by the Wait goroutines
+	ready  map[string]bool
 	notify chan struct{}
 }
 
@@ -500,6 +537,8 @@ func (a *agent) buildRequest() *api.HeartbeatRequest {
 		st := api.ReplicaStatus{ReplicaKey: r.rec.Key, State: r.rec.State, PID: r.rec.PID, Devices: r.rec.Devices, Milli: r.rec.Milli}
 		if r.exited() {
 			st.ExitCode, st.Signal = r.rec.ExitCode, r.rec.Signal
+		} else {
+			st.Port, st.Ready = r.rec.Port, a.isReady(name)
 		}
 		if !r.rec.Acked {
 			req.Replicas = append(req.Replicas, st)
@@ -720,6 +759,24 @@ func (a *agent) start(as api.Assignment) {
 	}}
 	a.member(r, as.Membership)
 	a.replicas[name] = r
+	if as.Service != nil {
+		port := as.Service.Port
+		if port == 0 {
+			p, err := a.freePort()
+			if err != nil {
+				a.failStart(r, err, nil)
+				return
+			}
+			port = p
+		}
+		r.rec.Port, r.rec.ReadinessPath = port, as.Service.ReadinessPath
+		env := make(map[string]string, len(as.Env)+2)
+		for k, v := range as.Env {
+			env[k] = v
+		}
+		env["PORT"], env["GPUFLEET_PORT"] = strconv.Itoa(port), strconv.Itoa(port)
+		as.Env = env
+	}
 	if err := a.dir.save(&r.rec); err != nil {
 		// Unrecorded, a process could outlive this agent unknown to the
 		// next: it is not started.
@@ -777,6 +834,7 @@ func (a *agent) start(as api.Assignment) {
 	a.save(r)
 	a.log.Info("started replica", "replica", name, "pid", pid, "command", as.Command)
 	go a.wait(name, cmd, pid, r.rec.StartTicks)
+	a.startProbe(name, r)
 }
 
 // wait reaps one replica, then kills what is left of its process group: a
@@ -831,6 +889,7 @@ func (a *agent) collectExits() {
 		}
 		r.rec.State, r.rec.ExitCode, r.rec.Signal = StateExited, ev.code, ev.signal
 		a.save(r)
+		a.stopProbe(ev.name)
 		a.log.Info("replica exited", "replica", ev.name, "code", ev.code, "signal", ev.signal)
 	}
 }
@@ -845,6 +904,7 @@ func (a *agent) pollAdopted() {
 		}
 		r.rec.State, r.rec.ExitCode, r.rec.Signal = StateExited, -1, SignalLost
 		a.save(r)
+		a.stopProbe(name)
 		a.log.Info("adopted replica ended; exit status unknown", "replica", name, "pid", r.rec.PID)
 	}
 }

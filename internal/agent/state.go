@@ -78,6 +78,11 @@ type record struct {
 	// MemberGen is 1 + the membership generation last written to the
 	// replica's membership file (a resizable gang); 0 when none was.
 	MemberGen int `json:"memberGen,omitempty"`
+	// Port is a service replica's port, ReadinessPath what is probed on
+	// it (see readiness.go): kept so that an agent that adopts the
+	// replica goes on probing it.
+	Port          int    `json:"port,omitempty"`
+	ReadinessPath string `json:"readinessPath,omitempty"`
 }
 
 // keyName turns a replica key into a file name that is unique per key: the

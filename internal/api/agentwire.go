@@ -32,6 +32,10 @@ type ReplicaStatus struct {
 	// apart for a process it no longer accounts for until it is gone.
 	Devices []int `json:"devices,omitempty"`
 	Milli   int32 `json:"milli,omitempty"`
+	// Port is the port the agent gave a service replica (its PORT), and
+	// Ready whether its readiness path answers (2xx or 3xx) now.
+	Port  int  `json:"port,omitempty"`
+	Ready bool `json:"ready,omitempty"`
 }
 
 // Membership is the live membership of a resizable gang (resize: notify):
@@ -87,6 +91,19 @@ type Assignment struct {
 	Env     map[string]string `json:"env"` // set by the server: CUDA_VISIBLE_DEVICES, GPUFLEET_GPU_MILLI, RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, GPUFLEET_JOB, ...
 	// Membership, for a resizable gang, is its live membership now.
 	Membership *Membership `json:"membership,omitempty"`
+	// Service, for a replica of an inference service, asks the agent for
+	// a port and a readiness probe.
+	Service *ServiceRun `json:"service,omitempty"`
+}
+
+// ServiceRun is what an agent does for a replica of an inference service:
+// it gives the replica a port of its own (PORT and GPUFLEET_PORT; Port,
+// when set, is a fixed one instead), and, when ReadinessPath is set (the
+// replica's leader), probes http://ADDRESS:PORT/ReadinessPath and reports
+// the replica ready while it answers 2xx or 3xx.
+type ServiceRun struct {
+	Port          int    `json:"port,omitempty"`
+	ReadinessPath string `json:"readinessPath,omitempty"`
 }
 
 // StopOrder asks the agent to stop a replica: SIGTERM now, SIGKILL at the deadline.

@@ -19,7 +19,7 @@ type PendingJob struct {
 	Priority  int32     `json:"priority" yaml:"priority"`
 	Submitted time.Time `json:"submitted" yaml:"submitted"`
 	// Element is, for an array job, the replica that waits (each waits on
-	// its own); absent for a gang job.
+	// its own), for a service the service replica; absent for a gang job.
 	Element *int `json:"element,omitempty" yaml:"element,omitempty"`
 	// Position is the job's place in its queue's order (priority, then
 	// submission), from 1.

@@ -149,6 +149,9 @@ func DecodeHeartbeat(data []byte) (HeartbeatRequest, *Error) {
 		if r.State != ReplicaRunning && r.State != ReplicaExited {
 			return h, Invalid(f+".state", "%q: want running or exited", r.State)
 		}
+		if r.Port < 0 || r.Port > 65535 {
+			return h, Invalid(f+".port", "%d: want a port of 1..65535, or 0 for none", r.Port)
+		}
 	}
 	for i, c := range h.Logs {
 		f := fmt.Sprintf("logs[%d]", i)

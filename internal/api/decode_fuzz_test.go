@@ -195,3 +195,27 @@ func TestDecodeRefusesDeepBodies(t *testing.T) {
 		t.Errorf("got %v, want a 422 about nesting", e)
 	}
 }
+
+func FuzzDecodeScaleService(f *testing.F) {
+	f.Add([]byte(`{"minReplicas":2}`))
+	f.Add([]byte(`{"minReplicas":0,"maxReplicas":8}`))
+	f.Add([]byte(`{"minReplicas":3,"maxReplicas":2}`))
+	f.Add([]byte(`{"maxReplicas":0}`))
+	f.Add([]byte(`{"replicas":1}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"minReplicas":1e3}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, e := DecodeScaleService(data)
+		if e != nil {
+			checkRefusal(t, e)
+			return
+		}
+		if s.MinReplicas == nil && s.MaxReplicas == nil ||
+			s.MinReplicas != nil && (*s.MinReplicas < 0 || *s.MinReplicas > MaxServiceReplicas) ||
+			s.MaxReplicas != nil && (*s.MaxReplicas < 1 || *s.MaxReplicas > MaxServiceReplicas) ||
+			s.MinReplicas != nil && s.MaxReplicas != nil && *s.MinReplicas > *s.MaxReplicas {
+			t.Fatalf("accepted bad bounds: %s", data)
+		}
+		roundTrip(t, s, DecodeScaleService)
+	})
+}

@@ -26,6 +26,8 @@ func newAgentCmd() *cobra.Command {
 		labels                                map[string]string
 		interval, grace                       time.Duration
 		printInventory, stopOnExit, debugLogs bool
+		portRange                             string
+		probeEvery                            time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "agent",
@@ -113,11 +115,15 @@ the operating system unless given. See docs/AGENT.md.`,
 			if err != nil {
 				return err
 			}
+			ports, err := agent.ParsePortRange(portRange)
+			if err != nil {
+				return fmt.Errorf("--port-range: %w", err)
+			}
 			cfg := agent.Config{
 				Server: server, Token: token, Name: name, Address: address,
 				Inventory: inv, Path: path, Labels: labels,
 				StateDir: dir, Interval: interval, StopGrace: grace,
-				StopReplicasOnExit: stopOnExit,
+				StopReplicasOnExit: stopOnExit, Ports: ports, ProbeInterval: probeEvery,
 			}
 			if len(inv.GPUs) > 0 {
 				// nvidia-smi listed the devices: it reads their
@@ -172,6 +178,8 @@ the operating system unless given. See docs/AGENT.md.`,
 	f.DurationVar(&interval, "interval", 2*time.Second, "heartbeat interval until the server sets one")
 	f.DurationVar(&grace, "stop-grace", 5*time.Second, "SIGTERM-to-SIGKILL grace for replicas the server no longer wants")
 	f.BoolVar(&stopOnExit, "stop-replicas-on-exit", false, "stop the replicas when the agent exits (default: leave them to be adopted)")
+	f.StringVar(&portRange, "port-range", agent.DefaultPortRange.String(), "`FIRST-LAST` ports given to service replicas (PORT); agents sharing a machine need ranges of their own")
+	f.DurationVar(&probeEvery, "probe-interval", time.Second, "how often a service replica's readiness path is probed")
 	f.BoolVar(&printInventory, "print-inventory", false, "print the node as it would register, then exit")
 	f.BoolVar(&debugLogs, "debug", false, "log at debug level")
 	return c

@@ -16,17 +16,21 @@ func init() { addCommand(newDescribeCmd) }
 func newDescribeCmd() *cobra.Command {
 	var f *clientFlags
 	c := &cobra.Command{
-		Use:     "describe job ID",
-		Short:   "Show a job in detail, with the scheduler's pending reason and earliest start",
-		Example: `  gpufleet describe job train-17`,
-		Args:    cobra.ExactArgs(2),
+		Use:   "describe job ID | service NAME",
+		Short: "Show a job in detail, with the scheduler's pending reason and earliest start, or a service with its replicas and scaling",
+		Example: `  gpufleet describe job train-17
+  gpufleet describe service chat`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if args[0] != "job" {
-				return fmt.Errorf("describe %q: only jobs can be described (gpufleet describe job ID)", args[0])
+			if args[0] != "job" && args[0] != "service" {
+				return fmt.Errorf("describe %q: want job ID or service NAME", args[0])
 			}
 			cl, err := f.client()
 			if err != nil {
 				return err
+			}
+			if args[0] == "service" {
+				return describeService(f, cl, cmd, args[1], time.Now())
 			}
 			j, err := cl.Job(cmd.Context(), args[1])
 			if err != nil {

@@ -18,8 +18,8 @@ func newGetCmd() *cobra.Command {
 	var limit int
 	var f *clientFlags
 	c := &cobra.Command{
-		Use:   "get jobs|nodes|queues|tenants|tokens",
-		Short: "List jobs, nodes, queues, tenants or tokens",
+		Use:   "get jobs|services|nodes|queues|tenants|tokens",
+		Short: "List jobs, services, nodes, queues, tenants or tokens",
 		Long: `Get lists objects the token may see: a tenant's token sees its own jobs,
 queues and tenant, and the nodes without what other tenants hold on them;
 an admin's sees all, and the tokens (their IDs, never their secrets).`,
@@ -28,7 +28,7 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
   gpufleet get jobs --limit 50            # the first 50; the last line says how to go on
   gpufleet get nodes`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"jobs", "nodes", "queues", "tenants", "tokens"},
+		ValidArgs: []string{"jobs", "services", "nodes", "queues", "tenants", "tokens"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := f.client()
 			if err != nil {
@@ -60,9 +60,21 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 						for _, g := range j.Gangs {
 							n += g.Replicas
 						}
+						if j.Kind == "service" {
+							// A service's gang is one replica's; count its
+							// replicas' processes that are not over.
+							n = 0
+							for _, r := range j.Replicas {
+								if r.State == "starting" || r.State == "running" {
+									n++
+								}
+							}
+						}
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Queue, jobState(j), n, j.Attempt, age(j.Submitted, now), dash(humanTimes(jobReason(j), now)))
 					}
 				})
+			case "service":
+				return getServices(f, cl, cmd, now)
 			case "node":
 				nodes, err := cl.Nodes(ctx)
 				if err != nil {
@@ -117,7 +129,7 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 					}
 				})
 			}
-			return fmt.Errorf("get %q: want jobs, nodes, queues, tenants or tokens", args[0])
+			return fmt.Errorf("get %q: want jobs, services, nodes, queues, tenants or tokens", args[0])
 		},
 	}
 	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, cancelling, succeeded, failed, cancelled)")

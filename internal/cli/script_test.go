@@ -32,7 +32,8 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:   "testdata/script",
 		Setup: setupLivePlane,
-		Cmds:  map[string]func(ts *testscript.TestScript, neg bool, args []string){"waitjob": waitJob, "waitfile": waitFile},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"waitjob": waitJob, "waitfile": waitFile,
+			"waitservice": waitService},
 	})
 }
 
@@ -168,4 +169,24 @@ func waitFile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s did not appear within 30s", args[0])
+}
+
+// waitService: waitservice NAME READY waits (up to 30s) until the service
+// has READY ready replicas.
+func waitService(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitservice NAME READY")
+	}
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	c := api.NewClient(ts.Getenv("GPUFLEET_SERVER"), ts.Getenv("GPUFLEET_TOKEN"))
+	last := ""
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		s, err := c.Service(context.Background(), args[0])
+		if err == nil && s.Ready == want {
+			return
+		}
+		last = fmt.Sprint(s.Reason, err)
+	}
+	ts.Fatalf("service %s: not %d ready within 30s (last: %s)", args[0], want, last)
 }

@@ -32,6 +32,8 @@ type serverFlags struct {
 	historyInterval                  time.Duration
 	debug                            bool
 	acct                             *accountingFlags
+	gatewayListen                    string
+	startTimeout                     time.Duration
 }
 
 func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
@@ -51,6 +53,8 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.historyInterval, "history-interval", 15*time.Second, "how often the fleet and the queues are sampled for the dashboard's charts (the latest 960 samples are kept)")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	f.acct = addAccountingFlags(c)
+	c.Flags().StringVar(&f.gatewayListen, "gateway-listen", "", "also serve the services' gateway (/serve/...) alone on `ADDR`, without the API's timeouts; it is on the API's listener in any case")
+	c.Flags().DurationVar(&f.startTimeout, "replica-start-timeout", server.DefaultReplicaStartTimeout, "how long a service replica may take to become ready when its spec names no startTimeout")
 	return f
 }
 
@@ -64,9 +68,10 @@ func (f *serverFlags) config(stderr io.Writer, queues []quota.Spec) server.Confi
 		HeartbeatInterval: f.hbInterval, HeartbeatTimeout: f.hbTimeout, StopGrace: f.stopGrace,
 		Retain:            f.retain,
 		ReadHeaderTimeout: f.headerTimeout, BodyTimeout: f.bodyTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		HistoryInterval: f.historyInterval,
-		Sched:           sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
-		Logger:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		HistoryInterval:     f.historyInterval,
+		Sched:               sched.Config{PreemptAfterSec: preemptAfterSec(f.preemptAfter)},
+		ReplicaStartTimeout: f.startTimeout,
+		Logger:              slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 }
 
@@ -160,6 +165,9 @@ state from the store: every acknowledged job is still there.`,
 			fmt.Fprintf(out, "gpufleet server listening on %s (data %s)\n%s", url, sf.data, tokenNote)
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			if err := sf.serveGateway(ctx, s, out); err != nil {
+				return errors.Join(err, ln.Close())
+			}
 			return s.Serve(ctx, ln)
 		},
 	}
@@ -176,4 +184,19 @@ func preemptAfterSec(d time.Duration) int64 {
 		return -1
 	}
 	return max(int64(d/time.Second), 1)
+}
+
+// serveGateway serves the gateway on its own listener when --gateway-listen
+// asks, until ctx ends.
+func (f *serverFlags) serveGateway(ctx context.Context, s *server.Server, out io.Writer) error {
+	if f.gatewayListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", f.gatewayListen)
+	if err != nil {
+		return fmt.Errorf("--gateway-listen %s: %w", f.gatewayListen, err)
+	}
+	fmt.Fprintf(out, "services' gateway also listening on http://%s%s\n", ln.Addr(), "/serve/")
+	go func() { _ = s.ServeGateway(ctx, ln) }()
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ type simServeFlags struct {
 func newSimServeCmd() *cobra.Command {
 	var f simServeFlags
 	c := &cobra.Command{
-		Use:   "serve --requests FILE",
+		Use:   "serve [--requests FILE]",
 		Short: "Replay an LLM request trace through an autoscaled inference service",
 		Long: `serve replays an inference request trace (the Azure LLM inference CSV,
 TIMESTAMP,ContextTokens,GeneratedTokens, or JSON Lines with timestamp in
@@ -47,17 +48,23 @@ drawn from Alibaba's measured model-loading latencies (--cold-start alibaba)
 or fixed (--cold-start 30s). Policies: gpufleet (the default), kpa
 (Knative's defaults), static (the smallest fixed count that meets the
 objective) and oracle (each minute what it needs, with no cold start: a
-bound, not a policy to run). See docs/SERVICES.md.`,
+bound, not a policy to run). Without --requests it replays an embedded
+sample: the first ten minutes of the Azure conversation trace. See
+docs/SERVICES.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.requests == "" {
-				return fmt.Errorf("--requests is required")
-			}
 			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
-			reqs, err := serve.Load(f.requests)
+			var reqs []serve.Request
+			name := f.requests
+			if name == "" {
+				name = serve.SampleName
+				reqs, err = serve.Sample()
+			} else {
+				reqs, err = serve.Load(f.requests)
+			}
 			if err != nil {
 				return err
 			}
@@ -75,12 +82,12 @@ bound, not a policy to run). See docs/SERVICES.md.`,
 			if f.asJSON {
 				return writeServeJSON(cmd.OutOrStdout(), cfg, res)
 			}
-			writeServeSummary(cmd.OutOrStdout(), f.requests, cfg, res)
+			writeServeSummary(cmd.OutOrStdout(), name, cfg, res)
 			return nil
 		},
 	}
 	fl := c.Flags()
-	fl.StringVar(&f.requests, "requests", "", "request trace: Azure LLM inference CSV or JSON Lines (timestamp ms, input_length, output_length)")
+	fl.StringVar(&f.requests, "requests", "", "request trace: Azure LLM inference CSV or JSON Lines (timestamp ms, input_length, output_length); default: the embedded sample")
 	fl.StringVar(&f.policy, "policy", autoscale.DefaultPolicy, "autoscaling policy, one of "+strings.Join(serve.Policies(), ", "))
 	fl.DurationVar(&f.slo, "slo-ttft", serve.DefaultSLO, "time-to-first-token objective (queueing, cold start and prefill included)")
 	fl.Float64Var(&f.attainment, "slo-attainment", 100*serve.DefaultTarget, "percent of requests that must meet --slo-ttft (static and oracle size for it)")
@@ -267,4 +274,11 @@ func writeServeSummary(w io.Writer, path string, cfg serve.Config, r *serve.Resu
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "cold starts: %d (killed while loading %d); load time p50 %.1fs, p99 %.1fs\n",
 		r.ColdStarts, r.KilledStarting, r.ColdStartP50.Seconds(), r.ColdStartP99.Seconds())
+	if len(r.ByMinute) > 0 {
+		mins := make([]string, len(r.ByMinute))
+		for i, v := range r.ByMinute {
+			mins[i] = strconv.FormatFloat(v, 'f', 1, 64)
+		}
+		fmt.Fprintf(w, "replicas by minute: %s\n", strings.Join(mins, " "))
+	}
 }

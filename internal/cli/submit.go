@@ -66,6 +66,10 @@ choose the key yourself.`,
 							verb = "was already submitted"
 						}
 						fmt.Fprintf(cmd.OutOrStdout(), "job %s %s (%s)\n", job.ID, verb, job.State)
+						if job.Kind == "service" {
+							fmt.Fprintf(cmd.OutOrStdout(), "  service %s: %s%s%s/%s/ (gpufleet describe service %s)\n",
+								job.Name, cl.Base, api.ServePrefix, job.Tenant, job.Name, job.Name)
+						}
 					}
 				}
 			}

@@ -52,6 +52,7 @@ const maxLocalNodes = 64
 func newUpCmd() *cobra.Command {
 	var sf *serverFlags
 	var fleetFile string
+	var demo bool
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Run a complete local control plane: server, store and a small fleet of node agents",
@@ -66,7 +67,9 @@ Up writes the client config (~/.config/gpufleet/config.yaml) so the other
 commands find the server, unless that file names a server on another host
 (then it is left alone and up prints the variables to set instead), writes
 the example jobs to DATA/examples, and prints the admin token and commands
-to try, spelled as up itself was run.`,
+to try, spelled as up itself was run. It deploys a demo inference service,
+replicas of gpufleet demo-replica on one B200 each, from zero to four on
+its load, unless --demo-service=false.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			out := cmd.OutOrStdout()
@@ -142,13 +145,19 @@ to try, spelled as up itself was run.`,
 			if err := waitNodes(ctx, url, adminTok, nodes); err != nil {
 				logger.Warn("not every local agent registered", "err", err)
 			}
+			endpoint := ""
+			if demo {
+				if endpoint, err = deployDemoService(ctx, url, adminTok, filepath.Join(sf.data, "examples")); err != nil {
+					logger.Warn("the demo service is not deployed", "err", err)
+				}
+			}
 			if err := sf.announce(url); err != nil {
 				stop()
 				wg.Wait()
 				return err
 			}
 			printUp(out, upSummary{url: url, data: sf.data, nodes: nodes, admin: adminTok, cfgNote: cfgNote,
-				examples: examples, gpufleet: invocation(os.Args[0], ".", exec.LookPath)})
+				examples: examples, gpufleet: invocation(os.Args[0], ".", exec.LookPath), service: endpoint})
 			wg.Wait()
 			close(errs)
 			var all []error
@@ -159,6 +168,7 @@ to try, spelled as up itself was run.`,
 		},
 	}
 	sf = addServerFlags(c, "./.gpufleet")
+	c.Flags().BoolVar(&demo, "demo-service", true, "deploy the demo inference service (gpufleet demo-replica, from zero to 4 replicas on its load)")
 	c.Flags().StringVar(&fleetFile, "fleet", "", fmt.Sprintf("fleet `FILE` to run, one in-process agent per node (at most %d nodes; default: eight 8-GPU servers)", maxLocalNodes))
 	return c
 }
@@ -240,8 +250,10 @@ func writeExamples(dir string) ([]string, error) {
 
 type upSummary struct {
 	url, data, admin, cfgNote, gpufleet string
-	nodes                               []fleet.Node
-	examples                            []string
+	// service is the demo service's endpoint path, when it is deployed.
+	service  string
+	nodes    []fleet.Node
+	examples []string
 }
 
 func printUp(w io.Writer, u upSummary) {
@@ -270,7 +282,7 @@ func printUp(w io.Writer, u upSummary) {
 Try:
   %s submit %s
   %s get jobs
-  %s logs -f ID        (ID as submit prints it, e.g. hello-1)
+  %s logs -f ID        (ID as submit prints it, e.g. hello-2)
   %s get nodes
 `, u.url, u.url, u.url, u.url, u.data, count(len(u.nodes), "local agent"), strings.Join(parts, ", "), u.admin, u.cfgNote,
 		u.gpufleet, u.examples[0], u.gpufleet, u.gpufleet, u.gpufleet)
@@ -279,6 +291,17 @@ Try:
 		for _, e := range u.examples[1:] {
 			fmt.Fprintf(w, "  %s submit %s\n", u.gpufleet, e)
 		}
+	}
+	if u.service != "" {
+		fmt.Fprintf(w, `
+A demo service, %s, runs no replica until a request comes; it holds that
+request while a replica starts, adds replicas as load grows and goes back
+to zero 30 s after the last request:
+  curl -N -H "Authorization: Bearer %s" %s%sv1/completions \
+       -d '{"prompt": "hello", "max_tokens": 50, "stream": true}'
+  %s get services
+  %s describe service %s
+`, demoServiceName, u.admin, u.url, u.service, u.gpufleet, u.gpufleet, demoServiceName)
 	}
 	if strings.HasPrefix(u.gpufleet, "go run ") {
 		fmt.Fprintf(w, "\n(go run builds gpufleet anew each time; go build -o bin/gpufleet ./cmd/gpufleet builds it once.)\n")

@@ -81,7 +81,9 @@ func TestUpRunsEveryExample(t *testing.T) {
 	t.Setenv("HOME", dir)
 	data, addr := filepath.Join(dir, "data"), filepath.Join(dir, "addr")
 	root := NewRoot()
-	root.SetArgs([]string{"up", "--listen", "127.0.0.1:0", "--addr-file", addr, "--data", data, "--heartbeat-interval", "100ms", "--stop-grace", "1s"})
+	// The demo service's replicas would run this test binary.
+	root.SetArgs([]string{"up", "--listen", "127.0.0.1:0", "--addr-file", addr, "--data", data, "--heartbeat-interval", "100ms", "--stop-grace", "1s",
+		"--demo-service=false"})
 	// up's output and its agents' logs come from many goroutines.
 	out := &lockedWriter{}
 	root.SetOut(out)

@@ -59,6 +59,9 @@ func (m *Machine) Heartbeat(node string, reports []api.ReplicaStatus, nowMs int6
 				r.State = ReplicaRunning
 				m.out.dirty(j)
 			}
+			if j.Service != nil && current {
+				m.serviceReport(j, r, st.Port, st.Ready, nowMs)
+			}
 		case api.ReplicaExited:
 			if !current {
 				r.State, r.Exit, r.Signal = ReplicaExited, st.ExitCode, st.Signal
@@ -148,6 +151,12 @@ func (m *Machine) Desired(node string, nowMs int64) (api.HeartbeatResponse, Out)
 					a := api.Assignment{ReplicaKey: key, Command: j.Run.Command, Env: r.Env}
 					if !j.Run.Independent() && j.Run.Resize != ResizeRestart && j.isElastic() {
 						a.Membership = j.membership(m)
+					}
+					if j.Service != nil {
+						a.Service = &api.ServiceRun{Port: j.Service.Spec.ReadinessPort}
+						if r.Rank == 0 {
+							a.Service.ReadinessPath = j.Service.Spec.ReadinessPath
+						}
 					}
 					resp.Run = append(resp.Run, a)
 					if !r.Sent {

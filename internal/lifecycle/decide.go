@@ -89,10 +89,13 @@ func (m *Machine) bind(id sched.JobID, binds []sched.Bind, nowMs int64) {
 		}
 		r := Replica{Unit: u, Gang: b.Gang, Replica: b.Replica, Attempt: un.Attempt, Node: b.Node, Accel: accel,
 			Devices: b.Devices, Milli: b.Milli, State: ReplicaStarting, BoundMs: nowMs}
-		if j.Run.Independent() {
+		switch {
+		case j.Service != nil:
+			r.Gang, r.Replica, r.Rank = 0, u*j.members()+b.Replica, b.Replica
+		case j.Run.Independent():
 			r.Gang, r.Replica = j.element(u)
 			r.Rank = u
-		} else {
+		default:
 			r.Rank = j.freeRank()
 		}
 		j.Replicas = append(j.Replicas, r)
@@ -141,7 +144,7 @@ func (j *Job) liveCount(u int) int {
 }
 
 func unitText(j *Job, u int) string {
-	if !j.Run.Independent() {
+	if !j.Run.Independent() && j.Service == nil {
 		return ""
 	}
 	return fmt.Sprintf(" of replica %d", u)
@@ -154,6 +157,10 @@ func masterPort(seq uint64) int { return 20000 + int(seq%20000) }
 // setEnv fills in the environment of every replica of the current attempts
 // that has none yet.
 func (m *Machine) setEnv(j *Job) {
+	if j.Service != nil {
+		m.setServiceEnv(j)
+		return
+	}
 	masterAddr := ""
 	if len(j.Replicas) > 0 {
 		masterAddr, _, _ = m.cfg.Node(j.Replicas[0].Node)
@@ -336,6 +343,9 @@ func (m *Machine) finishStop(j *Job, u int, nowMs int64) {
 		}
 	}
 	st := *un.Stopping
+	if st.Requeue && j.Service != nil && !serviceNeeds(j) {
+		st.Requeue, st.Cancelled = false, true
+	}
 	un.Stopping = nil
 	m.out.Core = append(m.out.Core, sched.JobFailed{ID: coreID(un.Core), Reason: reasonOf(&st), Requeue: st.Requeue})
 	switch {
@@ -343,7 +353,11 @@ func (m *Machine) finishStop(j *Job, u int, nowMs int64) {
 		un.State, un.Reason = Pending, st.Reason
 	case st.Cancelled:
 		un.State, un.Reason, un.FinishedMs = Cancelled, st.Reason, nowMs
-		j.addEvent(nowMs, EventCancelled, unitText(j, u))
+		if j.Service == nil {
+			// A service's replicas are stopped by design; its own cancel
+			// is one event of the job's.
+			j.addEvent(nowMs, EventCancelled, unitText(j, u))
+		}
 	default:
 		un.State, un.Reason, un.FinishedMs = Failed, st.Reason, nowMs
 		j.addEvent(nowMs, EventFailed, st.Reason)
@@ -371,6 +385,8 @@ func (m *Machine) exited(j *Job, r *Replica, exit int, signal string, lost bool,
 	case r.StopMs > 0 || un.Stopping != nil:
 		m.finishStop(j, u, nowMs)
 	case un.State != Running:
+	case j.Service != nil && !lost:
+		m.serviceExited(j, r, exit, signal, nowMs)
 	case !lost && exit == 0 && signal == "":
 		for _, i := range j.replicasOf(u) {
 			if o := &j.Replicas[i]; !o.Shrunk && !o.Succeeded() {
@@ -421,6 +437,9 @@ func (m *Machine) Cancel(id string, nowMs int64) (Out, error) {
 		}
 		return m.flush(), fmt.Errorf("job %s is already %s", id, state)
 	}
+	if j.Service != nil {
+		j.Service.Ended = true
+	}
 	for u := range j.Units {
 		un := &j.Units[u]
 		if Terminal(un.State) {
@@ -446,10 +465,13 @@ func (m *Machine) Cancel(id string, nowMs int64) (Out, error) {
 			m.stopUnit(j, u, nowMs)
 		}
 	}
-	if !Live(j) || j.State != Cancelling {
+	if j.Service != nil || !Live(j) || j.State != Cancelling {
 		j.addEvent(nowMs, EventCancelled, "by request")
 	}
 	j.sum()
+	if Terminal(j.State) && j.FinishedMs == 0 {
+		j.FinishedMs = nowMs
+	}
 	m.out.dirty(j)
 	return m.flush(), nil
 }

@@ -128,6 +128,11 @@ type Replica struct {
 	// but its process has not been seen to end: the devices are held
 	// apart (sched.DevicesHeld) until it has.
 	Held bool `json:"held,omitempty"`
+	// Port is a service replica's port (the agent's choice), Ready whether
+	// its readiness path answers now and ReadyMs when it first did.
+	Port    int   `json:"port,omitempty"`
+	Ready   bool  `json:"ready,omitempty"`
+	ReadyMs int64 `json:"readyMs,omitempty"`
 }
 
 // Gone reports whether the replica's process is known to be over.
@@ -162,6 +167,9 @@ type Unit struct {
 	Stopping   *Stopping `json:"stopping,omitempty"`
 	StartedMs  int64     `json:"startedMs,omitempty"`
 	FinishedMs int64     `json:"finishedMs,omitempty"`
+	// DrainMs is when a service's replica was taken out of routing to be
+	// stopped once its requests are done; 0 while it is routed.
+	DrainMs int64 `json:"drainMs,omitempty"`
 }
 
 // Event is one entry of a job's history.
@@ -224,6 +232,9 @@ type Job struct {
 	// (ResizeNotify).
 	Generation int     `json:"generation,omitempty"`
 	Events     []Event `json:"events,omitempty"`
+	// Service is set for an inference service: its units are its
+	// replicas (see service.go).
+	Service *Service `json:"service,omitempty"`
 }
 
 // Size is the number of replicas the job asks for over all gangs.
@@ -238,7 +249,7 @@ func (j *Job) Size() int {
 // Normalize fills in what a record from before units existed lacks: its
 // one unit, from the job's own state.
 func (j *Job) Normalize() {
-	if len(j.Units) > 0 {
+	if len(j.Units) > 0 || j.Service != nil {
 		return
 	}
 	if j.Run.Independent() {
@@ -279,6 +290,9 @@ func itoa(i int) string {
 // CoreJobs are the jobs the core schedules for j: j itself for a gang job;
 // for an array job one job of one replica per element not yet over.
 func (j *Job) CoreJobs() []sched.Job {
+	if j.Service != nil {
+		return j.serviceCoreJobs()
+	}
 	if !j.Run.Independent() {
 		return []sched.Job{j.Spec}
 	}

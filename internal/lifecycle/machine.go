@@ -31,6 +31,9 @@ type Out struct {
 	// Admitted and Preempted list the queues of units admitted and
 	// preempted, for metrics.
 	Admitted, Preempted []string
+	// ColdStarts are the cold starts measured (service replicas that
+	// became ready for the first time).
+	ColdStarts []ColdStart
 }
 
 func (o *Out) dirty(j *Job) {
@@ -131,6 +134,7 @@ func (m *Machine) Submitted(j *Job) Out {
 		j.Units[i].State = Pending
 	}
 	m.Add(j, j.SubmittedMs)
+	j.sum()
 	m.out.dirty(j)
 	return m.flush()
 }
@@ -181,6 +185,10 @@ func Live(j *Job) bool {
 
 // sum brings a job's own state in line with its units.
 func (j *Job) sum() {
+	if j.Service != nil {
+		j.sumService()
+		return
+	}
 	if len(j.Units) == 0 {
 		return
 	}

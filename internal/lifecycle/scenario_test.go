@@ -47,7 +47,10 @@ var keys = map[string][]string{
 	"preempt":   {"job", "core", "at", "deadline", "replicas"},
 	"requeue":   {"job", "core", "at"},
 	"reject":    {"job", "core", "at"},
-	"report":    {"node", "at", "running", "exited"},
+	"report":    {"node", "at", "running", "exited", "ready"},
+	"service":   {"id", "min", "max", "members", "gpus", "drain", "start"},
+	"scale":     {"job", "at", "desired", "inflight", "order"},
+	"bounds":    {"job", "at", "min", "max", "inflight"},
 	"desired":   {"node", "at"},
 	"cancel":    {"job", "at"},
 	"node-down": {"node", "at"},
@@ -141,9 +144,11 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 	case "report":
 		// report node=N running=J/g/r/a[@d+d] exited=J/g/r/a:code
 		var sts []api.ReplicaStatus
-		for _, x := range split(a["running"]) {
+		for i, x := range append(split(a["running"]), split(a["ready"])...) {
+			x, port, _ := strings.Cut(x, "#")
 			k, devs, _ := strings.Cut(x, "@")
-			st := api.ReplicaStatus{ReplicaKey: key(k), State: api.ReplicaRunning}
+			st := api.ReplicaStatus{ReplicaKey: key(k), State: api.ReplicaRunning, Ready: i >= len(split(a["running"]))}
+			st.Port, _ = strconv.Atoi(port)
 			for _, d := range split(strings.ReplaceAll(devs, "+", ",")) {
 				n, _ := strconv.Atoi(d)
 				st.Devices = append(st.Devices, n)
@@ -161,6 +166,39 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			sts = append(sts, st)
 		}
 		return s.show(s.m.Heartbeat(a["node"], sts, at)), nil
+	case "service":
+		// service id=S max=N [min=M] [members=K] [gpus=G] [drain=SEC] [start=SEC]
+		s.seq++
+		j := &Job{ID: a["id"], Seq: s.seq, Name: a["id"], Tenant: "acme", Queue: "q", SubmittedMs: at,
+			Run: Run{Command: []string{"serve"}}}
+		j.Spec = sched.Job{ID: sched.JobID(j.ID), Queue: "q", Kind: sched.Service,
+			Gangs: []sched.Gang{{Name: "replica", Replicas: int(num(a, "members", 1)), Shape: place.Request{Devices: int(num(a, "gpus", 1))}}}}
+		j.Service = &Service{Spec: ServiceSpec{MinReplicas: int(num(a, "min", 0)), MaxReplicas: int(num(a, "max", 4)), TargetInFlight: 4,
+			ReadinessPath: "/health", DrainTimeoutMs: num(a, "drain", 30) * 1000, StartTimeoutMs: num(a, "start", 0) * 1000}}
+		return s.show(s.m.Submitted(j)), nil
+	case "scale":
+		// scale job=S desired=N [inflight=u:n,...] [order=starting-first]
+		sc := Scale{Desired: int(num(a, "desired", 0)), StartingFirst: a["order"] == "starting-first", InFlight: map[int]int{},
+			StartTimeoutMs: 600_000}
+		for _, x := range split(a["inflight"]) {
+			u, n, _ := strings.Cut(x, ":")
+			ui, _ := strconv.Atoi(u)
+			sc.InFlight[ui], _ = strconv.Atoi(n)
+		}
+		return s.show(s.m.Scale(a["job"], sc, at)), nil
+	case "bounds":
+		// bounds job=S min=N max=M [inflight=u:n,...]
+		sc := Scale{InFlight: map[int]int{}, StartTimeoutMs: 600_000}
+		for _, x := range split(a["inflight"]) {
+			u, n, _ := strings.Cut(x, ":")
+			ui, _ := strconv.Atoi(u)
+			sc.InFlight[ui], _ = strconv.Atoi(n)
+		}
+		out, err := s.m.SetBounds(a["job"], int(num(a, "min", 0)), int(num(a, "max", 0)), sc, at)
+		if err != nil {
+			return "error: " + err.Error() + "\n" + s.show(out), nil
+		}
+		return s.show(out), nil
 	case "desired":
 		resp, out := s.m.Desired(a["node"], at)
 		var b strings.Builder
@@ -171,6 +209,9 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			}
 			if i := r.Env["GPUFLEET_ARRAY_INDEX"]; i != "" {
 				fmt.Fprintf(&b, " array=%s/%s", i, r.Env["GPUFLEET_ARRAY_SIZE"])
+			}
+			if sv := r.Service; sv != nil {
+				fmt.Fprintf(&b, " service-replica=%s master=%s probe=%q", r.Env["GPUFLEET_SERVICE_REPLICA"], r.Env["MASTER_ADDR"], sv.ReadinessPath)
 			}
 			b.WriteString("\n")
 		}
@@ -196,7 +237,17 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			fmt.Fprintf(&b, " (%s)", j.Reason)
 		}
 		b.WriteString("\n")
-		if len(j.Units) > 1 {
+		if j.Service != nil {
+			c := j.Counts()
+			fmt.Fprintf(&b, "  service: desired %d, ready %d, starting %d, waiting %d, draining %d, stopping %d; failures %d, retry at t=%d; cold starts %v\n",
+				c.Desired, c.Ready, c.Starting, c.Waiting, c.Draining, c.Stopping, j.Service.Failures, j.Service.RetryMs/1000, j.Service.ColdStartsMs)
+			for i, u := range j.Units {
+				fmt.Fprintf(&b, "  unit %d %s: %s (%s) attempt %d\n", i, u.Core, j.Phase(i), u.State, u.Attempt)
+			}
+			for _, r := range j.Routes() {
+				fmt.Fprintf(&b, "  route unit %d attempt %d %s:%d\n", r.Unit, r.Attempt, r.Node, r.Port)
+			}
+		} else if len(j.Units) > 1 {
 			for i, u := range j.Units {
 				fmt.Fprintf(&b, "  unit %d %s: %s attempt %d restarts %d\n", i, u.Core, u.State, u.Attempt, u.Restarts)
 			}
@@ -224,6 +275,13 @@ func (s *scenario) run(d *datadriven.TestData) (string, error) {
 			ev = append(ev, e.Kind)
 		}
 		fmt.Fprintf(&b, "  events: %s\n", strings.Join(ev, ", "))
+		if j.Service != nil {
+			for _, e := range j.Events {
+				if e.Detail != "" {
+					fmt.Fprintf(&b, "  t=%d %s: %s\n", e.AtMs/1000, e.Kind, e.Detail)
+				}
+			}
+		}
 		return b.String(), nil
 	}
 	return "", fmt.Errorf("command %q: not handled", d.Cmd)
@@ -263,6 +321,8 @@ func (s *scenario) show(o Out) string {
 			fmt.Fprintf(&b, "core: hold %s on %s %v\n", e.Key, e.Node, e.Devices)
 		case sched.DevicesFreed:
 			fmt.Fprintf(&b, "core: free %s\n", e.Key)
+		case sched.JobSubmitted:
+			fmt.Fprintf(&b, "core: submit %s (%d x %d gpus)\n", e.Job.ID, e.Job.Gangs[0].Replicas, e.Job.Gangs[0].Shape.Devices)
 		default:
 			fmt.Fprintf(&b, "core: %T\n", ev)
 		}
@@ -274,6 +334,9 @@ func (s *scenario) show(o Out) string {
 	sort.Strings(ids)
 	if len(ids) > 0 {
 		fmt.Fprintf(&b, "changed: %s\n", strings.Join(ids, " "))
+	}
+	for _, c := range o.ColdStarts {
+		fmt.Fprintf(&b, "cold start: %s unit %d %dms\n", c.Job, c.Unit, c.Ms)
 	}
 	return b.String()
 }

@@ -370,10 +370,12 @@ func (a *admission) attempt(turn *queueTurn, p pend) verdict {
 		// once. One that would not need not wait.
 		return passedOver
 	}
-	if j.never != nil {
+	// The pend's copies, not the job's fields: skipping must not touch the
+	// job (a cache miss for every pending job a cycle reads).
+	if p.never {
 		return passedOver // unschedulable until the fleet grows
 	}
-	if j.NotBefore > c.now {
+	if p.notBefore > c.now {
 		// Its window has not opened; the core wakes when it does.
 		j.seen = c.cycle
 		j.status = Status{Code: Deferred, Shift: ShiftWindow, At: j.NotBefore, Until: j.Deadline}

@@ -72,6 +72,8 @@ func (c *Core) fleetGrew() {
 		}
 		if j.never = c.impossible(j); j.never != nil {
 			kept = append(kept, j)
+		} else {
+			c.pending[j.queue].ReplaceOrInsert(pendOf(j)) // its pend says never too
 		}
 	}
 	clear(c.waitingForFleet[len(kept):])

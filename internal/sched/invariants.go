@@ -16,6 +16,18 @@ func (c *Core) CheckInvariants() error {
 	if err := c.checkPools(); err != nil {
 		return err
 	}
+	for q, t := range c.pending {
+		var err error
+		t.Ascend(func(p pend) bool {
+			if p != pendOf(p.j) {
+				err = fmt.Errorf("queue %d: pending entry of job %s is %+v, its job says %+v", q, p.j.ID, p, pendOf(p.j))
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	used := make([][]int32, len(c.idx.nodes))
 	cpu := make([]int64, len(c.idx.nodes))
 	mem := make([]int64, len(c.idx.nodes))

@@ -119,16 +119,19 @@ func (j *job) finishesBy() int64 {
 // per-cycle memo need sit inline, so skipping a job whose shape already
 // found no room in this cycle does not touch the job itself.
 type pend struct {
-	prio  int32
-	key   int32
-	seq   uint64
-	est   int64
-	after int64 // not before this time (back-off after preemption)
-	j     *job
+	prio      int32
+	key       int32
+	seq       uint64
+	est       int64
+	after     int64 // not before this time (back-off after preemption)
+	notBefore int64 // Job.NotBefore
+	never     bool  // job.never is set (fleetGrew keeps it in step)
+	j         *job
 }
 
 func pendOf(j *job) pend {
-	return pend{prio: j.Priority, key: int32(j.keyID), seq: j.seq, est: j.EstimatedSec, after: j.after, j: j}
+	return pend{prio: j.Priority, key: int32(j.keyID), seq: j.seq, est: j.EstimatedSec, after: j.after,
+		notBefore: j.NotBefore, never: j.never != nil, j: j}
 }
 
 func pendingLess(a, b pend) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -23,6 +24,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	h.node("n1")
 	h.node("n2")
 	j := h.submit(acme, gangJob)
+	svc := h.submit(acme, fmt.Sprintf(svcDoc, "chat", 10, "30s"))
 	globex, err := h.admin.CreateToken(h.ctx(), api.CreateToken{Role: api.RoleTenant, Tenant: "globex"})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +50,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	}
 	// A list must not name the other tenant at all.
 	notMine := func(t *testing.T, body string) {
-		if strings.Contains(body, "acme") || strings.Contains(body, id) {
+		if strings.Contains(body, "acme") || strings.Contains(body, id) || strings.Contains(body, svc.ID) {
 			t.Errorf("answer leaks the other tenant: %s", body)
 		}
 	}
@@ -56,7 +58,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	var do func(t *testing.T, route, token, body string) (int, string)
 	asIfAbsent := func(route, absentID, body string) func(t *testing.T, got string) {
 		return func(t *testing.T, got string) {
-			want := strings.ReplaceAll(got, id, absentID)
+			want := strings.ReplaceAll(strings.ReplaceAll(got, id, absentID), svc.ID, absentID)
 			want = strings.ReplaceAll(want, "acme-train", "nosuch-queue")
 			_, absent := do(t, strings.ReplaceAll(route, "{id}", absentID), globex.Token, strings.ReplaceAll(body, "acme-train", "nosuch-queue"))
 			if absent != want {
@@ -100,17 +102,22 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 				t.Errorf("a tenant's node list: want the nodes without their allocations: %s", body)
 			}
 		}},
-		"GET /v1/usage":            {status: 200, check: notMine},
-		"GET /v1/usage/jobs/{id}":  {status: 404, check: asIfAbsent("GET /v1/usage/jobs/{id}", "train-999", "")},
-		"GET /v1/credits":          {status: 200, check: notMine},
-		"POST /v1/credits":         {body: `{"tenant":"globex","amount":5}`, status: 403},
-		"GET /v1/budgets":          {status: 200, check: notMine},
-		"PUT /v1/budgets/{name}":   {body: `{"monthly":5}`, status: 403},
-		"GET /v1/commitments":      {status: 200, check: notMine},
-		"POST /v1/commitments":     {body: `{"id":"c","tenant":"globex","type":"h100","count":1,"end":"2099-01-01T00:00:00Z","pricePerHour":1}`, status: 403},
-		"GET /v1/invoices":         {status: 200, check: notMine},
-		"POST /v1/agent/register":  {body: register, status: 403, agent: true},
-		"POST /v1/agent/heartbeat": {body: `{"node":"n1"}`, status: 403, agent: true},
+		"GET /v1/usage":                       {status: 200, check: notMine},
+		"GET /v1/usage/jobs/{id}":             {status: 404, check: asIfAbsent("GET /v1/usage/jobs/{id}", "train-999", "")},
+		"GET /v1/credits":                     {status: 200, check: notMine},
+		"POST /v1/credits":                    {body: `{"tenant":"globex","amount":5}`, status: 403},
+		"GET /v1/budgets":                     {status: 200, check: notMine},
+		"PUT /v1/budgets/{name}":              {body: `{"monthly":5}`, status: 403},
+		"GET /v1/commitments":                 {status: 200, check: notMine},
+		"POST /v1/commitments":                {body: `{"id":"c","tenant":"globex","type":"h100","count":1,"end":"2099-01-01T00:00:00Z","pricePerHour":1}`, status: 403},
+		"GET /v1/invoices":                    {status: 200, check: notMine},
+		"GET /v1/services":                    {status: 200, check: notMine},
+		"GET /v1/services/{id}":               {status: 404, check: asIfAbsent("GET /v1/services/{id}", "chat-999", "")},
+		"POST /v1/services/{id}/keys":         {body: `{}`, status: 404, check: asIfAbsent("POST /v1/services/{id}/keys", "chat-999", `{}`)},
+		"PATCH /v1/services/{id}":             {body: `{"minReplicas":3}`, status: 404, check: asIfAbsent("PATCH /v1/services/{id}", "chat-999", `{"minReplicas":3}`)},
+		"DELETE /v1/services/{id}/keys/{key}": {status: 404, check: asIfAbsent("DELETE /v1/services/{id}/keys/{key}", "chat-999", "")},
+		"POST /v1/agent/register":             {body: register, status: 403, agent: true},
+		"POST /v1/agent/heartbeat":            {body: `{"node":"n1"}`, status: 403, agent: true},
 	}
 	for _, r := range Routes() {
 		found := false
@@ -128,6 +135,10 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 			if strings.HasPrefix(path, prefix) {
 				path = strings.ReplaceAll(path, "{name}", name)
 			}
+		}
+		if strings.HasPrefix(path, "/v1/services/") {
+			// {id} is the other tenant's service.
+			path = strings.ReplaceAll(path, "{id}", svc.ID)
 		}
 		req, err := http.NewRequest(method, h.url+strings.ReplaceAll(path, "{id}", id), bytes.NewBufferString(body))
 		if err != nil {
@@ -219,5 +230,73 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	_, body := do(t, "GET /v1/queues", globex.Token, "")
 	if err := json.Unmarshal([]byte(body), &qs); err != nil || len(qs.Queues) != 2 {
 		t.Errorf("other tenant's queue list: %s, want its own two queues", body)
+	}
+}
+
+// A service's endpoint answers its tenant's tokens, admins' and its own
+// API keys; to every other token it reads as a service that does not
+// exist, and a key of one service reaches no other.
+func TestServiceEndpointIsTheTenantsOnly(t *testing.T) {
+	h := start(t, "")
+	acme := h.client("acme")
+	globex := h.client("globex")
+	h.localNode("n1")
+	be := newBackend(t, "r0")
+	h.submit(acme, strings.Replace(fmt.Sprintf(svcDoc, "chat", 10, "30s"), "minReplicas: 0", "minReplicas: 1", 1))
+	h.submit(acme, fmt.Sprintf(svcDoc, "other", 10, "30s"))
+	h.sync()
+	h.bringUp("n1", true, map[int]int{0: be.port(t)})
+	key, err := acme.CreateServiceKey(h.ctx(), "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := acme.CreateServiceKey(h.ctx(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeTok, err := h.admin.CreateToken(h.ctx(), api.CreateToken{Role: api.RoleNode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, absent := h.call(globex.Token, "/serve/acme/nosuch/x")
+	for name, c := range map[string]struct {
+		token, path string
+		code        int
+	}{
+		"tenant":                 {acme.Token, "/serve/acme/chat/x", 200},
+		"admin":                  {h.s.AdminToken(), "/serve/acme/chat/x", 200},
+		"service key":            {key.Key, "/serve/acme/chat/x", 200},
+		"bare endpoint":          {key.Key, "/serve/acme/chat", 200},
+		"another tenant":         {globex.Token, "/serve/acme/chat/x", 404},
+		"another service's key":  {otherKey.Key, "/serve/acme/chat/x", 404},
+		"a key on another path":  {key.Key, "/serve/globex/chat/x", 404},
+		"node token":             {nodeTok.Token, "/serve/acme/chat/x", 403},
+		"no token":               {"", "/serve/acme/chat/x", 401},
+		"forged token":           {"gft_forged", "/serve/acme/chat/x", 401},
+		"another tenant, absent": {globex.Token, "/serve/acme/nosuch/x", 404},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, _, body := h.call(c.token, c.path)
+			if code != c.code {
+				t.Fatalf("status %d, want %d: %s", code, c.code, body)
+			}
+			if code == 404 && strings.HasPrefix(c.path, "/serve/acme/") && strings.ReplaceAll(body, "chat", "nosuch") != absent {
+				t.Errorf("refusal differs from the answer for a missing service:\n got: %s\nmissing: %s", body, absent)
+			}
+		})
+	}
+	// The other tenant's lists and lookups do not name the service.
+	if list, err := globex.Services(h.ctx()); err != nil || len(list) != 0 {
+		t.Errorf("globex's services: %+v, %v", list, err)
+	}
+	if _, err := globex.CreateServiceKey(h.ctx(), "chat"); apiStatus(err) != 404 {
+		t.Errorf("globex made a key for acme's service: %v", err)
+	}
+	// A revoked key reaches nothing.
+	if err := acme.RevokeServiceKey(h.ctx(), "chat", key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := h.call(key.Key, "/serve/acme/chat/x"); code != 401 {
+		t.Errorf("revoked key: %d, want 401", code)
 	}
 }

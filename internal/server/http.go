@@ -87,6 +87,11 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/tokens", admin, s.createToken},
 		{"DELETE", "/v1/tokens/{id}", admin, s.revokeToken},
 		{"GET", "/v1/nodes", users, s.listNodes},
+		{"GET", "/v1/services", users, s.listServices},
+		{"GET", "/v1/services/{id}", users, s.getService},
+		{"PATCH", "/v1/services/{id}", users, s.scaleServiceBounds},
+		{"POST", "/v1/services/{id}/keys", users, s.createServiceKey},
+		{"DELETE", "/v1/services/{id}/keys/{key}", users, s.revokeServiceKey},
 		{"POST", "/v1/nodes/{name}/drain", admin, s.drainNode},
 		{"POST", "/v1/nodes/{name}/undrain", admin, s.undrainNode},
 		{"GET", "/v1/export", admin, s.export},
@@ -117,6 +122,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+MetricsPath, s.wrap(route{"GET", MetricsPath, scrapers, func(w http.ResponseWriter, r *http.Request, _ principal) {
 		metrics.ServeHTTP(w, r)
 	}}))
+	mux.Handle(api.ServePrefix+"{tenant}/{service}/{rest...}", s.gw)
+	mux.Handle(api.ServePrefix+"{tenant}/{service}", s.gw)
 	s.mountWeb(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, api.NotFound("no route %s %s; see /v1/openapi.yaml", r.Method, r.URL.Path))
@@ -319,7 +326,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 			id := fmt.Sprintf("%s-%d", name, seq)
 			spec := js.Job
 			spec.ID, spec.Tenant = sched.JobID(id), tenant
-			return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs}
+			return store.Job{ID: id, Name: name, Queue: q, Spec: spec, Run: runOf(js.Run), State: store.Pending, SubmittedMs: nowMs,
+				Service: serviceOf(js.Service)}
 		}})
 	switch {
 	case errors.Is(err, store.ErrKeyReused):
@@ -349,6 +357,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p principal) {
 	if refused != nil {
 		if err := s.db.DeleteJob(&job); err != nil {
 			s.log.Error("delete refused job", "job", job.ID, "err", err)
+		}
+		if ae := (*api.Error)(nil); errors.As(refused, &ae) {
+			writeErr(w, ae)
+			return
 		}
 		writeErr(w, api.Invalid("", "%v", refused))
 		return

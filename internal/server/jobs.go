@@ -54,6 +54,7 @@ func (l *loop) follow(out lifecycle.Out, now time.Time) {
 		for _, q := range o.Preempted {
 			l.s.metrics.preemptions.WithLabelValues(q).Inc()
 		}
+		l.serviceOut(o)
 		for _, ev := range o.Core {
 			r, err := l.core.Apply(ev)
 			if err != nil {
@@ -63,12 +64,16 @@ func (l *loop) follow(out lifecycle.Out, now time.Time) {
 			queue = append(queue, l.lc.Take(r, now.UnixMilli()))
 		}
 	}
+	l.syncServices()
 }
 
 // submitted hands a new job to the machine and its units to the core. A
 // unit the core rejects at once (no domain of the fleet could ever hold it)
 // refuses the job.
 func (l *loop) submitted(j *lifecycle.Job, now time.Time) error {
+	if err := l.serviceConflict(j); err != nil {
+		return err
+	}
 	var rs []sched.Ready
 	for _, cj := range j.CoreJobs() {
 		r, err := l.core.Apply(sched.JobSubmitted{Job: cj})
@@ -93,6 +98,10 @@ func (l *loop) submitted(j *lifecycle.Job, now time.Time) error {
 	l.follow(l.lc.Submitted(j), now)
 	for _, r := range rs {
 		l.take(r, now)
+	}
+	if j.Service != nil {
+		l.serviceAdded(j, now)
+		l.scaleService(l.svc.runs[j.ID], now)
 	}
 	return nil
 }

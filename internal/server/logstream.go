@@ -130,14 +130,20 @@ func (ls *logStream) stateData() api.LogState {
 // attempt (an earlier one's: the same gang and index as the rank's now).
 func logReplica(j *store.Job, rank, attempt int, explicit bool) (store.Replica, int, bool) {
 	idx := -1
+	// A service's replicas each have a rank 0: its rank parameter names
+	// the service replica (the leader's log).
+	isRank := func(rp store.Replica) bool { return rp.Rank == rank }
+	if j.Service != nil {
+		isRank = func(rp store.Replica) bool { return rp.Unit == rank && rp.Rank == 0 }
+	}
 	for i, rp := range j.Replicas {
-		if rp.Rank == rank && (!explicit || rp.Attempt == attempt) {
+		if isRank(rp) && (!explicit || rp.Attempt == attempt) {
 			idx = i
 		}
 	}
 	if idx < 0 && explicit {
 		for i, rp := range j.Replicas {
-			if rp.Rank == rank {
+			if isRank(rp) {
 				idx = i
 			}
 		}

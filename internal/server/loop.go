@@ -34,6 +34,8 @@ type loop struct {
 	lc *lifecycle.Machine
 	// acct is the ledger and what drives it (accounting.go).
 	acct *accounts
+	// svc is the live services' autoscalers and gateway routes.
+	svc serviceLoop
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -103,6 +105,7 @@ func (l *loop) drain() {
 func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
+	l.autoscale(now)
 	l.updateGauges()
 	if l.s.cfg.Retain > 0 && now.Sub(l.lastPrune) >= pruneEvery {
 		l.lastPrune = now
@@ -250,6 +253,7 @@ func restore(s *Server) (*loop, error) {
 		s.log.Warn("restore: pending job refused", "job", r.job.ID, "err", r.err)
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
+	l.restoreServices(now)
 	// The running replicas are metered from their start, and the pauses
 	// the ledger calls for hold before the first cycle.
 	l.acct.meter(l, now)
@@ -389,7 +393,11 @@ func restoreBinds(j *store.Job, u int) []sched.Bind {
 		}
 		b := sched.Bind{Job: sched.JobID(un.Core), Gang: r.Gang, Replica: r.Replica, Node: r.Node, Devices: r.Devices, Milli: r.Milli,
 			Attempt: un.Attempt, Since: since}
-		if j.Run.Independent() {
+		switch {
+		case j.Service != nil:
+			// A service replica's members are its unit's one gang, by rank.
+			b.Gang, b.Replica = 0, r.Rank
+		case j.Run.Independent():
 			b.Gang, b.Replica = 0, 0
 		}
 		out = append(out, b)

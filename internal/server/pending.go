@@ -75,7 +75,7 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request, p principal) {
 			pj := api.PendingJob{ID: j.ID, Name: j.Name, Tenant: j.Tenant, Queue: j.Queue, Kind: j.Spec.Kind.String(),
 				Priority: j.Spec.Priority, Submitted: msTime(j.SubmittedMs), Position: wt.Position,
 				Code: wt.Status.Code.String(), Reason: wt.Status.Text(wallTime)}
-			if j.Run.Independent() {
+			if j.Run.Independent() || j.Service != nil {
 				e := u
 				pj.Element = &e
 			}

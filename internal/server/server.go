@@ -78,6 +78,10 @@ type Config struct {
 	// Accounting configures metering, prices and the enforcement of
 	// credits and budgets (accounting.go).
 	Accounting Accounting
+	// ReplicaStartTimeout is how long a service replica may take to become
+	// ready when its spec names no start timeout (default 30m; see
+	// DefaultReplicaStartTimeout).
+	ReplicaStartTimeout time.Duration
 	// Logger receives operational messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests inject their own.
@@ -118,6 +122,9 @@ func (c *Config) defaults() {
 	if c.BatchDelay <= 0 {
 		c.BatchDelay = 2 * time.Millisecond
 	}
+	if c.ReplicaStartTimeout <= 0 {
+		c.ReplicaStartTimeout = DefaultReplicaStartTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -135,7 +142,9 @@ type Server struct {
 	queues  atomic.Pointer[queueIndex]
 	metrics *metrics
 	reg     *prometheus.Registry
-	loop    *loop
+	// gw is the services' request gateway.
+	gw   *gateway
+	loop *loop
 	// feed streams what the loop commits (GET /v1/events).
 	feed *feed
 	// adminToken is set when Open created the first admin token.
@@ -157,6 +166,7 @@ func Open(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, db: db, log: cfg.Logger, inbox: make(chan op, 4096), done: make(chan struct{})}
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
+	s.gw = newGateway(s, newServiceMetrics(s.reg))
 	if err := s.bootstrap(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 
 	"github.com/gpufleet/gpufleet/internal/fleet"
+	"github.com/gpufleet/gpufleet/internal/place"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/sched"
 )
@@ -20,6 +21,10 @@ import (
 type JobSpec struct {
 	Job sched.Job
 	Run RunSpec
+	// Service is set for an autoscaled inference service (kind: service
+	// with a service: section); Job.Gangs then holds the one gang of one
+	// replica.
+	Service *ServiceSpec
 }
 
 // RunSpec is what a node agent executes for each replica of a job.
@@ -80,7 +85,7 @@ var jobFields = []string{
 	"name", "tenant", "queue", "kind", "priority", "tier", "preemptible",
 	"noticePeriod", "checkpointEvery", "gangs", "topology", "estimatedRuntime",
 	"maxRuntime", "deadline", "window", "interruptible", "command", "env", "restartPolicy",
-	"maxRestarts", "resize", "replicaPolicy", "waitForCapacity",
+	"maxRestarts", "resize", "replicaPolicy", "waitForCapacity", "service",
 }
 
 var gangFields = []string{"name", "replicas", "minReplicas", "accelerators", "count", "fraction", "cpu", "memory"}
@@ -210,13 +215,30 @@ func (o *options) job(v value) JobSpec {
 		f.errorf("%s is below estimatedRuntime %s", formatDuration(j.MaxSec), formatDuration(j.EstimatedSec))
 	}
 	o.deferral(fs, j)
-	if f, ok := fs.need("gangs"); ok {
+	if f, ok := fs.get("service"); ok {
+		if _, has := fs.get("gangs"); has {
+			g, _ := fs.get("gangs")
+			g.errorf("a service's replica is service.replica (members, accelerators, count, cpu, memory); leave gangs out")
+		}
+		if j.Kind != sched.Service {
+			f.errorf("only a job of kind: service has a service section (kind is %s)", j.Kind)
+		}
+		for _, name := range []string{"deadline", "window", "interruptible"} {
+			if d, has := fs.get(name); has {
+				d.errorf("a service runs until it is cancelled and starts replicas when its load needs them: its capacity is not deferred or suspended; leave %s out", name)
+			}
+		}
+		js.Service, j.Gangs = o.service(f)
+	} else if f, ok := fs.need("gangs"); ok {
 		j.Gangs = o.gangs(f)
 	}
 	if f, ok := fs.get("topology"); ok {
 		j.Topology = o.topology(f)
 	}
 	js.Run = runSpec(fs)
+	if js.Service != nil {
+		checkServiceRun(fs)
+	}
 	if js.Run.Replicas == ReplicasIndependent {
 		for i, g := range j.Gangs {
 			if g.MinReplicas > 0 {
@@ -350,7 +372,15 @@ func (o *options) gang(v value, names map[string]bool) sched.Gang {
 		x, _ := f.intIn(1, hi)
 		g.MinReplicas = int(x)
 	}
-	r := &g.Shape
+	g.Shape = o.shape(fs)
+	return g
+}
+
+// shape reads what one replica needs: accelerators (whole or a fraction of
+// one), CPU and memory. A gang and a service's replica share it.
+func (o *options) shape(fs fields) place.Request {
+	var req place.Request
+	r := &req
 	countVal, hasCount := fs.get("count")
 	fracVal, hasFrac := fs.get("fraction")
 	switch {
@@ -401,7 +431,7 @@ func (o *options) gang(v value, names map[string]bool) sched.Gang {
 	if f, ok := fs.get("memory"); ok {
 		r.MemoryMiB = memoryValue(f)
 	}
-	return g
+	return req
 }
 
 func cpuValue(f value) int64 {

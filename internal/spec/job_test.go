@@ -145,7 +145,7 @@ func TestParseJobErrors(t *testing.T) {
 		},
 		"unknown top-level field": {
 			src:  job + "colour: red\n",
-			want: `j.yaml:7:1: colour: unknown field (want one of name, tenant, queue, kind, priority, tier, preemptible, noticePeriod, checkpointEvery, gangs, topology, estimatedRuntime, maxRuntime, deadline, window, interruptible, command, env, restartPolicy, maxRestarts, resize, replicaPolicy, waitForCapacity)`,
+			want: `j.yaml:7:1: colour: unknown field (want one of name, tenant, queue, kind, priority, tier, preemptible, noticePeriod, checkpointEvery, gangs, topology, estimatedRuntime, maxRuntime, deadline, window, interruptible, command, env, restartPolicy, maxRestarts, resize, replicaPolicy, waitForCapacity, service)`,
 		},
 		"unknown gang field": {
 			src:  job + "    gpus: 8\n",

@@ -66,6 +66,9 @@ func checkUTF8(js *JobSpec) error {
 		fail = fail || bad(k) || bad(v)
 		nul = nul || strings.IndexByte(v, 0) >= 0
 	}
+	if js.Service != nil {
+		fail = fail || bad(js.Service.ReadinessPath)
+	}
 	if fail {
 		return fmt.Errorf("render job %q: a string is not valid UTF-8", j.ID)
 	}
@@ -128,9 +131,13 @@ func writeJob(b *bytes.Buffer, js *JobSpec) {
 		b.WriteString("topology:\n")
 		kv("  ", k, quote(j.Topology.Level))
 	}
-	b.WriteString("gangs:\n")
-	for i := range j.Gangs {
-		writeGang(b, &j.Gangs[i])
+	if js.Service != nil && len(j.Gangs) == 1 {
+		writeService(b, js.Service, &j.Gangs[0])
+	} else {
+		b.WriteString("gangs:\n")
+		for i := range j.Gangs {
+			writeGang(b, &j.Gangs[i])
+		}
 	}
 	run := &js.Run
 	if len(run.Command) > 0 {

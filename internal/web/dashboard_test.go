@@ -68,6 +68,31 @@ estimatedRuntime: 1m
 command: [sh, -c, 'for i in $(seq 1 60); do echo "line $i"; sleep 1; done']
 `
 
+// chatService starts a replica that never becomes ready (nothing answers
+// its readiness path): it stays starting, never killed for it.
+const chatService = `name: chat
+queue: acme-train
+kind: service
+service:
+  replica: {accelerators: h200, count: 1}
+  minReplicas: 1
+  maxReplicas: 2
+  target: {inFlight: 4}
+command: [sleep, "600"]
+`
+
+// globexService is at zero replicas: nothing is placed for it.
+const globexService = `name: globex-chat
+queue: globex-batch
+kind: service
+service:
+  replica: {accelerators: h100, count: 1}
+  minReplicas: 0
+  maxReplicas: 2
+  target: {inFlight: 4}
+command: [sleep, "600"]
+`
+
 const badJob = `name: bad
 queue: acme-train
 kind: batch
@@ -97,6 +122,8 @@ func TestDashboard(t *testing.T) {
 	xss := p.submit("acme", xssJob)
 	p.waitState(xss.ID, "succeeded")
 	waiter := p.submit("acme", waiterJob)
+	chat := p.submit("acme", chatService)
+	globexChat := p.submit("globex", globexService)
 
 	b.step("load", chromedp.Navigate(p.url+"/"))
 	b.until("the sign-in form", `!document.getElementById('signin').hidden`)
@@ -121,12 +148,9 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	b.until("the node map", `document.querySelectorAll('.node').length === 3`)
-	// Usage shows once the API document names /v1/usage; services, whose
-	// routes and view this version lacks, stays hidden.
-	b.until("the usage link", `!document.querySelector('#nav a[href="#/usage"]').hidden`)
-	if shown := eval[bool](b, `!document.querySelector('#nav a[href="#/services"]').hidden`); shown {
-		t.Errorf("a view whose route this server lacks is in the navigation")
-	}
+	// Views whose routes the server has are in the navigation: this
+	// server serves services and usage.
+	b.until("the usage and services links", `!document.querySelector('#nav a[data-feature="/v1/usage"]').hidden && !document.querySelector('#nav a[data-feature="/v1/services"]').hidden`)
 	if got := b.text("#who-name"); got != "tenant acme" {
 		t.Errorf("signed in as %q, want tenant acme", got)
 	}
@@ -137,6 +161,39 @@ func TestDashboard(t *testing.T) {
 	b.until("acme's queues", `document.getElementById('view').innerText.includes('acme-train')`)
 	isolated("queues")
 	b.shot("03-tenant-queues")
+
+	// Services: the tenant's own, with its endpoint and bounds; its page
+	// with the replica starting on its node and port; the other tenant's
+	// service reads as absent.
+	b.open("#/services", "services")
+	svcRow := `[data-row="` + chat.ID + `"]`
+	b.until("acme's service", `document.querySelector('`+svcRow+`') !== null`)
+	if got := b.text(svcRow); !strings.Contains(got, "/serve/acme/chat/") || !strings.Contains(got, "1..2") || !strings.Contains(got, "running") {
+		t.Errorf("service row: %q, want its endpoint, bounds 1..2 and state", got)
+	}
+	isolated("services")
+	b.shot("03a-tenant-services")
+	b.open("#/services/"+chat.ID, "services")
+	b.until("its replica starting", `(() => { const r = document.querySelector('[data-row="0"]'); return r !== null && r.innerText.includes('starting') && r.innerText.includes('h200-a'); })()`)
+	if got := b.text("#view"); !strings.Contains(got, "gpufleet, on requests in flight") || !strings.Contains(got, "scaled") {
+		t.Errorf("the service's page lacks its policy or its scaling event:\n%s", got)
+	}
+	isolated("a service")
+	b.shot("03b-tenant-service")
+	// Its bounds from the page: a floor of 2 starts a second replica; a
+	// ceiling below the floor is refused naming the field.
+	b.step("floor 2", chromedp.SetValue(chromedp.CSS(`[data-key="bounds-min"]`), "2"), chromedp.Click(chromedp.CSS(`[data-key="bounds-set"]`)))
+	b.until("the new bounds", `document.querySelector('.bounds-result').innerText.includes('Bounds set to 2..2')`)
+	b.until("a second replica", `document.querySelector('[data-row="1"]') !== null`)
+	b.step("ceiling 1", chromedp.SetValue(chromedp.CSS(`[data-key="bounds-max"]`), "1"), chromedp.Click(chromedp.CSS(`[data-key="bounds-set"]`)))
+	b.until("the refusal", `document.querySelector('.bounds-result').innerText.includes('minReplicas')`)
+	if got := b.text(".bounds-result"); !strings.Contains(got, "minReplicas: 2: want at most maxReplicas (1)") {
+		t.Errorf("refusal of min 2 > max 1: %q", got)
+	}
+	b.shot("03c-tenant-service-bounds")
+	b.open("#/services/"+globexChat.ID, "services")
+	b.until("the other tenant's service as absent", `document.getElementById('view').innerText.includes('No such service')`)
+	isolated("the other tenant's service")
 
 	b.open("#/jobs", "jobs")
 	b.until("the job list", `document.querySelector('[data-row="`+waiter.ID+`"]') !== null && document.querySelector('[data-row="`+xss.ID+`"]') !== null`)
@@ -278,6 +335,12 @@ func TestDashboard(t *testing.T) {
 	b.open("#/job/"+secret.ID, "job")
 	b.until("the other tenant's output", `document.querySelector('.log').textContent.includes('globex private output')`)
 	b.shot("15-admin-job-running")
+	b.open("#/services", "services")
+	b.until("every tenant's services", `document.querySelector('[data-row="`+chat.ID+`"]') !== null && document.querySelector('[data-row="`+globexChat.ID+`"]') !== null`)
+	if got := b.text(`[data-row="` + globexChat.ID + `"]`); !strings.Contains(got, "globex") || !strings.Contains(got, "0..2") {
+		t.Errorf("admin's row of globex's service: %q", got)
+	}
+	b.shot("15a-admin-services")
 	b.open("#/submit", "submit")
 	b.shot("16-admin-submit")
 	if bad := b.unlabelled(); len(bad) > 0 {

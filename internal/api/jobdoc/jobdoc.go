@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/spec"
 )
 
@@ -52,6 +53,9 @@ func DecodeAs(name string, data []byte, format string) (spec.JobSpec, *api.Error
 	}
 	if len(js.Run.Command) == 0 || js.Run.Command[0] == "" {
 		return spec.JobSpec{}, api.Invalid("command", "%s: command: missing: the live plane runs it for every replica", name)
+	}
+	if js.Job.Kind == sched.Service && js.Service == nil {
+		return spec.JobSpec{}, api.Invalid("service", "%s: service: missing: the live plane runs a kind: service job as an autoscaled service and needs its service: section (replica, maxReplicas, target; see docs/SERVICES.md)", name)
 	}
 	for k := range js.Run.Env {
 		if strings.ContainsAny(k, "=\x00") {

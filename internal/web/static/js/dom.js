@@ -69,6 +69,7 @@ const states = {
   succeeded: 'done', failed: 'bad', cancelled: 'muted',
   ready: 'ok', draining: 'warn', down: 'bad',
   starting: 'waiting', exited: 'done', lost: 'bad', skipped: 'muted',
+  waiting: 'waiting', stopping: 'warn',
 };
 
 // badge shows a state in words (never by color alone).
