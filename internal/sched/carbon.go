@@ -456,6 +456,12 @@ func (c *Core) shiftDue() {
 		j.dueAt = 0
 		switch j.state {
 		case jHeld:
+			if c.isPaused(j.queue) {
+				// Its next run would be a new start in a paused queue:
+				// it gives its capacity back and waits with the queue.
+				c.unhold(j)
+				continue
+			}
 			c.resumeRun(j)
 		case jRunning:
 			c.suspend(j)
@@ -584,7 +590,7 @@ func (c *Core) canWait(j *job) bool { return j.Deadline > 0 }
 // now, so it ends no later than its plan did: its deadline still holds.
 func (c *Core) startHeld(types []bool, all bool) {
 	for _, j := range c.heldJobs(-1) {
-		if !all && !c.touches(j, types) {
+		if !all && !c.touches(j, types) || c.isPaused(j.queue) {
 			continue
 		}
 		p := j.plan
@@ -607,9 +613,7 @@ func (c *Core) unholdPaused(stop bool) {
 		if !c.isPaused(j.queue) || !stop && j.plan.cur > 0 {
 			continue
 		}
-		c.release(j, EndPreempted)
-		j.status = Status{Code: Paused, Detail: c.pausedQ[j.queue]}
-		c.enqueue(j)
+		c.unhold(j)
 	}
 	if !stop {
 		return
@@ -619,6 +623,14 @@ func (c *Core) unholdPaused(stop bool) {
 			j.toHold, j.stopped = false, true
 		}
 	}
+}
+
+// unhold gives back the capacity held for j, a held job of a paused
+// queue, and puts it back in its queue.
+func (c *Core) unhold(j *job) {
+	c.release(j, EndPreempted)
+	j.status = Status{Code: Paused, Detail: c.pausedQ[j.queue]}
+	c.enqueue(j)
 }
 
 // heldJobs lists the held jobs of queue q (every queue for -1) in

@@ -301,7 +301,11 @@ func (d *driver) take(c *Core, r Ready, now int64) {
 			defer d.ended(a.Job) // after its usage is checked
 		case Preempt:
 			victim := d.jobs[a.Job]
-			if !victim.Preemptible && victim.Tier != TierSpot && !strings.HasPrefix(a.Reason, "stopped: ") {
+			// Only preemptible and spot work is taken; a paused scope stops
+			// any job, and an interruptible one is suspended by its own
+			// carbon plan between its clean windows.
+			suspended := victim.Interruptible && strings.HasPrefix(a.Reason, "suspended at a checkpoint")
+			if !victim.Preemptible && victim.Tier != TierSpot && !strings.HasPrefix(a.Reason, "stopped: ") && !suspended {
 				d.fail("preempt %v: the job is not preemptible", a)
 			}
 			if by, _, ok := strings.Cut(strings.TrimPrefix(a.Reason, "preempted for "), ":"); ok && d.jobs[JobID(by)].Tier == TierSpot && victim.Tier != TierSpot {
