@@ -79,6 +79,13 @@ type Config struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 
+	// Utilization, when set, reads the devices' utilization for the
+	// server's energy meter; it is called before each heartbeat, on the
+	// goroutine that sends it, one call at a time, and may return nothing
+	// (NvidiaSMIUtilization reads every UtilizationEvery). An error is
+	// logged and the heartbeat goes without readings.
+	Utilization func(ctx context.Context, now time.Time) ([]api.DeviceUtilization, error)
+
 	HTTPClient *http.Client // default: 10s timeout
 	Logger     *slog.Logger // default: discard
 }
@@ -492,13 +499,21 @@ func (a *agent) nextWake(now, next time.Time, inflight bool) time.Duration {
 	return max(wake, time.Millisecond)
 }
 
-// exchange registers when needed and sends one heartbeat. It runs on its
+// exchange registers when needed and sends one heartbeat, with the
+// devices' utilization when Config.Utilization reads it. It runs on its
 // own goroutine and touches no agent state.
 func (a *agent) exchange(ctx context.Context, registered bool, req *api.HeartbeatRequest) exchangeResult {
 	if !registered {
 		if err := a.cl.register(ctx, a.cfg.NodeInfo()); err != nil {
 			return exchangeResult{err: err}
 		}
+	}
+	if a.cfg.Utilization != nil {
+		us, err := a.cfg.Utilization(ctx, time.Now())
+		if err != nil {
+			a.log.Warn("cannot read the devices' utilization", "err", err)
+		}
+		req.Utilization = us
 	}
 	resp, err := a.cl.heartbeat(ctx, req)
 	return exchangeResult{resp: resp, registered: true, err: err}

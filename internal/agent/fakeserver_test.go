@@ -40,6 +40,7 @@ type fakeServer struct {
 	pids        map[int]bool
 	protocolErr []string
 	changed     chan struct{}
+	utilization []api.DeviceUtilization // the last readings a heartbeat carried
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -105,6 +106,9 @@ func (f *fakeServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	defer f.ping()
 	f.heartbeats++
+	if req.Utilization != nil {
+		f.utilization = req.Utilization
+	}
 	if f.failWith != 0 {
 		http.Error(w, `{"error":"unavailable"}`, f.failWith)
 		return

@@ -68,7 +68,21 @@ type HeartbeatRequest struct {
 	Node     string          `json:"node"`
 	Replicas []ReplicaStatus `json:"replicas"`
 	Logs     []LogChunk      `json:"logs,omitempty"`
+	// Utilization is what the node's devices are doing now, as nvidia-smi
+	// reads it (utilization.gpu), for the energy meter; absent when the
+	// agent does not read it (declared accelerators) or read it lately.
+	// A device with no reading counts as fully used while allocated.
+	Utilization []DeviceUtilization `json:"utilization,omitempty"`
 }
+
+// DeviceUtilization is one device's utilization in percent (0..100).
+type DeviceUtilization struct {
+	Device  int `json:"device"`
+	Percent int `json:"percent"`
+}
+
+// MaxUtilDevice is the highest device index a utilization reading may name.
+const MaxUtilDevice = 63
 
 // Assignment is one replica the server wants running on the node.
 type Assignment struct {

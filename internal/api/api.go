@@ -65,6 +65,9 @@ type Replica struct {
 	State    string `json:"state" yaml:"state"`
 	ExitCode *int   `json:"exitCode,omitempty" yaml:"exitCode,omitempty"`
 	Signal   string `json:"signal,omitempty" yaml:"signal,omitempty"`
+	// Bound is when the scheduling core bound the replica: its usage is
+	// metered from then.
+	Bound time.Time `json:"bound,omitzero" yaml:"bound,omitempty"`
 }
 
 // Explanation is what the scheduling core says of a job.

@@ -168,6 +168,20 @@ func DecodeHeartbeat(data []byte) (HeartbeatRequest, *Error) {
 			return h, Invalid(f+".data", "log would grow past %d bytes", MaxLogSize)
 		}
 	}
+	var seen uint64
+	for i, u := range h.Utilization {
+		f := fmt.Sprintf("utilization[%d]", i)
+		if u.Device < 0 || u.Device > MaxUtilDevice {
+			return h, Invalid(f+".device", "%d: want 0..%d", u.Device, MaxUtilDevice)
+		}
+		if seen&(1<<uint(u.Device)) != 0 {
+			return h, Invalid(f+".device", "%d is listed twice", u.Device)
+		}
+		seen |= 1 << uint(u.Device)
+		if u.Percent < 0 || u.Percent > 100 {
+			return h, Invalid(f+".percent", "%d: want 0..100", u.Percent)
+		}
+	}
 	return h, nil
 }
 

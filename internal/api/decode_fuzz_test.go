@@ -41,11 +41,18 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	f.Add([]byte(`{"node":"n1","logs":[{"job":"a","offset":-1,"data":""}]}`))
 	f.Add([]byte(`{"node":"N1"}`))
 	f.Add([]byte(`{"node":"n1"} {}`))
+	f.Add([]byte(`{"node":"n1","utilization":[{"device":0,"percent":37},{"device":7,"percent":100}]}`))
+	f.Add([]byte(`{"node":"n1","utilization":[{"device":64,"percent":101}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, e := DecodeHeartbeat(data)
 		if e != nil {
 			checkRefusal(t, e)
 			return
+		}
+		for _, u := range h.Utilization {
+			if u.Device < 0 || u.Device > MaxUtilDevice || u.Percent < 0 || u.Percent > 100 {
+				t.Fatalf("accepted a utilization reading out of range: %+v", u)
+			}
 		}
 		for _, c := range h.Logs {
 			if strings.Contains(c.Job, "/") || strings.HasPrefix(c.Job, ".") || c.Offset < 0 || c.Offset+int64(len(c.Data)) > MaxLogSize {
@@ -160,9 +167,12 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		body   string
 		field  string
 	}{
-		"unknown field":     {func(b []byte) *Error { _, e := DecodeRegister(b); return e }, `{"name":"n1","address":"a","count":0,"gpus":8}`, "gpus"},
-		"wrong type":        {func(b []byte) *Error { _, e := DecodeRegister(b); return e }, `{"name":"n1","address":"a","count":"8"}`, "count"},
-		"bad replica state": {func(b []byte) *Error { _, e := DecodeHeartbeat(b); return e }, `{"node":"n1","replicas":[{"job":"j","state":"zombie"}]}`, "replicas[0].state"},
+		"unknown field":                   {func(b []byte) *Error { _, e := DecodeRegister(b); return e }, `{"name":"n1","address":"a","count":0,"gpus":8}`, "gpus"},
+		"wrong type":                      {func(b []byte) *Error { _, e := DecodeRegister(b); return e }, `{"name":"n1","address":"a","count":"8"}`, "count"},
+		"bad replica state":               {func(b []byte) *Error { _, e := DecodeHeartbeat(b); return e }, `{"node":"n1","replicas":[{"job":"j","state":"zombie"}]}`, "replicas[0].state"},
+		"utilization over 100":            {func(b []byte) *Error { _, e := DecodeHeartbeat(b); return e }, `{"node":"n1","utilization":[{"device":0,"percent":5},{"device":1,"percent":140}]}`, "utilization[1].percent"},
+		"utilization device twice":        {func(b []byte) *Error { _, e := DecodeHeartbeat(b); return e }, `{"node":"n1","utilization":[{"device":3,"percent":5},{"device":3,"percent":6}]}`, "utilization[1].device"},
+		"utilization device out of range": {func(b []byte) *Error { _, e := DecodeHeartbeat(b); return e }, `{"node":"n1","utilization":[{"device":64,"percent":5}]}`, "utilization[0].device"},
 		"lending over nominal": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },
 			`{"name":"acme","quotas":{"h100":{"nominal":1,"lendingLimit":2}}}`, "quotas.h100.lendingLimit"},
 		"flavor not in the catalog": {func(b []byte) *Error { _, e := DecodeCreateTenant(b); return e },

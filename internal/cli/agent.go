@@ -125,6 +125,11 @@ the operating system unless given. See docs/AGENT.md.`,
 				StateDir: dir, Interval: interval, StopGrace: grace,
 				StopReplicasOnExit: stopOnExit, Ports: ports, ProbeInterval: probeEvery,
 			}
+			if len(inv.GPUs) > 0 {
+				// nvidia-smi listed the devices: it reads their
+				// utilization for the energy meter too.
+				cfg.Utilization = agent.NvidiaSMIUtilization(nil)
+			}
 			if cfg.StateDir == "" {
 				cfg.StateDir = filepath.Join(".gpufleet", "agent-"+name)
 			}

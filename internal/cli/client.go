@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -82,6 +83,9 @@ func writeConfig(c clientConfig) (string, error) {
 // clientFlags are the connection and output flags of every client command.
 type clientFlags struct {
 	server, token, output string
+	// formats lists the output formats a command takes beyond table,
+	// json and yaml.
+	formats []string
 }
 
 func addClientFlags(c *cobra.Command) *clientFlags {
@@ -98,7 +102,10 @@ func (f *clientFlags) client() (*api.Client, error) {
 	switch f.output {
 	case "table", "json", "yaml":
 	default:
-		return nil, fmt.Errorf("--output %q: want table, json or yaml", f.output)
+		if !slices.Contains(f.formats, f.output) {
+			all := append([]string{"table", "json", "yaml"}, f.formats...)
+			return nil, fmt.Errorf("--output %q: want %s or %s", f.output, strings.Join(all[:len(all)-1], ", "), all[len(all)-1])
+		}
 	}
 	server, token := f.server, f.token
 	if server == "" {

@@ -48,10 +48,17 @@ func scriptQueues() []quota.Spec {
 // setupLivePlane starts a server and two agents (n1, n2 with 8 h100 each)
 // and points the command line at them: GPUFLEET_SERVER and GPUFLEET_TOKEN
 // (admin), ACME_TOKEN and GLOBEX_TOKEN for the two tenants.
-func setupLivePlane(env *testscript.Env) error {
+func setupLivePlane(env *testscript.Env) error { return startPlane(env, nil) }
+
+// startPlane is setupLivePlane with the server's configuration tuned.
+func startPlane(env *testscript.Env, tune func(*server.Config)) error {
 	dir := filepath.Join(env.WorkDir, ".plane")
-	s, err := server.Open(server.Config{DataDir: filepath.Join(dir, "server"), InitialQueues: scriptQueues(),
-		HeartbeatInterval: 100 * time.Millisecond, StopGrace: 2 * time.Second, Tick: 100 * time.Millisecond})
+	cfg := server.Config{DataDir: filepath.Join(dir, "server"), InitialQueues: scriptQueues(),
+		HeartbeatInterval: 100 * time.Millisecond, StopGrace: 2 * time.Second, Tick: 100 * time.Millisecond}
+	if tune != nil {
+		tune(&cfg)
+	}
+	s, err := server.Open(cfg)
 	if err != nil {
 		return err
 	}

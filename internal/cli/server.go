@@ -32,6 +32,7 @@ type serverFlags struct {
 	writeTimeout, idleTimeout        time.Duration
 	historyInterval                  time.Duration
 	debug                            bool
+	acct                             *accountingFlags
 	gatewayListen                    string
 	startTimeout                     time.Duration
 }
@@ -52,6 +53,7 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a kept-alive connection idle this long is closed")
 	c.Flags().DurationVar(&f.historyInterval, "history-interval", 15*time.Second, "how often the fleet and the queues are sampled for the dashboard's charts (the latest 960 samples are kept)")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
+	f.acct = addAccountingFlags(c)
 	c.Flags().StringVar(&f.gatewayListen, "gateway-listen", "", "also serve the services' gateway (/serve/...) alone on `ADDR`, without the API's timeouts; it is on the API's listener in any case")
 	c.Flags().DurationVar(&f.startTimeout, "replica-start-timeout", server.DefaultReplicaStartTimeout, "how long a service replica may take to become ready when its spec names no startTimeout")
 	return f
@@ -132,6 +134,9 @@ state from the store: every acknowledged job is still there.`,
 				}
 			}
 			cfg := sf.config(cmd.ErrOrStderr(), queues)
+			if err := sf.acct.apply(&cfg); err != nil {
+				return err
+			}
 			st, where, err := sf.store.open(cmd.Context(), sf.data)
 			if err != nil {
 				return err

@@ -40,6 +40,7 @@ type simRunOpts struct {
 	carbonAware                      bool
 	forecastErr                      float64
 	start                            string
+	acct                             *simAccountFlags
 }
 
 func newSimRunCmd() *cobra.Command {
@@ -70,10 +71,19 @@ configuration it ran under; the replay uses it unless --policy,
 inputs and seed give the same results, byte for byte.
 
 It prints a summary, or with --json the summary as JSON; --report DIR also
-writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
+writes summary.json, jobs.csv, timeseries.csv and index.html with charts.
+
+With --account (or --prices, --credits, --commitments) the run is metered
+by the same ledger the live server runs: per tenant cost, energy, carbon,
+commitment fees and credits in the summary, and a chart of each prepaid
+tenant's credit burn-down. Commitments give their tenants committed-tier
+quota for their term; a tenant whose credits or monthly budget run out is
+paused and its running work stopped, as live (--no-enforce lets it run on).
+The virtual clock's 0 is --epoch on the calendar.`,
 		Example: `  gpufleet sim run
   gpufleet sim run --policy fgd --report out/
-  gpufleet sim gen --jobs 100000 -o w.jsonl && gpufleet sim run --trace w.jsonl --failures 0.01 --json`,
+  gpufleet sim gen --jobs 100000 -o w.jsonl && gpufleet sim run --trace w.jsonl --failures 0.01 --json
+  gpufleet sim run --credits credits.yaml --commitments commitments.yaml --report out/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return simRun(cmd, o)
@@ -99,6 +109,7 @@ writes summary.json, jobs.csv, timeseries.csv and index.html with charts.`,
 	fl.BoolVar(&o.carbonAware, "carbon-aware", false, "shift deferrable jobs to clean windows and sites (the carbon admission rule and placement stage), meter energy and carbon through the accounting ledger, and compare with the same run without")
 	fl.Float64Var(&o.forecastErr, "forecast-error", 0, "with --carbon-aware: noise on the carbon forecast, a share of each series' mean (0: the series itself)")
 	fl.StringVar(&o.start, "start", "", "with --carbon-aware: the time the virtual clock's 0 stands for (a date, UTC, or RFC 3339; default: the first midnight the fleet's carbon series cover)")
+	o.acct = addSimAccountFlags(c)
 	return c
 }
 
@@ -227,6 +238,15 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		CycleSec:           o.cycle,
 		PUE:                func(n *fleet.Node) float64 { return sites.For(n.Path).PUE },
 		NodeEvents:         wl.events,
+	}
+	if cfg.Accounting, err = o.acct.config(f, sites, qs, cfg.Sched.SiteLevel); err != nil {
+		return err
+	}
+	if cfg.Accounting != nil && o.carbonAware {
+		// The carbon-aware run moves the virtual clock onto its series'
+		// calendar (--start) and meters energy and carbon itself; the
+		// accounting's calendar is --epoch. One run has one calendar.
+		return fmt.Errorf("--carbon-aware meters energy and carbon on its own calendar (--start): give it without --account, --prices, --credits and --commitments, or run those without --carbon-aware")
 	}
 	if p := strings.TrimSpace(o.policy); p != "" && p != "default" {
 		for _, s := range strings.Split(p, ",") {

@@ -77,7 +77,11 @@ its load, unless --demo-service=false.`,
 			if err != nil {
 				return err
 			}
-			s, err := server.Open(sf.config(cmd.ErrOrStderr(), spec.DefaultQueues()))
+			cfg := sf.config(cmd.ErrOrStderr(), spec.DefaultQueues())
+			if err := sf.acct.apply(&cfg); err != nil {
+				return err
+			}
+			s, err := server.Open(cfg)
 			if err != nil {
 				return err
 			}

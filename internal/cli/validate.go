@@ -18,16 +18,19 @@ func newValidateCmd() *cobra.Command {
 	var fleetFile, queuesFile string
 	c := &cobra.Command{
 		Use:   "validate FILE...",
-		Short: "Check fleet, queue, job and catalog files",
+		Short: "Check fleet, queue, job, catalog and accounting files",
 		Long: `Validate reads each file, tells from its kind field or its keys whether
-it declares a fleet, a queue tree, jobs or a capacity plan's catalog, and prints "ok" or every problem
-with its file:line:column and field path. The exit status is 1 when any file
-has a problem.
+it declares a fleet, a queue tree, jobs, a capacity plan's catalog, prices,
+commitments or credits, and prints "ok" or every problem with its
+file:line:column and field path. The exit status is 1 when any file has a
+problem.
 
 Jobs are checked against a fleet's catalog and topology levels and against a
 queue tree: those of --fleet and --queues, else the first fleet and queues
 files among FILE, else the default catalog and levels and no queue check.
-Queue and catalog files are checked against the same fleet's catalog.`,
+Queue and catalog files are checked against the same fleet's catalog; prices
+and commitments against the catalog (a prices file's carbon series are read
+too), credits against the queue tree.`,
 		Example: `  gpufleet validate examples/*.yaml
   gpufleet validate --fleet fleet.yaml --queues queues.yaml jobs/*.yaml`,
 		Args: cobra.MinimumNArgs(1),
@@ -125,6 +128,15 @@ func validateFiles(stdout, stderr io.Writer, fleetFile, queuesFile string, args 
 		case spec.KindJob:
 			jobs, err := spec.ParseJobs(sf.name, sf.data, opts...)
 			report(sf.name, err, fmt.Sprintf("%d job%s", len(jobs), plural(len(jobs))))
+		case spec.KindPrices:
+			lc, err := loadPrices(sf.name, fleetOpts...)
+			report(sf.name, err, fmt.Sprintf("prices: %d types, %d sites", len(lc.Prices.Types), len(lc.Sites)))
+		case spec.KindCommitments:
+			cs, err := spec.ParseCommitments(sf.name, sf.data, opts...)
+			report(sf.name, err, fmt.Sprintf("%d commitment%s", len(cs), plural(len(cs))))
+		case spec.KindCredits:
+			cf, err := spec.ParseCredits(sf.name, sf.data, opts...)
+			report(sf.name, err, fmt.Sprintf("%d grant%s, %d budget%s", len(cf.Grants), plural(len(cf.Grants)), len(cf.Budgets), plural(len(cf.Budgets))))
 		case spec.KindCatalog:
 			c, err := spec.ParseCatalog(sf.name, sf.data, fleetOpts...)
 			ok := ""

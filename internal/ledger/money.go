@@ -252,3 +252,26 @@ func floorTo(a, unit Money) Money {
 	}
 	return f
 }
+
+// MarshalJSON writes m as a decimal number of units, exactly and without
+// trailing zeros (12.5 for twelve and a half).
+func (m Money) MarshalJSON() ([]byte, error) {
+	s := strings.TrimRight(m.String(), "0")
+	return []byte(strings.TrimSuffix(s, ".")), nil
+}
+
+// UnmarshalJSON reads a decimal number of units exactly (at most six
+// decimals).
+func (m *Money) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	neg := strings.HasPrefix(s, "-")
+	v, err := ParseMoney(strings.TrimPrefix(s, "-"))
+	if err != nil {
+		return err
+	}
+	if neg {
+		v = -v
+	}
+	*m = v
+	return nil
+}

@@ -275,6 +275,7 @@ func charts(res *sim.Result) ([]chart, error) {
 		{"queue", "Queue length over time", queueChart},
 		{"wait", "Wait-time distribution", waitChart},
 		{"tenants", "Tenant share against entitlement", tenantChart},
+		{"credits", "Credit burn-down", burnDownChart},
 	} {
 		p, err := c.f(res)
 		if err != nil {

@@ -214,6 +214,7 @@ func WriteText(w io.Writer, res *sim.Result) error {
 		p("node failures %d, requeuing %d jobs (work lost: %.0f accelerator-hours)\n", s.NodeFailures, s.FailureRequeues, s.LostAccelHoursFailure)
 	}
 	p("energy        %.0f kWh at the meter (%.0f kWh IT) for %.0f accelerator-hours\n", s.EnergyKWh, s.ITEnergyKWh, s.AccelHours)
+	accountText(p, s.Accounting)
 	if c := s.Carbon; c != nil {
 		writeCarbonText(p, c, s.Suspensions)
 	}
@@ -296,6 +297,8 @@ type page struct {
 	Text  string
 	Kinds []row
 	Tens  []row
+	// Account is the accounting section (generated here, not user input).
+	Account template.HTML
 }
 
 // WriteHTML writes a self-contained page: the summary, percentile tables
@@ -309,7 +312,7 @@ func WriteHTML(w io.Writer, res *sim.Result) error {
 	if err := WriteText(&text, res); err != nil {
 		return err
 	}
-	pg := page{S: &res.Summary, Text: text.String()}
+	pg := page{S: &res.Summary, Text: text.String(), Account: template.HTML(accountHTML(res.Summary.Accounting))}
 	for _, c := range cs {
 		pg.Charts = append(pg.Charts, struct {
 			ID, Title string
@@ -380,6 +383,7 @@ Files beside this page: <a href="summary.json">summary.json</a>, <a href="jobs.c
 <tr><td>IT energy (kWh)</td><td>{{printf "%.0f" .S.ITEnergyKWh}}</td></tr>
 <tr><td>makespan</td><td>{{secs .S.MakespanSec}}</td></tr>
 </table>
+{{.Account}}
 </body>
 </html>
 `))

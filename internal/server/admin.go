@@ -30,12 +30,12 @@ func (l *loop) setQueues(specs []quota.Spec) error {
 	if _, err := quota.New(specs); err != nil {
 		return api.Invalid("", "%v", err)
 	}
-	r, err := l.core.Apply(sched.QueuesChanged{Specs: specs})
+	r, err := l.core.Apply(sched.QueuesChanged{Specs: l.acct.overlay(specs, l.now())})
 	if err != nil {
 		return api.Invalid("", "%v", err)
 	}
 	if err := l.s.db.PutQueues(specs); err != nil {
-		if _, rerr := l.core.Apply(sched.QueuesChanged{Specs: l.specs}); rerr != nil {
+		if _, rerr := l.core.Apply(sched.QueuesChanged{Specs: l.acct.overlay(l.specs, l.now())}); rerr != nil {
 			l.log.Error("restore queue tree", "err", rerr)
 		}
 		return api.Internal("store queues: %v", err)

@@ -103,6 +103,15 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 				t.Errorf("a tenant's node list: want the nodes without their allocations: %s", body)
 			}
 		}},
+		"GET /v1/usage":                       {status: 200, check: notMine},
+		"GET /v1/usage/jobs/{id}":             {status: 404, check: asIfAbsent("GET /v1/usage/jobs/{id}", "train-999", "")},
+		"GET /v1/credits":                     {status: 200, check: notMine},
+		"POST /v1/credits":                    {body: `{"tenant":"globex","amount":5}`, status: 403},
+		"GET /v1/budgets":                     {status: 200, check: notMine},
+		"PUT /v1/budgets/{name}":              {body: `{"monthly":5}`, status: 403},
+		"GET /v1/commitments":                 {status: 200, check: notMine},
+		"POST /v1/commitments":                {body: `{"id":"c","tenant":"globex","type":"h100","count":1,"end":"2099-01-01T00:00:00Z","pricePerHour":1}`, status: 403},
+		"GET /v1/invoices":                    {status: 200, check: notMine},
 		"GET /v1/services":                    {status: 200, check: notMine},
 		"GET /v1/services/{id}":               {status: 404, check: asIfAbsent("GET /v1/services/{id}", "chat-999", "")},
 		"POST /v1/services/{id}/keys":         {body: `{}`, status: 404, check: asIfAbsent("POST /v1/services/{id}/keys", "chat-999", `{}`)},
@@ -123,7 +132,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 	do = func(t *testing.T, route, token, body string) (int, string) {
 		method, path, _ := strings.Cut(route, " ")
 		// {name} is the other tenant's own: its queue, itself, its node.
-		for prefix, name := range map[string]string{"/v1/queues/": "acme-train", "/v1/tenants/": "acme", "/v1/nodes/": "n1"} {
+		for prefix, name := range map[string]string{"/v1/queues/": "acme-train", "/v1/tenants/": "acme", "/v1/nodes/": "n1", "/v1/budgets/": "acme"} {
 			if strings.HasPrefix(path, prefix) {
 				path = strings.ReplaceAll(path, "{name}", name)
 			}
@@ -177,6 +186,15 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Asking for the other tenant's accounting by name reads as asking for
+	// a tenant that does not exist.
+	for _, path := range []string{"/v1/usage", "/v1/credits", "/v1/budgets", "/v1/commitments", "/v1/invoices"} {
+		status, body := do(t, "GET "+path+"?tenant=acme", globex.Token, "")
+		_, absent := do(t, "GET "+path+"?tenant=nosuch", globex.Token, "")
+		if status != http.StatusNotFound || strings.ReplaceAll(body, "acme", "nosuch") != absent {
+			t.Errorf("GET %s?tenant=acme as globex: status %d, %s; want the answer for a missing tenant, %s", path, status, body, absent)
+		}
 	}
 	// A scraper's token reads the metrics and nothing else.
 	scraper, err := h.admin.CreateToken(h.ctx(), api.CreateToken{Role: api.RoleMetrics})

@@ -61,7 +61,7 @@ var (
 )
 
 func (s *Server) routes() []route {
-	return []route{
+	return append([]route{
 		{"GET", "/v1/openapi.yaml", nil, s.openAPI},
 		{"GET", "/v1/healthz", nil, s.healthz},
 		{"POST", "/v1/jobs", users, s.submit},
@@ -98,7 +98,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/export", admin, s.export},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
-	}
+	}, s.accountingRoutes()...)
 }
 
 // MetricsPath is where the Prometheus metrics are served.

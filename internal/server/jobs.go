@@ -25,6 +25,7 @@ func (l *loop) apply(ev sched.Event, now time.Time) error {
 
 // take carries out what one call of the core decided.
 func (l *loop) take(r sched.Ready, now time.Time) {
+	l.acct.closed(l, r.Usage)
 	l.follow(l.lc.Take(r, now.UnixMilli()), now)
 }
 
@@ -32,6 +33,14 @@ func (l *loop) take(r sched.Ready, now time.Time) {
 // the machine asks for, feeding what the core decides back, until neither
 // has anything left.
 func (l *loop) follow(out lifecycle.Out, now time.Time) {
+	if len(out.Core) > 0 {
+		// The core's clock is the last cycle's; the events the machine
+		// asks for happen now (a replica's exit reported ends its holding
+		// now: its usage record says so).
+		if _, err := l.core.Apply(sched.TimeAdvanced{Now: now.Unix()}); err != nil {
+			l.log.Warn("core refused the time", "err", err)
+		}
+	}
 	queue := []lifecycle.Out{out}
 	for len(queue) > 0 {
 		o := queue[0]
@@ -51,6 +60,7 @@ func (l *loop) follow(out lifecycle.Out, now time.Time) {
 			if err != nil {
 				l.log.Warn("core refused an event of the job lifecycle", "event", fmt.Sprintf("%T", ev), "err", err)
 			}
+			l.acct.closed(l, r.Usage)
 			queue = append(queue, l.lc.Take(r, now.UnixMilli()))
 		}
 	}

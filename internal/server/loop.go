@@ -33,6 +33,8 @@ type loop struct {
 	// lc is the live job lifecycle: every job that is not finished, and
 	// finished jobs whose processes are still being stopped.
 	lc *lifecycle.Machine
+	// acct is the ledger and what drives it (accounting.go).
+	acct *accounts
 	// svc is the live services' autoscalers and gateway routes.
 	svc serviceLoop
 
@@ -165,6 +167,8 @@ func (l *loop) run(ctx context.Context) error {
 			return l.settleInflight(nil)
 		}
 		now := l.now()
+		// Metering first: a pause it calls for holds before the cycle.
+		l.acct.tick(l, now)
 		switch {
 		case settled:
 			// A commit came back: a cycle owed runs now, its decisions in
@@ -401,6 +405,9 @@ func restore(s *Server) (*loop, error) {
 	}
 	l.term.loop = l
 	l.lc = lifecycle.New(lifecycle.Config{StopGraceMs: s.cfg.StopGrace.Milliseconds(), Node: l.nodeFacts})
+	if l.acct, err = openAccounts(s); err != nil {
+		return nil, err
+	}
 	s.queues.Store(newQueueIndex(specs))
 	nodes, err := s.db.Nodes()
 	if err != nil {
@@ -433,13 +440,14 @@ func restore(s *Server) (*loop, error) {
 	}
 	var requeued []unbound
 	requeue := func(j *store.Job, u int, err error) { requeued = append(requeued, unbound{j, u, err}) }
-	core, refused, err := l.buildCore(specs, live, 0, requeue)
+	core, refused, err := l.buildCore(l.acct.overlay(specs, now), live, 0, requeue)
 	if err != nil {
 		return nil, err
 	}
 	l.core = core
 	for _, r := range requeued {
 		s.log.Warn("restore: running job requeued", "job", r.j.ID, "err", r.err)
+		l.acct.requeuedAtRestore(l, r.j, r.u, now)
 		l.follow(l.lc.Unbound(r.j.ID, r.u, "requeued: bindings could not be restored: "+r.err.Error(), now.UnixMilli()), now)
 	}
 	for _, r := range refused {
@@ -447,6 +455,9 @@ func restore(s *Server) (*loop, error) {
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
 	l.restoreServices(now)
+	// The running replicas are metered from their start, and the pauses
+	// the ledger calls for hold before the first cycle.
+	l.acct.meter(l, now)
 	if err := l.commit(); err != nil {
 		return nil, err
 	}

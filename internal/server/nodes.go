@@ -102,6 +102,7 @@ func (l *loop) heartbeat(req api.HeartbeatRequest, now time.Time) *api.Error {
 		return api.NotFound("node %s is not registered", req.Node)
 	}
 	n.lastSeen = now
+	l.acct.sample(l, req.Node, req.Utilization, now)
 	l.follow(l.lc.Heartbeat(req.Node, req.Replicas, now.UnixMilli()), now)
 	l.nodeBack(n)
 	return nil

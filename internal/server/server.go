@@ -85,6 +85,9 @@ type Config struct {
 	// for the commit, instead of once for all that are waiting with the
 	// next commit sent while one is in flight (benchmarks).
 	NoGroupCommit bool
+	// Accounting configures metering, prices and the enforcement of
+	// credits and budgets (accounting.go).
+	Accounting Accounting
 	// ReplicaStartTimeout is how long a service replica may take to become
 	// ready when its spec names no start timeout (default 30m; see
 	// DefaultReplicaStartTimeout).

@@ -31,7 +31,7 @@ func jobView(j *store.Job) api.Job {
 	}
 	for _, r := range j.Replicas {
 		rv := api.Replica{Rank: r.Rank, Gang: r.Gang, Replica: r.Replica, Attempt: r.Attempt, Node: r.Node, Accel: r.Accel,
-			Devices: r.Devices, Milli: r.Milli, State: r.State, Signal: r.Signal}
+			Devices: r.Devices, Milli: r.Milli, State: r.State, Signal: r.Signal, Bound: msTime(r.BoundMs)}
 		if r.State == store.ReplicaExited {
 			code := r.Exit
 			rv.ExitCode = &code

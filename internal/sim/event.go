@@ -17,6 +17,7 @@ const (
 	evNodeAdd                     // a node is delivered (Config.NodeEvents)
 	evNodeRetire                  // a node is retired
 	evAbandon                     // a job that never started gives up (Config.AbandonAfterSec)
+	evMeter                       // the accounting meters what runs (account.go)
 )
 
 type event struct {

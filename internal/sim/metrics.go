@@ -151,6 +151,8 @@ type Summary struct {
 	ITEnergyKWh   float64 `json:"itEnergyKWh"`
 	ScheduleCalls int64   `json:"scheduleCalls"`
 	Actions       int64   `json:"actions"`
+	// Accounting is the run's accounts, when Config.Accounting is set.
+	Accounting *AccountResult `json:"accounting,omitempty"`
 }
 
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }

@@ -55,6 +55,8 @@ type Config struct {
 	// Until stops the run at this virtual time; 0 runs until the work is
 	// done.
 	Until int64
+	// Accounting, when set, meters the run in the ledger (account.go).
+	Accounting *Accounting
 	// PUE gives a node's power usage effectiveness; nil or 0 means
 	// DefaultPUE.
 	PUE func(n *fleet.Node) float64
@@ -248,6 +250,7 @@ type engine struct {
 	// usageMS sums the core's usage records per tenant (accelerator
 	// milli-seconds): the same figure tenantMS measures from the actions.
 	usageMS map[string]int64
+	acct    *accountant
 }
 
 // apply hands an event to the core and carries out at once what it
@@ -277,6 +280,9 @@ func (e *engine) meter(us []sched.Usage) {
 		if e.cfg.Usage != nil {
 			e.cfg.Usage(us[i])
 		}
+	}
+	if e.acct != nil {
+		e.acct.closed(us)
 	}
 }
 
@@ -323,10 +329,19 @@ func runWith(cfg Config, f *fleet.Fleet, specs []quota.Spec, core Scheduler, src
 	e.core = core
 	ahead := prefetch(src)
 	defer ahead.Close()
+	if cfg.Accounting != nil {
+		if e.acct, err = newAccountant(*cfg.Accounting, f, specs, cfg.Sched.SiteLevel); err != nil {
+			return nil, err
+		}
+		e.acct.siteOf = SiteNames(f, cfg.Sched.SiteLevel)
+		e.acct.start()
+		defer e.acct.stop()
+	}
 	if err := e.run(ahead); err != nil {
 		return nil, err
 	}
-	return e.result(), nil
+	r := e.result()
+	return r, e.account(r)
 }
 
 func newEngine(cfg Config, f *fleet.Fleet, tree *quota.Tree) (*engine, error) {
@@ -493,6 +508,9 @@ func (e *engine) begin(t int64) {
 	if e.cfg.FailuresPerNodeDay > 0 && len(e.nodes) > 0 {
 		e.pushFailure()
 	}
+	if e.acct != nil && (e.acct.limited || len(e.acct.cfg.Commitments) > 0) {
+		e.scheduleMeter(t)
+	}
 }
 
 func (e *engine) pushFailure() {
@@ -593,6 +611,8 @@ func (e *engine) handle(ev event) error {
 		return e.deliver(int(ev.job))
 	case evNodeRetire:
 		return e.retire(int(ev.job))
+	case evMeter:
+		return e.meterNow()
 	}
 	return nil
 }

@@ -104,17 +104,25 @@ func TestDetect(t *testing.T) {
 		want Kind
 		err  string
 	}{
-		"fleet by kind":    {src: "kind: fleet\n", want: KindFleet},
-		"fleet by keys":    {src: "generate: []\n", want: KindFleet},
-		"queues by kind":   {src: "kind: queues\n", want: KindQueues},
-		"queues by keys":   {src: "tenants: []\n", want: KindQueues},
-		"job by kind":      {src: "kind: fine-tuning\n", want: KindJob},
-		"job by keys":      {src: "name: j\ngangs: []\n", want: KindJob},
-		"job documents":    {src: "# jobs\n---\nname: j\nkind: batch\n---\nname: k\n", want: KindJob},
-		"unknown kind":     {src: "kind: cluster\n", err: `x.yaml:1:7: kind: "cluster": want fleet, queues, catalog or a job kind (training, fine-tuning, batch, service)`},
-		"nothing to go by": {src: "name: x\n", err: `x.yaml:1:1: cannot tell what this file declares: give kind: fleet, kind: queues, kind: catalog or a job kind, or the keys nodes, tenants, gangs or models`},
-		"empty":            {src: "", err: `x.yaml: is empty`},
-		"list":             {src: "- a\n", err: `x.yaml:1:1: want a mapping, got a list`},
+		"fleet by kind":       {src: "kind: fleet\n", want: KindFleet},
+		"fleet by keys":       {src: "generate: []\n", want: KindFleet},
+		"queues by kind":      {src: "kind: queues\n", want: KindQueues},
+		"queues by keys":      {src: "tenants: []\n", want: KindQueues},
+		"job by kind":         {src: "kind: fine-tuning\n", want: KindJob},
+		"job by keys":         {src: "name: j\ngangs: []\n", want: KindJob},
+		"job documents":       {src: "# jobs\n---\nname: j\nkind: batch\n---\nname: k\n", want: KindJob},
+		"catalog by kind":     {src: "kind: catalog\n", want: KindCatalog},
+		"catalog by keys":     {src: "models: []\n", want: KindCatalog},
+		"prices by kind":      {src: "kind: prices\n", want: KindPrices},
+		"commitments by kind": {src: "kind: commitments\n", want: KindCommitments},
+		"commitments by keys": {src: "commitments: []\n", want: KindCommitments},
+		"credits by kind":     {src: "kind: credits\n", want: KindCredits},
+		"credits by grants":   {src: "grants: []\n", want: KindCredits},
+		"credits by budgets":  {src: "budgets: {acme: 1}\n", want: KindCredits},
+		"unknown kind":        {src: "kind: cluster\n", err: `x.yaml:1:7: kind: "cluster": want fleet, queues, catalog, prices, commitments, credits or a job kind (training, fine-tuning, batch, service)`},
+		"nothing to go by":    {src: "name: x\n", err: `x.yaml:1:1: cannot tell what this file declares: give kind: fleet, queues, catalog, prices, commitments, credits or a job kind, or the keys nodes, tenants, gangs, models, commitments or grants`},
+		"empty":               {src: "", err: `x.yaml: is empty`},
+		"list":                {src: "- a\n", err: `x.yaml:1:1: want a mapping, got a list`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -19,9 +19,10 @@ const (
 )
 
 // Detect tells what a file declares from its first document: a top-level
-// kind of fleet or queues, or a job kind (training, batch, ...), decides;
-// otherwise its keys do (nodes or generate: a fleet; tenants: queues;
-// gangs: a job).
+// kind of fleet, queues, prices, commitments or credits, or a job kind
+// (training, batch, ...), decides; otherwise its keys do (nodes or
+// generate: a fleet; tenants: queues; gangs: a job; commitments:
+// commitments; grants or budgets: credits).
 func Detect(name string, data []byte) (Kind, error) {
 	d := newDecoder(name)
 	d.firstOnly = true
@@ -49,13 +50,15 @@ func Detect(name string, data []byte) (Kind, error) {
 				return KindFleet, nil
 			case string(KindQueues):
 				return KindQueues, nil
+			case string(KindPrices), string(KindCommitments), string(KindCredits):
+				return Kind(s), nil
 			case string(KindCatalog):
 				return KindCatalog, nil
 			}
 			if _, err := sched.ParseKind(s); err == nil {
 				return KindJob, nil
 			}
-			k.errorf("%q: want fleet, queues, catalog or a job kind (%s)", s, joinKinds())
+			k.errorf("%q: want fleet, queues, catalog, prices, commitments, credits or a job kind (%s)", s, joinKinds())
 			return "", d.err()
 		}
 	}
@@ -63,6 +66,9 @@ func Detect(name string, data []byte) (Kind, error) {
 	_, gen := keys["generate"]
 	_, tenants := keys["tenants"]
 	_, gangs := keys["gangs"]
+	_, commitments := keys["commitments"]
+	_, grants := keys["grants"]
+	_, budgets := keys["budgets"]
 	_, models := keys["models"]
 	switch {
 	case nodes || gen:
@@ -73,8 +79,12 @@ func Detect(name string, data []byte) (Kind, error) {
 		return KindJob, nil
 	case models:
 		return KindCatalog, nil
+	case commitments:
+		return KindCommitments, nil
+	case grants || budgets:
+		return KindCredits, nil
 	}
-	v.errorf("cannot tell what this file declares: give kind: fleet, kind: queues, kind: catalog or a job kind, or the keys nodes, tenants, gangs or models")
+	v.errorf("cannot tell what this file declares: give kind: fleet, queues, catalog, prices, commitments, credits or a job kind, or the keys nodes, tenants, gangs, models, commitments or grants")
 	return "", d.err()
 }
 

@@ -197,10 +197,7 @@ func (o *options) job(v value) JobSpec {
 	}
 	if f, ok := fs.get("tier"); ok {
 		if s, ok := f.str(); ok {
-			if msg := checkWord(s); msg != "" {
-				f.errorf("%s", msg)
-			}
-			j.Tier = s
+			j.Tier = jobTier(f, s)
 		}
 	}
 	if f, ok := fs.get("preemptible"); ok {
@@ -609,6 +606,24 @@ func priorityClass(p int32) string {
 		}
 	}
 	return ""
+}
+
+// Tiers are the capacity tiers a job may name: committed (reserved under a
+// commitment), on-demand (the default) and spot (cheaper, taken back first
+// with the fleet's spot notice).
+var Tiers = []string{sched.TierCommitted, sched.TierOnDemand, sched.TierSpot}
+
+// jobTier reads a job's tier. on-demand is the core's default tier, whose
+// quota flavor is the bare accelerator type: it reads as "".
+func jobTier(f value, s string) string {
+	switch s {
+	case sched.TierOnDemand:
+		return ""
+	case sched.TierCommitted, sched.TierSpot:
+		return s
+	}
+	f.errorf("%q: want one of %s (on-demand when left out)", s, strings.Join(Tiers, ", "))
+	return s
 }
 
 // deferral reads what makes a job deferrable: a deadline (an RFC 3339

@@ -287,7 +287,11 @@ func TestParseJobErrors(t *testing.T) {
 		},
 		"tier": {
 			src:  job + "tier: Spot\n",
-			want: `j.yaml:7:7: tier: "Spot": want lowercase letters, digits and '-', starting with a letter or digit`,
+			want: `j.yaml:7:7: tier: "Spot": want one of committed, on-demand, spot (on-demand when left out)`,
+		},
+		"unknown tier": {
+			src:  job + "tier: gold\n",
+			want: `j.yaml:7:7: tier: "gold": want one of committed, on-demand, spot (on-demand when left out)`,
 		},
 		"not a mapping": {
 			src:  "- name: j\n",

@@ -46,7 +46,7 @@ func genJobSpec(t *rapid.T) JobSpec {
 		j.Priority = rapid.Int32Range(math.MinInt32, math.MaxInt32).Draw(t, "priority")
 	}
 	if rapid.Bool().Draw(t, "hasTier") {
-		j.Tier = rapid.StringMatching(`[a-z0-9][a-z0-9-]{0,10}`).Draw(t, "tier")
+		j.Tier = rapid.SampledFrom([]string{sched.TierCommitted, sched.TierSpot}).Draw(t, "tier")
 	}
 	j.Preemptible = rapid.Bool().Draw(t, "preemptible")
 	j.NoticeSec = genDuration(t, "notice")

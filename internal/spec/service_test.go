@@ -17,7 +17,9 @@ func TestParseService(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := JobSpec{
-		Job: sched.Job{ID: "big-model", Queue: "acme-serve", Kind: sched.Service, Priority: 10000, Tier: "on-demand",
+		Job: sched.Job{ID: "big-model", Queue: "acme-serve", Kind: sched.Service, Priority: 10000,
+			// tier: on-demand is the default tier, whose quota flavor is
+			// the bare accelerator type: Tier "".
 			Gangs: []sched.Gang{{Name: "replica", Replicas: 2, Shape: place.Request{
 				Accel: []string{"h100", "h200"}, Devices: 8, CPUMilli: 64000, MemoryMiB: 1 << 20}}}},
 		Run: RunSpec{Command: []string{"python", "serve.py"}, RestartPolicy: RestartNever},

@@ -148,11 +148,9 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	b.until("the node map", `document.querySelectorAll('.node').length === 3`)
-	// Views whose routes the server has are in the navigation, the others
-	// not: this server serves services and has no usage route.
-	if shown := eval[bool](b, `document.querySelector('#nav a[data-feature="/v1/usage"]').hidden && !document.querySelector('#nav a[data-feature="/v1/services"]').hidden`); !shown {
-		t.Errorf("the navigation's optional views: want Services shown and Usage hidden")
-	}
+	// Views whose routes the server has are in the navigation: this
+	// server serves services and usage.
+	b.until("the usage and services links", `!document.querySelector('#nav a[data-feature="/v1/usage"]').hidden && !document.querySelector('#nav a[data-feature="/v1/services"]').hidden`)
 	if got := b.text("#who-name"); got != "tenant acme" {
 		t.Errorf("signed in as %q, want tenant acme", got)
 	}
@@ -284,6 +282,16 @@ func TestDashboard(t *testing.T) {
 	b.until("the end of the log", `document.querySelector('.log-status').textContent.includes('End of output')`)
 	p.waitState(id, "cancelled")
 	b.shot("11-tenant-job-cancelled")
+
+	// Usage: the tenant's own rows (the blocker and the watched job ran),
+	// its standing and grants, nothing of another tenant's.
+	b.open("#/usage", "usage")
+	b.until("acme's usage", `document.getElementById('view').innerText.includes('acme-train') && document.getElementById('view').innerText.includes('Standing now')`)
+	if txt := b.text("#view"); !strings.Contains(txt, "postpaid") || !strings.Contains(txt, "Total:") {
+		t.Errorf("usage view:\n%s\nwant acme's rows, its total and its standing (postpaid)", txt)
+	}
+	isolated("usage")
+	b.shot("11b-tenant-usage")
 
 	// The keyboard: Tab from the top of the page reaches the navigation,
 	// and Enter opens a view.

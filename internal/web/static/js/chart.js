@@ -9,8 +9,9 @@ const M = { left: 46, right: 14, top: 12, bottom: 24 };
 
 // lineChart draws series of [timeMs, value] points over a shared time axis.
 // yMax fixes the top of the axis (else the largest value), yFormat labels
-// values. A series may be dashed (an entitlement line).
-export function lineChart({ title, series, yMax, yFormat = String, height = 170, empty }) {
+// values and xFormat times (default: the clock). A series may be dashed
+// (an entitlement line).
+export function lineChart({ title, series, yMax, yFormat = String, xFormat, height = 170, empty }) {
   const all = series.flatMap((sr) => sr.points);
   const fig = h('figure', { class: 'chart' });
   const titleId = 'c-' + Math.random().toString(36).slice(2, 9);
@@ -35,7 +36,7 @@ export function lineChart({ title, series, yMax, yFormat = String, height = 170,
   }
   const ticks = 5;
   // Minutes label a span of an hour or more; a shorter one needs seconds.
-  const label = t1 - t0 >= 3600e3 ? clock : clockSeconds;
+  const label = xFormat || (t1 - t0 >= 3600e3 ? clock : clockSeconds);
   for (let i = 0; i <= ticks; i++) {
     const t = t0 + ((t1 - t0) * i) / ticks;
     svg.append(s('text', { x: x(t), y: H - 6, class: 'tick', 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' }, label(t)));

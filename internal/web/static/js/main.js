@@ -202,7 +202,8 @@ async function signIn(tok) {
   openAPIPaths().then((paths) => {
     features.clear();
     for (const x of paths) features.add(x);
-    for (const a of document.querySelectorAll('#nav a[data-feature]')) a.hidden = !features.has(a.dataset.feature);
+    // A link shows when the server has its route and the dashboard a view for it.
+    for (const a of document.querySelectorAll('#nav a[data-feature]')) a.hidden = !features.has(a.dataset.feature) || !views[a.getAttribute('href').slice(2)];
   }).catch(() => {});
   if (live) live.abort();
   $('who-name').textContent = who.role === 'admin' ? 'admin' : `tenant ${who.tenant}`;
