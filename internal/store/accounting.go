@@ -1,241 +1,206 @@
 package store
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/gpufleet/gpufleet/internal/store/schema"
 )
 
-// Accounting keeps what the ledger is rebuilt from after a restart: every
-// closed usage record, in the order it was committed, and the credit
-// grants, commitments and budgets. Open holdings are not kept: they are
-// running replicas, which the job records restore, and the ledger meters
-// them again from their start.
-var (
-	bucketUsage       = []byte("usage")       // seq (8 bytes, big endian) -> UsageRecord
-	bucketUsageByJob  = []byte("usagejobs")   // job id + 0 + seq -> nothing
-	bucketGrants      = []byte("grants")      // grant id -> Grant
-	bucketCommitments = []byte("commitments") // commitment id -> Commitment
-	bucketBudgets     = []byte("budgets")     // tenant -> Budget
+// Accounting keeps what the ledger is rebuilt from after a restart or at a
+// new leader's term: every closed usage record, in the order it was
+// committed, and the credit grants, commitments and budgets. They are extra
+// records (Change.Records) of these kinds, so that both stores carry them
+// and a usage record is durable exactly when the job state that ended its
+// holding is (the loop's one commit writes both). Open holdings are not
+// kept: they are running replicas, which the job records restore, and the
+// ledger meters them again from their start.
+const (
+	// KindUsage records are keyed JOB/SEQ (UsageKey): a job's records are
+	// read by the prefix JOB/, and SEQ, the record's place in commit
+	// order, gives the ledger its replay order.
+	KindUsage = "usage"
+	// KindGrant records are keyed by the grant's ID, KindCommitment by the
+	// commitment's and KindBudget by the tenant.
+	KindGrant      = "grant"
+	KindCommitment = "commitment"
+	KindBudget     = "budget"
 )
 
-func init() {
-	allBuckets = append(allBuckets, bucketUsage, bucketUsageByJob, bucketGrants, bucketCommitments, bucketBudgets)
+// The accounting records are the schema's: what is on disk changes only
+// with the schema.
+type (
+	UsageRecord = schema.Usage
+	Grant       = schema.Grant
+	Commitment  = schema.Commitment
+	Budget      = schema.Budget
+)
+
+// RecordReader reads extra records back: both stores implement it.
+type RecordReader interface {
+	Record(kind, key string) ([]byte, error)
+	Records(kind, prefix string, fn func(key string, value []byte) bool) error
 }
 
-// UsageVersion is the schema version of a stored usage record.
-const UsageVersion = 1
-
-// UsageRecord is a closed usage record as stored: one replica's holding of
-// accelerators over an interval, as the scheduling core reported it when
-// it ended. ID is the ledger's (one per holding: job, attempt, gang,
-// replica, start); times are Unix milliseconds.
-type UsageRecord struct {
-	V       int    `json:"v"`
-	ID      string `json:"id"`
-	Job     string `json:"job"`
-	Unit    string `json:"unit,omitempty"` // the core's job of an array job's unit
-	Tenant  string `json:"tenant"`
-	Queue   string `json:"queue"`
-	Kind    string `json:"kind,omitempty"`
-	Attempt int    `json:"attempt"`
-	Gang    int    `json:"gang"`
-	Replica int    `json:"replica"`
-	Type    string `json:"type"`
-	Tier    string `json:"tier,omitempty"`
-	Site    string `json:"site,omitempty"`
-	Node    string `json:"node"`
-	Devices []int  `json:"devices"`
-	Milli   int32  `json:"milli"`
-	FromMs  int64  `json:"fromMs"`
-	ToMs    int64  `json:"toMs"`
-	End     string `json:"end"`
+// UsageKey is the key of a job's usage record committed seq-th (seq from
+// 1). Job IDs hold no '/' (they are names), so JOB/ selects one job's.
+func UsageKey(job string, seq uint64) string {
+	return job + "/" + fmt.Sprintf("%016x", seq)
 }
 
-// Grant is a credit grant as stored. Amount is in micro-units of the
-// ledger's currency.
-type Grant struct {
-	V         int    `json:"v"`
-	ID        string `json:"id"`
-	Tenant    string `json:"tenant"`
-	Queue     string `json:"queue,omitempty"`
-	Kind      string `json:"kind"`
-	Amount    int64  `json:"amount"`
-	StartMs   int64  `json:"startMs"`
-	ExpiresMs int64  `json:"expiresMs,omitempty"`
-	CreatedMs int64  `json:"createdMs"`
-}
-
-// Commitment is a capacity commitment as stored; PricePerHour is in
-// micro-units.
-type Commitment struct {
-	V            int    `json:"v"`
-	ID           string `json:"id"`
-	Tenant       string `json:"tenant"`
-	Type         string `json:"type"`
-	Site         string `json:"site,omitempty"`
-	Count        int    `json:"count"`
-	StartMs      int64  `json:"startMs"`
-	EndMs        int64  `json:"endMs"`
-	PricePerHour int64  `json:"pricePerHour"`
-	CreatedMs    int64  `json:"createdMs"`
-}
-
-// Budget is a tenant's monthly budget as stored, in micro-units.
-type Budget struct {
-	V       int    `json:"v"`
-	Tenant  string `json:"tenant"`
-	Monthly int64  `json:"monthly"`
-	SetMs   int64  `json:"setMs"`
-}
-
-// CommitUsage writes nodes, jobs and closed usage records in one
-// transaction: a record is durable exactly when the job state that ended
-// its holding is.
-func (d *DB) CommitUsage(nodes []*Node, jobs []*Job, usage []UsageRecord) error {
-	if len(usage) == 0 {
-		return d.Commit(nodes, jobs)
+// usageSeq is the commit order of a usage record's key.
+func usageSeq(key string) (uint64, error) {
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 || len(key)-i-1 != 16 {
+		return 0, fmt.Errorf("usage record key %q: want JOB/SEQ, SEQ 16 hex digits", key)
 	}
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		for _, n := range nodes {
-			if err := putJSON(tx.Bucket(bucketNodes), []byte(n.Info.Name), n); err != nil {
-				return err
-			}
-		}
-		for _, j := range jobs {
-			if err := putJob(tx, j); err != nil {
-				return err
-			}
-		}
-		ub, byJob := tx.Bucket(bucketUsage), tx.Bucket(bucketUsageByJob)
-		for i := range usage {
-			u := &usage[i]
-			u.V = UsageVersion
-			seq, err := ub.NextSequence()
-			if err != nil {
-				return err
-			}
-			k := seqKey(seq)
-			if err := putJSON(ub, k, u); err != nil {
-				return err
-			}
-			if err := byJob.Put(append(append([]byte(u.Job), 0), k...), nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return strconv.ParseUint(key[i+1:], 16, 64)
+}
+
+// UsageChange is the record a commit writes for a closed usage record, the
+// seq-th committed.
+func UsageChange(u UsageRecord, seq uint64) (Record, error) {
+	u.V = schema.Version
+	data, err := json.Marshal(u)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Kind: KindUsage, Key: UsageKey(u.Job, seq), Value: data, Create: true}, nil
+}
+
+// GrantChange is the record that creates a grant: a commit that carries it
+// is refused (ErrExists) when a grant of its ID is stored.
+func GrantChange(g Grant) (Record, error) {
+	g.V = schema.Version
+	return newRecord(KindGrant, g.ID, g)
+}
+
+// CommitmentChange is the record that creates a commitment, refused like
+// GrantChange's when its ID is stored.
+func CommitmentChange(c Commitment) (Record, error) {
+	c.V = schema.Version
+	return newRecord(KindCommitment, c.ID, c)
+}
+
+// BudgetChange is the record that sets a tenant's monthly budget, or
+// deletes it when Monthly is 0.
+func BudgetChange(b Budget) (Record, error) {
+	if b.Monthly == 0 {
+		return Record{Kind: KindBudget, Key: b.Tenant}, nil
+	}
+	b.V = schema.Version
+	data, err := json.Marshal(b)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Kind: KindBudget, Key: b.Tenant, Value: data}, nil
+}
+
+func newRecord(kind, key string, v any) (Record, error) {
+	if key == "" {
+		return Record{}, fmt.Errorf("%s record: empty key", kind)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Kind: kind, Key: key, Value: data, Create: true}, nil
+}
+
+// decode reads one accounting record, refusing versions this build does
+// not know.
+func decode[T any](kind, key string, data []byte, version func(*T) int) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("%s record %q: %w", kind, key, err)
+	}
+	if n := version(&v); n < 0 || n > schema.Version {
+		return v, fmt.Errorf("%s record %q: schema version %d: this build reads versions 0..%d; run a newer gpufleet", kind, key, n, schema.Version)
+	}
+	return v, nil
 }
 
 // Usage calls fn for every stored usage record in the order they were
-// committed, until fn returns false.
-func (d *DB) Usage(fn func(*UsageRecord) bool) error {
-	return d.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketUsage).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var u UsageRecord
-			if err := json.Unmarshal(v, &u); err != nil {
-				return fmt.Errorf("usage record %x: %w", k, err)
-			}
-			if !fn(&u) {
-				return nil
-			}
+// committed, with its place in that order, until fn returns false.
+func Usage(r RecordReader, fn func(seq uint64, u *UsageRecord) bool) error {
+	type rec struct {
+		seq uint64
+		u   UsageRecord
+	}
+	var all []rec
+	var derr error
+	err := r.Records(KindUsage, "", func(key string, value []byte) bool {
+		seq, err := usageSeq(key)
+		if err != nil {
+			derr = err
+			return false
 		}
-		return nil
+		u, err := decode(KindUsage, key, value, func(u *UsageRecord) int { return u.V })
+		if err != nil {
+			derr = err
+			return false
+		}
+		all = append(all, rec{seq, u})
+		return true
 	})
+	if err = cmp.Or(err, derr); err != nil {
+		return err
+	}
+	slices.SortFunc(all, func(a, b rec) int { return cmp.Compare(a.seq, b.seq) })
+	for i := range all {
+		if !fn(all[i].seq, &all[i].u) {
+			return nil
+		}
+	}
+	return nil
 }
 
 // JobUsage returns a job's stored usage records in commit order.
-func (d *DB) JobUsage(job string) ([]UsageRecord, error) {
+func JobUsage(r RecordReader, job string) ([]UsageRecord, error) {
 	var out []UsageRecord
-	err := d.bolt.View(func(tx *bolt.Tx) error {
-		ub := tx.Bucket(bucketUsage)
-		c := tx.Bucket(bucketUsageByJob).Cursor()
-		prefix := append([]byte(job), 0)
-		for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
-			var u UsageRecord
-			if err := getJSON(ub, k[len(prefix):], &u); err != nil {
-				return fmt.Errorf("usage record of job %s: %w", job, err)
-			}
-			out = append(out, u)
+	var derr error
+	err := r.Records(KindUsage, job+"/", func(key string, value []byte) bool {
+		u, err := decode(KindUsage, key, value, func(u *UsageRecord) int { return u.V })
+		if err != nil {
+			derr = err
+			return false
 		}
-		return nil
+		out = append(out, u)
+		return true
 	})
-	return out, err
+	return out, cmp.Or(err, derr)
 }
 
-// PutGrant stores a credit grant; an ID already stored is refused.
-func (d *DB) PutGrant(g Grant) error {
-	g.V = 1
-	return d.putNew(bucketGrants, g.ID, g, "grant")
+// Grants returns every stored grant by ID.
+func Grants(r RecordReader) ([]Grant, error) {
+	return all(r, KindGrant, func(g *Grant) int { return g.V })
 }
 
-// Grants returns every grant by ID.
-func (d *DB) Grants() ([]Grant, error) {
-	var out []Grant
-	return out, d.each(bucketGrants, func(v []byte) error {
-		var g Grant
-		err := json.Unmarshal(v, &g)
-		out = append(out, g)
-		return err
-	})
+// Commitments returns every stored commitment by ID.
+func Commitments(r RecordReader) ([]Commitment, error) {
+	return all(r, KindCommitment, func(c *Commitment) int { return c.V })
 }
 
-// PutCommitment stores a commitment; an ID already stored is refused.
-func (d *DB) PutCommitment(c Commitment) error {
-	c.V = 1
-	return d.putNew(bucketCommitments, c.ID, c, "commitment")
+// Budgets returns every stored budget by tenant.
+func Budgets(r RecordReader) ([]Budget, error) {
+	return all(r, KindBudget, func(b *Budget) int { return b.V })
 }
 
-// Commitments returns every commitment by ID.
-func (d *DB) Commitments() ([]Commitment, error) {
-	var out []Commitment
-	return out, d.each(bucketCommitments, func(v []byte) error {
-		var c Commitment
-		err := json.Unmarshal(v, &c)
-		out = append(out, c)
-		return err
-	})
-}
-
-// PutBudget sets (Monthly 0: removes) a tenant's monthly budget.
-func (d *DB) PutBudget(b Budget) error {
-	b.V = 1
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		if b.Monthly == 0 {
-			return tx.Bucket(bucketBudgets).Delete([]byte(b.Tenant))
+func all[T any](r RecordReader, kind string, version func(*T) int) ([]T, error) {
+	var out []T
+	var derr error
+	err := r.Records(kind, "", func(key string, value []byte) bool {
+		v, err := decode(kind, key, value, version)
+		if err != nil {
+			derr = err
+			return false
 		}
-		return putJSON(tx.Bucket(bucketBudgets), []byte(b.Tenant), b)
+		out = append(out, v)
+		return true
 	})
-}
-
-// Budgets returns every budget by tenant.
-func (d *DB) Budgets() ([]Budget, error) {
-	var out []Budget
-	return out, d.each(bucketBudgets, func(v []byte) error {
-		var b Budget
-		err := json.Unmarshal(v, &b)
-		out = append(out, b)
-		return err
-	})
-}
-
-// ErrExists is returned when an object's ID is taken.
-var ErrExists = fmt.Errorf("exists")
-
-func (d *DB) putNew(bucket []byte, id string, v any, what string) error {
-	return d.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		if b.Get([]byte(id)) != nil {
-			return fmt.Errorf("%s %s: %w", what, id, ErrExists)
-		}
-		return putJSON(b, []byte(id), v)
-	})
-}
-
-func (d *DB) each(bucket []byte, fn func(v []byte) error) error {
-	return d.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(_, v []byte) error { return fn(v) })
-	})
+	return out, cmp.Or(err, derr)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpufleet/gpufleet/internal/quota"
 )
@@ -165,5 +166,90 @@ func TestFutureVersionRefused(t *testing.T) {
 	_, err := DecodeJob([]byte(`{"v":9,"id":"x"}`))
 	if err == nil || !strings.Contains(err.Error(), "reads versions 0..1") {
 		t.Errorf("error %v, want one naming the versions this build reads", err)
+	}
+}
+
+// A version 0 store with accounting (usage records by sequence number,
+// their index by job, grants, commitments, budgets in buckets of their
+// own) opens with every accounting record moved into the extra records of
+// its kind, in the same commit order, and the old buckets gone.
+func TestOpenVersion0StoreMovesAccounting(t *testing.T) {
+	dir, _ := copyV0(t)
+	b, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage := []string{
+		`{"v":1,"id":"t-1/1/0/0@10","job":"t-1","tenant":"acme","queue":"acme-a","attempt":1,"gang":0,"replica":0,"type":"h100","node":"n1","devices":[0],"milli":1000,"fromMs":10000,"toMs":20000,"end":"finished"}`,
+		`{"v":1,"id":"t-10/1/0/0@10","job":"t-10","tenant":"acme","queue":"acme-a","attempt":1,"gang":0,"replica":0,"type":"h100","node":"n1","devices":[1],"milli":500,"fromMs":10000,"toMs":30000,"end":"cancelled"}`,
+		`{"v":1,"id":"t-1/2/0/0@40","job":"t-1","tenant":"acme","queue":"acme-a","attempt":2,"gang":0,"replica":0,"type":"h100","node":"n1","devices":[0],"milli":1000,"fromMs":40000,"toMs":50000,"end":"finished"}`,
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		put := func(bucket, key, value string) {
+			bk, err := tx.CreateBucketIfNotExists([]byte(bucket))
+			if err == nil {
+				err = bk.Put([]byte(key), []byte(value))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, u := range usage {
+			put("usage", string(be8(uint64(i+1))), u)
+		}
+		put("usagejobs", "t-1\x00"+string(be8(1)), "")
+		put("grants", "g1", `{"v":1,"id":"g1","tenant":"acme","kind":"prepaid","amount":5000000,"startMs":1,"createdMs":1}`)
+		put("commitments", "c1", `{"v":1,"id":"c1","tenant":"acme","type":"h100","count":8,"startMs":1,"endMs":2,"pricePerHour":1,"createdMs":1}`)
+		put("budgets", "acme", `{"v":1,"tenant":"acme","monthly":7,"setMs":1}`)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ids []string
+	var seqs []uint64
+	if err := Usage(db, func(seq uint64, u *UsageRecord) bool { ids, seqs = append(ids, u.ID), append(seqs, seq); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"t-1/1/0/0@10", "t-10/1/0/0@10", "t-1/2/0/0@40"}, ids); diff != "" {
+		t.Errorf("usage records in commit order (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint64{1, 2, 3}, seqs); diff != "" {
+		t.Errorf("their places (-want +got):\n%s", diff)
+	}
+	one, err := JobUsage(db, "t-1")
+	if err != nil || len(one) != 2 {
+		t.Errorf("usage of t-1: %+v, %v; want 2 records", one, err)
+	}
+	gs, err := Grants(db)
+	if err != nil || len(gs) != 1 || gs[0].Amount != 5_000_000 {
+		t.Errorf("grants %+v, %v", gs, err)
+	}
+	cs, err := Commitments(db)
+	if err != nil || len(cs) != 1 || cs[0].Count != 8 {
+		t.Errorf("commitments %+v, %v", cs, err)
+	}
+	bs, err := Budgets(db)
+	if err != nil || len(bs) != 1 || bs[0].Monthly != 7 {
+		t.Errorf("budgets %+v, %v", bs, err)
+	}
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		for _, old := range []string{"usage", "usagejobs", "grants", "commitments", "budgets"} {
+			if tx.Bucket([]byte(old)) != nil {
+				t.Errorf("bucket %s is still there", old)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -10,6 +10,8 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,8 +199,57 @@ func (d *DB) migrate() error {
 		from = next
 	}
 	return d.bolt.Update(func(tx *bolt.Tx) error {
+		if err := migrateAccounting(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(schema.Version)))
 	})
+}
+
+// migrateAccounting moves the accounting buckets of a version 0 store into
+// extra records of their kinds (accounting.go): usage records (sequence
+// number -> record, in commit order) become JOB/SEQ keys, grants,
+// commitments and budgets keep their keys. Their records were versioned
+// already and read the same. The old buckets (and the index of usage by
+// job, which the keys replace) go in the same transaction.
+func migrateAccounting(tx *bolt.Tx) error {
+	moves := []struct{ from, kind string }{{"usage", KindUsage}, {"grants", KindGrant}, {"commitments", KindCommitment}, {"budgets", KindBudget}}
+	for _, m := range moves {
+		old := tx.Bucket([]byte(m.from))
+		if old == nil {
+			continue
+		}
+		to, err := tx.CreateBucketIfNotExists(recordBucket(m.kind))
+		if err != nil {
+			return err
+		}
+		err = old.ForEach(func(k, v []byte) error {
+			key := string(k)
+			if m.kind == KindUsage {
+				var u struct {
+					Job string `json:"job"`
+				}
+				if len(k) != 8 {
+					return fmt.Errorf("usage record %x: the key is not a sequence number", k)
+				}
+				if err := json.Unmarshal(v, &u); err != nil || u.Job == "" {
+					return fmt.Errorf("usage record %x: no job (%v)", k, err)
+				}
+				key = UsageKey(u.Job, binary.BigEndian.Uint64(k))
+			}
+			return to.Put([]byte(key), bytes.Clone(v))
+		})
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket([]byte(m.from)); err != nil {
+			return err
+		}
+	}
+	if tx.Bucket([]byte("usagejobs")) != nil {
+		return tx.DeleteBucket([]byte("usagejobs"))
+	}
+	return nil
 }
 
 // rewrite converts a bucket's records to this version.
@@ -660,6 +711,9 @@ func (d *DB) Commit(c Change) error {
 			b, err := tx.CreateBucketIfNotExists(recordBucket(r.Kind))
 			if err != nil {
 				return err
+			}
+			if r.Create && b.Get([]byte(r.Key)) != nil {
+				return fmt.Errorf("%s record %s: %w", r.Kind, r.Key, ErrExists)
 			}
 			if r.Value == nil {
 				err = b.Delete([]byte(r.Key))

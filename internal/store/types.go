@@ -11,6 +11,10 @@ import (
 // ErrNotFound is returned for a missing record.
 var ErrNotFound = errors.New("not found")
 
+// ErrExists is returned when a commit creates a record (Record.Create)
+// whose key is taken: nothing of the commit is written.
+var ErrExists = errors.New("exists")
+
 // Token roles.
 const (
 	RoleAdmin  = "admin"
@@ -114,10 +118,12 @@ type NewJob struct {
 // Record is an extra record a commit writes with the loop's jobs and
 // nodes, in a collection of its own (Kind): a usage record written in the
 // same transaction as the job commit it accounts for. A nil Value deletes
-// the record.
+// the record. Create makes the record new: the commit is refused, all of
+// it, with ErrExists when a record of that kind and key is stored.
 type Record struct {
 	Kind, Key string
 	Value     []byte
+	Create    bool
 }
 
 // Change is what one commit writes, all of it or nothing.

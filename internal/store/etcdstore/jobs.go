@@ -276,6 +276,9 @@ func (s *Store) Commit(c store.Change) error {
 	}
 	for _, r := range c.Records {
 		key := s.p + "x/" + r.Kind + "/" + r.Key
+		if r.Create {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		}
 		if r.Value == nil {
 			ops = append(ops, clientv3.OpDelete(key))
 		} else {
@@ -295,7 +298,7 @@ func (s *Store) Commit(c store.Change) error {
 		}
 		if _, err := s.txn(extra, ops[:n]...); err != nil {
 			if err == errConflict {
-				return fmt.Errorf("a job id of the commit exists")
+				return s.conflictOf(c)
 			}
 			return err
 		}
@@ -308,6 +311,20 @@ func (s *Store) Commit(c store.Change) error {
 		live.Settle(j, true)
 	}
 	return nil
+}
+
+// conflictOf names what a commit refused by its compares would have
+// created over an existing record: a record it creates, or a job id.
+func (s *Store) conflictOf(c store.Change) error {
+	for _, r := range c.Records {
+		if !r.Create {
+			continue
+		}
+		if _, err := s.Record(r.Kind, r.Key); err == nil {
+			return fmt.Errorf("%s record %s: %w", r.Kind, r.Key, store.ErrExists)
+		}
+	}
+	return fmt.Errorf("a job id of the commit exists")
 }
 
 // Record reads an extra record.

@@ -253,3 +253,67 @@ type Idempotency struct {
 	Seq      uint64 `json:"seq,omitempty"`
 	BodyHash string `json:"bodyHash"`
 }
+
+// The accounting records are extra records of their own kinds (see package
+// store's accounting.go for their keys). Amounts are in micro-units of the
+// ledger's currency; times are Unix milliseconds.
+
+// Usage is a closed usage record: one replica's holding of accelerators
+// over an interval, as the scheduling core reported it when it ended. ID is
+// the ledger's (one per holding: job, attempt, gang, replica, start).
+type Usage struct {
+	V       int    `json:"v"`
+	ID      string `json:"id"`
+	Job     string `json:"job"`
+	Unit    string `json:"unit,omitempty"` // the core's job of an array job's unit
+	Tenant  string `json:"tenant"`
+	Queue   string `json:"queue"`
+	Kind    string `json:"kind,omitempty"`
+	Attempt int    `json:"attempt"`
+	Gang    int    `json:"gang"`
+	Replica int    `json:"replica"`
+	Type    string `json:"type"`
+	Tier    string `json:"tier,omitempty"`
+	Site    string `json:"site,omitempty"`
+	Node    string `json:"node"`
+	Devices []int  `json:"devices"`
+	Milli   int32  `json:"milli"`
+	FromMs  int64  `json:"fromMs"`
+	ToMs    int64  `json:"toMs"`
+	End     string `json:"end"`
+}
+
+// Grant is a credit grant.
+type Grant struct {
+	V         int    `json:"v"`
+	ID        string `json:"id"`
+	Tenant    string `json:"tenant"`
+	Queue     string `json:"queue,omitempty"`
+	Kind      string `json:"kind"`
+	Amount    int64  `json:"amount"`
+	StartMs   int64  `json:"startMs"`
+	ExpiresMs int64  `json:"expiresMs,omitempty"`
+	CreatedMs int64  `json:"createdMs"`
+}
+
+// Commitment is a capacity commitment; PricePerHour is in micro-units.
+type Commitment struct {
+	V            int    `json:"v"`
+	ID           string `json:"id"`
+	Tenant       string `json:"tenant"`
+	Type         string `json:"type"`
+	Site         string `json:"site,omitempty"`
+	Count        int    `json:"count"`
+	StartMs      int64  `json:"startMs"`
+	EndMs        int64  `json:"endMs"`
+	PricePerHour int64  `json:"pricePerHour"`
+	CreatedMs    int64  `json:"createdMs"`
+}
+
+// Budget is a tenant's monthly budget.
+type Budget struct {
+	V       int    `json:"v"`
+	Tenant  string `json:"tenant"`
+	Monthly int64  `json:"monthly"`
+	SetMs   int64  `json:"setMs"`
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -51,6 +52,7 @@ func Run(t *testing.T, open func(t testing.TB) Store) {
 	t.Run("Basics", func(t *testing.T) { basics(t, open(t)) })
 	t.Run("Tokens", func(t *testing.T) { tokens(t, open(t)) })
 	t.Run("RecordsShareTheCommit", func(t *testing.T) { records(t, open(t)) })
+	t.Run("Accounting", func(t *testing.T) { accounting(t, open(t)) })
 	t.Run("IndexesAgreeWithAScan", func(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) { indexes(rt, open(t)) })
 	})
@@ -298,5 +300,109 @@ func records(t *testing.T, s Store) {
 	}
 	if _, err := s.Record("usage", "r/3"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("record of a failed commit: %v", err)
+	}
+}
+
+// accounting: usage records land with the job state that ended them and
+// read back in commit order and by job; a grant or commitment whose ID is
+// taken is refused, with nothing of its commit written; a budget of 0
+// removes the budget.
+func accounting(t *testing.T, s Store) {
+	recs := []store.UsageRecord{
+		{ID: "j-1/1/0/0@10", Job: "j-1", Tenant: "acme", Queue: "acme-a", Attempt: 1, Type: "h100", Node: "n1", Devices: []int{0, 1}, Milli: 1000, FromMs: 10_000, ToMs: 20_000, End: "finished"},
+		{ID: "j-10/1/0/0@10", Job: "j-10", Tenant: "acme", Queue: "acme-a", Attempt: 1, Type: "h100", Node: "n2", Devices: []int{0}, Milli: 250, FromMs: 10_000, ToMs: 30_000, End: "cancelled"},
+		{ID: "j-1/1/0/1@10", Job: "j-1", Tenant: "acme", Queue: "acme-a", Attempt: 1, Replica: 1, Type: "h100", Node: "n2", Devices: []int{3}, Milli: 1000, FromMs: 10_000, ToMs: 20_000, End: "finished"},
+	}
+	usage := func(seq uint64, u store.UsageRecord) store.Record {
+		r, err := store.UsageChange(u, seq)
+		must(t, err)
+		return r
+	}
+	// Commit order is not key order: j-10's record (key j-10/...) sorts
+	// before j-1's second, and the third record is committed first.
+	j := Job(1, "acme", "acme-a", store.Succeeded)
+	must(t, s.Commit(store.Change{Jobs: []*store.Job{j}, New: []store.NewJob{{Job: j}}, Seq: 1,
+		Records: []store.Record{usage(1, recs[0]), usage(2, recs[1])}}))
+	must(t, s.Commit(store.Change{Records: []store.Record{usage(3, recs[2])}}))
+	if err := s.Commit(store.Change{Records: []store.Record{usage(3, recs[2])}}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a usage record committed twice: err %v, want ErrExists", err)
+	}
+	grant := func(g store.Grant) store.Record {
+		r, err := store.GrantChange(g)
+		must(t, err)
+		return r
+	}
+	commitment := func(c store.Commitment) store.Record {
+		r, err := store.CommitmentChange(c)
+		must(t, err)
+		return r
+	}
+	budget := func(b store.Budget) store.Record {
+		r, err := store.BudgetChange(b)
+		must(t, err)
+		return r
+	}
+	must(t, s.Commit(store.Change{Records: []store.Record{grant(store.Grant{ID: "g1", Tenant: "acme", Kind: "prepaid", Amount: 5_000_000, StartMs: 1})}}))
+	j2 := Job(2, "acme", "acme-a", store.Running)
+	if err := s.Commit(store.Change{Jobs: []*store.Job{j2}, New: []store.NewJob{{Job: j2}}, Seq: 2,
+		Records: []store.Record{grant(store.Grant{ID: "g2", Tenant: "acme", Kind: "prepaid", Amount: 2}), grant(store.Grant{ID: "g1", Tenant: "globex", Kind: "prepaid", Amount: 1})}}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a second grant g1: err %v, want ErrExists", err)
+	}
+	if _, err := s.Job(j2.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the job of the refused commit: %v, want not found", err)
+	}
+	must(t, s.Commit(store.Change{Records: []store.Record{commitment(store.Commitment{ID: "c1", Tenant: "acme", Type: "h100", Count: 8, StartMs: 1, EndMs: 2, PricePerHour: 1})}}))
+	if err := s.Commit(store.Change{Records: []store.Record{commitment(store.Commitment{ID: "c1", Tenant: "acme"})}}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("a second commitment c1: err %v, want ErrExists", err)
+	}
+	for _, b := range []store.Budget{{Tenant: "acme", Monthly: 7}, {Tenant: "globex", Monthly: 9}, {Tenant: "globex"}, {Tenant: "acme", Monthly: 8}} {
+		must(t, s.Commit(store.Change{Records: []store.Record{budget(b)}}))
+	}
+
+	for i := range recs {
+		recs[i].V = 1
+	}
+	var all []store.UsageRecord
+	var seqs []uint64
+	must(t, store.Usage(s, func(seq uint64, u *store.UsageRecord) bool {
+		all, seqs = append(all, *u), append(seqs, seq)
+		return true
+	}))
+	if diff := cmp.Diff(recs, all); diff != "" {
+		t.Errorf("records in commit order (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint64{1, 2, 3}, seqs); diff != "" {
+		t.Errorf("commit order (-want +got):\n%s", diff)
+	}
+	one, err := store.JobUsage(s, "j-1")
+	must(t, err)
+	if diff := cmp.Diff([]store.UsageRecord{recs[0], recs[2]}, one); diff != "" {
+		t.Errorf("records of j-1 (-want +got):\n%s", diff)
+	}
+	if none, err := store.JobUsage(s, "j"); err != nil || len(none) != 0 {
+		t.Errorf("records of job j (a prefix of others): %v, %v; want none", none, err)
+	}
+	if got, err := s.Job("j-1"); err != nil || got.State != store.Succeeded {
+		t.Errorf("the job committed with the records: %q, %v", got.State, err)
+	}
+	gs, err := store.Grants(s)
+	must(t, err)
+	if diff := cmp.Diff([]store.Grant{{V: 1, ID: "g1", Tenant: "acme", Kind: "prepaid", Amount: 5_000_000, StartMs: 1}}, gs); diff != "" {
+		t.Errorf("grants (-want +got):\n%s", diff)
+	}
+	cs, err := store.Commitments(s)
+	must(t, err)
+	if diff := cmp.Diff([]store.Commitment{{V: 1, ID: "c1", Tenant: "acme", Type: "h100", Count: 8, StartMs: 1, EndMs: 2, PricePerHour: 1}}, cs); diff != "" {
+		t.Errorf("commitments (-want +got):\n%s", diff)
+	}
+	bs, err := store.Budgets(s)
+	must(t, err)
+	if diff := cmp.Diff([]store.Budget{{V: 1, Tenant: "acme", Monthly: 8}}, bs); diff != "" {
+		t.Errorf("budgets (-want +got):\n%s; want acme's alone", diff)
+	}
+	// A record of a version this build does not know is refused, naming it.
+	must(t, s.Commit(store.Change{Records: []store.Record{{Kind: store.KindGrant, Key: "g9", Value: []byte(`{"v":99,"id":"g9"}`)}}}))
+	if _, err := store.Grants(s); err == nil || !strings.Contains(err.Error(), `grant record "g9": schema version 99`) {
+		t.Errorf("a grant of version 99: %v, want an error naming it", err)
 	}
 }
