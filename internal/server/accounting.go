@@ -66,11 +66,13 @@ type accounts struct {
 	known   map[string]bool // sites the price table lists
 	sites   map[string]ledger.Site
 	defSite ledger.Site
-	pending []store.UsageRecord
 	events  []ledger.Event
 	grants  map[string]store.Grant
 	commits map[string]store.Commitment
 	m       *accountMetrics
+	// usageSeq is the place in commit order of the last usage record
+	// handed to the loop's commit (store.UsageKey).
+	usageSeq uint64
 	// siteLevel is the topology level that names a record's site.
 	siteLevel int
 	// metered is when the running work was last metered.
@@ -113,7 +115,8 @@ func openAccounts(s *Server) (*accounts, error) {
 		a.known[name] = true
 	}
 	a.siteLevel = siteLevelOf(s.cfg.Sched.SiteLevel)
-	budgets, err := s.db.Budgets()
+	a.m = s.acctMetrics
+	budgets, err := store.Budgets(s.db)
 	if err != nil {
 		return nil, fmt.Errorf("accounting: budgets: %w", err)
 	}
@@ -122,7 +125,7 @@ func openAccounts(s *Server) (*accounts, error) {
 			s.log.Error("accounting: stored budget refused", "tenant", b.Tenant, "err", err)
 		}
 	}
-	commits, err := s.db.Commitments()
+	commits, err := store.Commitments(s.db)
 	if err != nil {
 		return nil, fmt.Errorf("accounting: commitments: %w", err)
 	}
@@ -133,7 +136,7 @@ func openAccounts(s *Server) (*accounts, error) {
 		}
 		a.commits[c.ID] = c
 	}
-	grants, err := s.db.Grants()
+	grants, err := store.Grants(s.db)
 	if err != nil {
 		return nil, fmt.Errorf("accounting: grants: %w", err)
 	}
@@ -149,8 +152,9 @@ func openAccounts(s *Server) (*accounts, error) {
 		a.grants[g.ID] = g
 	}
 	n, refused := 0, 0
-	err = s.db.Usage(func(r *store.UsageRecord) bool {
+	err = store.Usage(s.db, func(seq uint64, r *store.UsageRecord) bool {
 		n++
+		a.usageSeq = max(a.usageSeq, seq)
 		u := coreUsage(r)
 		if err := a.acct.Closed([]sched.Usage{u}); err != nil {
 			refused++
@@ -169,7 +173,6 @@ func openAccounts(s *Server) (*accounts, error) {
 	if n > 0 {
 		s.log.Info("accounting: ledger rebuilt", "records", n, "refused", refused, "grants", len(a.grants), "commitments", len(a.commits))
 	}
-	a.m = newAccountMetrics(s.reg)
 	return a, nil
 }
 
@@ -227,7 +230,10 @@ func storeRecord(u *sched.Usage) store.UsageRecord {
 }
 
 // closed takes the records of holdings that ended: to the ledger now, to
-// the store with the loop's next commit.
+// the store with the loop's next commit, the one that carries the job
+// state that ended them (exactly once: a crash before it loses both, and
+// the restart meters the holdings again; once it is durable the records
+// are replayed from the store).
 func (a *accounts) closed(l *loop, us []sched.Usage) {
 	if len(us) == 0 {
 		return
@@ -237,7 +243,14 @@ func (a *accounts) closed(l *loop, us []sched.Usage) {
 		if _, ok := metering.Record(u); !ok {
 			continue
 		}
-		a.pending = append(a.pending, storeRecord(u))
+		a.usageSeq++
+		rec, err := store.UsageChange(storeRecord(u), a.usageSeq)
+		if err != nil {
+			l.log.Error("accounting: a usage record could not be encoded", "id", metering.RecordID(u), "err", err)
+			continue
+		}
+		l.Record(rec)
+		a.m.records.Inc()
 		if !a.known[u.Site] && len(a.known) > 0 {
 			// Metered at the default site's attributes: say so once.
 			a.known[u.Site] = true
@@ -283,16 +296,6 @@ func (a *accounts) requeuedAtRestore(l *loop, j *store.Job, u int, now time.Time
 			Devices: b.Devices, Milli: milli, From: b.Since, To: to, End: sched.EndRequeued})
 	}
 	a.closed(l, us)
-}
-
-// takePending hands the records waiting for the next commit.
-func (a *accounts) takePending() []store.UsageRecord {
-	p := a.pending
-	a.pending = nil
-	if len(p) > 0 {
-		a.m.records.Add(float64(len(p)))
-	}
-	return p
 }
 
 // overlay is the queue tree the core holds: the loop's, with the
@@ -417,8 +420,11 @@ func (a *accounts) pauseOf(tenant, queue string) string {
 	return p.Reason
 }
 
-// addGrant stores a grant and gives it to the ledger, then meters at once
-// so that a paused tenant resumes.
+// addGrant gives a grant to the ledger and to the loop's next commit (a
+// record created there: the answer, which waits for that commit, is given
+// only once it is durable), then meters at once so that a paused tenant
+// resumes. An ID taken is refused here, before anything changes: the
+// grants the loop holds are every stored one, as only the loop writes them.
 func (a *accounts) addGrant(l *loop, g store.Grant, now time.Time) error {
 	lg, err := ledgerGrant(g)
 	if err != nil {
@@ -430,36 +436,42 @@ func (a *accounts) addGrant(l *loop, g store.Grant, now time.Time) error {
 	if _, ok := a.grants[g.ID]; ok {
 		return fmt.Errorf("grant %s: %w", g.ID, store.ErrExists)
 	}
-	if err := l.s.db.PutGrant(g); err != nil {
+	rec, err := store.GrantChange(g)
+	if err != nil {
 		return err
 	}
 	if err := a.acct.Ledger.AddGrant(lg); err != nil {
 		return err
 	}
+	l.Record(rec)
 	a.grants[g.ID] = g
 	a.acct.Wake()
 	a.meter(l, now)
 	return nil
 }
 
-// setBudget stores a tenant's monthly budget (0: none) and applies it.
+// setBudget applies a tenant's monthly budget (0: none) and stores it with
+// the loop's next commit.
 func (a *accounts) setBudget(l *loop, b store.Budget, now time.Time) error {
 	lb := ledger.Budget{Tenant: b.Tenant, Monthly: ledger.Money(b.Monthly)}
 	if err := checkOn(a.cat, func(x *ledger.Ledger) error { return x.SetBudget(lb) }); err != nil {
 		return err
 	}
-	if err := l.s.db.PutBudget(b); err != nil {
+	rec, err := store.BudgetChange(b)
+	if err != nil {
 		return err
 	}
 	if err := a.acct.Ledger.SetBudget(lb); err != nil {
 		return err
 	}
+	l.Record(rec)
 	a.acct.Wake()
 	a.meter(l, now)
 	return nil
 }
 
-// addCommitment stores a commitment and applies its quota.
+// addCommitment applies a commitment's quota and stores it with the loop's
+// next commit; an ID taken is refused as addGrant's is.
 func (a *accounts) addCommitment(l *loop, c store.Commitment, now time.Time) error {
 	lc := ledgerCommitment(c)
 	if err := checkOn(a.cat, func(x *ledger.Ledger) error { return x.AddCommitment(lc) }); err != nil {
@@ -468,12 +480,14 @@ func (a *accounts) addCommitment(l *loop, c store.Commitment, now time.Time) err
 	if _, ok := a.commits[c.ID]; ok {
 		return fmt.Errorf("commitment %s: %w", c.ID, store.ErrExists)
 	}
-	if err := l.s.db.PutCommitment(c); err != nil {
+	rec, err := store.CommitmentChange(c)
+	if err != nil {
 		return err
 	}
 	if err := a.acct.Ledger.AddCommitment(lc); err != nil {
 		return err
 	}
+	l.Record(rec)
 	a.commits[c.ID] = c
 	a.acct.Wake()
 	a.meter(l, now)

@@ -530,7 +530,7 @@ func TestJobRequeuedAtRestoreIsMetered(t *testing.T) {
 	for _, n := range nodes {
 		if n.Info.Name == "n1" {
 			n.Info.Count = 4 // the job holds devices 0-7
-			if err := db.PutNode(n); err != nil {
+			if err := db.Commit(store.Change{Nodes: []*store.Node{&n}}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -148,7 +148,9 @@ type Server struct {
 	log     *slog.Logger
 	queues  atomic.Pointer[queueIndex]
 	metrics *metrics
-	reg     *prometheus.Registry
+	// acctMetrics are the accounting's, one set for every term's ledger.
+	acctMetrics *accountMetrics
+	reg         *prometheus.Registry
 	// gw is the services' request gateway.
 	gw *gateway
 	// term is the loop of the current leadership: always there for a
@@ -195,6 +197,7 @@ func Open(cfg Config) (*Server, error) {
 	s.feed = newFeed(s)
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
+	s.acctMetrics = newAccountMetrics(s.reg)
 	s.gw = newGateway(s, newServiceMetrics(s.reg))
 	if s.elector != nil {
 		return s, nil

@@ -311,56 +311,35 @@ func (s *Server) jobUsage(w http.ResponseWriter, r *http.Request, p principal) {
 		writeErr(w, e)
 		return
 	}
-	stored, err := s.db.JobUsage(j.ID)
-	if err != nil {
-		writeErr(w, api.Internal("read usage of %s: %v", j.ID, err))
-		return
-	}
 	ju, err := exec(r.Context(), s, func(l *loop, reply func(api.JobUsage)) {
 		now := l.now()
 		l.acct.fresh(l, now)
-		reply(l.acct.jobUsage(l, j.ID, j.Tenant, stored, now))
+		reply(l.acct.jobUsage(l, j.ID, j.Tenant, now))
 	})
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
+	// The answer came once everything decided before it was durable: the
+	// store now holds every record closed before the loop looked, and
+	// those closed since (which the loop saw open) read as they ended.
+	stored, err := store.JobUsage(s.db, j.ID)
+	if err != nil {
+		writeErr(w, api.Internal("read usage of %s: %v", j.ID, err))
+		return
+	}
+	withStored(&ju, stored)
 	writeJSON(w, http.StatusOK, ju)
 }
 
-// jobUsage lists a job's holdings (closed ones as stored, those waiting
-// for the next commit, the open ones from the core) and what the ledger
-// metered for it.
-func (a *accounts) jobUsage(l *loop, job, tenant string, stored []store.UsageRecord, now time.Time) api.JobUsage {
+// jobUsage lists a job's open holdings (from the core) and what the ledger
+// metered for it; withStored adds the closed ones, as stored.
+func (a *accounts) jobUsage(l *loop, job, tenant string, now time.Time) api.JobUsage {
 	out := api.JobUsage{Job: job, Tenant: tenant, Currency: a.cur.Code, Records: []api.UsageRecord{}}
-	seen := map[string]bool{}
-	add := func(rec store.UsageRecord, open bool, toMs int64) {
-		if seen[rec.ID] {
-			return
-		}
-		seen[rec.ID] = true
-		v := api.UsageRecord{ID: rec.ID, Attempt: rec.Attempt, Gang: rec.Gang, Replica: rec.Replica, Node: rec.Node, Type: rec.Type,
-			Tier: tierName(rec.Tier), Site: rec.Site, Devices: rec.Devices, Milli: rec.Milli, From: time.UnixMilli(rec.FromMs).UTC()}
-		if !open {
-			t := time.UnixMilli(rec.ToMs).UTC()
-			v.To, v.End = &t, rec.End
-		}
-		v.AcceleratorMilliMs = (toMs - rec.FromMs) * int64(len(rec.Devices)) * int64(rec.Milli)
-		out.HeldMilliMs += v.AcceleratorMilliMs
-		out.Records = append(out.Records, v)
-	}
-	for _, rec := range stored {
-		add(rec, false, rec.ToMs)
-	}
-	for _, rec := range a.pending {
-		if rec.Job == job {
-			add(rec, false, rec.ToMs)
-		}
-	}
 	horizon := a.acct.Ledger.Horizon()
 	l.core.Holdings(func(u sched.Usage) bool {
 		if j, _ := metering.JobOf(u.Job); j == job && u.Type != "" && len(u.Devices) > 0 {
-			add(storeRecord(&u), true, max(horizon, u.From*1000))
+			out.Records = append(out.Records, usageView(storeRecord(&u), true, max(horizon, u.From*1000)))
 		}
 		return true
 	})
@@ -373,6 +352,41 @@ func (a *accounts) jobUsage(l *loop, job, tenant string, stored []store.UsageRec
 	out.AcceleratorHours = round6(float64(out.AcceleratorMilliMs) / 3.6e9)
 	out.EnergyKWh, out.CO2Kg = round6(out.EnergyKWh), round6(out.CO2Kg)
 	return out
+}
+
+// withStored puts a job's stored (closed) records before its open ones: a
+// holding that closed after the loop listed it open reads as it ended.
+func withStored(ju *api.JobUsage, stored []store.UsageRecord) {
+	recs := make([]api.UsageRecord, 0, len(stored)+len(ju.Records))
+	seen := map[string]bool{}
+	for _, rec := range stored {
+		if !seen[rec.ID] {
+			seen[rec.ID] = true
+			recs = append(recs, usageView(rec, false, rec.ToMs))
+		}
+	}
+	for _, v := range ju.Records {
+		if !seen[v.ID] {
+			seen[v.ID] = true
+			recs = append(recs, v)
+		}
+	}
+	ju.Records, ju.HeldMilliMs = recs, 0
+	for _, v := range recs {
+		ju.HeldMilliMs += v.AcceleratorMilliMs
+	}
+}
+
+// usageView is a record as the API shows it, held up to toMs.
+func usageView(rec store.UsageRecord, open bool, toMs int64) api.UsageRecord {
+	v := api.UsageRecord{ID: rec.ID, Attempt: rec.Attempt, Gang: rec.Gang, Replica: rec.Replica, Node: rec.Node, Type: rec.Type,
+		Tier: tierName(rec.Tier), Site: rec.Site, Devices: rec.Devices, Milli: rec.Milli, From: time.UnixMilli(rec.FromMs).UTC()}
+	if !open {
+		t := time.UnixMilli(rec.ToMs).UTC()
+		v.To, v.End = &t, rec.End
+	}
+	v.AcceleratorMilliMs = (toMs - rec.FromMs) * int64(len(rec.Devices)) * int64(rec.Milli)
+	return v
 }
 
 func tierName(t string) string {
