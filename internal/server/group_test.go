@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -153,5 +155,56 @@ func TestGroupHandsTheLeadOverAndBack(t *testing.T) {
 		case <-timeout:
 			t.Fatal("a's event stream still open 20 s after a lost the lead")
 		}
+	}
+}
+
+// Accounting lives in the shared store: a grant, a commitment and a budget
+// made in one server's term are the next leader's (its ledger is rebuilt
+// from the store), and a grant ID taken in the first term is refused in
+// the second.
+func TestGroupKeepsAccountingAcrossTerms(t *testing.T) {
+	c := etcdtest.Start(t, 1, t.TempDir())
+	a := startGroupServer(t, c.Endpoints())
+	waitLeading(t, a)
+	b := startGroupServer(t, c.Endpoints())
+	waitLeading(t, a, b)
+	token := a.s.AdminToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	both := api.NewClient(a.url+","+b.url, token)
+	if _, err := both.Grant(ctx, api.CreateGrant{ID: "acme-credits", Tenant: "acme", Amount: "50"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := both.SetBudget(ctx, "globex", "20"); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second)
+	if _, err := both.CreateCommitment(ctx, api.CreateCommitment{ID: "acme-h100", Tenant: "acme", Type: "h100", Count: 8, End: end, PricePerHour: "2"}); err != nil {
+		t.Fatal(err)
+	}
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	revokeLeader(t, cli)
+	waitLeading(t, b, a)
+	cl, err := both.Credits(ctx, "acme")
+	if err != nil || len(cl.Grants) != 1 || cl.Grants[0].ID != "acme-credits" || cl.Grants[0].Amount != api.Money(50_000_000) {
+		t.Errorf("acme's grants in b's term: %+v %v, want acme-credits of 50", cl.Grants, err)
+	}
+	bl, err := both.Budgets(ctx)
+	if err != nil || len(bl.Budgets) != 1 || bl.Budgets[0].Tenant != "globex" || bl.Budgets[0].Monthly != api.Money(20_000_000) {
+		t.Errorf("budgets in b's term: %+v %v, want globex's 20", bl.Budgets, err)
+	}
+	cs, err := both.Commitments(ctx, "acme")
+	if err != nil || len(cs.Commitments) != 1 || cs.Commitments[0].ID != "acme-h100" || !cs.Commitments[0].End.Equal(end) {
+		t.Errorf("acme's commitments in b's term: %+v %v, want acme-h100 to %s", cs.Commitments, err, end)
+	}
+	_, err = both.Grant(ctx, api.CreateGrant{ID: "acme-credits", Tenant: "acme", Amount: "1"})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict {
+		t.Errorf("a grant acme-credits again in b's term: %v, want 409", err)
 	}
 }
