@@ -4,11 +4,13 @@
 package etcdtest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,16 +67,34 @@ func StartWith(t testing.TB, n int, dir string, opt Options) *Cluster {
 	if opt.CertFile != "" {
 		scheme = "https://"
 	}
-	var initial []string
-	for i := range n {
-		c.names = append(c.names, fmt.Sprintf("m%d", i))
-		c.peer = append(c.peer, "http://"+freePort(t))
-		c.client = append(c.client, scheme+freePort(t))
-		initial = append(initial, c.names[i]+"="+c.peer[i])
-	}
-	c.members = make([]*embed.Etcd, n)
-	for i := range n {
-		c.start(i, strings.Join(initial, ","), "new")
+	// A port found free may be taken by another process before the member
+	// binds it (tests of other packages run beside this one): the cluster
+	// then starts again on other ports, in a fresh directory.
+	for attempt := 0; ; attempt++ {
+		c.names, c.peer, c.client = nil, nil, nil
+		c.dir = filepath.Join(dir, fmt.Sprintf("try%d", attempt))
+		var initial []string
+		for i := range n {
+			c.names = append(c.names, fmt.Sprintf("m%d", i))
+			c.peer = append(c.peer, "http://"+freePort(t))
+			c.client = append(c.client, scheme+freePort(t))
+			initial = append(initial, c.names[i]+"="+c.peer[i])
+		}
+		c.members = make([]*embed.Etcd, n)
+		var err error
+		for i := range n {
+			if err = c.start(i, strings.Join(initial, ","), "new"); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			break
+		}
+		c.Close()
+		inUse := errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+		if !inUse || attempt == 4 {
+			t.Fatal(err)
+		}
 	}
 	for i := range n {
 		select {
@@ -87,7 +107,7 @@ func StartWith(t testing.TB, n int, dir string, opt Options) *Cluster {
 	return c
 }
 
-func (c *Cluster) start(i int, initial, state string) {
+func (c *Cluster) start(i int, initial, state string) error {
 	cfg := embed.NewConfig()
 	cfg.Name = c.names[i]
 	cfg.Dir = filepath.Join(c.dir, c.names[i])
@@ -111,9 +131,10 @@ func (c *Cluster) start(i int, initial, state string) {
 	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		c.t.Fatalf("start etcd member %s: %v", c.names[i], err)
+		return fmt.Errorf("start etcd member %s: %w", c.names[i], err)
 	}
 	c.members[i] = e
+	return nil
 }
 
 // Endpoints are the members' client URLs.
