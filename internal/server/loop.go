@@ -36,6 +36,8 @@ type loop struct {
 	acct *accounts
 	// svc is the live services' autoscalers and gateway routes.
 	svc serviceLoop
+	// siteCaps are the power caps administrators set, by site (sites.go).
+	siteCaps map[string]store.SiteCap
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -200,6 +202,9 @@ func restore(s *Server) (*loop, error) {
 	if l.acct, err = openAccounts(s); err != nil {
 		return nil, err
 	}
+	if err := l.loadSiteCaps(); err != nil {
+		return nil, fmt.Errorf("restore site caps: %w", err)
+	}
 	s.queues.Store(newQueueIndex(specs))
 	nodes, err := s.db.Nodes()
 	if err != nil {
@@ -254,6 +259,7 @@ func restore(s *Server) (*loop, error) {
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
 	l.restoreServices(now)
+	l.reapplySiteCaps(now)
 	// The running replicas are metered from their start, and the pauses
 	// the ledger calls for hold before the first cycle.
 	l.acct.meter(l, now)
@@ -296,7 +302,7 @@ func (l *loop) buildCore(specs []quota.Spec, jobs []*store.Job, now int64, reque
 	if err != nil {
 		return nil, nil, err
 	}
-	core, err := sched.New(l.s.cfg.Sched, f, tree)
+	core, err := sched.New(l.schedConfig(), f, tree)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scheduling core: %w", err)
 	}

@@ -25,6 +25,7 @@ type metrics struct {
 	total        *prometheus.GaugeVec
 	tenantUsage  *prometheus.GaugeVec
 	nodes        *prometheus.GaugeVec
+	sites        *siteMetrics
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -50,6 +51,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	reg.MustRegister(m.pending, m.admissions, m.preemptions, m.submissions, m.schedLatency, m.allocated, m.total,
 		m.tenantUsage, m.nodes, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.sites = newSiteMetrics(reg)
 	return m
 }
 
@@ -82,6 +84,7 @@ func (l *loop) updateGauges() {
 			m.total.WithLabelValues(n.rec.Info.Accel).Add(float64(n.rec.Info.Count))
 		}
 	}
+	l.updateSiteGauges(m.sites, l.now())
 	m.tenantUsage.Reset()
 	qi := l.s.queues.Load()
 	usage, _, _ := l.held()
