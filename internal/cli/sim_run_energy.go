@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/carbon"
@@ -128,7 +127,7 @@ func simRunCarbonAware(cfg sim.Config, o simRunOpts, f *fleet.Fleet, sites spec.
 	aware := cfg
 	aware.Sched.Forecast = e.forecast
 	aware.Sched.Admission = []string{"carbon"}
-	aware.Sched.Placement = carbonFirst(cfg.Sched.Placement)
+	aware.Sched.Placement = energy.CarbonFirst(cfg.Sched.Placement)
 	res, err := sim.RunMetered(aware, e.ledger, f, qs, &offsetSource{src: src, by: e.origin})
 	if err != nil {
 		return nil, err
@@ -161,27 +160,3 @@ func sign(x float64) float64 {
 	return 1
 }
 
-// carbonFirst puts the carbon stage first among a chain's scorers (after
-// the filters and the candidate order), so that the cleanest site wins
-// and the other scorers break its ties.
-func carbonFirst(chain []string) []string {
-	if len(chain) == 0 {
-		chain = sched.DefaultPlacement
-	}
-	if slices.Contains(chain, "carbon") {
-		return chain
-	}
-	var out []string
-	put := false
-	for _, s := range chain {
-		isFilterOrOrder := slices.Contains([]string{"ready", "accelerator", "resources", "reservation", "bestfit", "spread"}, s)
-		if !put && !isFilterOrOrder {
-			out, put = append(out, "carbon"), true
-		}
-		out = append(out, s)
-	}
-	if !put {
-		out = append(out, "carbon")
-	}
-	return out
-}

@@ -186,3 +186,28 @@ func (f *Forecast) Now(site string, t int64) (float64, bool) {
 	}
 	return s.At(t)
 }
+
+// CarbonFirst puts the carbon stage first among a chain's scorers (after
+// the filters and the candidate order), so that the cleanest site wins
+// and the other scorers break its ties.
+func CarbonFirst(chain []string) []string {
+	if len(chain) == 0 {
+		chain = sched.DefaultPlacement
+	}
+	if slices.Contains(chain, "carbon") {
+		return chain
+	}
+	var out []string
+	put := false
+	for _, s := range chain {
+		isFilterOrOrder := slices.Contains([]string{"ready", "accelerator", "resources", "reservation", "bestfit", "spread"}, s)
+		if !put && !isFilterOrOrder {
+			out, put = append(out, "carbon"), true
+		}
+		out = append(out, s)
+	}
+	if !put {
+		out = append(out, "carbon")
+	}
+	return out
+}
