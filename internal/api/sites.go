@@ -55,14 +55,18 @@ type SetSiteCap struct {
 
 // DecodeSetSiteCap reads and checks a site's new cap in kW (0 lifts it).
 func DecodeSetSiteCap(data []byte) (float64, *Error) {
-	var b SetSiteCap
+	// Read raw, so that a string or any other value is an error of kw.
+	var b struct {
+		KW json.RawMessage `json:"kw"`
+	}
 	if err := decodeStrict(data, &b); err != nil {
 		return 0, err
 	}
-	if b.KW == "" {
+	raw := strings.TrimSpace(string(b.KW))
+	if raw == "" || raw == "null" {
 		return 0, Invalid("kw", "missing: want the cap in kW, 0 to lift it")
 	}
-	return ParseSiteCap("kw", string(b.KW))
+	return ParseSiteCap("kw", raw)
 }
 
 // ParseSiteCap reads a cap in kW: a finite number in 0..MaxSiteCapKW.
