@@ -145,6 +145,11 @@ type UsageRecord struct {
 	To                 *time.Time `json:"to,omitempty"`
 	End                string     `json:"end,omitempty"`
 	AcceleratorMilliMs int64      `json:"acceleratorMilliMs"`
+	// IntensityGPerKWh is the grid carbon intensity the scheduler's
+	// decision used for this holding (the forecast over its planned run),
+	// absent without a forecast; the job's co2Kg is metered on the site's
+	// measured intensity.
+	IntensityGPerKWh float64 `json:"intensityGPerKWh,omitempty"`
 }
 
 // JobUsage is the answer to GET /v1/usage/jobs/{id}: what the ledger

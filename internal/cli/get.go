@@ -146,8 +146,15 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 // jobState is the job's state, or unschedulable for a pending job the fleet
 // as it is could never hold (it waits for the fleet to grow).
 func jobState(j api.Job) string {
-	if j.State == "pending" && j.Explanation != nil && j.Explanation.State == "unschedulable" {
-		return "unschedulable"
+	if j.State == "pending" && j.Explanation != nil {
+		switch {
+		case j.Explanation.State == "unschedulable":
+			return "unschedulable"
+		case j.Explanation.Code == "deferred":
+			// Waiting for a cleaner window (or suspended between runs) on
+			// capacity held for it: not waiting for room.
+			return "deferred"
+		}
 	}
 	return j.State
 }

@@ -260,3 +260,66 @@ func decodeBody(resp *http.Response, e *api.Error) error {
 	}
 	return err
 }
+
+func TestDeferredJobSaysWhenAndWhyLive(t *testing.T) {
+	// The clock starts at 2027-01-15T08:00:00Z; the grid is dirty for two
+	// hours, clean for two, then dirty again.
+	now := int64(1_800_000_000)
+	vals := []float64{400, 400, 400, 400, 100, 100, 100, 100, 400, 400, 400, 400, 400, 400, 400, 400}
+	fc, err := carbon.NewForecast(1800)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.Set("us/z1", carbon.Series{Start: now, Step: 1800, Values: vals}); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, "", func(c *Config) {
+		c.Sched.Forecast = fc
+		c.Sched.Admission = []string{"carbon"}
+		c.HeartbeatTimeout = time.Hour
+	})
+	acme := h.client("acme")
+	h.siteNode("n1")
+	j := h.submit(acme, `name: nightly
+queue: acme-train
+kind: batch
+estimatedRuntime: 2h
+deadline: 2027-01-15T16:00:00Z
+gangs:
+  - replicas: 1
+    accelerators: h100
+    count: 8
+command: [sleep, "1000"]
+`)
+	h.sync()
+	got := h.job(j.ID)
+	if got.State != store.Pending || got.Explanation == nil || got.Explanation.Code != "deferred" {
+		t.Fatalf("job %q %+v, want pending, deferred", got.State, got.Explanation)
+	}
+	want := "deferred to the cleanest window before its deadline 2027-01-15T16:00:00Z: starts at 2027-01-15T10:00:00Z on us/z1; its capacity is held for it (forecast 100.0 gCO2/kWh over its run, 400.0 if it ran now)"
+	if got.Explanation.Reason != want {
+		t.Errorf("reason:\n got %s\nwant %s", got.Explanation.Reason, want)
+	}
+	if r := h.beat("n1"); len(r.Run) != 0 {
+		t.Fatalf("a deferred job was started: %+v", r.Run)
+	}
+	// Its window comes: it starts on the capacity held for it.
+	h.clock.Advance(2 * time.Hour)
+	h.sync()
+	r := h.beat("n1")
+	if len(r.Run) != 1 || r.Run[0].Job != j.ID {
+		t.Fatalf("at its window: run %+v, want the job", r.Run)
+	}
+	h.beat("n1", running(r.Run[0].ReplicaKey))
+	h.clock.Advance(time.Hour)
+	h.beat("n1", running(r.Run[0].ReplicaKey))
+	h.sync()
+	// Its holding carries the intensity its start was planned on.
+	ju, err := h.admin.JobUsage(h.ctx(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ju.Records) != 1 || ju.Records[0].IntensityGPerKWh != 100 || ju.Records[0].Site != "us/z1" {
+		t.Errorf("usage records %+v, want one on us/z1 planned at 100 gCO2/kWh", ju.Records)
+	}
+}

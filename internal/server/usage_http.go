@@ -340,7 +340,8 @@ func (a *accounts) jobUsage(l *loop, job, tenant string, stored []store.UsageRec
 		}
 		seen[rec.ID] = true
 		v := api.UsageRecord{ID: rec.ID, Attempt: rec.Attempt, Gang: rec.Gang, Replica: rec.Replica, Node: rec.Node, Type: rec.Type,
-			Tier: tierName(rec.Tier), Site: rec.Site, Devices: rec.Devices, Milli: rec.Milli, From: time.UnixMilli(rec.FromMs).UTC()}
+			Tier: tierName(rec.Tier), Site: rec.Site, Devices: rec.Devices, Milli: rec.Milli, From: time.UnixMilli(rec.FromMs).UTC(),
+			IntensityGPerKWh: rec.Intensity}
 		if !open {
 			t := time.UnixMilli(rec.ToMs).UTC()
 			v.To, v.End = &t, rec.End

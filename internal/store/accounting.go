@@ -51,6 +51,10 @@ type UsageRecord struct {
 	FromMs  int64  `json:"fromMs"`
 	ToMs    int64  `json:"toMs"`
 	End     string `json:"end"`
+	// Intensity is the grid carbon intensity (gCO2/kWh) the scheduling
+	// core planned the holding on, when it had a forecast (0: none); the
+	// meter reads the site's measured series.
+	Intensity float64 `json:"intensity,omitempty"`
 }
 
 // Grant is a credit grant as stored. Amount is in micro-units of the
