@@ -130,7 +130,7 @@ jobs with a deadline to the cleanest window before it, and the carbon
 placement stage. gpufleet admin cap changes a cap at run time.`,
 		Example: `  gpufleet server --data /var/lib/gpufleet --listen 0.0.0.0:7070 --admin-token-file /root/admin-token
   gpufleet server --fleet fleet.yaml --carbon-aware`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			var queues []quota.Spec
 			if queuesFile != "" {

@@ -159,4 +159,3 @@ func sign(x float64) float64 {
 	}
 	return 1
 }
-

@@ -76,7 +76,6 @@ func (h *harness) site(path string) api.Site {
 	return api.Site{}
 }
 
-
 func TestFleetCapKeepsAJobOutWithThePowerCappedReason(t *testing.T) {
 	h := start(t, "", func(c *Config) { c.Sched.Sites = []sched.Site{{Domain: "us/z1", PowerCapKW: 8}} })
 	acme := h.client("acme")
