@@ -3,9 +3,11 @@ package cli
 import (
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,14 +56,32 @@ func (f *energyFlags) apply(cfg *server.Config, pricesFile string) error {
 		return fmt.Errorf("--fleet %s: levels %v: the live plane takes the default levels %v", f.fleetFile, fs.Fleet.Levels, fleet.DefaultLevels)
 	}
 	paths := livePaths(fs)
-	c, err := energy.ReadCarbon(fs.Sites, paths, energy.Options{Dir: filepath.Dir(f.fleetFile),
-		Read: func(p string) ([]byte, error) { return readFile(p, maxSeriesBytes) }})
+	w := &seriesWatch{seen: map[string]fileStamp{}}
+	opts := energy.Options{Dir: filepath.Dir(f.fleetFile), Read: w.read}
+	c, err := energy.ReadCarbon(fs.Sites, paths, opts)
 	if err != nil {
 		return fmt.Errorf("--fleet %s: %w", f.fleetFile, err)
 	}
 	cfg.Sched.Sites = energy.PowerSites(fs.Sites)
 	if c.Known {
 		cfg.Sched.Forecast = c.Forecast
+	}
+	if c.Series {
+		cfg.ForecastReload = func() (bool, error) {
+			if !w.changed() {
+				return false, nil
+			}
+			again := &seriesWatch{seen: map[string]fileStamp{}}
+			fresh, err := energy.ReadCarbon(fs.Sites, paths, energy.Options{Dir: opts.Dir, Read: again.read})
+			if err != nil {
+				// Look again once the file changes once more.
+				w.seen = again.seen
+				return false, err
+			}
+			c.Forecast.Replace(fresh.Forecast)
+			w.seen = again.seen
+			return true, nil
+		}
 	}
 	if f.carbonAware {
 		if !c.Known {
@@ -143,4 +163,38 @@ func mergeMeterSites(lc *ledger.Config, sites spec.Sites, fromFleet map[string]l
 
 func conflict(site, field, fleetFile, pricesFile string) error {
 	return fmt.Errorf("site %s: %s is given by both the fleet file %s and the prices file %s; the fleet file's sites are the one source of a site's PUE and carbon intensity: remove it from the prices file", site, field, fleetFile, pricesFile)
+}
+
+// seriesWatch reads series files and remembers their size and time of
+// change, to tell when the forecast feed has refreshed one.
+type seriesWatch struct {
+	seen map[string]fileStamp
+}
+
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stamp(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{size: -1}
+	}
+	return fileStamp{fi.Size(), fi.ModTime()}
+}
+
+func (w *seriesWatch) read(path string) ([]byte, error) {
+	w.seen[path] = stamp(path)
+	return readFile(path, maxSeriesBytes)
+}
+
+// changed reports whether a file read has changed since.
+func (w *seriesWatch) changed() bool {
+	for p, st := range w.seen {
+		if stamp(p) != st {
+			return true
+		}
+	}
+	return false
 }

@@ -152,6 +152,10 @@ type Forecast struct {
 // StepSec is the length of one step.
 func (f *Forecast) StepSec() int64 { return f.fc.StepSec() }
 
+// Replace makes g's series f's, for a forecast read again from refreshed
+// files; the core, which holds f, plans on them from its next question.
+func (f *Forecast) Replace(g *Forecast) { f.fc = g.fc }
+
 // Series returns the series that holds for site, and the domain that
 // gives it.
 func (f *Forecast) Series(site string) (carbon.Series, string, bool) {

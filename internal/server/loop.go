@@ -48,6 +48,8 @@ type loop struct {
 	// retention (see prune).
 	lastPrune time.Time
 	pruneFrom uint64
+	// lastReload paces the forecast's reloads (sites.go).
+	lastReload time.Time
 }
 
 type node struct {
@@ -108,6 +110,7 @@ func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
 	l.autoscale(now)
+	l.reloadForecast(now)
 	l.updateGauges()
 	if l.s.cfg.Retain > 0 && now.Sub(l.lastPrune) >= pruneEvery {
 		l.lastPrune = now

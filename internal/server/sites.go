@@ -376,3 +376,23 @@ func (l *loop) updateSiteGauges(m *siteMetrics, now time.Time) {
 		}
 	}
 }
+
+// reloadEvery is how often the forecast's files are looked at again.
+const reloadEvery = time.Minute
+
+// reloadForecast reads the forecast again when its files changed (the
+// operator's feed refreshes them); a failed read keeps the forecast the
+// core had.
+func (l *loop) reloadForecast(now time.Time) {
+	if l.s.cfg.ForecastReload == nil || now.Sub(l.lastReload) < reloadEvery {
+		return
+	}
+	l.lastReload = now
+	changed, err := l.s.cfg.ForecastReload()
+	switch {
+	case err != nil:
+		l.log.Error("carbon forecast: reload failed; the core keeps the forecast it had", "err", err)
+	case changed:
+		l.log.Info("carbon forecast reloaded")
+	}
+}
