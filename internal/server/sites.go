@@ -345,10 +345,10 @@ type siteMetrics struct {
 
 func newSiteMetrics(reg *prometheus.Registry) *siteMetrics {
 	m := &siteMetrics{
-		drawKW: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_site_power_kw",
-			Help: "Power a site draws or has committed (idle power, busy power of allocated and held accelerators), in kW of facility power (IT power where the cap is of IT power), for the sites the core meters."}, []string{"site"}),
-		capKW: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_site_power_cap_kw",
-			Help: "A site's power cap in kW, for the capped sites."}, []string{"site"}),
+		drawKW: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_site_power_committed_watts",
+			Help: "Power a site draws or has committed by the scheduler's power model (idle power, board power of allocated and held accelerators), facility power (IT power where the cap is of IT power), for the sites the core meters; gpufleet_site_power_watts is the measured draw."}, []string{"site"}),
+		capKW: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_site_power_cap_watts",
+			Help: "A site's power cap, for the capped sites (of the same power as gpufleet_site_power_committed_watts)."}, []string{"site"}),
 		intensity: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpufleet_carbon_intensity_g_per_kwh",
 			Help: "The grid's carbon intensity forecast for now at a site, in gCO2 per kWh."}, []string{"site"}),
 	}
@@ -366,10 +366,10 @@ func (l *loop) updateSiteGauges(m *siteMetrics, now time.Time) {
 	}
 	for _, v := range l.siteViews(now) {
 		if v.DrawKW != nil {
-			m.drawKW.WithLabelValues(v.Site).Set(*v.DrawKW)
+			m.drawKW.WithLabelValues(v.Site).Set(*v.DrawKW * 1000)
 		}
 		if v.CapKW != nil {
-			m.capKW.WithLabelValues(v.Site).Set(*v.CapKW)
+			m.capKW.WithLabelValues(v.Site).Set(*v.CapKW * 1000)
 		}
 		if v.IntensityGPerKWh != nil {
 			m.intensity.WithLabelValues(v.Site).Set(*v.IntensityGPerKWh)

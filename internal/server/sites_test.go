@@ -237,7 +237,7 @@ func TestSitesShowTheForecastAndTheMetricsPassLint(t *testing.T) {
 		t.Errorf("sites (-want +got):\n%s", diff)
 	}
 	page := string(h.scrape())
-	for _, line := range []string{`gpufleet_site_power_kw{site="us/z1"} 0.7`, `gpufleet_site_power_cap_kw{site="us/z1"} 100`, `gpufleet_carbon_intensity_g_per_kwh{site="us/z1"} 312.5`} {
+	for _, line := range []string{`gpufleet_site_power_committed_watts{site="us/z1"} 700`, `gpufleet_site_power_cap_watts{site="us/z1"} 100000`, `gpufleet_carbon_intensity_g_per_kwh{site="us/z1"} 312.5`} {
 		if !strings.Contains(page, line) {
 			t.Errorf("metrics lack %s", line)
 		}
