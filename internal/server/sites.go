@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gpufleet/gpufleet/internal/api"
+	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/sched"
 	"github.com/gpufleet/gpufleet/internal/store"
 )
@@ -113,9 +114,47 @@ func (l *loop) nodesBelow(path string) int {
 	return n
 }
 
+// nodeCounts counts the registered nodes below every domain path that has
+// any, down to the site level or the deepest site listed, in one pass over
+// the nodes (BenchmarkSiteGauges10kNodes).
+func (l *loop) nodeCounts() map[string]int {
+	depth := siteLevelOf(l.s.cfg.Sched.SiteLevel) + 1
+	for _, s := range l.s.cfg.Sched.Sites {
+		depth = max(depth, strings.Count(s.Domain, "/")+1)
+	}
+	for p := range l.siteCaps {
+		depth = max(depth, strings.Count(p, "/")+1)
+	}
+	levels := fleet.DefaultLevels[:min(depth, len(fleet.DefaultLevels))]
+	out := map[string]int{}
+	var b []byte
+	for _, nd := range l.nodes {
+		b = b[:0]
+		// The node's path as fleetNode reads it (every level, "default"
+		// for one its agent leaves out), a level at a time.
+		for i, lvl := range levels {
+			part := nd.rec.Info.Path[lvl]
+			if part == "" {
+				part = "default"
+			}
+			if i > 0 {
+				b = append(b, '/')
+			}
+			b = append(b, part...)
+			if n, ok := out[string(b)]; ok { // no key allocated
+				out[string(b)] = n + 1
+			} else {
+				out[string(b)] = 1
+			}
+		}
+	}
+	return out
+}
+
 // siteViews lists every site the core meters or the fleet file names,
 // and every domain at the site level that has nodes.
 func (l *loop) siteViews(now time.Time) []api.Site {
+	counts := l.nodeCounts()
 	power := map[string]sched.SitePower{}
 	for _, p := range l.core.Power() {
 		power[p.Site] = p
@@ -131,20 +170,20 @@ func (l *loop) siteViews(now time.Time) []api.Site {
 		paths[p] = true
 	}
 	lvl := siteLevelOf(l.s.cfg.Sched.SiteLevel)
-	for _, nd := range l.nodes {
-		if fn, err := fleetNode(nd.rec.Info); err == nil && len(fn.Path) > lvl {
-			paths[strings.Join(fn.Path[:lvl+1], "/")] = true
+	for p := range counts {
+		if strings.Count(p, "/") == lvl {
+			paths[p] = true
 		}
 	}
 	out := make([]api.Site, 0, len(paths))
 	for _, path := range slices.Sorted(maps.Keys(paths)) {
-		out = append(out, l.siteView(path, power, now))
+		out = append(out, l.siteView(path, counts[path], power, now))
 	}
 	return out
 }
 
-func (l *loop) siteView(path string, power map[string]sched.SitePower, now time.Time) api.Site {
-	v := api.Site{Site: path, Nodes: l.nodesBelow(path)}
+func (l *loop) siteView(path string, nodes int, power map[string]sched.SitePower, now time.Time) api.Site {
+	v := api.Site{Site: path, Nodes: nodes}
 	for _, s := range l.s.cfg.Sched.Sites {
 		if s.Domain == path {
 			v.PUE, v.ITCap = s.PUE, s.ITCap
@@ -254,7 +293,7 @@ func (s *Server) siteCapOp(w http.ResponseWriter, r *http.Request, site string, 
 			for _, p := range l.core.Power() {
 				power[p.Site] = p
 			}
-			reply(answer{l.siteView(site, power, now), err})
+			reply(answer{l.siteView(site, l.nodesBelow(site), power, now), err})
 		})
 	})
 	if err == nil {
