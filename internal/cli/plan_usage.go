@@ -280,6 +280,8 @@ func parseUsageFile(data []byte, path string) (api.UsageRecordPage, error) {
 			return at(line, 1, "usageRecords", "missing: %s", header)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return at(line, 1, strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field: want a usage record's fields (id, job, tenant, queue, kind, type, devices, milli, from, to, ...)")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return at(line, len(text)+1, "", "the line ends inside a JSON value")
 		case err == io.EOF:
 			return at(line, 1, "", "empty line")
 		default:
