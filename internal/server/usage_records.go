@@ -31,8 +31,9 @@ import (
 // maxUsageScan bounds the store records one page reads when few of them
 // match (another tenant's, outside the window): a page answers fewer
 // records with a cursor to go on rather than reading the whole store.
-// Records are a few hundred bytes; as a job record (maxScan), a page
-// reads for well under a second.
+// Reading one costs about 10 µs on two shared cores
+// (BenchmarkUsagePage, docs/BENCHMARKS.md): some 50 ms a page, outside
+// the loop.
 const maxUsageScan = 5000
 
 type usageRecordsQuery struct {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -44,4 +45,39 @@ func TestUsageAfterPagesInCommitOrder(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pages (-want +got):\n%s", diff)
 	}
+}
+
+// BenchmarkUsagePage reads one page of GET /v1/usage/records from a store
+// of 50,000 records: 5,000 of them (maxUsageScan) decoded in order from
+// a cursor in the middle.
+func BenchmarkUsagePage(b *testing.B) {
+	db, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	const total, page = 50_000, 5000
+	batch := make([]UsageRecord, 0, 1000)
+	for i := range total {
+		batch = append(batch, UsageRecord{ID: fmt.Sprintf("job-%d/1/0/0@%d", i, 1_800_000_000+i), Job: fmt.Sprintf("job-%d", i), Tenant: "acme",
+			Queue: "acme-train", Kind: "training", Attempt: 1, Type: "h100", Site: "eu/z1", Node: fmt.Sprintf("n%d", i%64),
+			Devices: []int{0, 1, 2, 3, 4, 5, 6, 7}, Milli: 1000, FromMs: int64(i) * 1000, ToMs: int64(i)*1000 + 3_600_000, End: "finished"})
+		if len(batch) == cap(batch) {
+			if err := db.CommitUsage(nil, nil, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := db.UsageAfter(total/2, func(uint64, *UsageRecord) bool { n++; return n < page }); err != nil {
+			b.Fatal(err)
+		}
+		if n != page {
+			b.Fatalf("read %d", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/page, "ns/record")
 }
