@@ -104,6 +104,7 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		}},
 		"GET /v1/usage":                       {status: 200, check: notMine},
 		"GET /v1/usage/jobs/{id}":             {status: 404, check: asIfAbsent("GET /v1/usage/jobs/{id}", "train-999", "")},
+		"GET /v1/usage/records":               {status: 200, check: notMine},
 		"GET /v1/credits":                     {status: 200, check: notMine},
 		"POST /v1/credits":                    {body: `{"tenant":"globex","amount":5}`, status: 403},
 		"GET /v1/sites":                       {status: 200, check: notMine},

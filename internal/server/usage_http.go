@@ -25,6 +25,7 @@ func (s *Server) accountingRoutes() []route {
 	return []route{
 		{"GET", "/v1/usage", users, s.usageReport},
 		{"GET", "/v1/usage/jobs/{id}", users, s.jobUsage},
+		{"GET", "/v1/usage/records", users, s.usageRecords},
 		{"GET", "/v1/credits", users, s.listCredits},
 		{"POST", "/v1/credits", admin, s.grantCredits},
 		{"GET", "/v1/budgets", users, s.listBudgets},
