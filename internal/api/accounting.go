@@ -131,7 +131,15 @@ type UsageQuery struct {
 // UsageRecord is one replica's holding of accelerators: closed (To set)
 // when it ended, open while it runs (metered up to now).
 type UsageRecord struct {
-	ID                 string     `json:"id"`
+	ID string `json:"id"`
+	// Job, Tenant, Queue and Kind say whose holding it was; they are set
+	// in the listing of GET /v1/usage/records (a job's own usage names
+	// its job and tenant once, above its records). Kind is the job's
+	// kind (training, fine-tuning, batch, service).
+	Job                string     `json:"job,omitempty"`
+	Tenant             string     `json:"tenant,omitempty"`
+	Queue              string     `json:"queue,omitempty"`
+	Kind               string     `json:"kind,omitempty"`
 	Attempt            int        `json:"attempt"`
 	Gang               int        `json:"gang"`
 	Replica            int        `json:"replica"`
@@ -145,6 +153,11 @@ type UsageRecord struct {
 	To                 *time.Time `json:"to,omitempty"`
 	End                string     `json:"end,omitempty"`
 	AcceleratorMilliMs int64      `json:"acceleratorMilliMs"`
+	// IntensityGPerKWh is the grid carbon intensity the scheduler's
+	// decision used for this holding (the forecast over its planned run),
+	// absent without a forecast; the job's co2Kg is metered on the site's
+	// measured intensity.
+	IntensityGPerKWh float64 `json:"intensityGPerKWh,omitempty"`
 }
 
 // JobUsage is the answer to GET /v1/usage/jobs/{id}: what the ledger

@@ -26,7 +26,7 @@ queues, nodes, and tokens (their IDs, roles and nodes; never their secrets).`}
 	del.AddCommand(newDeleteCmd("tenant"), newDeleteCmd("queue"))
 	revoke := &cobra.Command{Use: "revoke", Short: "Revoke a token"}
 	revoke.AddCommand(newRevokeTokenCmd())
-	c.AddCommand(create, update, del, revoke, newDrainCmd(true), newDrainCmd(false), newBackupCmd())
+	c.AddCommand(create, update, del, revoke, newDrainCmd(true), newDrainCmd(false), newBackupCmd(), newCapCmd())
 	return c
 }
 

@@ -36,7 +36,15 @@ func newDescribeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return f.emit(cmd.OutOrStdout(), j, func(tw *tabwriter.Writer) { describeJob(tw, j, time.Now()) })
+			// What the meter says of it, when the token may read it (an
+			// older server, or none, leaves it out).
+			ju, uerr := cl.JobUsage(cmd.Context(), args[1])
+			return f.emit(cmd.OutOrStdout(), j, func(tw *tabwriter.Writer) {
+				describeJob(tw, j, time.Now())
+				if uerr == nil {
+					describeEnergy(tw, ju)
+				}
+			})
 		},
 	}
 	f = addClientFlags(c)
@@ -146,4 +154,29 @@ func replicaCounts(reps []api.Replica, total int) string {
 		}
 	}
 	return out
+}
+
+// describeEnergy shows a job's metered energy and CO2 and, for each
+// holding the scheduler planned on a carbon forecast, the intensity its
+// decision used.
+func describeEnergy(tw *tabwriter.Writer, ju api.JobUsage) {
+	if len(ju.Records) == 0 {
+		return
+	}
+	fmt.Fprintf(tw, "Energy:\t%.3f kWh at the meter, %.3f kg CO2 (metered so far)\n", ju.EnergyKWh, ju.CO2Kg)
+	planned := false
+	for _, r := range ju.Records {
+		planned = planned || r.IntensityGPerKWh > 0
+	}
+	if !planned {
+		return
+	}
+	fmt.Fprintf(tw, "  ATTEMPT\tGANG/REPLICA\tSITE\tFROM\tTO\tPLANNED gCO2/kWh\n")
+	for _, r := range ju.Records {
+		to := "running"
+		if r.To != nil {
+			to = r.To.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "  %d\t%d/%d\t%s\t%s\t%s\t%.1f\n", r.Attempt, r.Gang, r.Replica, dash(r.Site), r.From.UTC().Format(time.RFC3339), to, r.IntensityGPerKWh)
+	}
 }

@@ -18,17 +18,18 @@ func newGetCmd() *cobra.Command {
 	var limit int
 	var f *clientFlags
 	c := &cobra.Command{
-		Use:   "get jobs|services|nodes|queues|tenants|tokens",
-		Short: "List jobs, services, nodes, queues, tenants or tokens",
+		Use:   "get jobs|services|nodes|sites|queues|tenants|tokens",
+		Short: "List jobs, services, nodes, sites, queues, tenants or tokens",
 		Long: `Get lists objects the token may see: a tenant's token sees its own jobs,
 queues and tenant, and the nodes without what other tenants hold on them;
 an admin's sees all, and the tokens (their IDs, never their secrets).`,
 		Example: `  gpufleet get jobs
   gpufleet get jobs --state pending -o json
   gpufleet get jobs --limit 50            # the first 50; the last line says how to go on
-  gpufleet get nodes`,
+  gpufleet get nodes
+  gpufleet get sites                      # power caps, draw and carbon intensity`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"jobs", "services", "nodes", "queues", "tenants", "tokens"},
+		ValidArgs: []string{"jobs", "services", "nodes", "sites", "queues", "tenants", "tokens"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := f.client()
 			if err != nil {
@@ -91,6 +92,8 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d\t%s\t%s\n", n.Name, n.State, dash(n.Accel), alloc, n.Count, n.Address, age(n.LastHeartbeat, now))
 					}
 				})
+			case "site":
+				return getSites(f, cl, cmd)
 			case "queue":
 				qs, err := cl.Queues(ctx)
 				if err != nil {
@@ -129,7 +132,7 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 					}
 				})
 			}
-			return fmt.Errorf("get %q: want jobs, services, nodes, queues, tenants or tokens", args[0])
+			return fmt.Errorf("get %q: want jobs, services, nodes, sites, queues, tenants or tokens", args[0])
 		},
 	}
 	c.Flags().StringVar(&state, "state", "", "only jobs in `STATE` (pending, running, preempting, cancelling, succeeded, failed, cancelled)")
@@ -143,8 +146,15 @@ an admin's sees all, and the tokens (their IDs, never their secrets).`,
 // jobState is the job's state, or unschedulable for a pending job the fleet
 // as it is could never hold (it waits for the fleet to grow).
 func jobState(j api.Job) string {
-	if j.State == "pending" && j.Explanation != nil && j.Explanation.State == "unschedulable" {
-		return "unschedulable"
+	if j.State == "pending" && j.Explanation != nil {
+		switch {
+		case j.Explanation.State == "unschedulable":
+			return "unschedulable"
+		case j.Explanation.Code == "deferred":
+			// Waiting for a cleaner window (or suspended between runs) on
+			// capacity held for it: not waiting for room.
+			return "deferred"
+		}
 	}
 	return j.State
 }

@@ -33,6 +33,7 @@ type planOpts struct {
 	cycle                           int64
 	reportDir                       string
 	asJSON, quiet                   bool
+	usage                           usageSourceOpts
 }
 
 const planLong = `plan forecasts demand for accelerators and makes a buy plan: when each
@@ -44,7 +45,12 @@ and space. docs/PLANNING.md describes the rules and a worked example.
 jobs' work counts in the step it arrived in), a native trace (.jsonl; its
 jobs' durations times their accelerators), or a series file: one series a
 line, its id tenant/kind/accelerator (* for any type) and then its
-accelerator-hours per step, whose step --step gives. The history is
+accelerator-hours per step, whose step --step gives. --history server
+reads the live server's metered usage (GET /v1/usage/records, --from to
+--to, 12 weeks to now by default; --server and --token as for the other
+commands), and --history usage:FILE the same records saved by "gpufleet
+usage --records -o jsonl": each replica's holding counts in the steps
+(--step, 1h by default) it held its accelerators. The history is
 summed into weeks; each series is forecast --horizon weeks ahead by
 --method with its 80% interval, whose upper bound is demand's 90th
 percentile (p90); the catalog's commitments add to both.
@@ -84,7 +90,7 @@ func newPlanCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.history, "history", "", "demand history `SOURCE`: a jobs.csv of sim run --report, a native trace (.jsonl) or a series file")
+	f.StringVar(&o.history, "history", "", "demand history `SOURCE`: a jobs.csv of sim run --report, a native trace (.jsonl), a series file, server (the live server's metered usage) or usage:FILE (usage --records -o jsonl)")
 	f.StringVar(&o.fleetFile, "fleet", "", "the fleet today, a fleet `FILE` (default: the built-in fleet)")
 	f.StringVar(&o.catalogFile, "catalog", "", "what can be bought and where, a catalog `FILE`")
 	f.StringVar(&o.horizon, "horizon", "52w", "weeks to plan, such as 52w")
@@ -101,6 +107,7 @@ func newPlanCmd() *cobra.Command {
 	f.StringVar(&o.reportDir, "report", "", "write plan.json, plan.txt and index.html into `DIR`")
 	f.BoolVar(&o.asJSON, "json", false, "print the whole plan as JSON")
 	f.BoolVar(&o.quiet, "quiet", false, "print no notes on standard error")
+	addUsageSourceFlags(c, &o.usage)
 	return c
 }
 
@@ -117,7 +124,7 @@ func planCapacity(cmd *cobra.Command, o planOpts) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	switch {
 	case o.history == "":
-		return fmt.Errorf("--history: give the demand history (a jobs.csv of sim run --report, a native trace or a series file)")
+		return fmt.Errorf("--history: give the demand history (a jobs.csv of sim run --report, a native trace, a series file, server or usage:FILE)")
 	case o.catalogFile == "":
 		return fmt.Errorf("--catalog: give the catalog of what can be bought (see examples/plan/catalog.yaml)")
 	case o.warmup < 0:
@@ -164,7 +171,16 @@ func planCapacity(cmd *cobra.Command, o planOpts) error {
 	if err := cat.Check(f); err != nil {
 		return fmt.Errorf("%s: %w", o.catalogFile, err)
 	}
-	hist, source, err := planHistory(o.history, o.step, stderr, o.quiet)
+	if err := checkUsageFlags(cmd, o.history); err != nil {
+		return err
+	}
+	var hist plan.History
+	var source string
+	if isUsageSource(o.history) {
+		hist, source, err = usageHistory(cmd.Context(), o.history, o.usage, o.step, time.Now())
+	} else {
+		hist, source, err = planHistory(o.history, o.step, stderr, o.quiet)
+	}
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type serverFlags struct {
 	historyInterval                  time.Duration
 	debug                            bool
 	acct                             *accountingFlags
+	energy                           *energyFlags
 	gatewayListen                    string
 	startTimeout                     time.Duration
 }
@@ -54,6 +55,7 @@ func addServerFlags(c *cobra.Command, defaultData string) *serverFlags {
 	c.Flags().DurationVar(&f.historyInterval, "history-interval", 15*time.Second, "how often the fleet and the queues are sampled for the dashboard's charts (the latest 960 samples are kept)")
 	c.Flags().BoolVar(&f.debug, "debug", false, "log at debug level")
 	f.acct = addAccountingFlags(c)
+	f.energy = addEnergyFlags(c)
 	c.Flags().StringVar(&f.gatewayListen, "gateway-listen", "", "also serve the services' gateway (/serve/...) alone on `ADDR`, without the API's timeouts; it is on the API's listener in any case")
 	c.Flags().DurationVar(&f.startTimeout, "replica-start-timeout", server.DefaultReplicaStartTimeout, "how long a service replica may take to become ready when its spec names no startTimeout")
 	return f
@@ -119,9 +121,17 @@ On the first start in a new data directory it creates an admin token, prints
 it once (or writes it to --admin-token-file) and keeps only its hash, and
 creates the queue tree of --queues (default: none; add tenants with
 gpufleet admin create tenant). After a crash or kill -9 it rebuilds its
-state from the store: every acknowledged job is still there.`,
-		Example: `  gpufleet server --data /var/lib/gpufleet --listen 0.0.0.0:7070 --admin-token-file /root/admin-token`,
-		Args:    cobra.NoArgs,
+state from the store: every acknowledged job is still there.
+
+With --fleet, the fleet file's sites give the scheduling core its power caps
+(work that would take a site over its cap waits as power-capped), PUE and
+carbon forecast (a constant, or a carbonSeries file), and the meter its PUE
+and carbon intensity; --carbon-aware turns on the carbon rule, which defers
+jobs with a deadline to the cleanest window before it, and the carbon
+placement stage. gpufleet admin cap changes a cap at run time.`,
+		Example: `  gpufleet server --data /var/lib/gpufleet --listen 0.0.0.0:7070 --admin-token-file /root/admin-token
+  gpufleet server --fleet fleet.yaml --carbon-aware`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			var queues []quota.Spec
 			if queuesFile != "" {
@@ -135,6 +145,9 @@ state from the store: every acknowledged job is still there.`,
 			}
 			cfg := sf.config(cmd.ErrOrStderr(), queues)
 			if err := sf.acct.apply(&cfg); err != nil {
+				return err
+			}
+			if err := sf.energy.apply(&cfg, sf.acct.prices); err != nil {
 				return err
 			}
 			st, where, err := sf.store.open(cmd.Context(), sf.data)
@@ -194,6 +207,7 @@ state from the store: every acknowledged job is still there.`,
 	c.Flags().StringVar(&tokenFile, "admin-token-file", "", "write the first admin token to `FILE` (mode 0600) instead of printing it")
 	c.Flags().StringVar(&queuesFile, "queues", "", "queue tree `FILE` to create in a new data directory")
 	sf.store.add(c)
+	c.Flags().StringVar(&sf.energy.fleetFile, "fleet", "", "fleet `FILE` whose sites give power caps, PUE and carbon intensity (a constant or a carbonSeries forecast file); its nodes name the zones the meter knows, agents still register the nodes")
 	return c
 }
 

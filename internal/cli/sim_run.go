@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/gpufleet/gpufleet/internal/energy"
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/quota"
 	"github.com/gpufleet/gpufleet/internal/report"
@@ -257,7 +258,7 @@ func simRun(cmd *cobra.Command, o simRunOpts) error {
 		cfg.Sched = recordedSched(cmd, *wl.recorded, cfg.Sched)
 	}
 	// A power cap in the fleet file is a constraint of every run.
-	cfg.Sched.Sites = simPowerSites(sites)
+	cfg.Sched.Sites = energy.PowerSites(sites)
 	var bar *progressbar.ProgressBar
 	if !o.quiet && simIsTerminal(stderr) && total > 0 {
 		bar = progressbar.NewOptions64(total,

@@ -2,13 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"maps"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gpufleet/gpufleet/internal/carbon"
+	"github.com/gpufleet/gpufleet/internal/energy"
 	"github.com/gpufleet/gpufleet/internal/fleet"
 	"github.com/gpufleet/gpufleet/internal/ledger"
 	"github.com/gpufleet/gpufleet/internal/quota"
@@ -22,7 +20,7 @@ import (
 // sites for metering.
 type simEnergy struct {
 	caps     []sched.Site
-	forecast *carbon.Forecast
+	forecast *energy.Forecast
 	ledger   ledger.Config
 	// origin is the virtual clock's zero on the series' clock.
 	origin int64
@@ -38,95 +36,37 @@ func simSiteLevel(f *fleet.Fleet) int {
 	return 0
 }
 
-// simPowerSites lists the fleet file's sites for the core, by domain path:
-// their power caps, and PUE (which weighs carbon-aware site choices).
-func simPowerSites(sites spec.Sites) []sched.Site {
-	var out []sched.Site
-	for _, path := range slices.Sorted(maps.Keys(sites)) {
-		s := sites.For(strings.Split(path, "/"))
-		if s.PowerCapKW > 0 || s.PUE > 0 {
-			out = append(out, sched.Site{Domain: path, PowerCapKW: s.PowerCapKW, ITCap: s.ITCap, PUE: s.PUE})
+// simCarbonSites reads the carbon intensity of every site (the domains at
+// the core's site level) from the fleet file's sites (energy.ReadCarbon).
+// A forecast error adds seeded Gaussian noise of that share of each
+// series' mean to what the core plans on; the meter reads the series
+// itself.
+func simCarbonSites(fleetFile string, f *fleet.Fleet, sites spec.Sites, forecastErr float64, seed uint64, start string) (*simEnergy, error) {
+	lvl := simSiteLevel(f)
+	var paths []string
+	domainOf := map[string]int{}
+	for d := 1; d < len(f.Domains); d++ {
+		if f.Domains[d].Level == lvl {
+			p := f.DomainPath(d)
+			paths = append(paths, p)
+			domainOf[p] = d
 		}
 	}
-	return out
-}
-
-// simCarbonSites reads the carbon intensity of every site (the domains at
-// the core's site level) from the fleet file's sites: a series file
-// (relative to the fleet file) or a constant. A forecast error adds seeded
-// Gaussian noise of that share of each series' mean to what the core
-// plans on; the meter reads the series itself.
-func simCarbonSites(fleetFile string, f *fleet.Fleet, sites spec.Sites, forecastErr float64, seed uint64, start string) (*simEnergy, error) {
-	e := &simEnergy{caps: simPowerSites(sites), ledger: ledger.Config{Catalog: f.Catalog, Sites: map[string]ledger.Site{}, DefaultSite: &ledger.Site{PUE: sim.DefaultPUE}}}
-	fc, err := carbon.NewForecast(1800)
+	o := energy.Options{Dir: filepath.Dir(fleetFile), Read: func(p string) ([]byte, error) { return readFile(p, maxSeriesBytes) }}
+	if forecastErr > 0 {
+		o.Noise = func(site string, s carbon.Series) carbon.Series {
+			return s.WithNoise(forecastErr*s.Mean(0, 0), seed*131+uint64(domainOf[site]))
+		}
+	}
+	c, err := energy.ReadCarbon(sites, paths, o)
 	if err != nil {
 		return nil, err
 	}
-	e.forecast = fc
-	lvl := simSiteLevel(f)
-	dir := filepath.Dir(fleetFile)
-	type loaded struct {
-		fc *carbon.Series
-		lg *ledger.Series
-	}
-	files := map[string]loaded{}
-	latest := int64(0)
-	known := false
-	for d := 1; d < len(f.Domains); d++ {
-		if f.Domains[d].Level != lvl {
-			continue
-		}
-		path := f.DomainPath(d)
-		s := sites.For(strings.Split(path, "/"))
-		pue := s.PUE
-		if pue == 0 {
-			pue = sim.DefaultPUE
-		}
-		ls := ledger.Site{PUE: pue, CarbonGPerKWh: s.CarbonGPerKWh}
-		switch {
-		case s.CarbonSeries != "":
-			file := s.CarbonSeries
-			if !filepath.IsAbs(file) {
-				file = filepath.Join(dir, file)
-			}
-			ld, ok := files[file]
-			if !ok {
-				data, err := readFile(file, maxSeriesBytes)
-				if err != nil {
-					return nil, fmt.Errorf("site %s: carbonSeries: %w", path, err)
-				}
-				fs, err := carbon.ReadSeries(data, file, 1800)
-				if err != nil {
-					return nil, err
-				}
-				lg, err := ledger.ParseCarbonCSV(file, data)
-				if err != nil {
-					return nil, err
-				}
-				ld = loaded{&fs, lg}
-				files[file] = ld
-				latest = max(latest, fs.Start)
-			}
-			ls.Carbon = ld.lg
-			plan := *ld.fc
-			if forecastErr > 0 {
-				plan = plan.WithNoise(forecastErr*plan.Mean(0, 0), seed*131+uint64(d))
-			}
-			if err := fc.Set(path, plan); err != nil {
-				return nil, err
-			}
-			e.series, known = true, true
-		case s.CarbonGPerKWh > 0:
-			if err := fc.Set(path, carbon.Constant(s.CarbonGPerKWh, 1800)); err != nil {
-				return nil, err
-			}
-			known = true
-		}
-		e.ledger.Sites[path] = ls
-	}
-	if !known {
+	if !c.Known {
 		return nil, fmt.Errorf("--carbon-aware: the fleet's sites give no carbon intensity (give carbon or carbonSeries in its sites)")
 	}
+	e := &simEnergy{caps: energy.PowerSites(sites), forecast: c.Forecast, series: c.Series,
+		ledger: ledger.Config{Catalog: f.Catalog, Sites: c.Ledger, DefaultSite: &ledger.Site{PUE: sim.DefaultPUE}}}
 	switch {
 	case start != "":
 		t, err := time.Parse(time.DateOnly, start)
@@ -138,7 +78,7 @@ func simCarbonSites(fleetFile string, f *fleet.Fleet, sites spec.Sites, forecast
 		e.origin = t.Unix()
 	case e.series:
 		// The first midnight every series covers.
-		e.origin = (latest + 86399) / 86400 * 86400
+		e.origin = (c.Latest + 86399) / 86400 * 86400
 	}
 	return e, nil
 }
@@ -187,7 +127,7 @@ func simRunCarbonAware(cfg sim.Config, o simRunOpts, f *fleet.Fleet, sites spec.
 	aware := cfg
 	aware.Sched.Forecast = e.forecast
 	aware.Sched.Admission = []string{"carbon"}
-	aware.Sched.Placement = carbonFirst(cfg.Sched.Placement)
+	aware.Sched.Placement = energy.CarbonFirst(cfg.Sched.Placement)
 	res, err := sim.RunMetered(aware, e.ledger, f, qs, &offsetSource{src: src, by: e.origin})
 	if err != nil {
 		return nil, err
@@ -218,29 +158,4 @@ func sign(x float64) float64 {
 		return -1
 	}
 	return 1
-}
-
-// carbonFirst puts the carbon stage first among a chain's scorers (after
-// the filters and the candidate order), so that the cleanest site wins
-// and the other scorers break its ties.
-func carbonFirst(chain []string) []string {
-	if len(chain) == 0 {
-		chain = sched.DefaultPlacement
-	}
-	if slices.Contains(chain, "carbon") {
-		return chain
-	}
-	var out []string
-	put := false
-	for _, s := range chain {
-		isFilterOrOrder := slices.Contains([]string{"ready", "accelerator", "resources", "reservation", "bestfit", "spread"}, s)
-		if !put && !isFilterOrOrder {
-			out, put = append(out, "carbon"), true
-		}
-		out = append(out, s)
-	}
-	if !put {
-		out = append(out, "carbon")
-	}
-	return out
 }

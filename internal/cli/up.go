@@ -81,6 +81,10 @@ its load, unless --demo-service=false.`,
 			if err := sf.acct.apply(&cfg); err != nil {
 				return err
 			}
+			sf.energy.fleetFile = fleetFile
+			if err := sf.energy.apply(&cfg, sf.acct.prices); err != nil {
+				return err
+			}
 			s, err := server.Open(cfg)
 			if err != nil {
 				return err
@@ -169,7 +173,7 @@ its load, unless --demo-service=false.`,
 	}
 	sf = addServerFlags(c, "./.gpufleet")
 	c.Flags().BoolVar(&demo, "demo-service", true, "deploy the demo inference service (gpufleet demo-replica, from zero to 4 replicas on its load)")
-	c.Flags().StringVar(&fleetFile, "fleet", "", fmt.Sprintf("fleet `FILE` to run, one in-process agent per node (at most %d nodes; default: eight 8-GPU servers)", maxLocalNodes))
+	c.Flags().StringVar(&fleetFile, "fleet", "", fmt.Sprintf("fleet `FILE` to run, one in-process agent per node (at most %d nodes; default: eight 8-GPU servers); its sites give power caps, PUE and carbon intensity", maxLocalNodes))
 	return c
 }
 

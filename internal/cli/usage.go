@@ -42,6 +42,7 @@ func parseWhen(flag, s string) (time.Time, error) {
 
 func newUsageCmd() *cobra.Command {
 	var tenant, by, from, to, period, job string
+	var records bool
 	var f *clientFlags
 	c := &cobra.Command{
 		Use:   "usage",
@@ -63,14 +64,29 @@ every row, idle committed capacity to its committer and the rest to
 --job ID shows what was metered for one job and the holdings (replicas'
 devices from when they were bound until they ended) it was metered from.
 
+--records lists the holdings themselves, every tenant's for an admin (its
+job, tenant, queue, kind, accelerator type, devices, from and to; --from
+and --to also take RFC 3339 times); -o jsonl writes them as the file that
+"gpufleet plan --history usage:FILE" reads.
+
 -o json prints an object with rows (each with tenant, queue, tier, type,
 site, acceleratorHours, energyKWh, co2Kg and cost) and total; -o csv the
 rows and the total as CSV.`,
 		Example: `  gpufleet usage
   gpufleet usage --by tenant,tier --from 2026-12-01 --to 2026-12-31
-  gpufleet usage --tenant acme --period day -o csv > acme-december.csv`,
+  gpufleet usage --tenant acme --period day -o csv > acme-december.csv
+  gpufleet usage --records --from 2026-09-01 -o jsonl > usage.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.output == "jsonl" && !records {
+				return fmt.Errorf("--output jsonl: goes with --records")
+			}
+			if records {
+				if job != "" || period != "" || cmd.Flags().Changed("by") {
+					return fmt.Errorf("--records: lists every holding; it takes --tenant, --from and --to, not --job, --by or --period")
+				}
+				return usageRecords(cmd, f, tenant, from, to)
+			}
 			if job != "" {
 				cl, err := f.client()
 				if err != nil {
@@ -126,14 +142,15 @@ rows and the total as CSV.`,
 		},
 	}
 	f = addClientFlags(c)
-	f.formats = []string{"csv"}
-	c.Flags().Lookup("output").Usage = "output `FORMAT`: table, json, csv or yaml"
+	f.formats = []string{"csv", "jsonl"}
+	c.Flags().Lookup("output").Usage = "output `FORMAT`: table, json, csv, yaml or (with --records) jsonl"
 	c.Flags().StringVar(&tenant, "tenant", "", "one tenant's usage (a tenant's token: its own)")
 	c.Flags().StringVar(&by, "by", "tenant,queue,tier,type,site", "group rows by these `DIMS`, comma-separated: tenant, queue, tier, type, site")
 	c.Flags().StringVar(&from, "from", "", "first `DATE` reported, YYYY-MM-DD UTC (default: the first of this month)")
 	c.Flags().StringVar(&to, "to", "", "last `DATE` reported, YYYY-MM-DD UTC, inclusive (default: today)")
 	c.Flags().StringVar(&period, "period", "", "rows per day or month (default: one set of rows for the range)")
 	c.Flags().StringVar(&job, "job", "", "one job's usage, with its holdings")
+	c.Flags().BoolVar(&records, "records", false, "list the metered holdings themselves (-o jsonl: the file plan --history usage:FILE reads)")
 	return c
 }
 

@@ -1,16 +1,12 @@
 package ledger
 
 import (
-	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
-	"strconv"
-	"strings"
-	"time"
+
+	"github.com/gpufleet/gpufleet/internal/carbon"
 )
 
 // Series is a grid's carbon intensity over time: a step function, each
@@ -115,98 +111,41 @@ func (s *Series) steps(a, b int64, f func(a, b, mg int64)) {
 	}
 }
 
-// carbonTimeLayouts are the time formats a carbon CSV may use; times with
-// no zone are UTC.
-var carbonTimeLayouts = []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", time.RFC3339}
-
-// ParseCarbonCSV reads a carbon intensity series from CSV text: a header
-// row, then one row per step with a time and an intensity in gCO2e/kWh,
-// times strictly increasing, such as
+// ParseCarbonCSV reads a carbon intensity series from CSV text in the
+// layout carbon.ParseCSV reads (the one reader of the format), such as
 //
 //	Time,Carbon Intensity
 //	2020-01-01 00:00:00,187.2
 //	2020-01-01 00:30:00,181.9
 //
-// Times are "YYYY-MM-DD hh:mm[:ss]" in UTC or RFC 3339. Errors name the
-// file, line and column.
+// Errors name the file, line and column.
 func ParseCarbonCSV(name string, data []byte) (*Series, error) {
-	r := csv.NewReader(bytes.NewReader(data))
-	r.FieldsPerRecord = -1
-	r.ReuseRecord = true
-	fail := func(line, col int, format string, args ...any) error {
-		return fmt.Errorf("%s:%d:%d: %s", name, line, col, fmt.Sprintf(format, args...))
-	}
-	header, err := r.Read()
-	if err == io.EOF {
-		return nil, fmt.Errorf("%s: is empty; want a header row (Time,Carbon Intensity) and one row per step", name)
-	}
+	rd, err := carbon.ParseCSV(data, name)
 	if err != nil {
-		return nil, csvError(name, err)
+		return nil, err
 	}
-	if len(header) != 2 {
-		return nil, fail(1, 1, "header has %d columns, want 2: a time and an intensity in gCO2e/kWh (Time,Carbon Intensity)", len(header))
+	s, err := CarbonSeriesOf(rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if _, err := strconv.ParseFloat(strings.TrimSpace(header[1]), 64); err == nil {
-		return nil, fail(1, 1, "the first row is data; want a header row (Time,Carbon Intensity) first")
+	return s, nil
+}
+
+// CarbonSeriesOf is the series of a file's readings, each holding until
+// the next.
+func CarbonSeriesOf(rd carbon.Readings) (*Series, error) {
+	if len(rd.Times) == 0 {
+		return nil, errors.New("no readings")
 	}
-	var points []Point
-	layout := 0 // the layout the rows before used, tried first
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
+	points := make([]Point, len(rd.Times))
+	for i, t := range rd.Times {
+		if g := rd.Values[i]; g < 0 || g > MaxCarbonGPerKWh {
+			return nil, fmt.Errorf("reading %d: intensity %v: want 0..%d gCO2e/kWh", i+1, g, MaxCarbonGPerKWh)
 		}
-		if err != nil {
-			return nil, csvError(name, err)
-		}
-		line, col := r.FieldPos(0)
-		if len(rec) != 2 {
-			return nil, fail(line, col, "%d columns, want 2 (time, intensity)", len(rec))
-		}
-		at, ok := parseCarbonTime(strings.TrimSpace(rec[0]), &layout)
-		if !ok {
-			return nil, fail(line, col, "time %q: want YYYY-MM-DD hh:mm:ss (UTC) or RFC 3339", rec[0])
-		}
-		vl, vc := r.FieldPos(1)
-		g, err := strconv.ParseFloat(strings.TrimSpace(rec[1]), 64)
-		if err != nil || math.IsInf(g, 0) || math.IsNaN(g) {
-			return nil, fail(vl, vc, "intensity %q: want a number of gCO2e/kWh", rec[1])
-		}
-		if g < 0 || g > MaxCarbonGPerKWh {
-			return nil, fail(vl, vc, "intensity %v: want 0..%d gCO2e/kWh", g, MaxCarbonGPerKWh)
-		}
-		if n := len(points); n > 0 && at <= points[n-1].AtMs {
-			return nil, fail(line, col, "time %s is not after the row before (%s); want rows in increasing time", FormatTime(at), FormatTime(points[n-1].AtMs))
-		}
-		if len(points) > 0 && at-points[0].AtMs > maxSeriesSpanMs {
-			return nil, fail(line, col, "the series spans more than 50 years")
-		}
-		points = append(points, Point{AtMs: at, GPerKWh: g})
+		points[i] = Point{AtMs: t * 1000, GPerKWh: rd.Values[i]}
 	}
-	if len(points) == 0 {
-		return nil, fmt.Errorf("%s: has a header and no rows; want one row per step", name)
+	if span := points[len(points)-1].AtMs - points[0].AtMs; span > maxSeriesSpanMs {
+		return nil, errors.New("the series spans more than 50 years")
 	}
 	return NewSeries(points)
-}
-
-func parseCarbonTime(s string, layout *int) (int64, bool) {
-	for k := range carbonTimeLayouts {
-		i := (*layout + k) % len(carbonTimeLayouts)
-		if t, err := time.Parse(carbonTimeLayouts[i], s); err == nil {
-			if y := t.Year(); y < 1970 || y > 2199 {
-				return 0, false
-			}
-			*layout = i
-			return t.UnixMilli(), true
-		}
-	}
-	return 0, false
-}
-
-func csvError(name string, err error) error {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s:%d:%d: %v", name, pe.Line, pe.Column, pe.Err)
-	}
-	return fmt.Errorf("%s: %w", name, err)
 }

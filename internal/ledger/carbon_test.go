@@ -40,18 +40,18 @@ func TestParseCarbonCSV(t *testing.T) {
 func TestParseCarbonCSVErrors(t *testing.T) {
 	const good = "Time,Carbon Intensity\n2020-01-01 00:00:00,180\n2020-01-01 00:30:00,190.5\n"
 	tests := map[string]struct{ src, want string }{
-		"empty":       {"", "c.csv: is empty; want a header row (Time,Carbon Intensity) and one row per step"},
-		"no rows":     {"Time,Carbon Intensity\n", "c.csv: has a header and no rows; want one row per step"},
-		"no header":   {"2020-01-01 00:00:00,180\n", "c.csv:1:1: the first row is data; want a header row (Time,Carbon Intensity) first"},
-		"columns":     {strings.Replace(good, ",190.5", ",190.5,x", 1), "c.csv:3:1: 3 columns, want 2 (time, intensity)"},
-		"bad time":    {strings.Replace(good, "2020-01-01 00:30:00", "01/01/2020 00:30", 1), `c.csv:3:1: time "01/01/2020 00:30": want YYYY-MM-DD hh:mm:ss (UTC) or RFC 3339`},
-		"bad value":   {strings.Replace(good, "190.5", "lots", 1), `c.csv:3:21: intensity "lots": want a number of gCO2e/kWh`},
-		"negative":    {strings.Replace(good, "190.5", "-1", 1), `c.csv:3:21: intensity -1: want 0..5000 gCO2e/kWh`},
-		"nan":         {strings.Replace(good, "190.5", "NaN", 1), `c.csv:3:21: intensity "NaN": want a number of gCO2e/kWh`},
-		"order":       {good + "2020-01-01 00:15:00,170\n", "c.csv:4:1: time 2020-01-01T00:15:00Z is not after the row before (2020-01-01T00:30:00Z); want rows in increasing time"},
-		"duplicate":   {good + "2020-01-01 00:30:00,170\n", "c.csv:4:1: time 2020-01-01T00:30:00Z is not after the row before (2020-01-01T00:30:00Z); want rows in increasing time"},
+		"empty":       {"", `c.csv:1: empty file: want a header such as Time,Carbon Intensity and then one reading a line`},
+		"no rows":     {"Time,Carbon Intensity\n", `c.csv:2: no readings: want one time and intensity a line after the header`},
+		"no header":   {"2020-01-01 00:00:00,180\n", `c.csv:1:1: header: first column "2020-01-01 00:00:00": want the time, named one of time, timestamp, datetime, date`},
+		"columns":     {strings.Replace(good, ",190.5", ",190.5,x", 1), `c.csv:3: 3 fields: want 2, a time and an intensity`},
+		"bad time":    {strings.Replace(good, "2020-01-01 00:30:00", "01/01/2020 00:30", 1), `c.csv:3:1: time: "01/01/2020 00:30": want a time such as 2020-01-01 00:30:00, 2020-01-01 00:30 or 2020-01-01T00:30:00Z`},
+		"bad value":   {strings.Replace(good, "190.5", "lots", 1), `c.csv:3:21: intensity: "lots": want a number in 0..5000 gCO2/kWh`},
+		"negative":    {strings.Replace(good, "190.5", "-1", 1), `c.csv:3:21: intensity: -1: want a number in 0..5000 gCO2/kWh`},
+		"nan":         {strings.Replace(good, "190.5", "NaN", 1), `c.csv:3:21: intensity: NaN: want a number in 0..5000 gCO2/kWh`},
+		"order":       {good + "2020-01-01 00:15:00,170\n", `c.csv:4:1: time: 2020-01-01 00:15:00 is not after 2020-01-01 00:30:00 on line 3: readings must be in time order, each time once`},
+		"duplicate":   {good + "2020-01-01 00:30:00,170\n", `c.csv:4:1: time: 2020-01-01 00:30:00 is not after 2020-01-01 00:30:00 on line 3: readings must be in time order, each time once`},
 		"quote":       {good + "\"2020-01-01 01:00:00,170\n", `c.csv:4:26: extraneous or missing " in quoted-field`},
-		"header cols": {"Time\n2020-01-01 00:00:00\n", "c.csv:1:1: header has 1 columns, want 2: a time and an intensity in gCO2e/kWh (Time,Carbon Intensity)"},
+		"header cols": {"Time\n2020-01-01 00:00:00\n", `c.csv:1: header: 1 columns: want 2, a time and an intensity (such as Time,Carbon Intensity)`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/gpufleet/gpufleet/internal/ledger"
@@ -63,4 +64,85 @@ func FromUsage(us []ledger.Usage, nowMs int64) []JobDemand {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Arrival < out[j].Arrival })
 	return out
+}
+
+// MeteredHistory sums metered usage records into series of the
+// accelerator-hours held in each step of stepSec seconds from fromMs, per
+// tenant x kind x accelerator type: usage as it was consumed, each
+// record's time split over the steps it covered, rather than each job's
+// work in the step it arrived in (the trace and jobs sources). The
+// history has the whole steps of [fromMs, toMs); time outside them, and
+// open records past toMs, are left out. Each series' shape is that of its
+// jobs (FromUsage) within the window. Records without a type (CPU-only)
+// are left out, as in FromUsage.
+func MeteredHistory(us []ledger.Usage, stepSec, fromMs, toMs int64) (History, error) {
+	if stepSec <= 0 || WeekSec%stepSec != 0 {
+		return History{}, fmt.Errorf("step %ds: want a whole number of seconds that divides a week", stepSec)
+	}
+	stepMs := stepSec * 1000
+	n := (toMs - fromMs) / stepMs
+	if n < 1 {
+		return History{}, fmt.Errorf("the window %s to %s is shorter than one step of %ds", ledger.FormatTime(fromMs), ledger.FormatTime(toMs), stepSec)
+	}
+	end := fromMs + n*stepMs
+	clipped := make([]ledger.Usage, 0, len(us))
+	for _, u := range us {
+		if u.Type == "" || u.Devices <= 0 {
+			continue
+		}
+		if u.Open() || u.ToMs > end {
+			u.ToMs, u.End = end, "finished"
+		}
+		u.FromMs = max(u.FromMs, fromMs)
+		if u.ToMs > u.FromMs {
+			clipped = append(clipped, u)
+		}
+	}
+	values := map[Key][]float64{}
+	for _, u := range clipped {
+		k := Key{Tenant: u.Tenant, Kind: u.Kind, Accel: u.Type}
+		v := values[k]
+		if v == nil {
+			v = make([]float64, n)
+			values[k] = v
+		}
+		milli := u.Milli
+		if milli <= 0 {
+			milli = 1000
+		}
+		accels := float64(u.Devices) * float64(milli) / 1000
+		for i := (u.FromMs - fromMs) / stepMs; i < n; i++ {
+			lo, hi := max(u.FromMs, fromMs+i*stepMs), min(u.ToMs, fromMs+(i+1)*stepMs)
+			if hi <= lo {
+				break
+			}
+			v[i] += accels * float64(hi-lo) / 3_600_000
+		}
+	}
+	shapes := map[Key]*aggSeries{}
+	for _, j := range FromUsage(clipped, end) {
+		s := shapes[j.Key]
+		if s == nil {
+			s = &aggSeries{}
+			shapes[j.Key] = s
+		}
+		s.accels, s.hours = append(s.accels, j.Accels), append(s.hours, j.Hours)
+		s.jobs++
+	}
+	keys := make([]Key, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
+	h := History{StepSec: stepSec}
+	for _, k := range keys {
+		sr := Series{Key: k, Values: values[k]}
+		// A job whose records name several types or kinds is one job of
+		// its first record's series; the others have its time, no shape.
+		if s := shapes[k]; s != nil {
+			sr.Jobs, sr.Shape = s.jobs, Shape{Accels: median(s.accels), Hours: median(s.hours)}
+		}
+		h.Series = append(h.Series, sr)
+	}
+	return h, nil
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -40,5 +41,44 @@ func TestFromUsage(t *testing.T) {
 	hist := a.History()
 	if len(hist.Series) != 2 || math.Abs(hist.Series[0].Values[0]-32) > 1e-9 || math.Abs(hist.Series[1].Values[2]-0.5) > 1e-9 {
 		t.Errorf("history %+v", hist)
+	}
+}
+
+// Metered usage as a history: each record's accelerator-hours in the
+// hours it held them, clipped to the window; an open record up to its end.
+func TestMeteredHistory(t *testing.T) {
+	const h = 3_600_000
+	us := []ledger.Usage{
+		// 8 h100 from 9:30 to 11:00: 4 in the window's first hour (9-10)
+		// before 9:30 is outside it, since the window starts at 10.
+		{ID: "1", Job: "train", Tenant: "acme", Kind: "training", Type: "h100", Devices: 8, Milli: 1000, FromMs: 9*h + h/2, ToMs: 11 * h, End: "finished"},
+		// A quarter of an l40s from 10:30, still open: the window ends at 13.
+		{ID: "2", Job: "infer", Tenant: "globex", Kind: "service", Type: "l40s", Devices: 1, Milli: 250, FromMs: 10*h + h/2},
+		// Outside the window, and CPU only: left out.
+		{ID: "3", Job: "old", Tenant: "acme", Kind: "batch", Type: "h100", Devices: 1, Milli: 1000, FromMs: 1 * h, ToMs: 2 * h, End: "finished"},
+		{ID: "4", Job: "etl", Tenant: "acme", Kind: "batch", FromMs: 10 * h, ToMs: 11 * h},
+	}
+	// To 13:20: the last partial hour is left out.
+	got, err := MeteredHistory(us, 3600, 10*h, 13*h+h/3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := History{StepSec: 3600, Series: []Series{
+		{Key: Key{"acme", "training", "h100"}, Values: []float64{8, 0, 0}, Jobs: 1, Shape: Shape{Accels: 8, Hours: 1}},
+		{Key: Key{"globex", "service", "l40s"}, Values: []float64{0.125, 0.25, 0.25}, Jobs: 1, Shape: Shape{Accels: 0.25, Hours: 2.5}},
+	}}
+	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(0, 1e-12)); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	for name, c := range map[string]struct {
+		step, from, to int64
+		want           string
+	}{
+		"step":   {step: 5 * 3600, from: 0, to: 100 * h, want: "step 18000s: want a whole number of seconds that divides a week"},
+		"window": {step: 3600, from: 10 * h, to: 10*h + h/2, want: "shorter than one step of 3600s"},
+	} {
+		if _, err := MeteredHistory(us, c.step, c.from, c.to); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want %q", name, err, c.want)
+		}
 	}
 }

@@ -276,6 +276,9 @@ func (c *Core) capPower(e SitePowerCapped) error {
 	if e.KW < 0 || math.IsNaN(e.KW) || math.IsInf(e.KW, 0) {
 		return fmt.Errorf("site %s: power cap %v kW, want a number of kW (0 lifts the cap)", e.Site, e.KW)
 	}
+	if e.PUE != 0 && !(e.PUE >= 1 && e.PUE <= 5) {
+		return fmt.Errorf("site %s: pue %v, want 1..5", e.Site, e.PUE)
+	}
 	d, ok := c.domainByPath(e.Site)
 	if !ok {
 		return fmt.Errorf("site %q: no such domain in the fleet", e.Site)
@@ -284,7 +287,11 @@ func (c *Core) capPower(e SitePowerCapped) error {
 		c.power = newPowerBook(c.fleet.Catalog)
 		c.idx.power = c.power
 	}
+	_, known := c.power.byDom[d]
 	s := c.power.addSite(c, d, c.fleet.DomainPath(d))
+	if !known {
+		s.pue = e.PUE
+	}
 	s.capKW = e.KW
 	c.shed(s)
 	return nil
@@ -420,6 +427,8 @@ type SitePower struct {
 	// the cap is of IT power), counting held capacity; CapKW 0 is no cap.
 	DrawKW, CapKW float64
 	ITCap         bool
+	// PUE is the site's (0: 1).
+	PUE float64
 }
 
 // Power lists the capped sites with their draw, in the order they were
@@ -430,7 +439,7 @@ func (c *Core) Power() []SitePower {
 	}
 	out := make([]SitePower, 0, len(c.power.sites))
 	for _, s := range c.power.sites {
-		out = append(out, SitePower{Site: s.path, DrawKW: s.kw(c.fleet.Catalog), CapKW: s.capKW, ITCap: s.itCap})
+		out = append(out, SitePower{Site: s.path, DrawKW: s.kw(c.fleet.Catalog), CapKW: s.capKW, ITCap: s.itCap, PUE: s.pue})
 	}
 	return out
 }

@@ -70,7 +70,7 @@ var commandKeys = map[string][]string{
 	"submit":      {"id", "queue", "prio", "notice", "ckpt", "est", "max", "tier", "preemptible", "topo", "required", "replicas", "min", "gpus", "milli", "cpu", "mem", "accel", "wait", "deadline", "notbefore", "interruptible"},
 	"sites":       {},
 	"forecast":    {"step"},
-	"cap":         {"site", "kw"},
+	"cap":         {"site", "kw", "pue"},
 	"power":       {},
 	"schedule":    {"now"},
 	"restore":     {"id", "queue", "gpus", "milli", "cpu", "mem", "accel", "binds", "start"},
@@ -310,7 +310,8 @@ func (s *scenario) command(d *datadriven.TestData) (string, error) {
 		return "", nil
 	case "cap":
 		kw, _ := strconv.ParseFloat(a["kw"], 64)
-		return s.show(s.core.Apply(sched.SitePowerCapped{Site: a["site"], KW: kw}))
+		pue, _ := strconv.ParseFloat(a["pue"], 64)
+		return s.show(s.core.Apply(sched.SitePowerCapped{Site: a["site"], KW: kw, PUE: pue}))
 	case "power":
 		var b strings.Builder
 		for _, p := range s.core.Power() {

@@ -271,10 +271,12 @@ type TimeAdvanced struct{ Now int64 }
 // one of facility or IT power comes from the site's Config entry
 // (facility when it has none). When the site draws more than its new cap,
 // running work there is stopped in priority order, with notice, until it
-// is within it (see power.go).
+// is within it (see power.go). PUE is the PUE of a site neither Config nor
+// an earlier event named (0: 1); a site the core knows keeps its own.
 type SitePowerCapped struct {
 	Site string
 	KW   float64
+	PUE  float64
 }
 
 func (JobSubmitted) isEvent()    {}

@@ -222,7 +222,7 @@ func storeRecord(u *sched.Usage) store.UsageRecord {
 	job, _ := metering.JobOf(u.Job)
 	r := store.UsageRecord{ID: metering.RecordID(u), Job: job, Tenant: u.Tenant, Queue: u.Queue, Kind: u.Kind.String(),
 		Attempt: u.Attempt, Gang: u.Gang, Replica: u.Replica, Type: u.Type, Tier: u.Tier, Site: u.Site, Node: u.Node,
-		Devices: u.Devices, Milli: u.Milli, FromMs: u.From * 1000, ToMs: u.To * 1000, End: u.End.String()}
+		Devices: u.Devices, Milli: u.Milli, FromMs: u.From * 1000, ToMs: u.To * 1000, End: u.End.String(), Intensity: u.Intensity}
 	if job != string(u.Job) {
 		r.Unit = string(u.Job)
 	}

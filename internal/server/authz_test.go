@@ -105,8 +105,12 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 		}},
 		"GET /v1/usage":                       {status: 200, check: notMine},
 		"GET /v1/usage/jobs/{id}":             {status: 404, check: asIfAbsent("GET /v1/usage/jobs/{id}", "train-999", "")},
+		"GET /v1/usage/records":               {status: 200, check: notMine},
 		"GET /v1/credits":                     {status: 200, check: notMine},
 		"POST /v1/credits":                    {body: `{"tenant":"globex","amount":5}`, status: 403},
+		"GET /v1/sites":                       {status: 200, check: notMine},
+		"PUT /v1/sites/{site}/cap":            {body: `{"kw":1}`, status: 403},
+		"DELETE /v1/sites/{site}/cap":         {status: 403},
 		"GET /v1/budgets":                     {status: 200, check: notMine},
 		"PUT /v1/budgets/{name}":              {body: `{"monthly":5}`, status: 403},
 		"GET /v1/commitments":                 {status: 200, check: notMine},
@@ -137,6 +141,8 @@ func TestAnotherTenantCannotSeeOrTouch(t *testing.T) {
 				path = strings.ReplaceAll(path, "{name}", name)
 			}
 		}
+		// {site} is a zone with nodes (the nodes' default path).
+		path = strings.ReplaceAll(path, "{site}", "default%2Fdefault")
 		if strings.HasPrefix(path, "/v1/services/") {
 			// {id} is the other tenant's service.
 			path = strings.ReplaceAll(path, "{id}", svc.ID)

@@ -98,7 +98,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/export", admin, s.export},
 		{"POST", "/v1/agent/register", nodes, s.register},
 		{"POST", "/v1/agent/heartbeat", nodes, s.heartbeat},
-	}, s.accountingRoutes()...)
+	}, append(s.accountingRoutes(), s.siteRoutes()...)...)
 }
 
 // MetricsPath is where the Prometheus metrics are served.

@@ -37,6 +37,8 @@ type loop struct {
 	acct *accounts
 	// svc is the live services' autoscalers and gateway routes.
 	svc serviceLoop
+	// siteCaps are the power caps administrators set, by site (sites.go).
+	siteCaps map[string]store.SiteCap
 
 	dirtyJobs  map[string]*store.Job
 	dirtyNodes map[string]*node
@@ -71,6 +73,8 @@ type loop struct {
 	cycleEnd  time.Time
 	cycleTook time.Duration
 	owed      bool
+	// lastReload paces the forecast's reloads (sites.go).
+	lastReload time.Time
 }
 
 type node struct {
@@ -261,6 +265,7 @@ func (l *loop) tick(now time.Time) {
 	l.lastTick = now
 	l.checkNodes(now)
 	l.autoscale(now)
+	l.reloadForecast(now)
 	l.updateGauges()
 	if l.s.cfg.Retain > 0 && (l.pruneBacklog || now.Sub(l.lastPrune) >= pruneEvery) {
 		l.lastPrune = now
@@ -408,6 +413,9 @@ func restore(s *Server) (*loop, error) {
 	if l.acct, err = openAccounts(s); err != nil {
 		return nil, err
 	}
+	if err := l.loadSiteCaps(); err != nil {
+		return nil, fmt.Errorf("restore site caps: %w", err)
+	}
 	s.queues.Store(newQueueIndex(specs))
 	nodes, err := s.db.Nodes()
 	if err != nil {
@@ -455,6 +463,7 @@ func restore(s *Server) (*loop, error) {
 		l.follow(l.lc.Refused(r.job.ID, r.unit, "refused on restore: "+r.err.Error(), now.UnixMilli()), now)
 	}
 	l.restoreServices(now)
+	l.reapplySiteCaps(now)
 	// The running replicas are metered from their start, and the pauses
 	// the ledger calls for hold before the first cycle.
 	l.acct.meter(l, now)
@@ -497,7 +506,7 @@ func (l *loop) buildCore(specs []quota.Spec, jobs []*store.Job, now int64, reque
 	if err != nil {
 		return nil, nil, err
 	}
-	core, err := sched.New(l.s.cfg.Sched, f, tree)
+	core, err := sched.New(l.schedConfig(), f, tree)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scheduling core: %w", err)
 	}

@@ -26,6 +26,7 @@ type metrics struct {
 	tenantUsage  *prometheus.GaugeVec
 	nodes        *prometheus.GaugeVec
 	leader       prometheus.Gauge
+	sites        *siteMetrics
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -53,6 +54,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	reg.MustRegister(m.pending, m.admissions, m.preemptions, m.submissions, m.schedLatency, m.allocated, m.total,
 		m.tenantUsage, m.nodes, m.leader, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.sites = newSiteMetrics(reg)
 	return m
 }
 
@@ -85,6 +87,7 @@ func (l *loop) updateGauges() {
 			m.total.WithLabelValues(n.rec.Info.Accel).Add(float64(n.rec.Info.Count))
 		}
 	}
+	l.updateSiteGauges(m.sites, l.now())
 	m.tenantUsage.Reset()
 	qi := l.s.queues.Load()
 	usage, _, _ := l.held()

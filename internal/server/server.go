@@ -88,6 +88,11 @@ type Config struct {
 	// Accounting configures metering, prices and the enforcement of
 	// credits and budgets (accounting.go).
 	Accounting Accounting
+	// ForecastReload, when set, is called on the loop about once a minute
+	// to read the carbon forecast again from its files if they changed
+	// (it changes the forecast the core holds in place, on the loop's
+	// goroutine); it says whether anything changed.
+	ForecastReload func() (bool, error)
 	// ReplicaStartTimeout is how long a service replica may take to become
 	// ready when its spec names no start timeout (default 30m; see
 	// DefaultReplicaStartTimeout).

@@ -25,6 +25,7 @@ func (s *Server) accountingRoutes() []route {
 	return []route{
 		{"GET", "/v1/usage", users, s.usageReport},
 		{"GET", "/v1/usage/jobs/{id}", users, s.jobUsage},
+		{"GET", "/v1/usage/records", users, s.usageRecords},
 		{"GET", "/v1/credits", users, s.listCredits},
 		{"POST", "/v1/credits", admin, s.grantCredits},
 		{"GET", "/v1/budgets", users, s.listBudgets},
@@ -380,7 +381,8 @@ func withStored(ju *api.JobUsage, stored []store.UsageRecord) {
 // usageView is a record as the API shows it, held up to toMs.
 func usageView(rec store.UsageRecord, open bool, toMs int64) api.UsageRecord {
 	v := api.UsageRecord{ID: rec.ID, Attempt: rec.Attempt, Gang: rec.Gang, Replica: rec.Replica, Node: rec.Node, Type: rec.Type,
-		Tier: tierName(rec.Tier), Site: rec.Site, Devices: rec.Devices, Milli: rec.Milli, From: time.UnixMilli(rec.FromMs).UTC()}
+		Tier: tierName(rec.Tier), Site: rec.Site, Devices: rec.Devices, Milli: rec.Milli, From: time.UnixMilli(rec.FromMs).UTC(),
+		IntensityGPerKWh: rec.Intensity}
 	if !open {
 		t := time.UnixMilli(rec.ToMs).UTC()
 		v.To, v.End = &t, rec.End

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -327,6 +328,16 @@ func TestDashboard(t *testing.T) {
 	b.open("#/queues", "queues")
 	b.until("both tenants", `document.getElementById('view').innerText.includes('globex-batch') && document.getElementById('view').innerText.includes('acme-train')`)
 	b.shot("13-admin-queues")
+	// The sites view: the zone's cap an administrator set, its draw.
+	if _, err := p.admin.SetSiteCap(context.Background(), "eu/eu-1", "50"); err != nil {
+		t.Fatal(err)
+	}
+	b.open("#/sites", "sites")
+	b.until("the zone's cap and draw", `document.querySelector('[data-row="eu/eu-1"]') !== null && document.querySelector('[data-row="eu/eu-1"]').innerText.includes('50.0 (admin)')`)
+	if bad := b.unlabelled(); len(bad) > 0 {
+		t.Errorf("sites: controls without a name: %v", bad)
+	}
+	b.shot("13b-admin-sites")
 	b.open("#/jobs", "jobs")
 	b.until("every tenant's jobs", `document.querySelector('[data-row="`+secret.ID+`"]') !== null && document.querySelector('[data-row="`+waiter.ID+`"]') !== null`)
 	b.shot("14-admin-jobs")

@@ -281,6 +281,19 @@ type Usage struct {
 	FromMs  int64  `json:"fromMs"`
 	ToMs    int64  `json:"toMs"`
 	End     string `json:"end"`
+	// Intensity is the grid carbon intensity (gCO2/kWh) the scheduling
+	// core planned the holding on, when it had a forecast (0: none); the
+	// meter reads the site's measured series.
+	Intensity float64 `json:"intensity,omitempty"`
+}
+
+// SiteCap is a site's power cap as an administrator set it: KW 0 lifts
+// the site's cap until it is set again.
+type SiteCap struct {
+	V     int     `json:"v"`
+	Site  string  `json:"site"`
+	KW    float64 `json:"kw"`
+	SetMs int64   `json:"setMs"`
 }
 
 // Grant is a credit grant.
