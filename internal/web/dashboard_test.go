@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gpufleet/gpufleet/internal/api"
 )
 
 const secretJob = `name: globex-secret
@@ -286,11 +288,19 @@ func TestDashboard(t *testing.T) {
 
 	// Usage: the tenant's own rows (the blocker and the watched job ran),
 	// its standing and grants, nothing of another tenant's.
+	// acme is postpaid until it is granted credits: then its credits left
+	// are drawn over the month.
 	b.open("#/usage", "usage")
 	b.until("acme's usage", `document.getElementById('view').innerText.includes('acme-train') && document.getElementById('view').innerText.includes('Standing now')`)
-	if txt := b.text("#view"); !strings.Contains(txt, "postpaid") || !strings.Contains(txt, "Total:") {
+	if txt := b.text("#view"); !strings.Contains(txt, "postpaid") || !strings.Contains(txt, "Total:") || !strings.Contains(txt, "No prepaid tenant") {
 		t.Errorf("usage view:\n%s\nwant acme's rows, its total and its standing (postpaid)", txt)
 	}
+	if _, err := p.admin.Grant(context.Background(), api.CreateGrant{Tenant: "acme", Amount: "500"}); err != nil {
+		t.Fatal(err)
+	}
+	b.open("#/fleet", "fleet")
+	b.open("#/usage", "usage")
+	b.until("acme's credit burn-down", `[...document.querySelectorAll('#view figure.chart')].some((f) => f.innerText.includes('Credits left over the month') && f.querySelector('path'))`)
 	isolated("usage")
 	b.shot("11b-tenant-usage")
 

@@ -45,6 +45,49 @@ function costChart(daily) {
   });
 }
 
+// burnChart draws each prepaid tenant's credits left over the month: at
+// the end of each day, today's balance plus what was spent after that day
+// (read back from the day's costs), from the month's start or from the
+// latest grant's start this month, whichever is later (before a grant
+// started, usage was not paid from it). An expiry during the month is not
+// redrawn: the line reads what the credits now left paid for.
+function burnChart(daily, credits) {
+  const cost = new Map();
+  for (const r of daily.rows) {
+    if (r.kind !== 'used' || !r.period) continue;
+    if (!cost.has(r.tenant)) cost.set(r.tenant, new Map());
+    const days = cost.get(r.tenant);
+    days.set(r.period, (days.get(r.period) || 0) + Number(r.cost));
+  }
+  const from = Date.parse(daily.from);
+  const to = Math.min(Date.parse(daily.to), Date.now());
+  const prepaid = credits.balances.filter((b) => !b.queue && !b.postpaid).map((b) => b.tenant).sort().slice(0, 8);
+  const series = prepaid.map((t, i) => {
+    const left = Number(credits.balances.find((b) => !b.queue && b.tenant === t).credits);
+    const starts = credits.grants.filter((g) => g.tenant === t && !g.queue).map((g) => Date.parse(g.start));
+    const begin = Math.max(from, ...starts.filter((x) => x <= to));
+    const days = cost.get(t) || new Map();
+    const ends = [];
+    for (let d = from; d < to; d += 86_400_000) ends.push(Math.min(d + 86_400_000, to));
+    // Walking back from now: at the end of day k, the balance now plus
+    // what the days after k spent; at the line's start, plus the spending
+    // of every day that ended after it.
+    const points = [];
+    let after = 0;
+    for (let k = ends.length - 1; k >= 0 && ends[k] > begin; k--) {
+      points.unshift([ends[k], left + after]);
+      after += days.get(utcDay(ends[k] - 1)) || 0;
+    }
+    points.unshift([begin, left + after]);
+    return { name: `${t} (${credits.currency})`, color: i, points };
+  });
+  return lineChart({
+    title: `Credits left over the month (${credits.currency})`, series,
+    yFormat: (v) => (v >= 100 ? num(Math.round(v)) : v.toFixed(2)), xFormat: (t) => new Date(t).toISOString().slice(5, 10),
+    empty: 'No prepaid tenant: usage is billed after the fact.',
+  });
+}
+
 export default {
   async render(ctx) {
     const body = h('div');
@@ -111,7 +154,7 @@ export default {
       replace(body,
         section('Usage this month', h('div', { class: 'scroll' }, rows), total),
         section('Cost over the month', costChart(daily)),
-        section('Credits and budgets', h('div', { class: 'scroll' }, balances), h('div', { class: 'scroll' }, grants),
+        section('Credits and budgets', h('div', { class: 'scroll' }, balances), burnChart(daily, credits), h('div', { class: 'scroll' }, grants),
           events.length === 0 ? h('p', { class: 'hint' }, 'No threshold reached yet (events at 50%, 80% and 100% of each grant and budget).')
             : h('ul', { class: 'events' }, events.map((e) => h('li', time(e.time), ' ', e.message)))));
     };
