@@ -276,6 +276,8 @@ func charts(res *sim.Result) ([]chart, error) {
 		{"wait", "Wait-time distribution", waitChart},
 		{"tenants", "Tenant share against entitlement", tenantChart},
 		{"credits", "Credit burn-down", burnDownChart},
+		{"carbon-sites", "Carbon by site", carbonSiteChart},
+		{"carbon-tenants", "Carbon by tenant", carbonTenantChart},
 	} {
 		p, err := c.f(res)
 		if err != nil {

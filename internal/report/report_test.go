@@ -107,3 +107,32 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+// A metered run's report charts its carbon per site and per tenant, day by
+// day; an unmetered one has no such chart (TestWriteDir counts its five).
+func TestCarbonCharts(t *testing.T) {
+	res := smallRun(t)
+	res.Summary.Carbon = &sim.CarbonSummary{Daily: []sim.CarbonDay{
+		{Day: "2020-01-01", ByTenant: map[string]float64{"acme": 12.5}, BySite: map[string]float64{"gb": 10, "gb12": 2.5}},
+		{Day: "2020-01-02", ByTenant: map[string]float64{"acme": 7, "globex": 1}, BySite: map[string]float64{"gb": 8}},
+	}}
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := WriteDir(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, IndexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(b)
+	for _, id := range []string{"carbon-sites", "carbon-tenants"} {
+		if !strings.Contains(html, `<figure id="`+id+`">`) {
+			t.Errorf("%s: no %s chart", IndexFile, id)
+		}
+	}
+	for _, name := range []string{"gb12", "globex"} {
+		if !strings.Contains(html, ">"+name+"<") {
+			t.Errorf("%s: %s is not in a chart's legend", IndexFile, name)
+		}
+	}
+}
