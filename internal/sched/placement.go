@@ -238,8 +238,10 @@ func (c *Core) pickOne(t *try, r *place.Request, ti, d int) (place.Choice, bool)
 		if b, k := c.boardFor(t, r, ti, d); b != nil {
 			return c.pick(b, k, r)
 		}
-		if rk, ok := c.pipe.only.(place.Ranked); ok && !c.cfg.NoScoreboards && c.plainCandidates(t, d) && (ti != anyType || len(t.anyOK) <= 64) && ti < 64 {
-			return c.pickRanked(t, rk, r, ti, d)
+		if rk, ok := c.pipe.only.(place.Ranked); ok && !c.cfg.NoScoreboards && c.plainCandidates(t, d) {
+			if k, ok := keyFor(t, r, ti); ok {
+				return c.pickRanked(rk, r, k)
+			}
 		}
 	}
 	switch {

@@ -59,14 +59,57 @@ type boardKey struct {
 	typesMask uint64
 }
 
+// tracked is what a board knows of the nodes it last looked at: the change
+// log's end then and each node's version.
+type tracked struct {
+	seen   uint64
+	ver    []uint64
+	primed bool
+}
+
+// catchUp calls visit for every node that changed since t last caught up
+// (every node the first time, or when t is further behind than the log
+// reaches), after noting the node's version.
+func (c *Core) catchUp(t *tracked, visit func(n int)) {
+	nodes := len(c.idx.nodes)
+	if len(t.ver) < nodes {
+		t.ver = append(t.ver, make([]uint64, nodes-len(t.ver))...)
+	}
+	one := func(n int) {
+		t.ver[n] = c.idx.ver[n]
+		visit(n)
+	}
+	log := c.idx.changed
+	if !t.primed || t.seen < log.base {
+		for n := range nodes {
+			if !t.primed || t.ver[n] != c.idx.ver[n] {
+				one(n)
+			}
+		}
+		t.primed = true
+	} else {
+		for _, n := range log.nodes[t.seen-log.base:] {
+			if t.ver[n] != c.idx.ver[n] {
+				one(int(n))
+			}
+		}
+	}
+	t.seen = log.end()
+}
+
+// trackChanges starts the index's change log, which boards catch up from.
+func (c *Core) trackChanges() {
+	if c.idx.changed == nil {
+		c.idx.changed = &changeLog{}
+	}
+}
+
 // scoreboard is the ranking of every node for one boardKey.
 type scoreboard struct {
-	seen   uint64   // the change log's end when the board last caught up
-	ver    []uint64 // each node's version when scored
-	score  []float64
-	tree   []int32 // tournament: tree[1] the winner, leaves at size+node
-	size   int
-	primed bool
+	tracked
+	score []float64
+	tree  []int32 // tournament: tree[1] the winner, leaves at size+node
+	size  int
 	// byState holds the best score per node state number of the epoch
 	// (see stateOf).
 	byState map[uint32]float64
@@ -79,13 +122,33 @@ func (c *Core) boardFor(t *try, r *place.Request, ti, d int) (*scoreboard, board
 	if c.pipe.local == nil || !c.plainCandidates(t, d) {
 		return nil, boardKey{}
 	}
+	k, ok := keyFor(t, r, ti)
+	if !ok {
+		return nil, boardKey{}
+	}
+	if c.boards == nil {
+		c.boards = map[boardKey]*scoreboard{}
+		c.trackChanges()
+	}
+	b := c.boards[k]
+	if b == nil {
+		b = &scoreboard{}
+		c.boards[k] = b
+	}
+	return b, k
+}
+
+// keyFor is the board key of request r on attempt t's eligible nodes (ti:
+// one type, anyType: the attempt's types, below 0: every node); false when
+// a type's index does not fit the key's mask.
+func keyFor(t *try, r *place.Request, ti int) (boardKey, bool) {
 	k := boardKey{devices: r.Devices, milli: r.Milli, cpu: r.CPUMilli, mem: r.MemoryMiB, accel: strings.Join(r.Accel, "|")}
 	switch {
 	case ti == anyType:
 		for ty, ok := range t.anyOK {
 			if ok {
 				if ty >= 64 {
-					return nil, boardKey{}
+					return boardKey{}, false
 				}
 				k.typesMask |= 1 << ty
 			}
@@ -94,20 +157,11 @@ func (c *Core) boardFor(t *try, r *place.Request, ti, d int) (*scoreboard, board
 		k.all = true
 	default:
 		if ti >= 64 {
-			return nil, boardKey{}
+			return boardKey{}, false
 		}
 		k.typesMask = 1 << ti
 	}
-	if c.boards == nil {
-		c.boards = map[boardKey]*scoreboard{}
-		c.idx.changed = &changeLog{}
-	}
-	b := c.boards[k]
-	if b == nil {
-		b = &scoreboard{}
-		c.boards[k] = b
-	}
-	return b, k
+	return k, true
 }
 
 // plainCandidates reports whether the candidates of attempt t below domain
@@ -135,28 +189,10 @@ func (c *Core) pick(b *scoreboard, k boardKey, r *place.Request) (place.Choice, 
 	if p, ok := c.pipe.local.(place.Preparer); ok {
 		p.Prepare(r)
 	}
-	nodes := len(c.idx.nodes)
-	if b.size < nodes {
+	if nodes := len(c.idx.nodes); b.size < nodes {
 		b.grow(nodes)
 	}
-	log := c.idx.changed
-	if !b.primed || b.seen < log.base {
-		// New, or further behind than the log reaches: every node whose
-		// version moved.
-		for n := range nodes {
-			if !b.primed || b.ver[n] != c.idx.ver[n] {
-				c.rescore(b, &k, n, r)
-			}
-		}
-		b.primed = true
-	} else {
-		for _, n := range log.nodes[b.seen-log.base:] {
-			if b.ver[n] != c.idx.ver[n] {
-				c.rescore(b, &k, int(n), r)
-			}
-		}
-	}
-	b.seen = log.end()
+	c.catchUp(&b.tracked, func(n int) { c.rescore(b, &k, n, r) })
 	w := b.tree[1]
 	if w < 0 || math.IsInf(b.score[w], -1) {
 		return place.Choice{}, false
@@ -172,7 +208,6 @@ func (b *scoreboard) grow(nodes int) {
 		size *= 2
 	}
 	old := b.score
-	b.ver = append(b.ver, make([]uint64, nodes-len(b.ver))...)
 	b.score = append(b.score, make([]float64, nodes-len(b.score))...)
 	for n := len(old); n < nodes; n++ {
 		b.score[n] = math.Inf(-1)
@@ -207,7 +242,6 @@ func (b *scoreboard) winner(x, y int32) int32 {
 // rescore scores node n afresh (its best choice for r; -Inf when it is not
 // eligible or cannot take r) and replays its path of the tournament.
 func (c *Core) rescore(b *scoreboard, k *boardKey, n int, r *place.Request) {
-	b.ver[n] = c.idx.ver[n]
 	best := math.Inf(-1)
 	if nd := c.idx.nodes[n]; c.boardEligible(k, n) && place.Fits(nd, r) {
 		best = c.bestScore(b, n, r)
@@ -258,10 +292,9 @@ const maxStates = 1 << 18
 // read, but its index and schedulability (boards check those apart).
 type stateNumbers struct {
 	ids   map[nodeState]uint32
-	of    []uint32 // each node's state number, valid when at[n] is its version
-	at    []uint64
-	valid []bool
-	epoch uint64 // counts fresh starts
+	of    []uint32 // each node's state number, when at[n] is its version + 1
+	at    []uint64 // 0: not numbered in this epoch
+	epoch uint64   // counts fresh starts
 }
 
 // stateOf returns node n's state number and the numbering's epoch, or
@@ -276,14 +309,13 @@ func (c *Core) stateOf(n int) (uint32, bool) {
 		grow := n + 1 - len(s.of)
 		s.of = append(s.of, make([]uint32, grow)...)
 		s.at = append(s.at, make([]uint64, grow)...)
-		s.valid = append(s.valid, make([]bool, grow)...)
 	}
-	if s.valid[n] && s.at[n] == c.idx.ver[n] {
+	if s.at[n] == c.idx.ver[n]+1 {
 		return s.of[n], true
 	}
 	if s.ids == nil || len(s.ids) >= maxStates {
 		s.ids = make(map[nodeState]uint32)
-		clear(s.valid)
+		clear(s.at)
 		s.epoch++
 	}
 	st := nodeState{accel: nd.Accel, cpuCap: nd.CPUCap, memCap: nd.MemCap, cpuFree: nd.CPUFree,
@@ -294,7 +326,7 @@ func (c *Core) stateOf(n int) (uint32, bool) {
 		id = uint32(len(s.ids))
 		s.ids[st] = id
 	}
-	s.of[n], s.at[n], s.valid[n] = id, c.idx.ver[n], true
+	s.of[n], s.at[n] = id, c.idx.ver[n]+1
 	return id, true
 }
 
@@ -331,26 +363,13 @@ func (c *Core) bestScore(b *scoreboard, n int, r *place.Request) float64 {
 // share the best key; they are then scored as place.Select scores them. It
 // answers exactly as Select over every feasible node, at the cost of a key
 // a fitting node.
-func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) (place.Choice, bool) {
+func (c *Core) pickRanked(rk place.Ranked, r *place.Request, k boardKey) (place.Choice, bool) {
 	// The plain scan draws the decision's numbers only when some node is a
 	// candidate; the keys need them first, so a pass that finds none puts
 	// the source back as it was.
 	saved := *c.pcg
 	if p, ok := rk.(place.Preparer); ok {
 		p.Prepare(r)
-	}
-	k := boardKey{devices: r.Devices, milli: r.Milli, cpu: r.CPUMilli, mem: r.MemoryMiB, accel: strings.Join(r.Accel, "|")}
-	switch {
-	case ti == anyType:
-		for ty, ok := range t.anyOK {
-			if ok {
-				k.typesMask |= 1 << ty
-			}
-		}
-	case ti < 0:
-		k.all = true
-	default:
-		k.typesMask = 1 << ti
 	}
 	fb := c.fitBoard(k, r)
 	best, found := uint64(0), false
@@ -378,53 +397,28 @@ func (c *Core) pickRanked(t *try, rk place.Ranked, r *place.Request, ti, d int) 
 
 // fitBoard is the set of eligible nodes that fit one request shape.
 type fitBoard struct {
-	seen   uint64   // the change log's end when the board last caught up
-	ver    []uint64 // each node's version when checked
-	fit    bitset
-	primed bool
+	tracked
+	fit bitset
 }
 
 // fitBoard returns the fit board of key k, up to date.
 func (c *Core) fitBoard(k boardKey, r *place.Request) *fitBoard {
 	if c.fitBoards == nil {
 		c.fitBoards = map[boardKey]*fitBoard{}
-		if c.idx.changed == nil {
-			c.idx.changed = &changeLog{}
-		}
+		c.trackChanges()
 	}
 	fb := c.fitBoards[k]
 	if fb == nil {
 		fb = &fitBoard{}
 		c.fitBoards[k] = fb
 	}
-	nodes := len(c.idx.nodes)
-	if len(fb.ver) < nodes {
-		fb.ver = append(fb.ver, make([]uint64, nodes-len(fb.ver))...)
-		fb.fit.grow(nodes)
-	}
-	check := func(n int) {
-		fb.ver[n] = c.idx.ver[n]
+	fb.fit.grow(len(c.idx.nodes))
+	c.catchUp(&fb.tracked, func(n int) {
 		if c.boardEligible(&k, n) && place.Fits(c.idx.nodes[n], r) {
 			fb.fit.set(n)
 		} else {
 			fb.fit.clear(n)
 		}
-	}
-	log := c.idx.changed
-	if !fb.primed || fb.seen < log.base {
-		for n := range nodes {
-			if !fb.primed || fb.ver[n] != c.idx.ver[n] {
-				check(n)
-			}
-		}
-		fb.primed = true
-	} else {
-		for _, n := range log.nodes[fb.seen-log.base:] {
-			if fb.ver[n] != c.idx.ver[n] {
-				check(int(n))
-			}
-		}
-	}
-	fb.seen = log.end()
+	})
 	return fb
 }
