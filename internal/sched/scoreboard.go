@@ -267,8 +267,7 @@ func (c *Core) rescore(b *scoreboard, k *boardKey, n int, r *place.Request) {
 // took the same replicas. The core numbers the node states it meets (once
 // per change of a node, not per board), and each board keeps the best
 // score per state number, so rescoring a node whose state the board scored
-// before on another node is a map read (in the openb fill experiments more
-// than two thirds of the rescorings). When the numbering reaches
+// before on another node is a map read. When the numbering reaches
 // maxStates it starts afresh and every board forgets its states, so a
 // long-running core holds no more than that.
 type nodeState struct {
@@ -285,8 +284,9 @@ type nodeState struct {
 // larger nodes are scored every time.
 const memoDevices = 16
 
-// maxStates bounds the numbered states.
-const maxStates = 1 << 18
+// maxStates bounds the numbered states (a variable for the test of a
+// fresh start).
+var maxStates = 1 << 18
 
 // stateNumbers numbers node states: everything of a place.Node a scorer may
 // read, but its index and schedulability (boards check those apart).

@@ -114,3 +114,12 @@ func TestScoreboardsMatchTheScan(t *testing.T) {
 		}
 	})
 }
+
+// TestScoreboardsMatchTheScanAcrossFreshStarts runs the same property with
+// the state numbering starting afresh every few states, so that boards
+// forget what they knew in the middle of a run.
+func TestScoreboardsMatchTheScanAcrossFreshStarts(t *testing.T) {
+	defer func(n int) { maxStates = n }(maxStates)
+	maxStates = 3
+	TestScoreboardsMatchTheScan(t)
+}
