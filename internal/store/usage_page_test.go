@@ -61,8 +61,8 @@ func TestUsageAfterPagesInCommitOrder(t *testing.T) {
 }
 
 // BenchmarkUsagePage reads one page of GET /v1/usage/records from a store
-// of 50,000 records: 5,000 of them (maxUsageScan) decoded in order from
-// a cursor in the middle.
+// of 50,000 records: 5,000 of them (maxUsageScan) from a cursor in the
+// middle, which UsageAfter finds by reading and ordering all 50,000.
 func BenchmarkUsagePage(b *testing.B) {
 	db, err := Open(b.TempDir(), Options{})
 	if err != nil {
